@@ -1,0 +1,50 @@
+"""What every command-line entry point shares: one-line errors, exit codes and --debug."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+
+from ride_duration.errors import ScoringError
+
+
+class _NoTraceback(logging.Filter):
+    """Drops tracebacks from log records, so a known failure reads as one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
+def run(main: Callable[[], object], debug: bool) -> int:
+    """Call `main`; turn a known failure into one line on stderr and exit code 2."""
+    if not debug:
+        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+            for handler in logging.getLogger(name).handlers:
+                handler.addFilter(_NoTraceback())
+    try:
+        main()
+    except ScoringError as error:
+        if debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+def bounded_int(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from `low` to `high`."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse

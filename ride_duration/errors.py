@@ -1,0 +1,34 @@
+"""Errors a user can act on: each carries one line that says what is wrong and how to fix it."""
+
+
+class ScoringError(Exception):
+    """A problem with the input, the model or the configuration, not a bug.
+
+    Retrying does not help; the CLI prints the message as one line and exits with code 2.
+    """
+
+    exit_code = 2
+
+
+class InputNotFoundError(ScoringError):
+    """The month's trip file does not exist (not published yet, or a wrong location)."""
+
+
+class InputUnreadableError(ScoringError):
+    """The trip file exists but is not a readable parquet file."""
+
+
+class SchemaError(ScoringError):
+    """The trip file lacks a column the model needs, or a column has an unusable type."""
+
+
+class ModelNotFoundError(ScoringError):
+    """The model URI names no model, version, alias or artifact."""
+
+
+class TrackingServerUnreachableError(ScoringError):
+    """The MLflow tracking server did not answer after bounded retries."""
+
+
+class ConfigurationError(ScoringError):
+    """An environment variable holds a value that cannot be used."""

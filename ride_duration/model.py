@@ -1,0 +1,183 @@
+"""Finding and loading the model: MLflow URIs are resolved once to a fixed version, then loaded.
+
+Accepted URIs: `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/NAME/latest`,
+`models:/<logged model id>`, `runs:/RUN_ID/PATH`, and a direct artifact location (a local
+folder or `s3://...`) that needs no tracking server. An alias is resolved to its current
+version here, and everything downstream uses that version, even if the alias moves meanwhile.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+from ride_duration.errors import ModelNotFoundError, TrackingServerUnreachableError
+from ride_duration.storage import display_uri
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model pinned to one immutable artifact, with what MLflow knows about it."""
+
+    uri: str
+    resolved_uri: str
+    name: str | None = None
+    version: str | None = None
+    run_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What the output's `model_version` column records: "NAME/VERSION", else the run id."""
+        if self.name and self.version:
+            return f"{self.name}/{self.version}"
+        return self.run_id or display_uri(self.resolved_uri)
+
+
+def resolve_model(uri: str) -> ModelRef:
+    """Pin `uri` to an immutable model: an alias or "latest" becomes a concrete version."""
+    uri = uri.strip()
+    try:
+        if uri.startswith("models:/"):
+            return _resolve_registered(uri)
+        if uri.startswith("runs:/"):
+            return _resolve_run(uri)
+        # A direct artifact location: its MLmodel file says which run logged it.
+        local_path = _download(uri)
+        return ModelRef(uri=uri, resolved_uri=uri, run_id=_read_mlmodel(local_path).run_id)
+    except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
+        raise _as_scoring_error(error, uri) from None
+
+
+def _resolve_registered(uri: str) -> ModelRef:
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    path = uri.removeprefix("models:/").strip("/")
+    name, _, suffix = path.partition("/")
+    if "@" in name and not suffix:
+        name, alias = name.rsplit("@", 1)
+        version = client.get_model_version_by_alias(name, alias)
+    elif suffix.isdigit():
+        version = client.get_model_version(name, suffix)
+    elif suffix.lower() == "latest":
+        versions = client.search_model_versions(f"name = '{name}'")
+        if not versions:
+            raise ModelNotFoundError(f"registered model {name!r} has no versions")
+        version = max(versions, key=lambda v: int(v.version))
+    elif not suffix:
+        logged = client.get_logged_model(name)
+        return ModelRef(
+            uri=uri, resolved_uri=f"models:/{logged.model_id}", run_id=logged.source_run_id
+        )
+    else:
+        raise ModelNotFoundError(
+            f"model URI {uri!r} is not of the form models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    return ModelRef(
+        uri=uri,
+        resolved_uri=f"models:/{version.name}/{version.version}",
+        name=version.name,
+        version=str(version.version),
+        run_id=version.run_id,
+    )
+
+
+def _resolve_run(uri: str) -> ModelRef:
+    from mlflow import MlflowClient
+
+    run_id = uri.removeprefix("runs:/").split("/", 1)[0]
+    client = MlflowClient()
+    client.get_run(run_id)  # fails clearly for an unknown run
+    registered = client.search_model_versions(f"run_id = '{run_id}'")
+    if len(registered) == 1:
+        return ModelRef(
+            uri=uri,
+            resolved_uri=uri,
+            name=registered[0].name,
+            version=str(registered[0].version),
+            run_id=run_id,
+        )
+    return ModelRef(uri=uri, resolved_uri=uri, run_id=run_id)
+
+
+@functools.lru_cache(maxsize=8)
+def load_model(resolved_uri: str) -> Any:
+    """The model behind a resolved URI, loaded once per process and reused across months.
+
+    A scikit-learn model comes back as the raw estimator (a Pipeline, so scoring can take its
+    fast path); any other flavour comes back as an MLflow pyfunc model.
+    """
+    try:
+        local_path = _download(resolved_uri)
+        mlmodel = _read_mlmodel(local_path)
+        if "sklearn" in mlmodel.flavors:
+            import mlflow.sklearn
+            import sklearn
+
+            trained_with = mlmodel.flavors["sklearn"].get("sklearn_version")
+            if trained_with and trained_with != sklearn.__version__:
+                logger.warning(
+                    "model was saved with scikit-learn %s but %s is installed; "
+                    "predictions may differ",
+                    trained_with,
+                    sklearn.__version__,
+                )
+            return mlflow.sklearn.load_model(local_path)
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.load_model(local_path)
+    except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
+        raise _as_scoring_error(error, resolved_uri) from None
+
+
+def _download(uri: str) -> str:
+    import mlflow.artifacts
+
+    return mlflow.artifacts.download_artifacts(
+        artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="ride-duration-model-")
+    )
+
+
+def _read_mlmodel(local_path: str) -> Any:
+    from mlflow.models import Model
+
+    return Model.load(local_path)
+
+
+def _as_scoring_error(error: Exception, uri: str) -> Exception:
+    """Translate MLflow's errors into one actionable line; leave bugs alone."""
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(error, (ModelNotFoundError, TrackingServerUnreachableError)):
+        return error
+    text = str(error)
+    if _is_connection_failure(error):
+        import mlflow
+
+        return TrackingServerUnreachableError(
+            f"MLflow tracking server {display_uri(mlflow.get_tracking_uri())} did not answer: "
+            "start it or set MLFLOW_TRACKING_URI"
+        )
+    if isinstance(error, (MlflowException, OSError)):
+        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        return ModelNotFoundError(f"cannot find model {display_uri(uri)}: {first}")
+    return error
+
+
+def _is_connection_failure(error: BaseException) -> bool:
+    import requests
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (requests.ConnectionError, ConnectionError, requests.Timeout)):
+            return True
+        text = str(seen)
+        if "Max retries exceeded" in text or "Connection refused" in text:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

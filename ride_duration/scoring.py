@@ -1,0 +1,175 @@
+"""Predictions for prepared trips, and the month's output table.
+
+Two paths give the same predictions:
+- a scikit-learn Pipeline whose first step is a DictVectorizer takes the fast path: the sparse
+  matrix is built straight from the vectorizer's vocabulary with numpy, with no dict per trip;
+- any other model gets one feature dict per trip, as it was trained (the generic path).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import scipy.sparse as sp
+
+from ride_duration import features as f
+from ride_duration import trips as t
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("ride_id", pa.string()),
+        ("pickup_datetime", pa.timestamp("us")),
+        ("PULocationID", pa.int64()),
+        ("DOLocationID", pa.int64()),
+        ("actual_duration", pa.float64()),
+        ("predicted_duration", pa.float64()),
+        ("diff", pa.float64()),
+        ("model_version", pa.string()),
+    ]
+)
+
+
+class Predictor(Protocol):
+    """Predicts ride durations (minutes) for prepared trips."""
+
+    features: tuple[str, ...]
+
+    def predict(self, trips: pa.Table) -> np.ndarray: ...
+
+
+class RecordsPredictor:
+    """The generic path: any model with `predict(list_of_feature_dicts)`."""
+
+    def __init__(self, model: Any, features: tuple[str, ...] = f.ALL_FEATURES) -> None:
+        self.model = model
+        self.features = features
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """Predict from one feature dict per trip."""
+        predictions = self.model.predict(f.feature_records(trips, self.features))
+        return np.asarray(predictions, dtype=np.float64).reshape(-1)
+
+
+class DictVectorizerPredictor:
+    """The fast path for Pipeline(DictVectorizer, ...): sparse features without dicts.
+
+    The vectorizer's vocabulary maps "PU_DO=<pu>_<do>" and "trip_distance" to columns. Each
+    trip's (pickup, dropoff) pair is looked up in a sorted array of the known pairs; unknown
+    pairs get no column, exactly as DictVectorizer ignores unseen keys.
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        vectorizer = pipeline.steps[0][1]
+        self.rest = pipeline[1:]
+        self.n_columns = len(vectorizer.feature_names_)
+        self.dtype = vectorizer.dtype
+        vocabulary: dict[str, int] = vectorizer.vocabulary_
+        separator = vectorizer.separator
+        pairs, columns = [], []
+        prefix = f"{f.PU_DO}{separator}"
+        for name, column in vocabulary.items():
+            if name.startswith(prefix):
+                pickup, _, dropoff = name.removeprefix(prefix).partition("_")
+                try:
+                    ids = int(pickup), int(dropoff)
+                except ValueError:
+                    continue  # a key our features never produce
+                if all(f.UNKNOWN_LOCATION <= i < _MAX_ID for i in ids):
+                    pairs.append(_pair_key(*ids))
+                    columns.append(column)
+        order = np.argsort(pairs)
+        self.pair_keys = np.asarray(pairs, dtype=np.int64)[order]
+        self.pair_columns = np.asarray(columns, dtype=np.int64)[order]
+        self.distance_column = vocabulary.get(t.DISTANCE)
+        self.features = tuple(
+            feature
+            for feature, used in (
+                (f.PU_DO, bool(pairs)),
+                (t.DISTANCE, self.distance_column is not None),
+            )
+            if used
+        )
+
+    def transform(self, trips: pa.Table) -> sp.csr_matrix:
+        """The same matrix as `DictVectorizer.transform(feature_records(trips))`."""
+        n = trips.num_rows
+        entries_columns, entries_values, counts = [], [], np.zeros(n, dtype=np.int64)
+        if f.PU_DO in self.features:
+            pickup = _ids(trips[t.PICKUP_LOCATION])
+            dropoff = _ids(trips[t.DROPOFF_LOCATION])
+            keys = _pair_key(pickup, dropoff)
+            position = np.searchsorted(self.pair_keys, keys)
+            position[position == len(self.pair_keys)] = 0
+            known = self.pair_keys[position] == keys if len(self.pair_keys) else np.zeros(n, bool)
+            known &= (pickup < _MAX_ID) & (dropoff < _MAX_ID)
+            pair_column = np.where(known, self.pair_columns[position], -1)
+            entries_columns.append(pair_column)
+            entries_values.append(np.ones(n, dtype=self.dtype))
+            counts += known
+        if self.distance_column is not None:
+            distance = trips[t.DISTANCE].to_numpy()
+            entries_columns.append(np.full(n, self.distance_column, dtype=np.int64))
+            entries_values.append(distance.astype(self.dtype, copy=False))
+            counts += 1
+        if not entries_columns:
+            return sp.csr_matrix((n, self.n_columns), dtype=self.dtype)
+        columns = np.column_stack(entries_columns).ravel()
+        values = np.column_stack(entries_values).ravel()
+        present = columns >= 0
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(counts, out=indptr[1:])
+        return sp.csr_matrix((values[present], columns[present], indptr), shape=(n, self.n_columns))
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """Predict with the pipeline's remaining steps on the sparse matrix."""
+        return np.asarray(self.rest.predict(self.transform(trips)), dtype=np.float64).reshape(-1)
+
+
+def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
+    """The fastest predictor that gives the model's own predictions."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline) and isinstance(model.steps[0][1], DictVectorizer):
+        return DictVectorizerPredictor(model)
+    return RecordsPredictor(model, available)
+
+
+def output_table(
+    trips: pa.Table, ride_ids: pa.Array, predictions: np.ndarray, model_label: str
+) -> pa.Table:
+    """The rows written for scored trips, in `OUTPUT_SCHEMA`."""
+    actual = trips[f.ACTUAL_DURATION].to_numpy()
+    n = trips.num_rows
+    return pa.Table.from_arrays(
+        [
+            ride_ids,
+            trips[t.PICKUP],
+            _optional(trips, t.PICKUP_LOCATION, n),
+            _optional(trips, t.DROPOFF_LOCATION, n),
+            pa.array(actual),
+            pa.array(predictions),
+            pa.array(actual - predictions),
+            pa.repeat(pa.scalar(model_label), n).cast(pa.string()),
+        ],
+        schema=OUTPUT_SCHEMA,
+    )
+
+
+def _optional(trips: pa.Table, name: str, n: int) -> pa.Array:
+    return trips[name] if name in trips.column_names else pa.nulls(n, pa.int64())
+
+
+# Pairs are looked up as one int64: 32 bits per id (plus one for -1, the unknown location).
+_MAX_ID = 2**31 - 1
+
+
+def _pair_key(pickup: Any, dropoff: Any) -> Any:
+    return (pickup + 1) * (1 << 32) + (dropoff + 1)
+
+
+def _ids(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(column, f.UNKNOWN_LOCATION).to_numpy().astype(np.int64, copy=False)

@@ -1,0 +1,109 @@
+"""The one home of configuration: a frozen settings object read from the environment.
+
+Every default runs locally without any server; the README lists each variable.
+Nothing is read at import time: call `Settings.from_env()` where the settings are needed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from ride_duration.errors import ConfigurationError
+
+TLC_INPUT_URI_TEMPLATE = (
+    "https://d37ci6vzurychx.cloudfront.net/trip-data/"
+    "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
+)
+
+RideIdMode = Literal["deterministic", "random"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Locations and knobs of a scoring or training run."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment_name: str = "ride-duration"
+    model_name: str = "ride-duration"
+    model_alias: str = "production"
+    model_uri: str | None = None
+    run_id: str | None = None
+    input_uri_template: str = TLC_INPUT_URI_TEMPLATE
+    output_root: str = "output"
+    batch_size: int = 500_000
+    ride_id_mode: RideIdMode = "deterministic"
+    mlflow_retries: int = 2
+    mlflow_timeout_seconds: int = 10
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from environment variables, with the defaults above for unset ones."""
+        env = os.environ if environ is None else environ
+        defaults = cls()
+
+        def text(name: str, default: str | None) -> str | None:
+            value = env.get(name, "").strip()
+            return value or default
+
+        def integer(name: str, default: int, minimum: int) -> int:
+            raw = text(name, None)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+            if value < minimum:
+                raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+            return value
+
+        ride_id_mode = text("RIDE_ID_MODE", defaults.ride_id_mode)
+        if ride_id_mode not in ("deterministic", "random"):
+            raise ConfigurationError(
+                f"RIDE_ID_MODE must be 'deterministic' or 'random', got {ride_id_mode!r}"
+            )
+        return cls(
+            tracking_uri=text("MLFLOW_TRACKING_URI", defaults.tracking_uri),
+            experiment_name=text("MLFLOW_EXPERIMENT_NAME", defaults.experiment_name),
+            model_name=text("MODEL_NAME", defaults.model_name),
+            model_alias=text("MODEL_ALIAS", defaults.model_alias),
+            model_uri=text("MODEL_URI", None),
+            run_id=text("RUN_ID", None),
+            input_uri_template=text("INPUT_URI_TEMPLATE", defaults.input_uri_template),
+            output_root=text("OUTPUT_ROOT", defaults.output_root),
+            batch_size=integer("BATCH_SIZE", defaults.batch_size, minimum=1),
+            ride_id_mode=ride_id_mode,
+            mlflow_retries=integer("MLFLOW_RETRIES", defaults.mlflow_retries, minimum=0),
+            mlflow_timeout_seconds=integer(
+                "MLFLOW_TIMEOUT_SECONDS", defaults.mlflow_timeout_seconds, minimum=1
+            ),
+        )
+
+    @property
+    def default_model_uri(self) -> str:
+        """`MODEL_URI`, else the run's model when `RUN_ID` is set, else the aliased version."""
+        if self.model_uri:
+            return self.model_uri
+        if self.run_id:
+            return f"runs:/{self.run_id}/model"
+        return f"models:/{self.model_name}@{self.model_alias}"
+
+    def input_uri(self, taxi_type: str, year: int, month: int) -> str:
+        """The location of one month's trip file."""
+        return self.input_uri_template.format(taxi_type=taxi_type, year=year, month=month)
+
+    def configure_mlflow(self) -> None:
+        """Point MLflow at the tracking server and bound its HTTP retries.
+
+        MLflow retries a dead server 7 times with exponential backoff by default (minutes);
+        a scoring run should fail within seconds and let the flow's own retries decide.
+        """
+        import mlflow
+
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.mlflow_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.mlflow_timeout_seconds))
+        mlflow.set_tracking_uri(self.tracking_uri)

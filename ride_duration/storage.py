@@ -1,0 +1,150 @@
+"""Where bytes live: reading trip files and committing prediction files, locally or remotely.
+
+This is the only module that knows about URLs and fsspec. Local paths, `s3://` (set
+`AWS_ENDPOINT_URL` for an S3-compatible server) and `https://` all go through fsspec.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ride_duration.errors import InputNotFoundError, InputUnreadableError
+
+logger = logging.getLogger(__name__)
+
+# The transient failures worth a retry: network and storage I/O, never contract errors.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+def display_uri(uri: str) -> str:
+    """`uri` without credentials (user:password@ and signed query strings), safe to log."""
+    uri = re.sub(r"(?<=://)[^/@]*@", "", uri)
+    return uri.split("?", 1)[0]
+
+
+def join(root: str, *parts: str) -> str:
+    """`root` and `parts` joined with "/" (for local paths and URLs alike)."""
+    return posixpath.join(root.rstrip("/"), *parts)
+
+
+@contextmanager
+def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
+    """Open a parquet file for reading, turning "missing" and "not parquet" into clear errors."""
+    try:
+        fs, path = fsspec.core.url_to_fs(uri)
+        handle = fs.open(path, "rb")
+    except FileNotFoundError:
+        raise InputNotFoundError(
+            f"no trip file at {display_uri(uri)}: the month may not be published yet "
+            "(the TLC publishes about two months late) or INPUT_URI_TEMPLATE points elsewhere"
+        ) from None
+    with handle:
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (pa.ArrowInvalid, OSError) as error:
+            if isinstance(error, TRANSIENT_ERRORS):
+                raise
+            raise InputUnreadableError(
+                f"{display_uri(uri)} is not a readable parquet file ({_first_line(error)}): "
+                "download it again"
+            ) from None
+        yield parquet
+
+
+def iter_batches(
+    parquet: pq.ParquetFile, columns: list[str], batch_size: int, uri: str
+) -> Iterator[pa.RecordBatch]:
+    """The file's `columns`, `batch_size` rows at a time; a corrupt file is a clear error."""
+    try:
+        yield from parquet.iter_batches(batch_size=batch_size, columns=columns)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as error:
+        if isinstance(error, TRANSIENT_ERRORS):
+            raise
+        raise InputUnreadableError(
+            f"{display_uri(uri)} is truncated or corrupt ({_first_line(error)}): download it again"
+        ) from None
+
+
+def exists(uri: str) -> bool:
+    """Whether a file exists at `uri`."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.exists(path)
+
+
+class AtomicParquetWriter:
+    """Writes one parquet file that appears at its final location only when complete.
+
+    Locally the file is written beside the target under a hidden name and renamed into place
+    (readers of hive-partitioned folders skip names starting with "."). On object stores the
+    target is one upload that the store publishes only when it completes; a failure aborts it.
+    Use as a context manager: leaving it with an exception discards everything written.
+    """
+
+    def __init__(self, uri: str, schema: pa.Schema) -> None:
+        self.uri = uri
+        self.schema = schema
+        self.rows_written = 0
+        self._fs, self._path = fsspec.core.url_to_fs(uri)
+        self._local = "file" in _protocols(self._fs)
+        directory, name = posixpath.split(self._path)
+        self._fs.makedirs(directory, exist_ok=True)
+        self._staging = (
+            posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.inprogress")
+            if self._local
+            else self._path
+        )
+        self._handle = self._fs.open(self._staging, "wb")
+        self._writer = pq.ParquetWriter(self._handle, schema, compression="snappy")
+
+    def write(self, table: pa.Table) -> None:
+        """Append rows."""
+        self._writer.write_table(table)
+        self.rows_written += table.num_rows
+
+    def commit(self) -> None:
+        """Finish the file and publish it at its final location."""
+        self._writer.close()
+        self._handle.close()
+        if self._local:
+            self._fs.mv(self._staging, self._path)
+
+    def discard(self) -> None:
+        """Drop everything written; nothing appears at the final location."""
+        try:
+            self._writer.close()
+        except Exception:
+            logger.debug("closing a discarded parquet writer failed", exc_info=True)
+        if self._local:
+            self._handle.close()
+            self._fs.rm(self._staging)
+        else:
+            # fsspec's buffered files abort the multipart upload instead of completing it.
+            self._handle.discard()
+
+    def __enter__(self) -> AtomicParquetWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

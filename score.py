@@ -1,0 +1,125 @@
+"""Score one month of NYC TLC trips with the ride-duration model: `python score.py green 2021 3`.
+
+The Prefect flow `ride-duration-prediction` reads the month's trip file, gives every ride a
+UUID, predicts its duration with a model from MLflow and writes the predictions as parquet to
+`{OUTPUT_ROOT}/taxi_type=.../year=.../month=.../{model run id}.parquet`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from ride_duration import cli
+from ride_duration import month as m
+from ride_duration.settings import Settings
+from ride_duration.tasks import resolve_model_task, score_month_task
+from ride_duration.trips import TAXI_TYPES, TaxiType
+
+FIRST_YEAR, LAST_YEAR = 2009, 2100
+Year = Annotated[int, Field(ge=FIRST_YEAR, le=LAST_YEAR, description="Year of the trips")]
+Month = Annotated[int, Field(ge=1, le=12, description="Month of the trips, 1 to 12")]
+
+
+def run_name() -> str:
+    """Flow run names like "score-green-2021-03"."""
+    parameters = flow_run.parameters
+    return "score-{taxi_type}-{year:04d}-{month:02d}".format(**parameters)
+
+
+@flow(name="ride-duration-prediction", flow_run_name=run_name)
+def score(
+    taxi_type: TaxiType,
+    year: Year,
+    month: Month,
+    model_uri: str | None = None,
+    input_uri_template: str | None = None,
+    output_root: str | None = None,
+) -> dict:
+    """Predict the duration of every ride of one month and write the predictions as parquet.
+
+    Args:
+        taxi_type: Which TLC trip records to score.
+        year: Year of the trips.
+        month: Month of the trips (that month itself is scored).
+        model_uri: An MLflow model URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`,
+            `runs:/RUN_ID/model`) or an artifact location; default `MODEL_URI`, else
+            `runs:/$RUN_ID/model`, else `models:/ride-duration@production`.
+        input_uri_template: Where trip files are, with `{taxi_type}`, `{year}`, `{month}`
+            placeholders; default `INPUT_URI_TEMPLATE`, else the TLC's public files.
+        output_root: Where predictions go (a folder or `s3://bucket/prefix`); default
+            `OUTPUT_ROOT`, else `output`.
+    """
+    logger = get_run_logger()
+    settings = Settings.from_env()
+    settings.configure_mlflow()
+    template = input_uri_template or settings.input_uri_template
+    input_uri = template.format(taxi_type=taxi_type, year=year, month=month)
+
+    model = resolve_model_task(model_uri or settings.default_model_uri)
+    logger.info("model %s resolved to %s (run %s)", model.uri, model.label, model.run_id)
+    output_uri = m.output_uri(output_root or settings.output_root, taxi_type, year, month, model)
+    logger.info("scoring %s %04d-%02d from %s", taxi_type, year, month, input_uri)
+
+    result = score_month_task(
+        taxi_type,
+        year,
+        month,
+        input_uri,
+        output_uri,
+        model,
+        settings.batch_size,
+        settings.ride_id_mode,
+    )
+    dropped = ", ".join(f"{reason}={count}" for reason, count in result.rows_dropped.items())
+    logger.info(
+        "read %d rows, dropped %d (%s), scored %d with %s; wrote %s",
+        result.rows_read,
+        sum(result.rows_dropped.values()),
+        dropped,
+        result.rows_scored,
+        model.label,
+        result.output_uri,
+    )
+    create_markdown_artifact(
+        markdown=m.markdown_report(result),
+        key=f"score-{taxi_type}-{year:04d}-{month:02d}",
+        description=f"Ride-duration predictions for {result.label}",
+    )
+    return m.summary(result)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: `python score.py TAXI_TYPE YEAR MONTH [options]`."""
+    parser = argparse.ArgumentParser(
+        prog="score.py", description="Predict ride durations for one month of TLC trips."
+    )
+    parser.add_argument("taxi_type", choices=TAXI_TYPES, help="which TLC trip records")
+    parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, LAST_YEAR), help="e.g. 2021")
+    parser.add_argument("month", type=cli.bounded_int(1, 12), help="1 to 12; that month is scored")
+    parser.add_argument("--model-uri", help="MLflow model URI or artifact location")
+    parser.add_argument("--input-uri-template", help="overrides INPUT_URI_TEMPLATE")
+    parser.add_argument("--output-root", help="overrides OUTPUT_ROOT")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    return cli.run(
+        lambda: score(
+            taxi_type=args.taxi_type,
+            year=args.year,
+            month=args.month,
+            model_uri=args.model_uri,
+            input_uri_template=args.input_uri_template,
+            output_root=args.output_root,
+        ),
+        debug=args.debug,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Train the ride-duration model on one month: `python train.py green 2021 1`.
+
+Fits DictVectorizer + RandomForestRegressor (or `--estimator linear`) on the month's trips of
+1 to 60 minutes, validates on the following month, logs everything to MLflow, registers the
+pipeline as MODEL_NAME and points MODEL_ALIAS at the new version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ride_duration import cli
+from ride_duration.settings import Settings
+from ride_duration.training import train
+from ride_duration.trips import TAXI_TYPES
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: `python train.py TAXI_TYPE YEAR MONTH [--estimator linear]`."""
+    parser = argparse.ArgumentParser(
+        prog="train.py", description="Train, log and register the ride-duration model."
+    )
+    parser.add_argument("taxi_type", choices=TAXI_TYPES)
+    parser.add_argument("year", type=cli.bounded_int(2009, 2100))
+    parser.add_argument("month", type=cli.bounded_int(1, 12))
+    parser.add_argument("--estimator", choices=["random-forest", "linear"], default="random-forest")
+    parser.add_argument("--input-uri-template", help="overrides INPUT_URI_TEMPLATE")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def run() -> None:
+        settings = Settings.from_env()
+        settings.configure_mlflow()
+        trained = train(
+            taxi_type=args.taxi_type,
+            year=args.year,
+            month=args.month,
+            estimator=args.estimator,
+            input_uri_template=args.input_uri_template or settings.input_uri_template,
+            experiment_name=settings.experiment_name,
+            model_name=settings.model_name,
+            alias=settings.model_alias,
+            batch_size=settings.batch_size,
+        )
+        print(f"run_id: {trained.run_id}")
+        print(
+            f"model: models:/{trained.model_name}/{trained.model_version} (alias {trained.alias})"
+        )
+        print(f"rmse: {trained.rmse:.4f}")
+
+    return cli.run(run, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
