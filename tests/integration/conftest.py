@@ -1,0 +1,165 @@
+"""Real servers for the integration tests, started once per session on 127.0.0.1.
+
+- an S3-compatible moto server, holding trip files, predictions and MLflow's model artifacts;
+- an `mlflow server` with a sqlite backend whose artifact root is on that S3 server;
+- a Prefect API through `prefect_test_harness`, shared with the CLI subprocesses.
+Every test here is marked `integration`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import REPO
+from tests.servers import free_port, running
+from tests.tlc_fake import file_name, make_trips, write_trips
+
+TRAIN_MONTHS = [(2021, 1), (2021, 2), (2021, 3), (2021, 4)]
+INPUT_BUCKET = "tlc-trips"
+OUTPUT_BUCKET = "predictions"
+ARTIFACT_BUCKET = "mlflow-artifacts"
+TEMPLATE = "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@dataclass(frozen=True)
+class Services:
+    """Where the session's servers listen, and the environment that points a process at them."""
+
+    s3_endpoint: str
+    tracking_uri: str
+    prefect_api_url: str
+    env: dict[str, str]
+    workdir: Path
+
+    def s3(self):
+        return boto3.client("s3", endpoint_url=self.s3_endpoint)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """The model `train.py` registered in the session's MLflow server."""
+
+    run_id: str
+    version: str
+    rmse: float
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Start moto S3, mlflow server and a Prefect API; point this process and children at them."""
+    workdir = tmp_path_factory.mktemp("services")
+    s3_port, mlflow_port = free_port(), free_port()
+    s3_endpoint = f"http://127.0.0.1:{s3_port}"
+    tracking_uri = f"http://127.0.0.1:{mlflow_port}"
+    aws = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+    }
+    base_env = {**os.environ, **aws, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    bin_dir = Path(sys.executable).parent
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in aws.items():
+            patch.setenv(name, value)
+        patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        with running(
+            [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
+            env=base_env,
+            health_url=f"{s3_endpoint}/moto-api/",
+            log=workdir / "moto.log",
+        ):
+            s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+            for bucket in (INPUT_BUCKET, OUTPUT_BUCKET, ARTIFACT_BUCKET):
+                s3.create_bucket(Bucket=bucket)
+            with running(
+                [
+                    str(bin_dir / "mlflow"),
+                    "server",
+                    "--backend-store-uri",
+                    f"sqlite:///{workdir / 'mlflow.db'}",
+                    "--default-artifact-root",
+                    f"s3://{ARTIFACT_BUCKET}/",
+                    "--no-serve-artifacts",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--workers",
+                    "1",
+                ],
+                env=base_env,
+                health_url=f"{tracking_uri}/health",
+                log=workdir / "mlflow.log",
+                timeout=120,
+            ):
+                from prefect.settings import PREFECT_API_URL
+                from prefect.testing.utilities import prefect_test_harness
+
+                patch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+                with prefect_test_harness(server_startup_timeout=60):
+                    api_url = PREFECT_API_URL.value()
+                    env = {
+                        **base_env,
+                        "MLFLOW_TRACKING_URI": tracking_uri,
+                        "PREFECT_API_URL": api_url,
+                    }
+                    yield Services(s3_endpoint, tracking_uri, api_url, env, workdir)
+
+
+@pytest.fixture(scope="session")
+def input_dir(services: Services) -> Path:
+    """Generated green months on local disk, copied to s3://tlc-trips/ as well."""
+    folder = services.workdir / "trips"
+    s3 = services.s3()
+    for year, month in TRAIN_MONTHS:
+        path = write_trips(
+            folder / file_name("green", year, month), make_trips("green", year, month)
+        )
+        s3.upload_file(str(path), INPUT_BUCKET, path.name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained(services: Services, input_dir: Path) -> Trained:
+    """Run `train.py green 2021 1` against the session's MLflow server (artifacts on S3)."""
+    result = run_cli(
+        "train.py",
+        "green",
+        "2021",
+        "1",
+        env={**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)},
+        cwd=services.workdir,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(r"run_id: (\w+)", result.stdout).group(1)
+    version = re.search(r"models:/ride-duration/(\d+)", result.stdout).group(1)
+    rmse = float(re.search(r"rmse: ([\d.]+)", result.stdout).group(1))
+    return Trained(run_id=run_id, version=version, rmse=rmse)
+
+
+def run_cli(script: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run one of the project's entry points as a user would, in a fresh Python process."""
+    return subprocess.run(
+        [sys.executable, str(REPO / script), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )

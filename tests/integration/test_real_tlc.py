@@ -1,0 +1,89 @@
+"""Real TLC green months from TLC_DATA_DIR: train on 2021-01, score all twelve months.
+
+The files differ in dtypes (int32 vs int64 ids, double vs int64 codes, a null-typed column),
+carry stray pickups from other months and a block of null rows; every one must score.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from score import score
+from tests.integration.conftest import TEMPLATE, Services, run_cli
+
+pytestmark = pytest.mark.tlc
+
+MONTHS = [
+    (2021, 1),
+    (2021, 2),
+    (2021, 3),
+    (2021, 4),
+    (2021, 5),
+    (2022, 1),
+    (2022, 2),
+    (2022, 3),
+    (2023, 1),
+    (2023, 2),
+    (2023, 3),
+    (2023, 4),
+]
+MODEL = "ride-duration-tlc"  # its own name, so other tests' alias stays put
+
+
+@pytest.fixture(scope="module")
+def real_model(services: Services, tlc_data_dir: Path, tmp_path_factory) -> dict:
+    env = {
+        **services.env,
+        "INPUT_URI_TEMPLATE": str(tlc_data_dir / TEMPLATE),
+        "MODEL_NAME": MODEL,
+    }
+    result = run_cli("train.py", "green", "2021", "1", env=env, cwd=tmp_path_factory.mktemp("t"))
+    assert result.returncode == 0, result.stderr
+    return {
+        "run_id": re.search(r"run_id: (\w+)", result.stdout).group(1),
+        "rmse": float(re.search(r"rmse: ([\d.]+)", result.stdout).group(1)),
+    }
+
+
+def test_random_forest_on_january_2021_matches_the_course(real_model: dict):
+    # The course's RandomForest on green 2021-01, validated on 2021-02, reaches about 6.75.
+    assert 6.5 < real_model["rmse"] < 7.0
+
+
+@pytest.mark.parametrize(("year", "month"), MONTHS, ids=[f"{y}-{m:02d}" for y, m in MONTHS])
+def test_every_real_month_scores(
+    real_model: dict, tlc_data_dir: Path, tmp_path: Path, year: int, month: int
+):
+    summary = score(
+        taxi_type="green",
+        year=year,
+        month=month,
+        model_uri=f"models:/{MODEL}@production",
+        input_uri_template=str(tlc_data_dir / TEMPLATE),
+        output_root=str(tmp_path),
+    )
+    source = pq.read_table(
+        tlc_data_dir / f"green_tripdata_{year:04d}-{month:02d}.parquet",
+        columns=["lpep_pickup_datetime"],
+    )["lpep_pickup_datetime"]
+    in_month = pc.and_(pc.equal(pc.year(source), year), pc.equal(pc.month(source), month))
+    assert summary["rows_read"] == len(source)
+    assert summary["rows_dropped"]["pickup_outside_month"] == len(source) - pc.sum(in_month).as_py()
+    assert summary["rows_read"] == summary["rows_scored"] + sum(summary["rows_dropped"].values())
+    assert summary["rows_scored"] > 0.9 * len(source)
+
+    table = pq.read_table(summary["output"])
+    assert table.schema.field("PULocationID").type == "int64"
+    assert pc.all(pc.equal(pc.month(table["pickup_datetime"]), month)).as_py()
+    assert len(pc.unique(table["ride_id"])) == table.num_rows
+    diff = table["diff"].to_numpy()
+    assert np.sqrt(np.mean(diff**2)) < 12  # the model still predicts, months later
+    if (year, month) == (2021, 2):
+        # Scoring the validation month reproduces the validation RMSE of training exactly.
+        assert np.sqrt(np.mean(diff**2)) == pytest.approx(real_model["rmse"], abs=1e-4)

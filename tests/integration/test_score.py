@@ -1,0 +1,237 @@
+"""The train and score entry points end to end, against real MLflow, S3 and Prefect servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pyarrow.parquet as pq
+import pytest
+import s3fs
+from prefect.client.orchestration import get_client
+
+from score import score
+from tests.integration.conftest import (
+    INPUT_BUCKET,
+    OUTPUT_BUCKET,
+    TEMPLATE,
+    Services,
+    Trained,
+    run_cli,
+)
+from tests.tlc_fake import file_name, make_trips, write_trips
+
+EXPECTED_COLUMNS = [
+    "ride_id",
+    "pickup_datetime",
+    "PULocationID",
+    "DOLocationID",
+    "actual_duration",
+    "predicted_duration",
+    "diff",
+    "model_version",
+]
+
+
+def test_train_registers_the_model_and_points_the_alias(services: Services, trained: Trained):
+    mlflow.set_tracking_uri(services.tracking_uri)
+    client = mlflow.MlflowClient()
+    version = client.get_model_version_by_alias("ride-duration", "production")
+    assert (version.version, version.run_id) == (trained.version, trained.run_id)
+    run = client.get_run(trained.run_id)
+    assert run.data.metrics["rmse"] == pytest.approx(trained.rmse, abs=1e-4)
+    assert run.data.params["max_depth"] == "20"
+    assert 0 < trained.rmse < 5  # generated durations follow distance closely
+
+
+def test_score_cli_scores_the_named_month_into_its_partition(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path
+):
+    result = run_cli(
+        "score.py",
+        "green",
+        "2021",
+        "3",
+        env={
+            **services.env,
+            "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+            "OUTPUT_ROOT": str(tmp_path / "out"),
+        },
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    output = tmp_path / f"out/taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
+    assert sorted(p.name for p in output.parent.iterdir()) == [output.name]
+    table = pq.read_table(output)
+    assert table.column_names == EXPECTED_COLUMNS
+    frame = table.to_pandas()
+    assert frame["ride_id"].is_unique
+    assert set(frame["model_version"]) == {f"ride-duration/{trained.version}"}
+    assert frame["pickup_datetime"].dt.month.eq(3).all()  # March itself, not February
+    assert frame["actual_duration"].between(1, 60).all()
+    assert (
+        frame["diff"] - (frame["actual_duration"] - frame["predicted_duration"])
+    ).abs().max() == 0
+    log = result.stdout + result.stderr
+    assert "score-green-2021-03" in log
+    assert f"ride-duration/{trained.version}" in log
+    assert "Traceback" not in log
+
+
+def test_score_flow_reads_and_writes_s3_with_model_artifacts_on_s3(
+    services: Services, trained: Trained, input_dir: Path
+):
+    summary = score(
+        taxi_type="green",
+        year=2021,
+        month=4,
+        input_uri_template=f"s3://{INPUT_BUCKET}/{TEMPLATE}",
+        output_root=f"s3://{OUTPUT_BUCKET}/rides",
+    )
+    key = f"rides/taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
+    assert summary["output"] == f"s3://{OUTPUT_BUCKET}/{key}"
+    listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="rides/")
+    assert [item["Key"] for item in listed["Contents"]] == [key]
+    table = pq.read_table(f"{OUTPUT_BUCKET}/{key}", filesystem=s3fs.S3FileSystem())
+    assert table.num_rows == summary["rows_scored"] > 0
+    assert summary["rows_read"] == summary["rows_scored"] + sum(summary["rows_dropped"].values())
+    assert summary["rows_read"] == make_trips("green", 2021, 4).num_rows
+
+
+@pytest.mark.parametrize(
+    "uri_form",
+    ["runs", "version", "alias", "latest", "s3-artifacts", "local-folder"],
+)
+def test_every_model_uri_form_gives_the_same_predictions(
+    services: Services,
+    trained: Trained,
+    input_dir: Path,
+    tmp_path: Path,
+    uri_form: str,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    mlflow.set_tracking_uri(services.tracking_uri)
+    client = mlflow.MlflowClient()
+    source = client.get_model_version("ride-duration", trained.version).source
+    model_id = source.removeprefix("models:/")  # MLflow 3: the version's logged model
+    s3_location = client.get_logged_model(model_id).artifact_location
+    uri = {
+        "runs": f"runs:/{trained.run_id}/model",
+        "version": f"models:/ride-duration/{trained.version}",
+        "alias": "models:/ride-duration@production",
+        "latest": "models:/ride-duration/latest",
+        "s3-artifacts": s3_location,
+        "local-folder": None,
+    }[uri_form]
+    if uri_form == "local-folder":
+        uri = mlflow.artifacts.download_artifacts(s3_location, dst_path=str(tmp_path / "model"))
+    if uri_form in ("s3-artifacts", "local-folder"):
+        # No tracking server is involved: point MLflow at a port nobody listens on.
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    summary = score(
+        taxi_type="green",
+        year=2021,
+        month=3,
+        model_uri=uri,
+        input_uri_template=str(input_dir / TEMPLATE),
+        output_root=str(tmp_path / "out"),
+    )
+    reference = _reference_predictions(services, trained, input_dir, tmp_path)
+    predictions = pq.read_table(summary["output"].replace("file://", ""))
+    # RandomForest sums its trees across threads in no fixed order: equal to the last ulps.
+    assert predictions["predicted_duration"].to_pylist() == pytest.approx(reference, abs=1e-9)
+    assert Path(summary["output"]).name == f"{trained.run_id}.parquet"
+
+
+def _reference_predictions(services, trained, input_dir, tmp_path) -> list[float]:
+    import numpy as np
+
+    from ride_duration import features, training
+
+    mlflow.set_tracking_uri(services.tracking_uri)
+    model = mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
+    trips = training.read_trips(
+        str(input_dir / file_name("green", 2021, 3)), "green", 2021, 3, 10_000
+    ).table
+    return np.asarray(model.predict(features.feature_records(trips)), dtype=float).tolist()
+
+
+async def _artifact_markdown(key: str) -> str:
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+    return artifacts[0].data if artifacts else ""
+
+
+def test_score_publishes_a_markdown_summary_artifact(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path
+):
+    import asyncio
+
+    summary = score(
+        taxi_type="green",
+        year=2021,
+        month=2,
+        input_uri_template=str(input_dir / TEMPLATE),
+        output_root=str(tmp_path / "out"),
+    )
+    markdown = asyncio.run(_artifact_markdown("score-green-2021-02"))
+    assert f"| rows scored | {summary['rows_scored']:,} |" in markdown
+    assert f"ride-duration/{trained.version}" in markdown
+
+
+def test_an_alias_is_resolved_once_and_its_version_recorded(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path
+):
+    env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)}
+    second = run_cli(
+        "train.py",
+        "green",
+        "2021",
+        "2",
+        "--estimator",
+        "linear",
+        env={**env, "MODEL_ALIAS": "challenger"},
+        cwd=tmp_path,
+    )
+    assert second.returncode == 0, second.stderr
+    new_version = int(trained.version) + 1
+    summary = score(
+        taxi_type="green",
+        year=2021,
+        month=3,
+        model_uri="models:/ride-duration@challenger",
+        input_uri_template=str(input_dir / TEMPLATE),
+        output_root=str(tmp_path / "out"),
+    )
+    assert summary["model_version"] == f"ride-duration/{new_version}"
+    frame = pq.read_table(summary["output"]).to_pandas()
+    assert set(frame["model_version"]) == {f"ride-duration/{new_version}"}
+    assert Path(summary["output"]).name == f"{summary['model_run_id']}.parquet"
+    assert summary["model_run_id"] != trained.run_id
+
+
+@pytest.mark.parametrize(
+    ("taxi_type", "variant"),
+    [("green", "B"), ("yellow", "A"), ("fhvhv", "A")],
+)
+def test_other_layouts_score_with_the_green_model(
+    services: Services, trained: Trained, tmp_path: Path, taxi_type: str, variant: str
+):
+    write_trips(
+        tmp_path / "in" / file_name(taxi_type, 2022, 5),
+        make_trips(taxi_type, 2022, 5, 800, variant=variant),
+    )
+    summary = score(
+        taxi_type=taxi_type,
+        year=2022,
+        month=5,
+        input_uri_template=str(tmp_path / "in" / TEMPLATE),
+        output_root=str(tmp_path / "out"),
+    )
+    assert summary["rows_scored"] > 700
+    frame = pq.read_table(summary["output"]).to_pandas()
+    assert frame["PULocationID"].dtype == "int64"
