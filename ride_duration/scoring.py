@@ -66,6 +66,7 @@ class DictVectorizerPredictor:
         self.rest = pipeline[1:]
         self.n_columns = len(vectorizer.feature_names_)
         self.dtype = vectorizer.dtype
+        self.sparse = vectorizer.sparse
         vocabulary: dict[str, int] = vectorizer.vocabulary_
         separator = vectorizer.separator
         pairs, columns = [], []
@@ -124,8 +125,11 @@ class DictVectorizerPredictor:
         return sp.csr_matrix((values[present], columns[present], indptr), shape=(n, self.n_columns))
 
     def predict(self, trips: pa.Table) -> np.ndarray:
-        """Predict with the pipeline's remaining steps on the sparse matrix."""
-        return np.asarray(self.rest.predict(self.transform(trips)), dtype=np.float64).reshape(-1)
+        """Predict with the pipeline's remaining steps on the vectorised trips."""
+        matrix = self.transform(trips)
+        if not self.sparse:  # DictVectorizer(sparse=False) hands its next step a dense array
+            matrix = matrix.toarray()
+        return np.asarray(self.rest.predict(matrix), dtype=np.float64).reshape(-1)
 
 
 def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:

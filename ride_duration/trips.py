@@ -112,11 +112,16 @@ def source_columns(taxi_type: str, names: list[str], fields: list[str]) -> dict[
 
 
 def _looks_like(names: list[str], expected: str) -> str | None:
-    """The other taxi type whose layout the columns match completely, if any."""
-    for taxi_type, layout in LAYOUTS.items():
-        if taxi_type != expected and not layout.find(names)[1]:
-            return taxi_type
-    return None
+    """The other taxi type whose layout the columns match completely, if any.
+
+    fhvhv files also hold every fhv column, so the fullest complete match wins.
+    """
+    matches = [
+        layout
+        for taxi_type, layout in LAYOUTS.items()
+        if taxi_type != expected and not layout.find(names)[1]
+    ]
+    return max(matches, key=lambda layout: len(layout.columns)).taxi_type if matches else None
 
 
 def to_timestamp(column: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
@@ -126,7 +131,8 @@ def to_timestamp(column: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
     if pa.types.is_timestamp(kind):
         if kind.tz is not None:
             column = pc.local_timestamp(column)
-        return column.cast(pa.timestamp("us"))
+        # Trip times are whole seconds; nanosecond files are truncated, never rejected.
+        return column.cast(pa.timestamp("us"), safe=False)
     if pa.types.is_null(kind):
         return pa.nulls(len(column), pa.timestamp("us"))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
@@ -158,6 +164,8 @@ def to_location_id(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[pa.Ar
         kind = column.type
     if pa.types.is_floating(kind):
         column = column.cast(pa.float64())
+        # NaN is how pandas writes a missing id: an unknown location, like null.
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)
         whole = pc.and_(
             pc.equal(pc.floor(column), column),
             pc.and_(pc.greater_equal(column, 0), pc.less(column, 2.0**53)),
