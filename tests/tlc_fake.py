@@ -82,7 +82,7 @@ def _optional(values: np.ndarray, nulls: np.ndarray, kind: pa.DataType) -> pa.Ar
     return pa.array(values, mask=nulls, type=kind)
 
 
-def _green(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):  # noqa: ANN001, ANN202
+def _green(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):
     a = variant == "A"
     ids = pa.int64() if a else pa.int32()
     codes = pa.float64() if a else pa.int64()
@@ -108,7 +108,7 @@ def _green(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):  # noq
     )
 
 
-def _yellow(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):  # noqa: ANN001, ANN202
+def _yellow(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):
     return pa.table(
         {
             "VendorID": pa.array(rng.integers(1, 3, rows), type=pa.int32()),
@@ -127,7 +127,7 @@ def _yellow(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):  # no
     )
 
 
-def _fhv(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):  # noqa: ANN001, ANN202
+def _fhv(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):
     # fhv location ids are doubles with many nulls; there is no distance column.
     return pa.table(
         {
@@ -142,7 +142,7 @@ def _fhv(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):  # noqa:
     )
 
 
-def _fhvhv(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):  # noqa: ANN001, ANN202
+def _fhvhv(rng, rows, pickup, dropoff, pu, do, distance, nulls, variant):
     return pa.table(
         {
             "hvfhs_license_num": pa.array(np.full(rows, "HV0003")),

@@ -100,7 +100,7 @@ def test_score_flow_reads_and_writes_s3_with_model_artifacts_on_s3(
 
 @pytest.mark.parametrize(
     "uri_form",
-    ["runs", "version", "alias", "latest", "s3-artifacts", "local-folder"],
+    ["runs", "version", "alias", "latest", "logged-model-id", "s3-artifacts", "local-folder"],
 )
 def test_every_model_uri_form_gives_the_same_predictions(
     services: Services,
@@ -120,6 +120,7 @@ def test_every_model_uri_form_gives_the_same_predictions(
         "version": f"models:/ride-duration/{trained.version}",
         "alias": "models:/ride-duration@production",
         "latest": "models:/ride-duration/latest",
+        "logged-model-id": source,
         "s3-artifacts": s3_location,
         "local-folder": None,
     }[uri_form]

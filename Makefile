@@ -1,0 +1,56 @@
+# make help lists the targets. Everything runs inside the pipenv environment in .venv/.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+# pipenv resolves against ${PIP_INDEX_URL} (see Pipfile); default to pip's own index.
+export PIP_INDEX_URL ?= $(shell $(PYTHON) -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')
+export PIPENV_VENV_IN_PROJECT := 1
+export PIPENV_YES := 1
+# Prefect's local server would otherwise phone home at every start.
+export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# Real TLC files for make demo and the extra tests, when a folder of them is at hand.
+TLC_DATA_DIR ?= $(firstword $(wildcard data ../shared/data/tlc))
+export TLC_DATA_DIR
+VENV := .venv
+RUN := $(VENV)/bin/python
+
+.PHONY: help install demo test test-unit lint format clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(VENV)/.installed ## create .venv from Pipfile.lock (pipenv install --dev --deploy)
+
+$(VENV)/.installed: Pipfile Pipfile.lock
+	@command -v pipenv >/dev/null || $(PYTHON) -m pip install --quiet pipenv
+	$(PYTHON) -m pipenv install --dev --deploy
+	@touch $@
+
+demo: install ## train a model into ./mlflow.db and score green 2021-03 into ./output
+	@template="$${INPUT_URI_TEMPLATE:-}"; \
+	if [ -z "$$template" ] && [ -n "$(TLC_DATA_DIR)" ] && [ -f "$(TLC_DATA_DIR)/green_tripdata_2021-01.parquet" ]; then \
+	  template="$(TLC_DATA_DIR)/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"; fi; \
+	export INPUT_URI_TEMPLATE="$${template:-}"; [ -n "$$template" ] || unset INPUT_URI_TEMPLATE; \
+	echo "== trips from $${template:-the TLC's public files}"; \
+	echo "== python train.py green 2021 1"; $(RUN) train.py green 2021 1; \
+	echo "== python score.py green 2021 3"; $(RUN) score.py green 2021 3; \
+	echo "== predictions:"; find output -name '*.parquet' | sort
+
+test: install ## run every test: unit, then integration against real servers
+	$(RUN) -m pytest
+
+test-unit: install ## run the fast unit tests only
+	$(RUN) -m pytest -m "not integration"
+
+lint: install ## ruff lint and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: ## remove local state: mlflow.db, mlruns/, output/
+	rm -rf mlflow.db mlruns mlartifacts output

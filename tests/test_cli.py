@@ -1,0 +1,173 @@
+"""Command lines: argument errors of `score.py` / `train.py`, and `ride_duration.cli`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import pytest
+
+import score
+import train
+from ride_duration import cli
+from ride_duration.errors import (
+    ConfigurationError,
+    InputNotFoundError,
+    ModelNotFoundError,
+    SchemaError,
+    ScoringError,
+)
+
+MAINS = {"score": score.main, "train": train.main}
+
+
+@pytest.mark.parametrize("program", list(MAINS))
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["green", "2021", "13"], "13 is not between 1 and 12"),
+        (["green", "2021", "0"], "0 is not between 1 and 12"),
+        (["green", "2021", "-1"], "-1 is not between 1 and 12"),
+        (["green", "2021", "march"], "'march' is not a whole number"),
+        (["green", "abc", "3"], "'abc' is not a whole number"),
+        (["green", "2008", "3"], "2008 is not between 2009 and 2100"),
+        (["green", "2021.5", "3"], "'2021.5' is not a whole number"),
+        (["purple", "2021", "3"], "invalid choice: 'purple'"),
+        (["Green", "2021", "3"], "invalid choice: 'Green'"),
+        (["green", "2021"], "the following arguments are required: month"),
+        ([], "the following arguments are required"),
+        (["green", "2021", "3", "extra"], "unrecognized arguments: extra"),
+        (["green", "2021", "3", "--no-such-option"], "unrecognized arguments: --no-such-option"),
+    ],
+)
+def test_argument_errors_exit_with_code_2(program, argv, says, capsys):
+    with pytest.raises(SystemExit) as raised:
+        MAINS[program](argv)
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert says in error
+    assert f"usage: {program}.py" in error
+
+
+def test_train_rejects_an_unknown_estimator(capsys):
+    with pytest.raises(SystemExit) as raised:
+        train.main(["green", "2021", "1", "--estimator", "xgboost"])
+    assert raised.value.code == 2
+    assert "invalid choice: 'xgboost'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("program", list(MAINS))
+def test_help_exits_with_code_0(program, capsys):
+    with pytest.raises(SystemExit) as raised:
+        MAINS[program](["--help"])
+    assert raised.value.code == 0
+    out = capsys.readouterr().out
+    assert f"usage: {program}.py" in out
+    for taxi_type in ("yellow", "green", "fhv", "fhvhv"):
+        assert taxi_type in out
+
+
+# --- cli.run and cli.bounded_int -----------------------------------------------------------
+
+LOGGERS = ("prefect", "prefect.flow_runs", "prefect.task_runs", "")
+
+
+@pytest.fixture
+def restore_log_filters():
+    """cli.run adds a filter to existing log handlers; take it off again after the test."""
+    before = {
+        handler: list(handler.filters)
+        for name in LOGGERS
+        for handler in logging.getLogger(name).handlers
+    }
+    yield
+    for handler, filters in before.items():
+        handler.filters[:] = filters
+
+
+def fail_with(error: BaseException):
+    def main() -> None:
+        raise error
+
+    return main
+
+
+@pytest.mark.usefixtures("restore_log_filters")
+@pytest.mark.parametrize(
+    "error",
+    [
+        InputNotFoundError("no trip file at x"),
+        SchemaError("the green trip file lacks column(s) trip_distance"),
+        ModelNotFoundError("cannot find model models:/m@prod"),
+        ConfigurationError("BATCH_SIZE must be a whole number, got 'x'"),
+        ScoringError("anything the user can fix"),
+    ],
+)
+def test_run_turns_a_scoring_error_into_one_line_and_code_2(error, capsys):
+    assert cli.run(fail_with(error), debug=False) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {error}\n"
+    assert captured.out == ""
+
+
+@pytest.mark.usefixtures("restore_log_filters")
+def test_run_returns_0_on_success():
+    calls = []
+    assert cli.run(lambda: calls.append(1) or {"summary": 1}, debug=False) == 0
+    assert calls == [1]
+
+
+def test_run_with_debug_raises_the_scoring_error():
+    error = SchemaError("bad file")
+    with pytest.raises(SchemaError, match="bad file"):
+        cli.run(fail_with(error), debug=True)
+
+
+@pytest.mark.usefixtures("restore_log_filters")
+@pytest.mark.parametrize("debug", [False, True])
+def test_run_lets_a_bug_through(debug):
+    with pytest.raises(ZeroDivisionError):
+        cli.run(fail_with(ZeroDivisionError("bug")), debug=debug)
+
+
+@pytest.mark.usefixtures("restore_log_filters")
+def test_run_hides_tracebacks_of_existing_log_handlers():
+    handler = logging.StreamHandler()
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+    try:
+        cli.run(lambda: None, debug=False)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            record = logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+            )
+        assert handler.filter(record)
+        assert record.exc_info is None
+    finally:
+        logger.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "text", "value"),
+    [(1, 12, "1", 1), (1, 12, "12", 12), (1, 12, " 7 ", 7), (2009, 2100, "2021", 2021)],
+)
+def test_bounded_int_accepts(low, high, text, value):
+    assert cli.bounded_int(low, high)(text) == value
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "text", "says"),
+    [
+        (1, 12, "0", "0 is not between 1 and 12"),
+        (1, 12, "13", "13 is not between 1 and 12"),
+        (1, 12, "x", "'x' is not a whole number"),
+        (1, 12, "", "'' is not a whole number"),
+        (1, 12, "3.0", "'3.0' is not a whole number"),
+    ],
+)
+def test_bounded_int_rejects(low, high, text, says):
+    with pytest.raises(argparse.ArgumentTypeError, match=says):
+        cli.bounded_int(low, high)(text)

@@ -1,0 +1,377 @@
+"""Trip cleaning and model features: `ride_duration.features`."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+from ride_duration import features as f
+from ride_duration import trips as t
+from tests.tlc_fake import make_trips
+
+REASONS = [reason.value for reason in f.DropReason]
+NOON = datetime(2021, 3, 10, 12, 0)
+
+
+def raw_trips(rows: list[dict]) -> pa.Table:
+    """A batch with canonical column names; each row may override the defaults of `trip`."""
+    full = [trip(**row) for row in rows]
+
+    def column(name: str, default_type: pa.DataType) -> pa.Array:
+        values = [row[name] for row in full]
+        floats = any(isinstance(value, float) for value in values)
+        return pa.array(values, pa.float64() if floats else default_type)
+
+    return pa.table(
+        {
+            t.PICKUP: pa.array([row[t.PICKUP] for row in full], pa.timestamp("us")),
+            t.DROPOFF: pa.array([row[t.DROPOFF] for row in full], pa.timestamp("us")),
+            t.PICKUP_LOCATION: column(t.PICKUP_LOCATION, pa.int64()),
+            t.DROPOFF_LOCATION: column(t.DROPOFF_LOCATION, pa.int64()),
+            t.DISTANCE: column(t.DISTANCE, pa.float64()),
+        }
+    )
+
+
+def trip(
+    pickup: datetime | None = NOON,
+    minutes: float | None = 10.0,
+    pu: float | None = 43,
+    do: float | None = 151,
+    distance: float | None = 2.5,
+) -> dict:
+    dropoff = None if pickup is None or minutes is None else pickup + timedelta(minutes=minutes)
+    return {
+        t.PICKUP: pickup,
+        t.DROPOFF: dropoff,
+        t.PICKUP_LOCATION: pu,
+        t.DROPOFF_LOCATION: do,
+        t.DISTANCE: distance,
+    }
+
+
+def counts(**dropped: int) -> dict[str, int]:
+    return {reason: dropped.get(reason, 0) for reason in REASONS}
+
+
+def canonical(raw: pa.Table, taxi_type: str, features: tuple[str, ...]) -> pa.Table:
+    """A generated TLC table with only the needed columns, under canonical names."""
+    columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
+    return raw.select(list(columns.values())).rename_columns(list(columns))
+
+
+# --- prepare_trips: one row, one verdict ---------------------------------------------------
+
+KEPT = counts()
+
+
+@pytest.mark.parametrize(
+    ("row", "dropped"),
+    [
+        pytest.param({}, KEPT, id="ordinary"),
+        pytest.param({"pickup": None}, counts(missing_datetime=1), id="no-pickup"),
+        pytest.param({"minutes": None}, counts(missing_datetime=1), id="no-dropoff"),
+        pytest.param(
+            {"pickup": datetime(2021, 2, 10, 12)}, counts(pickup_outside_month=1), id="february"
+        ),
+        pytest.param(
+            {"pickup": datetime(2009, 1, 1)}, counts(pickup_outside_month=1), id="year-2009"
+        ),
+        pytest.param({"minutes": 0.5}, counts(duration_out_of_range=1), id="half-a-minute"),
+        pytest.param({"minutes": 0.0}, counts(duration_out_of_range=1), id="zero-minutes"),
+        pytest.param({"minutes": 61.0}, counts(duration_out_of_range=1), id="61-minutes"),
+        pytest.param({"minutes": -5.0}, counts(duration_out_of_range=1), id="negative"),
+        pytest.param({"minutes": 1.0}, KEPT, id="exactly-1-minute"),
+        pytest.param({"minutes": 60.0}, KEPT, id="exactly-60-minutes"),
+        pytest.param(
+            {"minutes": 1.0 - 1 / 60e6}, counts(duration_out_of_range=1), id="1-minute-less-1us"
+        ),
+        pytest.param(
+            {"minutes": 60.0 + 1 / 60e6}, counts(duration_out_of_range=1), id="60-minutes-plus-1us"
+        ),
+        pytest.param({"pu": -3}, counts(invalid_location=1), id="negative-pickup-id"),
+        pytest.param({"do": 43.5}, counts(invalid_location=1), id="fractional-dropoff-id"),
+        pytest.param({"pu": 43.0, "do": 151.0}, KEPT, id="whole-float-ids"),
+        pytest.param({"pu": None}, KEPT, id="unknown-pickup-kept"),
+        pytest.param({"pu": None, "do": None}, KEPT, id="unknown-both-kept"),
+        pytest.param({"pu": 0}, KEPT, id="id-zero"),
+        pytest.param({"distance": math.nan}, counts(invalid_distance=1), id="nan-distance"),
+        pytest.param({"distance": math.inf}, counts(invalid_distance=1), id="inf-distance"),
+        pytest.param({"distance": -0.1}, counts(invalid_distance=1), id="negative-distance"),
+        pytest.param({"distance": None}, counts(invalid_distance=1), id="null-distance"),
+        pytest.param({"distance": 0.0}, KEPT, id="zero-distance"),
+        # a row failing several checks counts once, under the first check that rejects it
+        pytest.param(
+            {"minutes": None, "pu": -3, "distance": math.nan},
+            counts(missing_datetime=1),
+            id="missing-before-all",
+        ),
+        pytest.param(
+            {"pickup": datetime(2021, 4, 2), "minutes": 300.0, "pu": -1, "distance": -1.0},
+            counts(pickup_outside_month=1),
+            id="outside-before-duration",
+        ),
+        pytest.param(
+            {"minutes": -1.0, "do": 1.5, "distance": math.inf},
+            counts(duration_out_of_range=1),
+            id="duration-before-location",
+        ),
+        pytest.param(
+            {"pu": -7, "distance": None}, counts(invalid_location=1), id="location-before-distance"
+        ),
+    ],
+)
+def test_prepare_trips_one_row(row, dropped):
+    prepared = f.prepare_trips(raw_trips([row]), 2021, 3)
+    assert prepared.dropped == dropped
+    assert list(prepared.dropped) == REASONS  # every reason, in the order the checks run
+    assert prepared.table.num_rows == (1 if dropped == KEPT else 0)
+
+
+@pytest.mark.parametrize(
+    ("year", "month", "pickup", "kept"),
+    [
+        (2021, 3, datetime(2021, 3, 1), True),
+        (2021, 3, datetime(2021, 2, 28, 23, 59, 59, 999_999), False),
+        (2021, 3, datetime(2021, 3, 31, 23, 59, 59, 999_999), True),
+        (2021, 3, datetime(2021, 4, 1), False),
+        (2021, 12, datetime(2021, 12, 1), True),
+        (2021, 12, datetime(2021, 12, 31, 23, 55), True),  # ends in January: still December's
+        (2021, 12, datetime(2022, 1, 1), False),
+        (2021, 12, datetime(2020, 12, 15), False),
+        (2021, 1, datetime(2021, 1, 1), True),
+        (2021, 1, datetime(2020, 12, 31, 23, 59), False),
+        (2020, 2, datetime(2020, 2, 29, 12), True),  # leap day
+        (2020, 2, datetime(2020, 3, 1), False),
+    ],
+)
+def test_prepare_trips_month_boundaries(year, month, pickup, kept):
+    prepared = f.prepare_trips(raw_trips([{"pickup": pickup}]), year, month)
+    assert prepared.table.num_rows == int(kept)
+    assert prepared.dropped == (KEPT if kept else counts(pickup_outside_month=1))
+
+
+@pytest.mark.parametrize(
+    ("year", "month", "start", "end"),
+    [
+        (2021, 3, datetime(2021, 3, 1), datetime(2021, 4, 1)),
+        (2021, 11, datetime(2021, 11, 1), datetime(2021, 12, 1)),
+        (2021, 12, datetime(2021, 12, 1), datetime(2022, 1, 1)),
+        (2022, 1, datetime(2022, 1, 1), datetime(2022, 2, 1)),
+    ],
+)
+def test_month_bounds(year, month, start, end):
+    assert f.month_bounds(year, month) == (start, end)
+
+
+def test_prepare_trips_judges_zoned_pickups_by_new_york_time():
+    # 04:30 UTC on March 1st is 23:30 on February 28th in New York
+    zone = pa.timestamp("us", tz="America/New_York")
+    pickups = pa.array(
+        [datetime(2021, 3, 1, 4, 30), datetime(2021, 3, 1, 5, 30)], pa.timestamp("us", tz="UTC")
+    )
+    dropoffs = pa.array(
+        [datetime(2021, 3, 1, 4, 45), datetime(2021, 3, 1, 5, 45)], pa.timestamp("us", tz="UTC")
+    )
+    raw = raw_trips([{}, {}])
+    raw = raw.set_column(0, t.PICKUP, pickups.cast(zone)).set_column(
+        1, t.DROPOFF, dropoffs.cast(zone)
+    )
+    prepared = f.prepare_trips(raw, 2021, 3)
+    assert prepared.dropped == counts(pickup_outside_month=1)
+    assert prepared.table[t.PICKUP].to_pylist() == [datetime(2021, 3, 1, 0, 30)]
+    assert prepared.table[f.ACTUAL_DURATION].to_pylist() == [15.0]
+
+
+# --- prepare_trips: a batch ----------------------------------------------------------------
+
+BATCH = [
+    {},  # 0 kept
+    {"pickup": None},  # 1
+    {"minutes": 61.0},  # 2
+    {"pu": 43.0, "do": None, "minutes": 1.0},  # 3 kept
+    {"do": 2.5},  # 4
+    {"distance": math.inf},  # 5
+    {"pickup": datetime(2021, 4, 1)},  # 6
+    {"minutes": -2.0},  # 7
+    {"pu": None, "minutes": 60.0, "distance": 0.0},  # 8 kept
+    {"distance": -3.0},  # 9
+]
+
+
+@pytest.mark.parametrize("first_row", [0, 1, 1_000_000, 2**40])
+def test_prepare_trips_batch(first_row):
+    prepared = f.prepare_trips(raw_trips(BATCH), 2021, 3, first_row=first_row)
+    assert prepared.dropped == {
+        "missing_datetime": 1,
+        "pickup_outside_month": 1,
+        "duration_out_of_range": 2,
+        "invalid_location": 1,
+        "invalid_distance": 2,
+    }
+    table = prepared.table
+    assert table[f.ROW_NUMBER].to_pylist() == [first_row, first_row + 3, first_row + 8]
+    assert table[f.ACTUAL_DURATION].to_pylist() == [10.0, 1.0, 60.0]
+    assert table[t.PICKUP_LOCATION].to_pylist() == [43, 43, None]
+    assert table[t.DROPOFF_LOCATION].to_pylist() == [151, None, 151]
+    assert table[t.DISTANCE].to_pylist() == [2.5, 2.5, 0.0]
+    assert table[t.PICKUP].to_pylist() == [NOON] * 3
+
+
+def test_prepare_trips_output_types():
+    table = f.prepare_trips(raw_trips([{"pu": 43.0}, {}]), 2021, 3).table
+    assert table.schema.field(t.PICKUP).type == pa.timestamp("us")
+    assert table.schema.field(t.PICKUP_LOCATION).type == pa.int64()
+    assert table.schema.field(t.DROPOFF_LOCATION).type == pa.int64()
+    assert table.schema.field(t.DISTANCE).type == pa.float64()
+    assert table.schema.field(f.ACTUAL_DURATION).type == pa.float64()
+    assert table.schema.field(f.ROW_NUMBER).type == pa.int64()
+
+
+def test_prepare_trips_of_an_empty_batch():
+    prepared = f.prepare_trips(raw_trips([]), 2021, 3, first_row=10)
+    assert prepared.table.num_rows == 0
+    assert prepared.dropped == KEPT
+
+
+def test_prepare_trips_without_distance_or_locations():
+    raw = raw_trips([{}, {"distance": math.nan}, {"pu": -3}]).select([t.PICKUP, t.DROPOFF])
+    prepared = f.prepare_trips(raw, 2021, 3)
+    assert prepared.dropped == KEPT
+    assert prepared.table.column_names == [t.PICKUP, f.ACTUAL_DURATION, f.ROW_NUMBER]
+
+
+def test_prepare_trips_counts_every_row_of_a_generated_month():
+    raw = canonical(make_trips("green", 2021, 3, rows=3_000), "green", f.ALL_FEATURES)
+    prepared = f.prepare_trips(raw, 2021, 3)
+    assert prepared.table.num_rows + sum(prepared.dropped.values()) == 3_000
+    assert prepared.dropped["pickup_outside_month"] > 0
+    assert prepared.dropped["duration_out_of_range"] > 0
+    durations = prepared.table[f.ACTUAL_DURATION].to_numpy()
+    assert durations.min() >= 1
+    assert durations.max() <= 60
+
+
+def test_generated_green_variants_give_identical_prepared_trips():
+    a_raw = make_trips("green", 2021, 2, rows=2_000, variant="A")
+    b_raw = make_trips("green", 2021, 2, rows=2_000, variant="B")
+    assert a_raw.schema != b_raw.schema  # the two dtype eras really differ
+    a = f.prepare_trips(canonical(a_raw, "green", f.ALL_FEATURES), 2021, 2)
+    b = f.prepare_trips(canonical(b_raw, "green", f.ALL_FEATURES), 2021, 2)
+    assert a.table.num_rows > 1_900
+    assert a.table.equals(b.table)
+    assert a.dropped == b.dropped
+
+
+# --- pu_do and feature_records -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pu", "do", "expected"),
+    [
+        ([43, 1], [151, 265], ["43_151", "1_265"]),
+        ([None, 43], [7, None], ["-1_7", "43_-1"]),
+        ([None], [None], ["-1_-1"]),
+        ([0], [0], ["0_0"]),
+    ],
+)
+def test_pu_do(pu, do, expected):
+    table = pa.table(
+        {
+            t.PICKUP_LOCATION: pa.array(pu, pa.int64()),
+            t.DROPOFF_LOCATION: pa.array(do, pa.int64()),
+        }
+    )
+    assert f.pu_do(table).to_pylist() == expected
+
+
+@pytest.mark.parametrize("kind", [pa.float64(), pa.float32(), pa.string(), pa.int32()])
+def test_pu_do_of_prepared_trips_never_has_a_decimal_point(kind):
+    raw = raw_trips([{}, {}, {}])
+    values = pa.array([43, None, 7]).cast(kind)
+    raw = raw.set_column(2, t.PICKUP_LOCATION, values)
+    prepared = f.prepare_trips(raw, 2021, 3).table
+    assert f.pu_do(prepared).to_pylist() == ["43_151", "-1_151", "7_151"]
+
+
+def test_pu_do_of_generated_fhv_trips():
+    raw = canonical(make_trips("fhv", 2021, 3, rows=1_000), "fhv", ("PU_DO",))
+    keys = f.pu_do(f.prepare_trips(raw, 2021, 3).table).to_pylist()
+    assert all(re.fullmatch(r"(-1|\d+)_(-1|\d+)", key) for key in keys)
+    assert any(key.startswith("-1_") for key in keys)
+    assert any(key.endswith("_-1") for key in keys)
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        (
+            f.ALL_FEATURES,
+            [
+                {"PU_DO": "43_151", "trip_distance": 2.5},
+                {"PU_DO": "-1_151", "trip_distance": 0.0},
+            ],
+        ),
+        (("PU_DO",), [{"PU_DO": "43_151"}, {"PU_DO": "-1_151"}]),
+        (("trip_distance",), [{"trip_distance": 2.5}, {"trip_distance": 0.0}]),
+    ],
+)
+def test_feature_records(features, expected):
+    prepared = f.prepare_trips(raw_trips([{}, {"pu": None, "distance": 0.0}]), 2021, 3).table
+    assert f.feature_records(prepared, features) == expected
+
+
+def test_feature_records_of_no_trips():
+    assert f.feature_records(f.prepare_trips(raw_trips([]), 2021, 3).table) == []
+
+
+def test_feature_records_need_no_distance_column_without_the_feature():
+    raw = canonical(make_trips("fhv", 2021, 3, rows=50), "fhv", ("PU_DO",))
+    prepared = f.prepare_trips(raw, 2021, 3).table
+    records = f.feature_records(prepared, ("PU_DO",))
+    assert len(records) == prepared.num_rows
+    assert all(list(record) == ["PU_DO"] for record in records)
+
+
+# --- available_features and required_fields ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("taxi_type", "expected"),
+    [
+        ("green", ("PU_DO", "trip_distance")),
+        ("yellow", ("PU_DO", "trip_distance")),
+        ("fhvhv", ("PU_DO", "trip_distance")),
+        ("fhv", ("PU_DO",)),
+    ],
+)
+def test_available_features(taxi_type, expected):
+    assert f.available_features(taxi_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        (f.ALL_FEATURES, [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE]),
+        (("PU_DO",), [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION]),
+        (("trip_distance",), [t.PICKUP, t.DROPOFF, t.DISTANCE]),
+        ((), [t.PICKUP, t.DROPOFF]),
+        (
+            frozenset({"trip_distance", "PU_DO"}),
+            [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE],
+        ),
+    ],
+)
+def test_required_fields(features, expected):
+    assert f.required_fields(features) == expected
+
+
+@pytest.mark.parametrize("taxi_type", t.TAXI_TYPES)
+def test_every_taxi_type_provides_the_fields_of_its_features(taxi_type):
+    fields = f.required_fields(f.available_features(taxi_type))
+    names = make_trips(taxi_type, 2021, 3, rows=5).column_names
+    assert list(t.source_columns(taxi_type, names, fields)) == fields

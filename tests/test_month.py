@@ -1,0 +1,323 @@
+"""Scoring one month end to end on local files: `ride_duration.month`."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+
+from ride_duration import features as f
+from ride_duration import month as m
+from ride_duration import trips as t
+from ride_duration.errors import SchemaError
+from ride_duration.model import ModelRef
+from ride_duration.ride_ids import deterministic_ride_ids
+from ride_duration.scoring import OUTPUT_SCHEMA, make_predictor
+from tests.tlc_fake import file_name, make_trips, write_trips
+
+MODEL = ModelRef(uri="x", resolved_uri="x", name="m", version="1", run_id="abc")
+ROWS = 2_000
+REASONS = [reason.value for reason in f.DropReason]
+
+
+def prepared(raw: pa.Table, taxi_type: str, year: int, month: int, features) -> pa.Table:
+    columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
+    raw = raw.select(list(columns.values())).rename_columns(list(columns))
+    return f.prepare_trips(raw, year, month).table
+
+
+def fitted(pipeline: Pipeline, taxi_type: str, features: tuple[str, ...]) -> Pipeline:
+    trips = prepared(make_trips(taxi_type, 2021, 2, rows=1_500), taxi_type, 2021, 2, features)
+    return pipeline.fit(f.feature_records(trips, features), trips[f.ACTUAL_DURATION].to_numpy())
+
+
+@pytest.fixture(scope="module")
+def forest() -> Pipeline:
+    regressor = RandomForestRegressor(n_estimators=5, max_depth=8, random_state=0)
+    return fitted(make_pipeline(DictVectorizer(), regressor), "green", f.ALL_FEATURES)
+
+
+@pytest.fixture(scope="module")
+def linear() -> Pipeline:
+    return fitted(make_pipeline(DictVectorizer(), LinearRegression()), "green", f.ALL_FEATURES)
+
+
+@pytest.fixture(scope="module")
+def fhv_linear() -> Pipeline:
+    return fitted(make_pipeline(DictVectorizer(), LinearRegression()), "fhv", (f.PU_DO,))
+
+
+@pytest.fixture(scope="module")
+def trip_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("trips")
+    return {
+        taxi_type: write_trips(
+            folder / file_name(taxi_type, 2021, 3), make_trips(taxi_type, 2021, 3, rows=ROWS)
+        )
+        for taxi_type in t.TAXI_TYPES
+    }
+
+
+def score(
+    input_path: Path,
+    output_path: Path,
+    predictor,
+    *,
+    taxi_type: str = "green",
+    month: int = 3,
+    batch_size: int = 500,
+    ride_id_mode: str = "deterministic",
+) -> m.MonthResult:
+    return m.score_month(
+        taxi_type=taxi_type,
+        year=2021,
+        month=month,
+        input_uri=str(input_path),
+        output_uri=str(output_path),
+        model=MODEL,
+        predictor=predictor,
+        batch_size=batch_size,
+        ride_id_mode=ride_id_mode,
+    )
+
+
+def test_counts_add_up(tmp_path, trip_files, forest):
+    output = tmp_path / "abc.parquet"
+    result = score(trip_files["green"], output, make_predictor(forest))
+    assert result.rows_read == pq.read_metadata(trip_files["green"]).num_rows == ROWS
+    assert list(result.rows_dropped) == REASONS
+    assert result.rows_read == result.rows_scored + sum(result.rows_dropped.values())
+    assert result.rows_dropped["pickup_outside_month"] > 0
+    assert result.rows_dropped["duration_out_of_range"] > 0
+    written = pq.read_table(output)
+    assert written.num_rows == result.rows_scored
+    assert written.schema.equals(OUTPUT_SCHEMA)
+    assert result.output_uri == str(output)
+    assert result.label == "green 2021-03"
+    assert set(result.seconds) >= {"read", "prepare", "ride_ids", "predict", "write", "total"}
+
+
+def test_the_output_holds_the_expected_rows(tmp_path, trip_files, forest):
+    output = tmp_path / "abc.parquet"
+    score(trip_files["green"], output, make_predictor(forest), batch_size=333)
+    written = pq.read_table(output)
+    # the month prepared in one piece, independently of the batches
+    trips = prepared(pq.read_table(trip_files["green"]), "green", 2021, 3, f.ALL_FEATURES)
+    expected_ids = deterministic_ride_ids("green", 2021, 3, trips[f.ROW_NUMBER].to_numpy())
+    assert written["ride_id"].to_pylist() == expected_ids.to_pylist()
+    assert written["pickup_datetime"].to_pylist() == trips[t.PICKUP].to_pylist()
+    assert written["PULocationID"].to_pylist() == trips[t.PICKUP_LOCATION].to_pylist()
+    assert written["DOLocationID"].to_pylist() == trips[t.DROPOFF_LOCATION].to_pylist()
+    actual = trips[f.ACTUAL_DURATION].to_numpy()
+    predicted = forest.predict(f.feature_records(trips))
+    np.testing.assert_array_equal(written["actual_duration"].to_numpy(), actual)
+    np.testing.assert_allclose(written["predicted_duration"].to_numpy(), predicted, atol=1e-9)
+    np.testing.assert_allclose(written["diff"].to_numpy(), actual - predicted, atol=1e-9)
+    assert set(written["model_version"].to_pylist()) == {"m/1"}
+
+
+def test_ride_ids_are_the_same_when_scored_twice(tmp_path, trip_files, forest):
+    first, second = tmp_path / "1" / "abc.parquet", tmp_path / "2" / "abc.parquet"
+    score(trip_files["green"], first, make_predictor(forest))
+    score(trip_files["green"], second, make_predictor(forest))
+    ids = pq.read_table(first)["ride_id"].to_pylist()
+    assert ids == pq.read_table(second)["ride_id"].to_pylist()
+    assert len(set(ids)) == len(ids)
+    assert {uuid.UUID(value).version for value in ids} == {8}
+
+
+def test_random_ride_ids_differ_between_runs(tmp_path, trip_files, forest):
+    first, second = tmp_path / "1" / "abc.parquet", tmp_path / "2" / "abc.parquet"
+    score(trip_files["green"], first, make_predictor(forest), ride_id_mode="random")
+    score(trip_files["green"], second, make_predictor(forest), ride_id_mode="random")
+    a, b = pq.read_table(first), pq.read_table(second)
+    assert not set(a["ride_id"].to_pylist()) & set(b["ride_id"].to_pylist())
+    assert {uuid.UUID(value).version for value in a["ride_id"].to_pylist()} == {4}
+    assert a.drop_columns(["ride_id"]).equals(b.drop_columns(["ride_id"]))
+
+
+@pytest.mark.parametrize("batch_sizes", [(7, 100_000), (100_000, 13), (999, 1_001)])
+def test_the_batch_size_does_not_change_the_output(tmp_path, trip_files, linear, batch_sizes):
+    tables, results = [], []
+    for batch_size in batch_sizes:
+        output = tmp_path / str(batch_size) / "abc.parquet"
+        results.append(
+            score(trip_files["green"], output, make_predictor(linear), batch_size=batch_size)
+        )
+        tables.append(pq.read_table(output).combine_chunks())
+    assert tables[0].equals(tables[1])
+    assert results[0].rows_dropped == results[1].rows_dropped
+    assert results[0].rows_scored == results[1].rows_scored
+
+
+def test_row_groups_smaller_than_a_batch(tmp_path, trip_files, forest):
+    grouped = tmp_path / "grouped.parquet"
+    pq.write_table(pq.read_table(trip_files["green"]), grouped, row_group_size=150)
+    assert pq.ParquetFile(grouped).num_row_groups > 10
+    outputs = []
+    for name, path in (("grouped", grouped), ("plain", trip_files["green"])):
+        output = tmp_path / name / "abc.parquet"
+        score(path, output, make_predictor(forest), batch_size=400)
+        outputs.append(pq.read_table(output).combine_chunks())
+    assert outputs[0].equals(outputs[1])
+
+
+@pytest.mark.parametrize("taxi_type", ["green", "yellow", "fhvhv"])
+def test_every_taxi_type_with_distance_scores(tmp_path, trip_files, forest, taxi_type):
+    output = tmp_path / "abc.parquet"
+    result = score(trip_files[taxi_type], output, make_predictor(forest), taxi_type=taxi_type)
+    assert result.rows_read == ROWS
+    assert 0 < result.rows_scored == pq.read_table(output).num_rows
+
+
+def test_fhv_scores_with_a_model_without_distance(tmp_path, trip_files, fhv_linear):
+    output = tmp_path / "abc.parquet"
+    result = score(trip_files["fhv"], output, make_predictor(fhv_linear), taxi_type="fhv")
+    written = pq.read_table(output)
+    assert result.rows_read == result.rows_scored + sum(result.rows_dropped.values())
+    assert written.num_rows == result.rows_scored > 0
+    assert written["PULocationID"].null_count > 0  # unknown locations are scored, not dropped
+    assert result.rows_dropped["invalid_location"] == 0
+
+
+def test_fhv_with_a_model_needing_distance_is_a_schema_error(tmp_path, trip_files, forest):
+    output = tmp_path / "out" / "abc.parquet"
+    with pytest.raises(SchemaError, match="trip_distance"):
+        score(trip_files["fhv"], output, make_predictor(forest), taxi_type="fhv")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("file_type", "scored_as"), [("yellow", "green"), ("green", "yellow")])
+def test_a_file_of_another_taxi_type_is_a_schema_error_and_writes_nothing(
+    tmp_path, trip_files, forest, file_type, scored_as
+):
+    output = tmp_path / "out" / "abc.parquet"
+    with pytest.raises(SchemaError, match=f"looks like a {file_type} file"):
+        score(trip_files[file_type], output, make_predictor(forest), taxi_type=scored_as)
+    assert not (tmp_path / "out").exists()
+
+
+class FailsOnSecondBatch:
+    """A predictor whose second call fails, as a model can on bad data."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self.features = predictor.features
+        self.calls = 0
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("model failed")
+        return self.predictor.predict(trips)
+
+
+def test_a_failure_after_some_batches_writes_nothing(tmp_path, trip_files, forest):
+    output = tmp_path / "out" / "abc.parquet"
+    predictor = FailsOnSecondBatch(make_predictor(forest))
+    with pytest.raises(RuntimeError, match="model failed"):
+        score(trip_files["green"], output, predictor, batch_size=100)
+    assert predictor.calls == 2
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_month_with_no_scorable_trip_writes_an_empty_file(tmp_path, trip_files, forest, caplog):
+    output = tmp_path / "abc.parquet"
+    with caplog.at_level(logging.WARNING, logger="ride_duration.month"):
+        result = score(trip_files["green"], output, make_predictor(forest), month=7)
+    assert result.rows_scored == 0
+    assert (
+        result.rows_dropped["pickup_outside_month"]
+        + result.rows_dropped["missing_datetime"]
+        + result.rows_dropped["duration_out_of_range"]
+        == ROWS
+    )
+    written = pq.read_table(output)
+    assert written.num_rows == 0
+    assert written.schema.equals(OUTPUT_SCHEMA)
+    assert "no trip could be scored" in caplog.text
+
+
+def test_an_empty_trip_file_writes_an_empty_file(tmp_path, trip_files, forest):
+    empty = write_trips(tmp_path / "empty.parquet", pq.read_table(trip_files["green"]).slice(0, 0))
+    output = tmp_path / "abc.parquet"
+    result = score(empty, output, make_predictor(forest))
+    assert (result.rows_read, result.rows_scored) == (0, 0)
+    assert result.rows_dropped == dict.fromkeys(REASONS, 0)
+    assert pq.read_table(output).num_rows == 0
+
+
+# --- output_uri, summary, markdown_report --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("root", "taxi_type", "year", "month", "model", "uri"),
+    [
+        ("root", "green", 2021, 3, MODEL, "root/taxi_type=green/year=2021/month=03/abc.parquet"),
+        ("root/", "green", 2021, 3, MODEL, "root/taxi_type=green/year=2021/month=03/abc.parquet"),
+        (
+            "s3://bucket/predictions",
+            "fhvhv",
+            2023,
+            12,
+            ModelRef(
+                uri="models:/m@prod", resolved_uri="models:/m/4", name="m", version="4", run_id="r9"
+            ),
+            "s3://bucket/predictions/taxi_type=fhvhv/year=2023/month=12/r9.parquet",
+        ),
+    ],
+)
+def test_output_uri(root, taxi_type, year, month, model, uri):
+    assert m.output_uri(root, taxi_type, year, month, model) == uri
+
+
+def test_a_model_without_a_run_is_named_by_a_hash_of_its_location():
+    one = ModelRef(uri="/models/a", resolved_uri="/models/a")
+    other = ModelRef(uri="/models/b", resolved_uri="/models/b")
+    stem = m.model_file_stem(one)
+    assert stem.startswith("model-")
+    assert len(stem) == len("model-") + 16
+    assert stem == m.model_file_stem(ModelRef(uri="elsewhere", resolved_uri="/models/a"))
+    assert stem != m.model_file_stem(other)
+    assert m.output_uri("out", "green", 2021, 3, one).endswith(f"/month=03/{stem}.parquet")
+
+
+def test_summary_and_report(tmp_path, trip_files, forest):
+    result = score(trip_files["green"], tmp_path / "abc.parquet", make_predictor(forest))
+    summary = m.summary(result)
+    assert summary["month"] == "2021-03"
+    assert summary["model_version"] == "m/1"
+    assert summary["model_run_id"] == "abc"
+    assert summary["rows_read"] == ROWS
+    assert summary["rows_scored"] == result.rows_scored
+    assert summary["rows_dropped"] == result.rows_dropped
+    report = m.markdown_report(result)
+    assert report.startswith("# Ride durations, green 2021-03\n")
+    assert f"| rows read | {ROWS:,} |" in report
+    assert f"| rows scored | {result.rows_scored:,} |" in report
+    assert "| dropped: pickup outside month |" in report
+
+
+def test_the_summary_and_report_show_no_credentials():
+    result = m.MonthResult(
+        taxi_type="green",
+        year=2021,
+        month=3,
+        input_uri="https://host/green.parquet",
+        output_uri="s3://bucket/out.parquet",
+        model=ModelRef(uri="https://user:secret@host/model?X-Amz-Signature=sig", resolved_uri="x"),
+        rows_dropped=dict.fromkeys(REASONS, 0),
+    )
+    assert m.summary(result)["model_uri"] == "https://host/model"
+    assert "secret" not in str(m.summary(result))
+    assert "secret" not in m.markdown_report(result)
+    assert "sig" not in m.markdown_report(result)

@@ -1,0 +1,393 @@
+"""Predictions and the output table: `ride_duration.scoring`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.feature_extraction import DictVectorizer, FeatureHasher
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ride_duration import features as f
+from ride_duration import trips as t
+from ride_duration.ride_ids import deterministic_ride_ids
+from ride_duration.scoring import (
+    OUTPUT_SCHEMA,
+    DictVectorizerPredictor,
+    RecordsPredictor,
+    make_predictor,
+    output_table,
+)
+from tests.tlc_fake import make_trips
+
+WITH_DISTANCE = f.ALL_FEATURES
+PU_DO_ONLY = (f.PU_DO,)
+DISTANCE_ONLY = (t.DISTANCE,)
+
+
+def prepared(taxi_type: str, year: int, month: int, rows: int, features=WITH_DISTANCE) -> pa.Table:
+    raw = make_trips(taxi_type, year, month, rows=rows)
+    columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
+    raw = raw.select(list(columns.values())).rename_columns(list(columns))
+    return f.prepare_trips(raw, year, month).table
+
+
+def with_unknown_locations(trips: pa.Table, every: int) -> pa.Table:
+    """`trips` with the pickup id of every `every`-th row and the dropoff id of the next null."""
+    n = trips.num_rows
+    positions = np.arange(n)
+    for name, offset in ((t.PICKUP_LOCATION, 0), (t.DROPOFF_LOCATION, 1)):
+        nulls = pa.array((positions + offset) % every == 0)
+        column = pc.if_else(nulls, pa.scalar(None, pa.int64()), trips[name])
+        trips = trips.set_column(trips.schema.get_field_index(name), name, column)
+    return trips
+
+
+def odd_trips() -> pa.Table:
+    """Hand-made trips: unknown pairs, unknown locations, huge ids, zero distance."""
+    pu = [43, None, 43, None, 300, 2**40, 2**31 - 1, 1, 59, 0]
+    do = [151, 7, None, None, 301, 5, 2, 2**40, 59, 0]
+    n = len(pu)
+    return pa.table(
+        {
+            t.PICKUP: pa.array([datetime(2021, 2, 3, 4, 5)] * n, pa.timestamp("us")),
+            t.PICKUP_LOCATION: pa.array(pu, pa.int64()),
+            t.DROPOFF_LOCATION: pa.array(do, pa.int64()),
+            t.DISTANCE: pa.array([0.0, 1.0, 2.5, 3.0, 4.0, 0.5, 1.5, 2.0, 10.0, 0.0]),
+            f.ACTUAL_DURATION: pa.array([10.0] * n),
+            f.ROW_NUMBER: pa.array(np.arange(n, dtype=np.int64)),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def train_trips() -> pa.Table:
+    return prepared("green", 2021, 1, rows=2_000)
+
+
+@pytest.fixture(scope="module")
+def score_trips() -> pa.Table:
+    """Another month (many pairs the models never saw) plus the hand-made odd trips."""
+    february = with_unknown_locations(prepared("green", 2021, 2, rows=1_500), every=17)
+    return pa.concat_tables([february, odd_trips()])
+
+
+@pytest.fixture(scope="module")
+def fhv_train_trips() -> pa.Table:
+    return prepared("fhv", 2021, 1, rows=2_000, features=PU_DO_ONLY)
+
+
+@pytest.fixture(scope="module")
+def fhv_score_trips() -> pa.Table:
+    february = prepared("fhv", 2021, 2, rows=1_500, features=PU_DO_ONLY)
+    return pa.concat_tables([february, odd_trips().select(february.column_names)])
+
+
+def fit(pipeline: Pipeline, trips: pa.Table, features: tuple[str, ...]) -> Pipeline:
+    return pipeline.fit(f.feature_records(trips, features), trips[f.ACTUAL_DURATION].to_numpy())
+
+
+def small_forest() -> RandomForestRegressor:
+    return RandomForestRegressor(n_estimators=5, max_depth=8, min_samples_leaf=3, random_state=0)
+
+
+# name -> (pipeline factory, training data: "green", "green-unknown" or "fhv", features)
+PIPELINES = {
+    "forest": (lambda: make_pipeline(DictVectorizer(), small_forest()), "green", WITH_DISTANCE),
+    "linear": (lambda: make_pipeline(DictVectorizer(), LinearRegression()), "green", WITH_DISTANCE),
+    "forest-trained-with-unknown-locations": (
+        lambda: make_pipeline(DictVectorizer(), small_forest()),
+        "green-unknown",
+        WITH_DISTANCE,
+    ),
+    "linear-trained-with-unknown-locations": (
+        lambda: make_pipeline(DictVectorizer(), LinearRegression()),
+        "green-unknown",
+        WITH_DISTANCE,
+    ),
+    "linear-float32": (
+        lambda: make_pipeline(DictVectorizer(dtype=np.float32), LinearRegression()),
+        "green",
+        WITH_DISTANCE,
+    ),
+    "linear-unsorted-vocabulary": (
+        lambda: make_pipeline(DictVectorizer(sort=False), LinearRegression()),
+        "green",
+        WITH_DISTANCE,
+    ),
+    "linear-distance-only": (
+        lambda: make_pipeline(DictVectorizer(), LinearRegression()),
+        "green",
+        DISTANCE_ONLY,
+    ),
+    "linear-pu-do-only": (
+        lambda: make_pipeline(DictVectorizer(), LinearRegression()),
+        "green",
+        PU_DO_ONLY,
+    ),
+    "fhv-forest-without-distance": (
+        lambda: make_pipeline(DictVectorizer(), small_forest()),
+        "fhv",
+        PU_DO_ONLY,
+    ),
+    "fhv-linear-without-distance": (
+        lambda: make_pipeline(DictVectorizer(), LinearRegression()),
+        "fhv",
+        PU_DO_ONLY,
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def pipelines(train_trips, fhv_train_trips) -> dict[str, Pipeline]:
+    data = {
+        "green": train_trips,
+        "green-unknown": with_unknown_locations(train_trips, every=11),
+        "fhv": fhv_train_trips,
+    }
+    return {
+        name: fit(factory(), data[source], features)
+        for name, (factory, source, features) in PIPELINES.items()
+    }
+
+
+@pytest.fixture(params=list(PIPELINES))
+def case(request, pipelines, score_trips, fhv_score_trips):
+    """(pipeline, trips to score, the features the pipeline was fitted on)."""
+    _, source, features = PIPELINES[request.param]
+    trips = fhv_score_trips if source == "fhv" else score_trips
+    return pipelines[request.param], trips, features
+
+
+def test_the_scored_trips_hold_the_awkward_cases(pipelines, score_trips):
+    vocabulary = pipelines["forest"][0].vocabulary_
+    keys = f.pu_do(score_trips).to_pylist()
+    assert any(f"PU_DO={key}" not in vocabulary for key in keys)  # unknown pairs
+    assert any(key.startswith("-1_") for key in keys)
+    assert any(key.endswith("_-1") for key in keys)
+    unknown_vocabulary = pipelines["forest-trained-with-unknown-locations"][0].vocabulary_
+    assert any(name.startswith("PU_DO=-1_") for name in unknown_vocabulary)
+    assert any(f"PU_DO={key}" in unknown_vocabulary for key in keys if "-1" in key)
+
+
+def test_transform_equals_the_dict_vectorizer(case):
+    pipeline, trips, features = case
+    vectorizer = pipeline[0]
+    fast = DictVectorizerPredictor(pipeline).transform(trips)
+    slow = vectorizer.transform(f.feature_records(trips, features))
+    assert fast.shape == slow.shape == (trips.num_rows, len(vectorizer.feature_names_))
+    assert fast.dtype == slow.dtype
+    assert (fast != slow).nnz == 0
+    np.testing.assert_array_equal(fast.toarray(), slow.toarray())
+
+
+def test_fast_and_generic_predictions_are_equal(case):
+    pipeline, trips, features = case
+    fast = make_predictor(pipeline)
+    assert isinstance(fast, DictVectorizerPredictor)
+    generic = RecordsPredictor(pipeline, features)
+    fast_predictions = fast.predict(trips)
+    generic_predictions = generic.predict(trips)
+    assert fast_predictions.dtype == generic_predictions.dtype == np.float64
+    assert fast_predictions.shape == (trips.num_rows,)
+    np.testing.assert_allclose(fast_predictions, generic_predictions, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        fast_predictions,
+        pipeline.predict(f.feature_records(trips, features)),
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+def test_generic_path_with_all_features_ignores_ones_the_model_never_saw(pipelines, score_trips):
+    pipeline = pipelines["linear-pu-do-only"]
+    np.testing.assert_allclose(
+        RecordsPredictor(pipeline).predict(score_trips),
+        make_predictor(pipeline).predict(score_trips),
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "features"),
+    [
+        ("forest", ("PU_DO", "trip_distance")),
+        ("linear-distance-only", ("trip_distance",)),
+        ("linear-pu-do-only", ("PU_DO",)),
+        ("fhv-forest-without-distance", ("PU_DO",)),
+    ],
+)
+def test_the_fast_path_asks_only_for_the_features_the_model_uses(pipelines, name, features):
+    assert DictVectorizerPredictor(pipelines[name]).features == features
+
+
+def test_the_fast_path_needs_no_distance_column_for_a_model_without_it(pipelines, fhv_score_trips):
+    assert t.DISTANCE not in fhv_score_trips.column_names
+    predictions = make_predictor(pipelines["fhv-linear-without-distance"]).predict(fhv_score_trips)
+    assert predictions.shape == (fhv_score_trips.num_rows,)
+    assert np.isfinite(predictions).all()
+
+
+def test_unknown_pairs_get_no_column(pipelines):
+    trips = odd_trips()
+    pipeline = pipelines["linear"]
+    matrix = DictVectorizerPredictor(pipeline).transform(trips)
+    distance_column = pipeline[0].vocabulary_[t.DISTANCE]
+    keys = f.pu_do(trips).to_pylist()
+    for row, key in enumerate(keys):
+        columns = set(matrix[row].indices) - {distance_column}
+        if f"PU_DO={key}" in pipeline[0].vocabulary_:
+            assert columns == {pipeline[0].vocabulary_[f"PU_DO={key}"]}
+        else:
+            assert columns == set()
+
+
+@pytest.mark.parametrize("name", ["linear", "forest-trained-with-unknown-locations"])
+def test_ids_beyond_32_bits_never_alias_a_known_pair(pipelines, train_trips, name):
+    # 2**32 + 43 must not be taken for 43, nor (p, 2**32 + d) for (p + 1, d)
+    pipeline = pipelines[name]
+    known = train_trips.slice(0, 20)
+    pu = known[t.PICKUP_LOCATION].to_numpy()
+    do = known[t.DROPOFF_LOCATION].to_numpy()
+    trips = pa.concat_tables(
+        [
+            known.set_column(1, t.PICKUP_LOCATION, pa.array(pu + 2**32)),
+            known.set_column(1, t.PICKUP_LOCATION, pa.array(pu - 1)).set_column(
+                2, t.DROPOFF_LOCATION, pa.array(do + 2**32)
+            ),
+        ]
+    )
+    assert trips.column_names[1:3] == [t.PICKUP_LOCATION, t.DROPOFF_LOCATION]
+    fast = DictVectorizerPredictor(pipeline).transform(trips)
+    slow = pipeline[0].transform(f.feature_records(trips))
+    assert (fast != slow).nnz == 0
+    np.testing.assert_array_equal(fast.toarray(), slow.toarray())
+
+
+def test_fast_path_matches_a_dense_dict_vectorizer_pipeline(train_trips, score_trips):
+    pipeline = fit(
+        make_pipeline(DictVectorizer(sparse=False), StandardScaler(), LinearRegression()),
+        train_trips.slice(0, 200),  # small: a dense matrix of every known pair
+        WITH_DISTANCE,
+    )
+    np.testing.assert_allclose(
+        make_predictor(pipeline).predict(score_trips),
+        RecordsPredictor(pipeline).predict(score_trips),
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+# --- make_predictor ------------------------------------------------------------------------
+
+
+class DoubleDistance:
+    """A model that is no Pipeline: predict(list of feature dicts)."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict] = []
+
+    def predict(self, records: list[dict]) -> list[float]:
+        self.seen = records
+        return [2 * record.get(t.DISTANCE, 0.0) for record in records]
+
+
+@pytest.mark.parametrize(
+    ("model", "fast"),
+    [
+        (Pipeline([("dv", DictVectorizer()), ("lr", LinearRegression())]), True),
+        (make_pipeline(DictVectorizer(), small_forest()), True),
+        (make_pipeline(FeatureHasher(n_features=64, input_type="dict"), LinearRegression()), False),
+        (Pipeline([("inner", make_pipeline(DictVectorizer(), LinearRegression()))]), False),
+        (DoubleDistance(), False),
+        (DictVectorizer(), False),
+    ],
+    ids=["dv-linear", "dv-forest", "hasher-linear", "nested-pipeline", "plain-object", "bare-dv"],
+)
+def test_make_predictor_takes_the_fast_path_only_for_a_dict_vectorizer_pipeline(
+    model, fast, train_trips
+):
+    if isinstance(model, Pipeline):
+        model = fit(model, train_trips, WITH_DISTANCE)
+    predictor = make_predictor(model)
+    assert isinstance(predictor, DictVectorizerPredictor) is fast
+    assert isinstance(predictor, RecordsPredictor) is not fast
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [
+        lambda: make_pipeline(FeatureHasher(n_features=64, input_type="dict"), LinearRegression()),
+        lambda: Pipeline([("inner", make_pipeline(DictVectorizer(), LinearRegression()))]),
+    ],
+)
+def test_the_generic_path_gives_the_models_own_predictions(factory, train_trips, score_trips):
+    model = fit(factory(), train_trips, WITH_DISTANCE)
+    np.testing.assert_array_equal(
+        make_predictor(model).predict(score_trips),
+        model.predict(f.feature_records(score_trips, WITH_DISTANCE)),
+    )
+
+
+@pytest.mark.parametrize(
+    ("available", "keys"),
+    [(WITH_DISTANCE, ["PU_DO", "trip_distance"]), (PU_DO_ONLY, ["PU_DO"])],
+)
+def test_the_generic_path_passes_the_available_features(available, keys, score_trips):
+    model = DoubleDistance()
+    predictor = make_predictor(model, available)
+    assert predictor.features == available
+    predictions = predictor.predict(score_trips)
+    assert [list(record) for record in model.seen] == [keys] * score_trips.num_rows
+    assert predictions.dtype == np.float64
+    assert predictions.shape == (score_trips.num_rows,)
+    if t.DISTANCE in keys:
+        np.testing.assert_array_equal(predictions, 2 * score_trips[t.DISTANCE].to_numpy())
+
+
+# --- output_table --------------------------------------------------------------------------
+
+
+def test_output_table(score_trips):
+    trips = score_trips
+    predictions = np.linspace(1.0, 30.0, trips.num_rows)
+    ids = deterministic_ride_ids("green", 2021, 2, trips[f.ROW_NUMBER].to_numpy())
+    table = output_table(trips, ids, predictions, "ride-duration/3")
+    assert table.schema == OUTPUT_SCHEMA
+    assert table.num_rows == trips.num_rows
+    actual = trips[f.ACTUAL_DURATION].to_numpy()
+    np.testing.assert_array_equal(table["actual_duration"].to_numpy(), actual)
+    np.testing.assert_array_equal(table["predicted_duration"].to_numpy(), predictions)
+    np.testing.assert_array_equal(table["diff"].to_numpy(), actual - predictions)
+    assert table["ride_id"].to_pylist() == ids.to_pylist()
+    assert table["pickup_datetime"].equals(trips[t.PICKUP])
+    assert table["PULocationID"].equals(trips[t.PICKUP_LOCATION])
+    assert table["DOLocationID"].equals(trips[t.DROPOFF_LOCATION])
+    assert set(table["model_version"].to_pylist()) == {"ride-duration/3"}
+
+
+def test_output_table_of_trips_without_locations():
+    trips = odd_trips().select([t.PICKUP, t.DISTANCE, f.ACTUAL_DURATION, f.ROW_NUMBER])
+    predictions = np.full(trips.num_rows, 12.5)
+    table = output_table(
+        trips, deterministic_ride_ids("fhv", 2021, 2, np.arange(10)), predictions, "run"
+    )
+    assert table.schema == OUTPUT_SCHEMA
+    assert table["PULocationID"].null_count == table["DOLocationID"].null_count == 10
+    assert table["diff"].to_pylist() == [-2.5] * 10
+
+
+def test_output_table_of_no_trips(score_trips):
+    trips = score_trips.slice(0, 0)
+    table = output_table(
+        trips, deterministic_ride_ids("green", 2021, 2, np.arange(0)), np.empty(0), "m/1"
+    )
+    assert table.schema == OUTPUT_SCHEMA
+    assert table.num_rows == 0

@@ -1,0 +1,166 @@
+"""Configuration from the environment: `ride_duration.settings`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ride_duration.errors import ConfigurationError, ScoringError
+from ride_duration.settings import TLC_INPUT_URI_TEMPLATE, Settings
+
+DEFAULTS = {
+    "tracking_uri": "sqlite:///mlflow.db",
+    "experiment_name": "ride-duration",
+    "model_name": "ride-duration",
+    "model_alias": "production",
+    "model_uri": None,
+    "run_id": None,
+    "input_uri_template": TLC_INPUT_URI_TEMPLATE,
+    "output_root": "output",
+    "batch_size": 500_000,
+    "ride_id_mode": "deterministic",
+    "mlflow_retries": 2,
+    "mlflow_timeout_seconds": 10,
+}
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {},
+        {"UNRELATED": "1", "PATH": "/usr/bin"},
+        # blank values count as unset
+        {"MODEL_URI": "", "RUN_ID": "  ", "BATCH_SIZE": "", "RIDE_ID_MODE": " ", "OUTPUT_ROOT": ""},
+    ],
+)
+def test_defaults(environ):
+    assert dataclasses.asdict(Settings.from_env(environ)) == DEFAULTS
+
+
+def test_from_env_reads_the_process_environment_by_default(monkeypatch):
+    monkeypatch.setenv("OUTPUT_ROOT", "s3://predictions/ride-duration")
+    monkeypatch.setenv("BATCH_SIZE", "1234")
+    settings = Settings.from_env()
+    assert settings.output_root == "s3://predictions/ride-duration"
+    assert settings.batch_size == 1234
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "attribute", "expected"),
+    [
+        ("MLFLOW_TRACKING_URI", "http://mlflow:5000", "tracking_uri", "http://mlflow:5000"),
+        ("MLFLOW_EXPERIMENT_NAME", "exp", "experiment_name", "exp"),
+        ("MODEL_NAME", "other", "model_name", "other"),
+        ("MODEL_ALIAS", "staging", "model_alias", "staging"),
+        ("MODEL_URI", " runs:/abc/model ", "model_uri", "runs:/abc/model"),
+        ("RUN_ID", "abc", "run_id", "abc"),
+        (
+            "INPUT_URI_TEMPLATE",
+            "/data/{taxi_type}.parquet",
+            "input_uri_template",
+            "/data/{taxi_type}.parquet",
+        ),
+        ("OUTPUT_ROOT", "s3://bucket/out", "output_root", "s3://bucket/out"),
+        ("BATCH_SIZE", "1", "batch_size", 1),
+        ("BATCH_SIZE", " 100000 ", "batch_size", 100_000),
+        ("RIDE_ID_MODE", "random", "ride_id_mode", "random"),
+        ("RIDE_ID_MODE", "deterministic", "ride_id_mode", "deterministic"),
+        ("MLFLOW_RETRIES", "0", "mlflow_retries", 0),
+        ("MLFLOW_TIMEOUT_SECONDS", "1", "mlflow_timeout_seconds", 1),
+    ],
+)
+def test_each_variable(variable, value, attribute, expected):
+    settings = Settings.from_env({variable: value})
+    assert getattr(settings, attribute) == expected
+    others = {key: default for key, default in DEFAULTS.items() if key != attribute}
+    assert {key: getattr(settings, key) for key in others} == others
+
+
+@pytest.mark.parametrize(
+    ("environ", "uri"),
+    [
+        ({}, "models:/ride-duration@production"),
+        ({"MODEL_NAME": "taxi", "MODEL_ALIAS": "champion"}, "models:/taxi@champion"),
+        ({"MODEL_ALIAS": "challenger"}, "models:/ride-duration@challenger"),
+        ({"RUN_ID": "abc123"}, "runs:/abc123/model"),
+        (
+            {"RUN_ID": "abc123", "MODEL_NAME": "taxi", "MODEL_ALIAS": "champion"},
+            "runs:/abc123/model",
+        ),
+        ({"MODEL_URI": "models:/taxi/3", "RUN_ID": "abc123"}, "models:/taxi/3"),
+        (
+            {"MODEL_URI": "s3://bucket/model", "RUN_ID": "abc", "MODEL_NAME": "taxi"},
+            "s3://bucket/model",
+        ),
+        ({"MODEL_URI": "", "RUN_ID": "abc123"}, "runs:/abc123/model"),
+    ],
+)
+def test_default_model_uri_precedence(environ, uri):
+    assert Settings.from_env(environ).default_model_uri == uri
+
+
+@pytest.mark.parametrize(
+    ("taxi_type", "year", "month", "uri"),
+    [
+        (
+            "green",
+            2021,
+            3,
+            "https://d37ci6vzurychx.cloudfront.net/trip-data/green_tripdata_2021-03.parquet",
+        ),
+        (
+            "fhvhv",
+            2023,
+            12,
+            "https://d37ci6vzurychx.cloudfront.net/trip-data/fhvhv_tripdata_2023-12.parquet",
+        ),
+        (
+            "yellow",
+            2009,
+            1,
+            "https://d37ci6vzurychx.cloudfront.net/trip-data/yellow_tripdata_2009-01.parquet",
+        ),
+    ],
+)
+def test_input_uri_of_the_default_template(taxi_type, year, month, uri):
+    assert Settings.from_env({}).input_uri(taxi_type, year, month) == uri
+
+
+def test_input_uri_of_a_custom_template():
+    settings = Settings.from_env(
+        {"INPUT_URI_TEMPLATE": "s3://tlc/{taxi_type}/{year:04d}/{month:02d}.parquet"}
+    )
+    assert settings.input_uri("fhv", 2020, 5) == "s3://tlc/fhv/2020/05.parquet"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("BATCH_SIZE", "abc", "whole number"),
+        ("BATCH_SIZE", "1.5", "whole number"),
+        ("BATCH_SIZE", "1e6", "whole number"),
+        ("BATCH_SIZE", "0", "at least 1"),
+        ("BATCH_SIZE", "-5", "at least 1"),
+        ("MLFLOW_RETRIES", "-1", "at least 0"),
+        ("MLFLOW_RETRIES", "two", "whole number"),
+        ("MLFLOW_TIMEOUT_SECONDS", "0", "at least 1"),
+        ("RIDE_ID_MODE", "sequential", "'deterministic' or 'random'"),
+        ("RIDE_ID_MODE", "Random", "'deterministic' or 'random'"),
+    ],
+)
+def test_bad_values_are_configuration_errors_naming_the_variable(variable, value, says):
+    with pytest.raises(ConfigurationError) as raised:
+        Settings.from_env({variable: value})
+    message = str(raised.value)
+    assert variable in message
+    assert says in message
+    assert repr(value.strip()) in message or value.strip() in message
+    assert isinstance(raised.value, ScoringError)
+    assert raised.value.exit_code == 2
+
+
+def test_settings_are_frozen():
+    settings = Settings.from_env({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.batch_size = 1  # type: ignore[misc]
