@@ -33,7 +33,7 @@ demo: install ## train a model into ./mlflow.db and score green 2021-03 into ./o
 	if [ -z "$$template" ] && [ -n "$(TLC_DATA_DIR)" ] && [ -f "$(TLC_DATA_DIR)/green_tripdata_2021-01.parquet" ]; then \
 	  template="$(TLC_DATA_DIR)/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"; fi; \
 	export INPUT_URI_TEMPLATE="$${template:-}"; [ -n "$$template" ] || unset INPUT_URI_TEMPLATE; \
-	echo "== trips from $${template:-the TLC's public files}"; \
+	echo "== trips from $${template:-the public TLC files}"; \
 	echo "== python train.py green 2021 1"; $(RUN) train.py green 2021 1; \
 	echo "== python score.py green 2021 3"; $(RUN) score.py green 2021 3; \
 	echo "== predictions:"; find output -name '*.parquet' | sort
