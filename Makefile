@@ -16,7 +16,7 @@ export TLC_DATA_DIR
 VENV := .venv
 RUN := $(VENV)/bin/python
 
-.PHONY: help install demo test test-unit lint format clean
+.PHONY: help install demo test test-unit lint format image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,13 +44,17 @@ test: install ## run every test: unit, then integration against real servers
 test-unit: install ## run the fast unit tests only
 	$(RUN) -m pytest -m "not integration"
 
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
 
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+image: ## build the worker image ride-duration:latest (needs a Docker engine)
+	docker build --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" -t ride-duration:latest .
 
 clean: ## remove local state: mlflow.db, mlruns/, output/
 	rm -rf mlflow.db mlruns mlartifacts output

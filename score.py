@@ -8,8 +8,10 @@ UUID, predicts its duration with a model from MLflow and writes the predictions 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Annotated
+from zoneinfo import ZoneInfo
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -18,26 +20,82 @@ from pydantic import Field
 
 from ride_duration import cli
 from ride_duration import month as m
+from ride_duration.errors import ScoringError
+from ride_duration.months import FIRST_YEAR, Month, MonthError, scheduled_month
 from ride_duration.settings import Settings
 from ride_duration.tasks import resolve_model_task, score_month_task
 from ride_duration.trips import TAXI_TYPES, TaxiType
 
-FIRST_YEAR, LAST_YEAR = 2009, 2100
-Year = Annotated[int, Field(ge=FIRST_YEAR, le=LAST_YEAR, description="Year of the trips")]
-Month = Annotated[int, Field(ge=1, le=12, description="Month of the trips, 1 to 12")]
+LAST_YEAR = 2100
+Year = Annotated[
+    int | None,
+    Field(ge=FIRST_YEAR, le=LAST_YEAR, description="Year of the trips; empty: see month"),
+]
+MonthNumber = Annotated[
+    int | None,
+    Field(
+        ge=1,
+        le=12,
+        description="Month of the trips, 1 to 12. Leave year and month empty to score the "
+        "month of the run's scheduled start minus PUBLICATION_LAG_MONTHS.",
+    ),
+]
 
 
 def run_name() -> str:
     """Flow run names like "score-green-2021-03"."""
     parameters = flow_run.parameters
-    return "score-{taxi_type}-{year:04d}-{month:02d}".format(**parameters)
+    try:
+        month = data_month(parameters.get("year"), parameters.get("month"), Settings.from_env())
+    except ScoringError:  # the flow itself reports the problem
+        return f"score-{parameters['taxi_type']}"
+    return f"score-{parameters['taxi_type']}-{month}"
+
+
+def data_month(year: int | None, month: int | None, settings: Settings) -> Month:
+    """The month to score: the one given, else the scheduled start's month minus the lag."""
+    if year is not None and month is not None:
+        return Month(year, month)
+    if year is not None or month is not None:
+        raise MonthError("give both year and month, or neither (to use the run's schedule)")
+    return scheduled_month(
+        flow_run.scheduled_start_time, settings.schedule_timezone, settings.publication_lag_months
+    )
+
+
+def _explain_derived_month(chosen: Month, settings: Settings, logger: logging.Logger) -> None:
+    """Say which month a run without year/month scores, and why (never a silent "now")."""
+    start = flow_run.scheduled_start_time.astimezone(ZoneInfo(settings.schedule_timezone))
+    reason = (
+        f"no year/month given: scoring {chosen}, the month of this run's scheduled start "
+        f"({start:%Y-%m-%d %H:%M} {settings.schedule_timezone}) minus a publication lag of "
+        f"{settings.publication_lag_months} months (PUBLICATION_LAG_MONTHS)"
+    )
+    if _auto_scheduled():
+        logger.info(reason)
+    else:
+        logger.warning(
+            "%s; this run was started by hand, so its scheduled start is now: "
+            "give year and month to score another month",
+            reason,
+        )
+
+
+def _auto_scheduled() -> bool:
+    """Whether this flow run was created by its deployment's schedule."""
+    if not flow_run.id:
+        return False
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return bool(client.read_flow_run(flow_run.id).auto_scheduled)
 
 
 @flow(name="ride-duration-prediction", flow_run_name=run_name)
 def score(
     taxi_type: TaxiType,
-    year: Year,
-    month: Month,
+    year: Year = None,
+    month: MonthNumber = None,
     model_uri: str | None = None,
     input_uri_template: str | None = None,
     output_root: str | None = None,
@@ -47,7 +105,8 @@ def score(
     Args:
         taxi_type: Which TLC trip records to score.
         year: Year of the trips.
-        month: Month of the trips (that month itself is scored).
+        month: Month of the trips (that month itself is scored). Leave year and month empty in
+            scheduled runs: the month of the scheduled start minus PUBLICATION_LAG_MONTHS.
         model_uri: An MLflow model URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`,
             `runs:/RUN_ID/model`) or an artifact location; default `MODEL_URI`, else
             `runs:/$RUN_ID/model`, else `models:/ride-duration@production`.
@@ -59,6 +118,10 @@ def score(
     logger = get_run_logger()
     settings = Settings.from_env()
     settings.configure_mlflow()
+    chosen = data_month(year, month, settings)
+    if (year, month) != (chosen.year, chosen.month):
+        _explain_derived_month(chosen, settings, logger)
+    year, month = chosen.year, chosen.month
     template = input_uri_template or settings.input_uri_template
     input_uri = template.format(taxi_type=taxi_type, year=year, month=month)
 

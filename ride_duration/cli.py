@@ -48,3 +48,31 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def month_text(text: str) -> str:
+    """An argparse type: a month as YYYY-MM."""
+    import argparse
+
+    from ride_duration.months import Month, MonthError
+
+    try:
+        return str(Month.parse(text))
+    except MonthError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def taxi_types(known: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """An argparse type: one or several comma-separated taxi types."""
+    import argparse
+
+    def parse(text: str) -> list[str]:
+        chosen = [part.strip() for part in text.split(",") if part.strip()]
+        unknown = [part for part in chosen if part not in known]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(
+                f"unknown taxi type {', '.join(unknown) or text!r}: choose from {', '.join(known)}"
+            )
+        return chosen
+
+    return parse

@@ -32,3 +32,9 @@ class TrackingServerUnreachableError(ScoringError):
 
 class ConfigurationError(ScoringError):
     """An environment variable holds a value that cannot be used."""
+
+
+class BackfillFailedError(ScoringError):
+    """Some months of a backfill failed; the others completed."""
+
+    exit_code = 1

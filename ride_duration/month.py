@@ -57,6 +57,11 @@ def output_uri(output_root: str, taxi_type: str, year: int, month: int, model: M
     )
 
 
+def is_complete(output_uri: str) -> bool:
+    """Whether a month's output is complete (outputs appear only once fully written)."""
+    return storage.exists(output_uri)
+
+
 def model_file_stem(model: ModelRef) -> str:
     """The model's run id, or a short hash of its location when no run is known."""
     if model.run_id:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ride_duration.errors import ConfigurationError
 
@@ -37,6 +38,11 @@ class Settings:
     ride_id_mode: RideIdMode = "deterministic"
     mlflow_retries: int = 2
     mlflow_timeout_seconds: int = 10
+    # The TLC posts month M during month M+2, usually after mid-month; the monthly schedule
+    # fires early in the month, so three months back is the latest month sure to be there.
+    publication_lag_months: int = 3
+    schedule_timezone: str = "America/New_York"
+    backfill_month_timeout_seconds: int = 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -60,6 +66,16 @@ class Settings:
                 raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
             return value
 
+        def timezone(name: str) -> str:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigurationError(
+                    f"SCHEDULE_TIMEZONE must be an IANA time zone such as America/New_York, "
+                    f"got {name!r}"
+                ) from None
+            return name
+
         ride_id_mode = text("RIDE_ID_MODE", defaults.ride_id_mode)
         if ride_id_mode not in ("deterministic", "random"):
             raise ConfigurationError(
@@ -79,6 +95,13 @@ class Settings:
             mlflow_retries=integer("MLFLOW_RETRIES", defaults.mlflow_retries, minimum=0),
             mlflow_timeout_seconds=integer(
                 "MLFLOW_TIMEOUT_SECONDS", defaults.mlflow_timeout_seconds, minimum=1
+            ),
+            publication_lag_months=integer(
+                "PUBLICATION_LAG_MONTHS", defaults.publication_lag_months, minimum=0
+            ),
+            schedule_timezone=timezone(text("SCHEDULE_TIMEZONE", defaults.schedule_timezone)),
+            backfill_month_timeout_seconds=integer(
+                "BACKFILL_MONTH_TIMEOUT_SECONDS", defaults.backfill_month_timeout_seconds, minimum=1
             ),
         )
 

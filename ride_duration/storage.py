@@ -148,3 +148,10 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
+
+
+def parquet_rows(uri: str) -> int:
+    """The number of rows of a parquet file, from its footer."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        return pq.ParquetFile(handle).metadata.num_rows

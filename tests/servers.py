@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,35 +20,55 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float, log: Path) -> None:
-    """Poll `url` until it answers 2xx; fail with the server's log if it dies or times out."""
+def http_ok(url: str) -> Callable[[], bool]:
+    """A readiness check: `url` answers 2xx."""
+
+    def check() -> bool:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return 200 <= response.status < 300
+        except OSError:
+            return False
+
+    return check
+
+
+def wait_until_ready(
+    ready: Callable[[], bool], process: subprocess.Popen, timeout: float, log: Path
+) -> None:
+    """Poll `ready` until true; fail with the process's log if it dies or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if 200 <= response.status < 300:
-                    return
-        except OSError:
-            pass
+            raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        if ready():
+            return
         time.sleep(0.3)
-    raise TimeoutError(f"{url} not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
+    raise TimeoutError(f"not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 @contextmanager
 def running(
-    command: list[str], *, env: dict[str, str], health_url: str, log: Path, timeout: float = 60
+    command: list[str],
+    *,
+    env: dict[str, str],
+    ready: Callable[[], bool],
+    log: Path,
+    timeout: float = 60,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen]:
     """Run `command` in its own process group until the block ends, then stop the whole group."""
     with log.open("wb") as out:
         process = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
-            wait_until_healthy(health_url, process, timeout, log)
+            wait_until_ready(ready, process, timeout, log)
             yield process
         finally:
             stop(process)

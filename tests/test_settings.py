@@ -22,6 +22,9 @@ DEFAULTS = {
     "ride_id_mode": "deterministic",
     "mlflow_retries": 2,
     "mlflow_timeout_seconds": 10,
+    "publication_lag_months": 3,
+    "schedule_timezone": "America/New_York",
+    "backfill_month_timeout_seconds": 3600,
 }
 
 
@@ -68,6 +71,9 @@ def test_from_env_reads_the_process_environment_by_default(monkeypatch):
         ("RIDE_ID_MODE", "deterministic", "ride_id_mode", "deterministic"),
         ("MLFLOW_RETRIES", "0", "mlflow_retries", 0),
         ("MLFLOW_TIMEOUT_SECONDS", "1", "mlflow_timeout_seconds", 1),
+        ("PUBLICATION_LAG_MONTHS", "0", "publication_lag_months", 0),
+        ("SCHEDULE_TIMEZONE", "Europe/Paris", "schedule_timezone", "Europe/Paris"),
+        ("BACKFILL_MONTH_TIMEOUT_SECONDS", "60", "backfill_month_timeout_seconds", 60),
     ],
 )
 def test_each_variable(variable, value, attribute, expected):
@@ -147,6 +153,9 @@ def test_input_uri_of_a_custom_template():
         ("MLFLOW_TIMEOUT_SECONDS", "0", "at least 1"),
         ("RIDE_ID_MODE", "sequential", "'deterministic' or 'random'"),
         ("RIDE_ID_MODE", "Random", "'deterministic' or 'random'"),
+        ("PUBLICATION_LAG_MONTHS", "-1", "at least 0"),
+        ("SCHEDULE_TIMEZONE", "Mars/Olympus", "IANA time zone"),
+        ("BACKFILL_MONTH_TIMEOUT_SECONDS", "0", "at least 1"),
     ],
 )
 def test_bad_values_are_configuration_errors_naming_the_variable(variable, value, says):

@@ -20,7 +20,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import free_port, running
+from tests.servers import free_port, http_ok, running
 from tests.tlc_fake import file_name, make_trips, write_trips
 
 TRAIN_MONTHS = [(2021, 1), (2021, 2), (2021, 3), (2021, 4)]
@@ -81,7 +81,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         with running(
             [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
             env=base_env,
-            health_url=f"{s3_endpoint}/moto-api/",
+            ready=http_ok(f"{s3_endpoint}/moto-api/"),
             log=workdir / "moto.log",
         ):
             s3 = boto3.client("s3", endpoint_url=s3_endpoint)
@@ -104,7 +104,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
                     "1",
                 ],
                 env=base_env,
-                health_url=f"{tracking_uri}/health",
+                ready=http_ok(f"{tracking_uri}/health"),
                 log=workdir / "mlflow.log",
                 timeout=120,
             ):

@@ -1,0 +1,41 @@
+# The ride-duration batch scorer: `docker run IMAGE python score.py green 2021 3`. It also serves
+# as the image of a Prefect docker work pool: there is no ENTRYPOINT, the worker sends its own
+# command. Only the runtime ([packages]) section of Pipfile.lock is installed.
+# tests/integration/test_image.py replays the install step and the COPYs without Docker.
+FROM python:3.11-slim
+
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+
+# The index the Pipfile's source (${PIP_INDEX_URL}) stands for; pip's default when empty.
+ARG PIP_INDEX_URL
+ARG PIPENV_VERSION=2026.10.3
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PREFECT_SERVER_ANALYTICS_ENABLED=false
+
+# pipenv must run in the interpreter it installs into: with --system it installs into the first
+# python3 on PATH but decides what is "already installed" from its own interpreter, so a pipenv
+# kept in a separate virtual environment silently skips the locked packages it shares with
+# pipenv (certifi, packaging). pipenv and its few dependencies therefore stay in the image.
+COPY Pipfile Pipfile.lock /tmp/pipenv/
+RUN PIP_INDEX_URL="${PIP_INDEX_URL:-$(python -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')}" \
+    && export PIP_INDEX_URL \
+    && pip install --no-cache-dir --quiet "pipenv==${PIPENV_VERSION}" \
+    && PIPENV_PIPFILE=/tmp/pipenv/Pipfile PIP_NO_CACHE_DIR=1 pipenv install --system --deploy \
+    && rm -rf /tmp/pipenv /root/.cache
+
+# An unprivileged user (app, uid 10001) that owns /app, where the default output/ and
+# mlflow.db go; the code itself stays owned by root.
+RUN useradd --create-home --no-log-init --uid 10001 --user-group app \
+    && install -d -o app -g app /app
+WORKDIR /app
+
+COPY score.py backfill.py train.py deployment.yaml ./
+COPY ride_duration/ ./ride_duration/
+
+USER 10001:10001
+
+CMD ["python", "score.py", "--help"]

@@ -1,0 +1,241 @@
+"""Re-score a range of past months: `python backfill.py green 2021-01 2021-05`.
+
+The Prefect flow `ride-duration-prediction-backfill` pins the model once (an alias becomes one
+version for every month), then runs the score flow once per taxi type and month: in this
+process, or, with `--deployment`, as flow runs of the score deployment spread across workers.
+A failed month does not stop the others; the flow fails at the end naming them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from typing import Annotated
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from prefect.runtime import flow_run
+from pydantic import Field
+
+from ride_duration import cli, orchestration, storage
+from ride_duration.backfilling import Mode, MonthOutcome, PlannedMonth, failure_summary, plan
+from ride_duration.errors import BackfillFailedError
+from ride_duration.months import Month, check_past, month_range
+from ride_duration.settings import Settings
+from ride_duration.tasks import resolve_model_task
+from ride_duration.trips import TAXI_TYPES, TaxiType
+from score import score
+
+MonthText = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+
+
+@flow(
+    name="ride-duration-prediction-backfill",
+    flow_run_name="backfill-{start}-{end}",
+)
+def backfill(
+    taxi_types: list[TaxiType],
+    start: MonthText,
+    end: MonthText,
+    model_uri: str | None = None,
+    mode: Mode = "missing",
+    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4,
+    dry_run: bool = False,
+    deployment: str | None = None,
+    input_uri_template: str | None = None,
+    output_root: str | None = None,
+) -> list[dict]:
+    """Score every month from `start` to `end` (inclusive) for each taxi type.
+
+    Args:
+        taxi_types: One or several TLC trip record types.
+        start: First month, YYYY-MM.
+        end: Last month, YYYY-MM (included).
+        model_uri: The model (default as in the score flow); an alias is resolved once here.
+        mode: "missing" scores months without a complete output for this model version,
+            "failed" re-runs months whose last attempt failed, "all" re-scores every month.
+        max_concurrency: Months in flight at once on workers (with `deployment`).
+        dry_run: List what would happen to each month and write nothing.
+        deployment: Run months as flow runs of this score deployment (e.g.
+            "ride-duration-prediction/monthly") on its workers instead of in this process.
+        input_uri_template: As in the score flow; default `INPUT_URI_TEMPLATE`.
+        output_root: As in the score flow; default `OUTPUT_ROOT`.
+    """
+    logger = get_run_logger()
+    settings = Settings.from_env()
+    settings.configure_mlflow()
+    months = month_range(Month.parse(start), Month.parse(end))
+    check_past(months, settings.schedule_timezone)
+    taxi_types = list(dict.fromkeys(taxi_types))
+    template = input_uri_template or settings.input_uri_template
+    root = output_root or settings.output_root
+
+    model = resolve_model_task(model_uri or settings.default_model_uri)
+    logger.info("model %s pinned to %s for every month", model.uri, model.label)
+    names = [f"score-{t}-{m}" for t in taxi_types for m in months]
+    last_states = asyncio.run(orchestration.last_run_states(names)) if mode == "failed" else {}
+    planned = plan(
+        taxi_types=taxi_types,
+        months=months,
+        model=model,
+        mode=mode,
+        input_uri_template=template,
+        output_root=root,
+        last_states=last_states,
+        check_inputs=dry_run,
+    )
+    for month in planned:
+        verb = "would score" if dry_run and month.action == "score" else month.action
+        logger.info("%s %s: %s (%s)", month.taxi_type, month.month, verb, month.reason)
+    if dry_run:
+        return [
+            {
+                "taxi_type": p.taxi_type,
+                "month": str(p.month),
+                "action": "would score" if p.action == "score" else p.action,
+                "reason": p.reason,
+            }
+            for p in planned
+        ]
+
+    to_score = [p for p in planned if p.action == "score"]
+    parameters = {
+        "model_uri": model.resolved_uri,
+        "input_uri_template": template,
+        "output_root": root,
+    }
+    if deployment:
+        scored = asyncio.run(
+            orchestration.run_on_deployment(
+                deployment=deployment,
+                planned=to_score,
+                parameters=lambda p: {
+                    "taxi_type": p.taxi_type,
+                    "year": p.month.year,
+                    "month": p.month.month,
+                    **parameters,
+                },
+                idempotency_key=lambda p: f"{flow_run.id}/{p.taxi_type}/{p.month}/{model.label}",
+                max_concurrency=max_concurrency,
+                month_timeout_seconds=settings.backfill_month_timeout_seconds,
+            )
+        )
+    else:
+        scored = [_score_here(p, parameters) for p in to_score]
+    by_month = {(o.taxi_type, o.month): o for o in scored}
+    outcomes = [by_month.get((p.taxi_type, str(p.month))) or _skipped(p) for p in planned]
+
+    create_table_artifact(
+        table=[o.as_row() for o in outcomes],
+        key="backfill-" + "-".join(taxi_types) + f"-{start}-{end}",
+        description=f"Backfill {', '.join(taxi_types)} {start}..{end} with {model.label}",
+    )
+    completed = sum(o.state == "completed" for o in outcomes)
+    skipped = sum(o.state == "skipped" for o in outcomes)
+    logger.info(
+        "%d months scored, %d skipped, %d failed",
+        completed,
+        skipped,
+        len(outcomes) - completed - skipped,
+    )
+    if completed + skipped < len(outcomes):
+        raise BackfillFailedError(failure_summary(outcomes))
+    return [o.as_row() for o in outcomes]
+
+
+def _score_here(month: PlannedMonth, parameters: dict) -> MonthOutcome:
+    """Score one month as a subflow of this process."""
+    started = time.monotonic()
+    state = score(
+        taxi_type=month.taxi_type,
+        year=month.month.year,
+        month=month.month.month,
+        return_state=True,
+        **parameters,
+    )
+    seconds = round(time.monotonic() - started, 1)
+    if state.is_completed():
+        summary = state.result()
+        return MonthOutcome(
+            str(month.month),
+            month.taxi_type,
+            "completed",
+            summary["rows_scored"],
+            summary["output"],
+            seconds,
+        )
+    error = state.result(raise_on_failure=False)
+    message = str(error).strip().splitlines()[0] if str(error).strip() else state.name
+    return MonthOutcome(
+        str(month.month),
+        month.taxi_type,
+        state.type.value.lower(),
+        None,
+        storage.display_uri(month.output_uri),
+        seconds,
+        message,
+    )
+
+
+def _skipped(month: PlannedMonth) -> MonthOutcome:
+    return MonthOutcome(
+        str(month.month),
+        month.taxi_type,
+        "skipped",
+        None,
+        storage.display_uri(month.output_uri),
+        None,
+        month.reason,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: `python backfill.py TAXI_TYPES START END [options]`."""
+    parser = argparse.ArgumentParser(
+        prog="backfill.py", description="Re-score a range of past months of TLC trips."
+    )
+    parser.add_argument(
+        "taxi_types",
+        type=cli.taxi_types(TAXI_TYPES),
+        help="one or several of yellow,green,fhv,fhvhv, comma-separated",
+    )
+    parser.add_argument("start", type=cli.month_text, help="first month, YYYY-MM")
+    parser.add_argument("end", type=cli.month_text, help="last month, YYYY-MM (included)")
+    parser.add_argument("--mode", choices=["missing", "failed", "all"], default="missing")
+    parser.add_argument("--dry-run", action="store_true", help="list what would happen")
+    parser.add_argument("--max-concurrency", type=cli.bounded_int(1, 64), default=4)
+    parser.add_argument("--model", dest="model_uri", help="MLflow model URI")
+    parser.add_argument("--deployment", help="run months on this score deployment's workers")
+    parser.add_argument("--input-uri-template", help="overrides INPUT_URI_TEMPLATE")
+    parser.add_argument("--output-root", help="overrides OUTPUT_ROOT")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+
+    def run() -> None:
+        # The flow's own month checks, before Prefect starts: a typo fails in a blink.
+        check_past(
+            month_range(Month.parse(args.start), Month.parse(args.end)),
+            Settings.from_env().schedule_timezone,
+        )
+        rows = backfill(
+            taxi_types=args.taxi_types,
+            start=args.start,
+            end=args.end,
+            model_uri=args.model_uri,
+            mode=args.mode,
+            max_concurrency=args.max_concurrency,
+            dry_run=args.dry_run,
+            deployment=args.deployment,
+            input_uri_template=args.input_uri_template,
+            output_root=args.output_root,
+        )
+        for row in rows:
+            print("  ".join(f"{value}" for value in row.values() if value not in (None, "")))
+
+    return cli.run(run, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Backfills: which months to score, and the outcome of each.
+
+A backfill pins the model once, plans every (taxi type, month) pair according to its mode, and
+scores each planned month on its own, so one failure does not stop the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from ride_duration import month as m
+from ride_duration import storage
+from ride_duration.model import ModelRef
+from ride_duration.months import Month
+
+Mode = Literal["missing", "failed", "all"]
+Action = Literal["score", "done", "skip", "input missing"]
+
+
+@dataclass(frozen=True)
+class PlannedMonth:
+    """One month of one taxi type, and what the backfill does with it."""
+
+    taxi_type: str
+    month: Month
+    input_uri: str
+    output_uri: str
+    action: Action
+    reason: str
+
+    @property
+    def run_name(self) -> str:
+        """The score flow's run name for this month (as `score.run_name` builds it)."""
+        return f"score-{self.taxi_type}-{self.month}"
+
+
+@dataclass
+class MonthOutcome:
+    """How one month of a backfill ended."""
+
+    month: str
+    taxi_type: str
+    state: str
+    rows_scored: int | None
+    output: str
+    seconds: float | None
+    error: str = ""
+
+    def as_row(self) -> dict:
+        """A row of the backfill's table artifact."""
+        return asdict(self)
+
+
+FAILED_STATES = {"FAILED", "CRASHED", "CANCELLED", "TIMEDOUT"}
+
+
+def plan(
+    *,
+    taxi_types: list[str],
+    months: list[Month],
+    model: ModelRef,
+    mode: Mode,
+    input_uri_template: str,
+    output_root: str,
+    last_states: dict[str, str | None],
+    check_inputs: bool,
+) -> list[PlannedMonth]:
+    """Decide, for each taxi type and month, whether to score it and why.
+
+    `last_states` maps a month's run name to the state type of its latest score run, if any;
+    `check_inputs` also looks for each month's trip file (for dry runs).
+    """
+    planned = []
+    for taxi_type in taxi_types:
+        for month in months:
+            input_uri = input_uri_template.format(
+                taxi_type=taxi_type, year=month.year, month=month.month
+            )
+            output_uri = m.output_uri(output_root, taxi_type, month.year, month.month, model)
+            name = f"score-{taxi_type}-{month}"
+            action, reason = _decide(mode, m.is_complete(output_uri), last_states.get(name))
+            if action == "score" and check_inputs and not storage.exists(input_uri):
+                action, reason = (
+                    "input missing",
+                    f"no trip file at {storage.display_uri(input_uri)}",
+                )
+            planned.append(PlannedMonth(taxi_type, month, input_uri, output_uri, action, reason))
+    return planned
+
+
+def _decide(mode: Mode, complete: bool, last_state: str | None) -> tuple[Action, str]:
+    if mode == "all":
+        return "score", "mode=all re-scores every month"
+    if mode == "missing":
+        if complete:
+            return "done", "complete output for this model version"
+        return "score", "no complete output for this model version"
+    if last_state in FAILED_STATES:
+        return "score", f"last attempt {last_state.lower()}"
+    if last_state is None:
+        return "skip", "never attempted (mode=missing scores it)"
+    return "skip", f"last attempt {last_state.lower()}"
+
+
+def failure_summary(outcomes: list[MonthOutcome]) -> str:
+    """One line naming the failed months and why."""
+    failed = [o for o in outcomes if o.state != "completed" and o.state != "skipped"]
+    parts = [f"{o.taxi_type} {o.month} ({o.error or o.state})" for o in failed]
+    return f"{len(failed)} of {len(outcomes)} months failed: " + "; ".join(parts)

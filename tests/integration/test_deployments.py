@@ -1,0 +1,389 @@
+"""deployment.yaml on a real Prefect server: deploy, UI runs, scheduled runs, backfills on workers.
+
+The module starts `prefect server start` on 127.0.0.1 with its own PREFECT_HOME, deploys
+deployment.yaml with the README's command, and runs two process workers polling every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterParentFlowRunId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.exceptions import PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.states import Scheduled
+
+from tests.conftest import REPO
+from tests.integration.conftest import TEMPLATE, Services, Trained
+from tests.servers import free_port, http_ok, running, stop
+
+BIN = Path(sys.executable).parent
+PROCESS_POOL = "ride-duration-process"
+# The README's commands, as the README writes them.
+CREATE_POOL = ["prefect", "work-pool", "create", PROCESS_POOL, "--type", "process"]
+DEPLOY = ["prefect", "deploy", "--all", "--prefect-file", "deployment.yaml", "--no-prompt"]
+MONTHLY = "ride-duration-prediction/monthly"
+BACKFILL = "ride-duration-prediction-backfill/backfill"
+
+
+@dataclass
+class PrefectServer:
+    api_url: str
+    env: dict[str, str]
+    output_root: Path
+    workers: dict[str, subprocess.Popen]
+    worker_logs: dict[str, Path]
+
+
+def _prefect(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "prefect"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
+
+
+def _workers_online(api_url: str, names: list[str]):
+    def check() -> bool:
+        request = urllib.request.Request(
+            f"{api_url}/work_pools/{PROCESS_POOL}/workers/filter",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                online = {w["name"] for w in json.load(response) if w["status"] == "ONLINE"}
+        except OSError:
+            return False
+        return set(names) <= online
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def prefect_server(
+    services: Services, trained: Trained, input_dir: Path, tmp_path_factory
+) -> Iterator[PrefectServer]:
+    workdir = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {
+        **services.env,
+        "PREFECT_HOME": str(workdir / "home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+        "OUTPUT_ROOT": str(workdir / "output"),
+        "BACKFILL_MONTH_TIMEOUT_SECONDS": "45",
+    }
+    with running(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        ready=http_ok(f"{api_url}/health"),
+        log=workdir / "server.log",
+        timeout=120,
+    ):
+        for command in (
+            CREATE_POOL,
+            ["prefect", "work-pool", "create", "ride-duration-docker", "--type", "docker"],
+            DEPLOY,
+        ):
+            result = _prefect(*command[1:], env=env)
+            assert result.returncode == 0, result.stdout + result.stderr
+        names = ["worker-1", "worker-2"]
+        logs = {name: workdir / f"{name}.log" for name in names}
+        workers: dict[str, subprocess.Popen] = {}
+        try:
+            for name in names:
+                out = logs[name].open("wb")
+                workers[name] = subprocess.Popen(
+                    [
+                        str(BIN / "prefect"),
+                        "worker",
+                        "start",
+                        "--pool",
+                        PROCESS_POOL,
+                        "--name",
+                        name,
+                    ],
+                    env=env,
+                    cwd=workdir,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            deadline = time.monotonic() + 60
+            while not _workers_online(api_url, names)():
+                assert time.monotonic() < deadline, "workers did not come online"
+                time.sleep(0.5)
+            yield PrefectServer(api_url, env, workdir / "output", workers, logs)
+        finally:
+            for process in workers.values():
+                stop(process)
+
+
+def _api(server: PrefectServer, coroutine_function, *args):
+    async def call():
+        async with get_client() as client:
+            return await coroutine_function(client, *args)
+
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        return asyncio.run(call())
+
+
+async def _wait_final(client, flow_run_id, timeout: float = 180):
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await client.read_flow_run(flow_run_id)
+        if run.state and run.state.is_final():
+            return run
+        assert time.monotonic() < deadline, f"flow run {run.name} still {run.state.type}"
+        await asyncio.sleep(1)
+
+
+def test_deploy_creates_both_deployments_with_schedules_in_new_york_time(prefect_server):
+    async def read(client):
+        return [await client.read_deployment_by_name(n) for n in (MONTHLY, BACKFILL)]
+
+    monthly, backfill = _api(prefect_server, read)
+    schedules = sorted(
+        (s.parameters["taxi_type"], s.schedule.cron, s.schedule.timezone, s.active)
+        for s in monthly.schedules
+    )
+    assert schedules == [
+        (taxi_type, "0 6 3 * *", "America/New_York", True)
+        for taxi_type in ("fhvhv", "green", "yellow")
+    ]
+    assert monthly.enforce_parameter_schema
+    assert backfill.enforce_parameter_schema
+    assert monthly.global_concurrency_limit.limit == 4
+    assert monthly.work_pool_name == backfill.work_pool_name == PROCESS_POOL
+    assert backfill.parameters["deployment"] == MONTHLY
+
+
+def test_the_parameter_schema_is_what_the_ui_custom_run_form_is_built_from(prefect_server):
+    async def read(client):
+        return await client.read_deployment_by_name(MONTHLY)
+
+    schema = _api(prefect_server, read).parameter_openapi_schema
+    assert schema["required"] == ["taxi_type"]
+    assert schema["properties"]["taxi_type"]["enum"] == ["yellow", "green", "fhv", "fhvhv"]
+    month = schema["properties"]["month"]["anyOf"][0]
+    assert (month["type"], month["minimum"], month["maximum"]) == ("integer", 1, 12)
+    year = schema["properties"]["year"]["anyOf"][0]
+    assert year["minimum"] == 2009
+
+
+def test_the_server_refuses_a_custom_run_with_month_13(prefect_server):
+    async def create(client):
+        deployment = await client.read_deployment_by_name(MONTHLY)
+        await client.create_flow_run_from_deployment(
+            deployment.id, parameters={"taxi_type": "green", "year": 2021, "month": 13}
+        )
+
+    with pytest.raises(PrefectHTTPStatusError, match="13 is greater than the maximum of 12"):
+        _api(prefect_server, create)
+
+
+def test_a_custom_run_from_the_ui_is_executed_by_a_worker(prefect_server, trained: Trained):
+    async def custom_run(client):
+        # What the UI's "Custom run" sends: POST /deployments/{id}/create_flow_run.
+        deployment = await client.read_deployment_by_name(MONTHLY)
+        run = await client.create_flow_run_from_deployment(
+            deployment.id, parameters={"taxi_type": "green", "year": 2021, "month": 2}
+        )
+        return await _wait_final(client, run.id)
+
+    run = _api(prefect_server, custom_run)
+    assert run.state.is_completed(), run.state.message
+    assert run.name == "score-green-2021-02"
+    output = prefect_server.output_root / (
+        f"taxi_type=green/year=2021/month=02/{trained.run_id}.parquet"
+    )
+    assert pq.read_metadata(output).num_rows > 0
+
+
+def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(
+    prefect_server, trained: Trained
+):
+    scheduled = datetime(2021, 7, 3, 10, 0, tzinfo=UTC)  # 06:00 in New York
+
+    async def scheduled_run(client):
+        deployment = await client.read_deployment_by_name(MONTHLY)
+        run = await client.create_flow_run_from_deployment(
+            deployment.id,
+            parameters={"taxi_type": "green"},
+            state=Scheduled(scheduled_time=scheduled),
+        )
+        final = await _wait_final(client, run.id)
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
+        )
+        return final, [log.message for log in logs]
+
+    run, messages = _api(prefect_server, scheduled_run)
+    assert run.state.is_completed(), run.state.message
+    assert run.name == "score-green-2021-04"  # July 2021 minus a lag of 3 months
+    assert any(
+        "no year/month given: scoring 2021-04" in m and "2021-07-03 06:00 America/New_York" in m
+        for m in messages
+    ), messages
+    output = prefect_server.output_root / (
+        f"taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
+    )
+    assert output.exists()
+
+
+def _backfill_cli(server: PrefectServer, output_root: Path, *extra: str, **popen):
+    command = [
+        sys.executable,
+        str(REPO / "backfill.py"),
+        "green",
+        "2021-01",
+        "2021-04",
+        "--deployment",
+        MONTHLY,
+        "--max-concurrency",
+        "2",
+        "--output-root",
+        str(output_root),
+        *extra,
+    ]
+    if popen:
+        return subprocess.Popen(command, env=server.env, cwd=output_root.parent, **popen)
+    return subprocess.run(
+        command,
+        env=server.env,
+        cwd=output_root.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _score_runs_of_backfill(server: PrefectServer, backfill_name: str):
+    async def read(client):
+        parents = [r for r in await client.read_flow_runs() if r.name == backfill_name]
+        children = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[p.id for p in parents])
+            )
+        )
+        return children
+
+    return _api(server, read)
+
+
+def test_a_backfill_fans_out_over_two_workers_concurrently(
+    prefect_server: PrefectServer, tmp_path: Path, trained: Trained
+):
+    output_root = tmp_path / "out"
+    result = _backfill_cli(prefect_server, output_root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for month in ("01", "02", "03", "04"):
+        path = output_root / f"taxi_type=green/year=2021/month={month}/{trained.run_id}.parquet"
+        assert pq.read_metadata(path).num_rows > 0
+    runs = [
+        r
+        for r in _score_runs_of_backfill(prefect_server, "backfill-2021-01-2021-04")
+        if r.state.is_completed()
+    ]
+    assert {r.name for r in runs} >= {f"score-green-2021-0{m}" for m in range(1, 5)}
+    spans = sorted((r.start_time, r.end_time) for r in runs)
+    assert any(later_start < end for (_, end), (later_start, _) in itertools.pairwise(spans)), (
+        "no two months ran at the same time"
+    )
+    for name, log in prefect_server.worker_logs.items():
+        assert "score-green-2021" in log.read_text() or "Submitting" in log.read_text(), name
+
+
+def _flow_run_processes(flow_run_id: str) -> list[int]:
+    """PIDs of processes executing the flow run (Prefect passes its id in the environment)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_killing_a_worker_mid_backfill_leaves_every_month_done_or_reported_failed(
+    prefect_server: PrefectServer, tmp_path: Path, trained: Trained
+):
+    output_root = tmp_path / "out"
+    output_root.mkdir()
+    log = tmp_path / "backfill.log"
+    with log.open("w") as out:
+        backfill = _backfill_cli(
+            prefect_server, output_root, "--mode", "all", stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            victim = None
+            deadline = time.monotonic() + 120
+            while victim is None:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                for run in _score_runs_of_backfill(prefect_server, "backfill-2021-01-2021-04"):
+                    if run.state.is_running():
+                        for name, worker_log in prefect_server.worker_logs.items():
+                            if str(run.id) in worker_log.read_text():
+                                victim = (name, run)
+                time.sleep(0.5)
+            name, run = victim
+            # The machine dies: the worker and the process running its month.
+            os.killpg(prefect_server.workers[name].pid, signal.SIGKILL)
+            for pid in _flow_run_processes(str(run.id)):
+                os.kill(pid, signal.SIGKILL)
+            returncode = backfill.wait(timeout=300)
+        finally:
+            if backfill.poll() is None:
+                backfill.kill()
+    text = log.read_text()
+    assert returncode == 1, text[-3000:]  # the months that died are reported, the flow fails
+    error = next(line for line in text.splitlines() if line.startswith("error: "))
+    assert "did not finish within 45 s" in error
+    assert f"green {run.name.removeprefix('score-green-')}" in error
+    done = {
+        path.parent.name.removeprefix("month="): path for path in output_root.rglob("*.parquet")
+    }
+    failed = {month for month in ("01", "02", "03", "04") if f"green 2021-{month} (" in error}
+    # Every month is either a whole file at its final path or named as failed, never both.
+    assert failed.isdisjoint(done)
+    assert failed | set(done) == {"01", "02", "03", "04"}
+    assert error.startswith(f"error: {len(failed)} of 4 months failed")
+    for path in done.values():
+        assert pq.read_metadata(path).num_rows > 0
+    assert not [
+        p
+        for p in output_root.rglob("*")
+        if p.is_file() and p.suffix != ".parquet" and not p.name.startswith(".")
+    ]
+
+    rerun = _backfill_cli(prefect_server, output_root)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    summary = f"{len(failed)} months scored, {len(done)} skipped, 0 failed"
+    assert summary in rerun.stdout + rerun.stderr
+    assert len(sorted(output_root.rglob("*.parquet"))) == 4
