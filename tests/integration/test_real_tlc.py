@@ -87,3 +87,27 @@ def test_every_real_month_scores(
     if (year, month) == (2021, 2):
         # Scoring the validation month reproduces the validation RMSE of training exactly.
         assert np.sqrt(np.mean(diff**2)) == pytest.approx(real_model["rmse"], abs=1e-4)
+
+
+def test_backfilling_five_real_months_then_again_then_after_deleting_one(
+    real_model: dict, tlc_data_dir: Path, tmp_path: Path
+):
+    from backfill import backfill
+
+    def run() -> list[str]:
+        rows = backfill(
+            taxi_types=["green"],
+            start="2021-01",
+            end="2021-05",
+            model_uri=f"models:/{MODEL}@production",
+            input_uri_template=str(tlc_data_dir / TEMPLATE),
+            output_root=str(tmp_path),
+        )
+        return [row["state"] for row in rows]
+
+    assert run() == ["completed"] * 5
+    files = sorted(tmp_path.rglob("*.parquet"))
+    assert len(files) == 5
+    assert run() == ["skipped"] * 5
+    files[2].unlink()
+    assert run() == ["skipped", "skipped", "completed", "skipped", "skipped"]

@@ -1,0 +1,140 @@
+"""The backfill flow in-process (subflows), against the session's MLflow, S3 and Prefect API."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterName,
+)
+
+from backfill import backfill
+from ride_duration.errors import BackfillFailedError
+from tests.integration.conftest import TEMPLATE, Services, Trained
+from tests.tlc_fake import file_name
+
+
+@pytest.fixture
+def inputs(input_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the generated months 2021-01..04."""
+    folder = tmp_path / "in"
+    shutil.copytree(input_dir, folder)
+    return folder
+
+
+def _run(inputs: Path, output: Path, **options) -> list[dict]:
+    return backfill(
+        taxi_types=["green"],
+        start=options.pop("start", "2021-01"),
+        end=options.pop("end", "2021-04"),
+        input_uri_template=str(inputs / TEMPLATE),
+        output_root=str(output),
+        **options,
+    )
+
+
+async def _read(key: str | None = None, run_name: str | None = None):
+    async with get_client() as client:
+        if key:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
+        return await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))
+        )
+
+
+def test_months_are_scored_once_and_a_rerun_scores_only_what_is_missing(
+    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+):
+    output = tmp_path / "out"
+    rows = _run(inputs, output)
+    assert [(r["month"], r["state"]) for r in rows] == [
+        (f"2021-0{m}", "completed") for m in range(1, 5)
+    ]
+    assert all(r["rows_scored"] > 0 for r in rows)
+    files = sorted(output.rglob("*.parquet"))
+    assert [f.name for f in files] == [f"{trained.run_id}.parquet"] * 4
+
+    again = _run(inputs, output)
+    assert {r["state"] for r in again} == {"skipped"}
+
+    files[2].unlink()
+    third = _run(inputs, output)
+    assert [r["state"] for r in third] == ["skipped", "skipped", "completed", "skipped"]
+    assert files[2].exists()
+
+
+def test_the_backfill_publishes_a_table_artifact_of_its_months(
+    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+):
+    _run(inputs, tmp_path / "out", start="2021-02", end="2021-03")
+    artifacts = asyncio.run(_read(key="backfill-green-2021-02-2021-03"))
+    table = artifacts[0].data
+    assert '"month": "2021-02"' in table
+    assert '"state": "completed"' in table
+    assert '"rows_scored"' in table
+    assert '"output"' in table
+    assert '"seconds"' in table
+
+
+def test_a_failed_month_does_not_stop_the_others_and_mode_failed_reruns_it(
+    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+):
+    good = (inputs / file_name("green", 2021, 2)).read_bytes()
+    (inputs / file_name("green", 2021, 2)).write_bytes(b"garbage" * 100)
+    output = tmp_path / "out"
+    with pytest.raises(BackfillFailedError) as failed:
+        _run(inputs, output)
+    assert str(failed.value).startswith("1 of 4 months failed: green 2021-02 (")
+    assert "is not a readable parquet file" in str(failed.value)
+    months = sorted(p.parent.name for p in output.rglob("*.parquet"))
+    assert months == ["month=01", "month=03", "month=04"]
+
+    (inputs / file_name("green", 2021, 2)).write_bytes(good)
+    rows = _run(inputs, output, mode="failed")
+    assert [r["state"] for r in rows] == ["skipped", "completed", "skipped", "skipped"]
+    assert "last attempt completed" in rows[0]["error"]
+
+
+def test_a_dry_run_says_what_would_happen_and_writes_nothing(
+    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+):
+    output = tmp_path / "out"
+    _run(inputs, output, start="2021-01", end="2021-01")
+    before = sorted(output.rglob("*"))
+    (inputs / file_name("green", 2021, 4)).unlink()
+    plan = _run(inputs, output, start="2021-01", end="2021-05", dry_run=True)
+    assert [(p["month"], p["action"]) for p in plan] == [
+        ("2021-01", "done"),
+        ("2021-02", "would score"),
+        ("2021-03", "would score"),
+        ("2021-04", "input missing"),
+        ("2021-05", "input missing"),
+    ]
+    assert sorted(output.rglob("*")) == before
+
+
+def test_an_alias_is_pinned_to_one_version_for_every_month(
+    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+):
+    _run(
+        inputs,
+        tmp_path / "out",
+        start="2021-03",
+        end="2021-04",
+        mode="all",
+        model_uri="models:/ride-duration@production",
+    )
+    for month in ("2021-03", "2021-04"):
+        runs = asyncio.run(_read(run_name=f"score-green-{month}"))
+        newest = max(runs, key=lambda r: r.expected_start_time)
+        assert newest.parameters["model_uri"] == f"models:/ride-duration/{trained.version}"
+        assert newest.parent_task_run_id is not None  # a subflow of the backfill
