@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 import pytest
 
+import backfill
 import score
 import train
 from ride_duration import cli
@@ -18,6 +20,8 @@ from ride_duration.errors import (
     SchemaError,
     ScoringError,
 )
+from ride_duration.months import Month, MonthError, current_month
+from ride_duration.settings import Settings
 
 MAINS = {"score": score.main, "train": train.main}
 
@@ -171,3 +175,105 @@ def test_bounded_int_accepts(low, high, text, value):
 def test_bounded_int_rejects(low, high, text, says):
     with pytest.raises(argparse.ArgumentTypeError, match=says):
         cli.bounded_int(low, high)(text)
+
+
+# --- backfill.py: argument errors, and month errors reported before Prefect starts -------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["purple", "2021-01", "2021-03"],
+            "unknown taxi type 'purple': choose from yellow, green, fhv, fhvhv",
+        ),
+        (
+            ["green,purple", "2021-01", "2021-03"],
+            "unknown taxi type 'purple': choose from yellow, green, fhv, fhvhv",
+        ),
+        ([",", "2021-01", "2021-03"], "unknown taxi type ','"),
+        (["green", "2021-13", "2021-12"], "'2021-13' is not a month: write it as YYYY-MM"),
+        (["green", "2021/01", "2021-03"], "'2021/01' is not a month: write it as YYYY-MM"),
+        (["green", "2021-01", "march"], "'march' is not a month: write it as YYYY-MM"),
+        (
+            ["green", "2021-01", "2021-03", "--max-concurrency", "0"],
+            "0 is not between 1 and 64",
+        ),
+        (
+            ["green", "2021-01", "2021-03", "--max-concurrency", "65"],
+            "65 is not between 1 and 64",
+        ),
+        (["green", "2021-01", "2021-03", "--mode", "sometimes"], "invalid choice: 'sometimes'"),
+        (["green", "2021-01"], "the following arguments are required: end"),
+    ],
+)
+def test_backfill_argument_errors_exit_with_code_2(argv, says, capsys):
+    with pytest.raises(SystemExit) as raised:
+        backfill.main(argv)
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert says in error
+    assert "usage: backfill.py" in error
+
+
+@pytest.mark.usefixtures("restore_log_filters")
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["green", "2021-05", "2021-01"],
+            "error: the end month 2021-01 is before the start month 2021-05",
+        ),
+        (
+            ["green,yellow", "2021-5", "2020-12", "--mode", "all"],
+            "error: the end month 2020-12 is before the start month 2021-05",
+        ),
+        (
+            ["green", "2008-12", "2009-02"],
+            "error: 2008-12 is before 2009, when TLC trip records begin",
+        ),
+        (["green", "2021-01", "2099-01"], "error: 2099-01 is not over yet: "),
+        (["green", "2099-01", "2099-03", "--dry-run"], "error: 2099-03 is not over yet: "),
+    ],
+)
+def test_backfill_month_errors_fail_fast_before_prefect(argv, line, capsys, monkeypatch):
+    monkeypatch.delenv("SCHEDULE_TIMEZONE", raising=False)
+    started = time.perf_counter()
+    assert backfill.main(argv) == 2
+    seconds = time.perf_counter() - started
+    captured = capsys.readouterr()
+    assert captured.err.startswith(line)
+    assert captured.err.count("\n") == 1
+    assert captured.err.endswith("\n")
+    assert captured.out == ""
+    # Prefect (an ephemeral server, a flow run) takes seconds to start: it must not have.
+    assert seconds < 0.5
+
+
+@pytest.mark.usefixtures("restore_log_filters")
+def test_backfill_future_error_names_the_last_complete_month(capsys, monkeypatch):
+    monkeypatch.delenv("SCHEDULE_TIMEZONE", raising=False)
+    assert backfill.main(["green", "2021-01", "2099-01"]) == 2
+    last = current_month("America/New_York").shift(-1)
+    assert capsys.readouterr().err in {
+        f"error: 2099-01 is not over yet: the last complete month is {month}\n"
+        # the month may turn between the backfill's check and this one
+        for month in (last, last.shift(-1))
+    }
+
+
+# --- score.data_month ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("year", "month", "expected"),
+    [(2021, 3, Month(2021, 3)), (2009, 1, Month(2009, 1)), (2024, 12, Month(2024, 12))],
+)
+def test_data_month_takes_the_given_year_and_month(year, month, expected):
+    assert score.data_month(year, month, Settings()) == expected
+
+
+@pytest.mark.parametrize(("year", "month"), [(2021, None), (None, 3)])
+def test_data_month_wants_both_year_and_month_or_neither(year, month):
+    with pytest.raises(MonthError, match="give both year and month"):
+        score.data_month(year, month, Settings())

@@ -1,0 +1,366 @@
+"""Planning a backfill and summing up its outcomes: `ride_duration.backfilling`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ride_duration import month as m
+from ride_duration.backfilling import MonthOutcome, PlannedMonth, failure_summary, plan
+from ride_duration.model import ModelRef
+from ride_duration.months import Month
+
+MODEL = ModelRef(
+    uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3", run_id="run3"
+)
+MONTHS = [Month(2021, 1), Month(2021, 2), Month(2021, 3)]
+
+
+@pytest.fixture
+def output_root(tmp_path) -> Path:
+    return tmp_path / "out"
+
+
+@pytest.fixture
+def input_folder(tmp_path) -> Path:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    return folder
+
+
+def template(folder: Path) -> str:
+    return str(folder / "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet")
+
+
+def touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"PAR1")
+
+
+def partition(root: Path, taxi_type: str, month: Month) -> Path:
+    return root / f"taxi_type={taxi_type}" / f"year={month.year:04d}" / f"month={month.month:02d}"
+
+
+def planned(
+    output_root: Path,
+    input_folder: Path,
+    *,
+    mode: str,
+    taxi_types: tuple[str, ...] = ("green",),
+    months: list[Month] = MONTHS,
+    last_states: dict[str, str | None] | None = None,
+    check_inputs: bool = False,
+) -> list[PlannedMonth]:
+    return plan(
+        taxi_types=list(taxi_types),
+        months=months,
+        model=MODEL,
+        mode=mode,
+        input_uri_template=template(input_folder),
+        output_root=str(output_root),
+        last_states=last_states or {},
+        check_inputs=check_inputs,
+    )
+
+
+def actions(months: list[PlannedMonth]) -> dict[str, str]:
+    return {f"{p.taxi_type} {p.month}": p.action for p in months}
+
+
+# --- mode "missing" -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ([], {"2021-01": "score", "2021-02": "score", "2021-03": "score"}),
+        (["2021-02/run3.parquet"], {"2021-01": "score", "2021-02": "done", "2021-03": "score"}),
+        (
+            ["2021-01/run3.parquet", "2021-02/run3.parquet", "2021-03/run3.parquet"],
+            {"2021-01": "done", "2021-02": "done", "2021-03": "done"},
+        ),
+        # another model's run in the same partition does not count
+        (["2021-03/run2.parquet"], {"2021-01": "score", "2021-02": "score", "2021-03": "score"}),
+        (
+            ["2021-03/run2.parquet", "2021-03/run3.parquet"],
+            {"2021-01": "score", "2021-02": "score", "2021-03": "done"},
+        ),
+        # nor does a file still being written (AtomicParquetWriter's hidden staging name)
+        (
+            ["2021-01/.run3.parquet.0123abcd.inprogress"],
+            {"2021-01": "score", "2021-02": "score", "2021-03": "score"},
+        ),
+        # nor another model whose run id starts like this one's
+        (["2021-01/run33.parquet"], {"2021-01": "score", "2021-02": "score", "2021-03": "score"}),
+    ],
+)
+def test_missing_scores_months_without_output_of_this_model(
+    output_root, input_folder, files, expected
+):
+    for file in files:
+        month, name = file.split("/")
+        touch(partition(output_root, "green", Month.parse(month)) / name)
+    result = planned(output_root, input_folder, mode="missing")
+    assert {str(p.month): p.action for p in result} == expected
+    for p in result:
+        if p.action == "done":
+            assert p.reason == "complete output for this model version"
+        else:
+            assert p.reason == "no complete output for this model version"
+
+
+def test_missing_looks_only_at_the_month_s_own_taxi_type(output_root, input_folder):
+    touch(partition(output_root, "yellow", Month(2021, 1)) / "run3.parquet")
+    result = planned(output_root, input_folder, mode="missing", taxi_types=("green", "yellow"))
+    assert actions(result) == {
+        "green 2021-01": "score",
+        "green 2021-02": "score",
+        "green 2021-03": "score",
+        "yellow 2021-01": "done",
+        "yellow 2021-02": "score",
+        "yellow 2021-03": "score",
+    }
+
+
+def test_planning_writes_nothing(output_root, input_folder):
+    planned(output_root, input_folder, mode="missing", check_inputs=True)
+    assert not output_root.exists()
+    assert list(input_folder.iterdir()) == []
+
+
+# --- mode "all" ---------------------------------------------------------------------------
+
+
+def test_all_scores_every_month_even_complete_ones(output_root, input_folder):
+    for month in MONTHS[:2]:
+        touch(partition(output_root, "green", month) / "run3.parquet")
+    result = planned(
+        output_root,
+        input_folder,
+        mode="all",
+        last_states={"score-green-2021-01": "COMPLETED", "score-green-2021-02": "FAILED"},
+    )
+    assert [p.action for p in result] == ["score", "score", "score"]
+    assert {p.reason for p in result} == {"mode=all re-scores every month"}
+
+
+# --- mode "failed" ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "action", "reason"),
+    [
+        ("FAILED", "score", "last attempt failed"),
+        ("CRASHED", "score", "last attempt crashed"),
+        ("CANCELLED", "score", "last attempt cancelled"),
+        ("TIMEDOUT", "score", "last attempt timedout"),
+        ("COMPLETED", "skip", "last attempt completed"),
+        ("RUNNING", "skip", "last attempt running"),
+        (None, "skip", "never attempted (mode=missing scores it)"),
+    ],
+)
+def test_failed_rescores_months_whose_last_attempt_failed(
+    output_root, input_folder, state, action, reason
+):
+    result = planned(
+        output_root,
+        input_folder,
+        mode="failed",
+        months=[Month(2021, 3)],
+        last_states={"score-green-2021-03": state},
+    )
+    assert [(p.action, p.reason) for p in result] == [(action, reason)]
+
+
+def test_failed_reads_each_month_s_own_run_name(output_root, input_folder):
+    last_states = {
+        "score-green-2021-01": "COMPLETED",
+        "score-green-2021-02": "CRASHED",
+        # 2021-03 was never attempted: absent from last_states
+        "score-yellow-2021-01": "FAILED",
+        "score-yellow-2021-02": None,
+        "score-yellow-2021-03": "CANCELLED",
+    }
+    result = planned(
+        output_root,
+        input_folder,
+        mode="failed",
+        taxi_types=("green", "yellow"),
+        last_states=last_states,
+    )
+    assert actions(result) == {
+        "green 2021-01": "skip",
+        "green 2021-02": "score",
+        "green 2021-03": "skip",
+        "yellow 2021-01": "score",
+        "yellow 2021-02": "skip",
+        "yellow 2021-03": "score",
+    }
+    assert result[2].reason == "never attempted (mode=missing scores it)"
+    assert [p.run_name for p in result] == [
+        "score-green-2021-01",
+        "score-green-2021-02",
+        "score-green-2021-03",
+        "score-yellow-2021-01",
+        "score-yellow-2021-02",
+        "score-yellow-2021-03",
+    ]
+
+
+def test_failed_rescores_a_failed_month_even_with_output(output_root, input_folder):
+    touch(partition(output_root, "green", Month(2021, 3)) / "run3.parquet")
+    result = planned(
+        output_root,
+        input_folder,
+        mode="failed",
+        months=[Month(2021, 3)],
+        last_states={"score-green-2021-03": "FAILED"},
+    )
+    assert [p.action for p in result] == ["score"]
+
+
+# --- check_inputs -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["missing", "all"])
+def test_check_inputs_marks_months_without_a_trip_file(output_root, input_folder, mode):
+    touch(input_folder / "green_tripdata_2021-01.parquet")
+    touch(input_folder / "green_tripdata_2021-03.parquet")
+    result = planned(output_root, input_folder, mode=mode, check_inputs=True)
+    assert [p.action for p in result] == ["score", "input missing", "score"]
+    missing = input_folder / "green_tripdata_2021-02.parquet"
+    assert result[1].reason == f"no trip file at {missing}"
+    assert result[1].input_uri == str(missing)
+
+
+def test_without_check_inputs_missing_trip_files_are_not_looked_for(output_root, input_folder):
+    result = planned(output_root, input_folder, mode="missing", check_inputs=False)
+    assert [p.action for p in result] == ["score", "score", "score"]
+
+
+def test_check_inputs_leaves_done_and_skipped_months_alone(output_root, input_folder):
+    # no trip file at all: only months that would be scored become "input missing"
+    touch(partition(output_root, "green", Month(2021, 1)) / "run3.parquet")
+    result = planned(output_root, input_folder, mode="missing", check_inputs=True)
+    assert [p.action for p in result] == ["done", "input missing", "input missing"]
+    assert result[0].reason == "complete output for this model version"
+
+    result = planned(
+        output_root,
+        input_folder,
+        mode="failed",
+        check_inputs=True,
+        last_states={"score-green-2021-01": "COMPLETED", "score-green-2021-02": "FAILED"},
+    )
+    assert [p.action for p in result] == ["skip", "input missing", "skip"]
+
+
+# --- several taxi types, URIs -------------------------------------------------------------
+
+
+def test_taxi_types_multiply_the_months_taxi_type_first(output_root, input_folder):
+    result = planned(
+        output_root,
+        input_folder,
+        mode="all",
+        taxi_types=("yellow", "green", "fhvhv"),
+        months=[Month(2020, 12), Month(2021, 1)],
+    )
+    assert [(p.taxi_type, str(p.month)) for p in result] == [
+        ("yellow", "2020-12"),
+        ("yellow", "2021-01"),
+        ("green", "2020-12"),
+        ("green", "2021-01"),
+        ("fhvhv", "2020-12"),
+        ("fhvhv", "2021-01"),
+    ]
+
+
+def test_planned_uris(output_root, input_folder):
+    result = planned(
+        output_root, input_folder, mode="all", taxi_types=("green", "fhv"), months=[Month(2021, 3)]
+    )
+    green, fhv = result
+    assert green.input_uri == str(input_folder / "green_tripdata_2021-03.parquet")
+    assert fhv.input_uri == str(input_folder / "fhv_tripdata_2021-03.parquet")
+    assert green.output_uri == f"{output_root}/taxi_type=green/year=2021/month=03/run3.parquet"
+    assert fhv.output_uri == f"{output_root}/taxi_type=fhv/year=2021/month=03/run3.parquet"
+    for p in result:
+        assert p.output_uri == m.output_uri(str(output_root), p.taxi_type, 2021, 3, MODEL)
+        assert p.run_name == f"score-{p.taxi_type}-2021-03"
+
+
+def test_no_months_plan_nothing(output_root, input_folder):
+    assert planned(output_root, input_folder, mode="all", months=[]) == []
+    assert planned(output_root, input_folder, mode="all", taxi_types=()) == []
+
+
+# --- outcomes -----------------------------------------------------------------------------
+
+
+def outcome(month: str, state: str, error: str = "", taxi_type: str = "green") -> MonthOutcome:
+    return MonthOutcome(month, taxi_type, state, None, f"out/{month}.parquet", 1.0, error)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "summary"),
+    [
+        (
+            [
+                outcome("2021-01", "completed"),
+                outcome("2021-02", "failed", "no trip file at x"),
+                outcome("2021-03", "skipped", "complete output for this model version"),
+            ],
+            "1 of 3 months failed: green 2021-02 (no trip file at x)",
+        ),
+        (
+            [
+                outcome("2021-01", "failed", "schema: lacks trip_distance"),
+                outcome("2021-02", "completed"),
+                outcome("2021-03", "crashed"),
+                outcome("2021-01", "cancelled", "", taxi_type="yellow"),
+            ],
+            "3 of 4 months failed: green 2021-01 (schema: lacks trip_distance); "
+            "green 2021-03 (crashed); yellow 2021-01 (cancelled)",
+        ),
+        (
+            [outcome("2021-01", "timedout", "took longer than 3600 s")],
+            "1 of 1 months failed: green 2021-01 (took longer than 3600 s)",
+        ),
+    ],
+)
+def test_failure_summary(outcomes, summary):
+    assert failure_summary(outcomes) == summary
+
+
+def test_failure_summary_leaves_out_completed_and_skipped_months():
+    summary = failure_summary(
+        [
+            outcome("2021-01", "completed", "should not appear"),
+            outcome("2021-02", "skipped", "complete output for this model version"),
+            outcome("2021-03", "failed", "boom"),
+        ]
+    )
+    assert "2021-01" not in summary
+    assert "2021-02" not in summary
+    assert "complete output" not in summary
+    assert summary.startswith("1 of 3 months failed")
+
+
+def test_as_row_is_a_plain_dict_of_the_fields():
+    result = MonthOutcome("2021-03", "green", "completed", 1234, "out/x.parquet", 2.5)
+    row = result.as_row()
+    assert type(row) is dict
+    assert row == {
+        "month": "2021-03",
+        "taxi_type": "green",
+        "state": "completed",
+        "rows_scored": 1234,
+        "output": "out/x.parquet",
+        "seconds": 2.5,
+        "error": "",
+    }
+    assert list(row) == ["month", "taxi_type", "state", "rows_scored", "output", "seconds", "error"]
+    row["state"] = "failed"
+    assert result.state == "completed"
