@@ -16,7 +16,7 @@ export TLC_DATA_DIR
 VENV := .venv
 RUN := $(VENV)/bin/python
 
-.PHONY: help install demo test test-unit lint format image clean
+.PHONY: help install demo test test-unit lint format bench image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ lint: install ## ruff lint and format check, hadolint on the Dockerfile
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+bench: install ## benchmark product vs naive vs floor on 3M rows; writes benchmarks/RESULTS.md
+	$(RUN) benchmarks/bench.py --rows 3000000 --results benchmarks/RESULTS.md
 
 image: ## build the worker image ride-duration:latest (needs a Docker engine)
 	docker build --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" -t ride-duration:latest .

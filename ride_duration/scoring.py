@@ -2,15 +2,18 @@
 
 Two paths give the same predictions:
 - a scikit-learn Pipeline whose first step is a DictVectorizer takes the fast path: the sparse
-  matrix is built straight from the vectorizer's vocabulary with numpy, with no dict per trip;
+  matrix is built straight from the vectorizer's vocabulary with numpy, with no dict per trip,
+  and each distinct feature row is predicted once per month;
 - any other model gets one feature dict per trip, as it was trained (the generic path).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
@@ -85,6 +88,7 @@ class DictVectorizerPredictor:
         self.pair_keys = np.asarray(pairs, dtype=np.int64)[order]
         self.pair_columns = np.asarray(columns, dtype=np.int64)[order]
         self.distance_column = vocabulary.get(t.DISTANCE)
+        self.cache = PredictionCache()
         self.features = tuple(
             feature
             for feature, used in (
@@ -94,29 +98,32 @@ class DictVectorizerPredictor:
             if used
         )
 
-    def transform(self, trips: pa.Table) -> sp.csr_matrix:
-        """The same matrix as `DictVectorizer.transform(feature_records(trips))`."""
+    def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each trip's vocabulary column for its PU_DO pair (-1: unknown) and its distance."""
         n = trips.num_rows
-        entries_columns, entries_values, counts = [], [], np.zeros(n, dtype=np.int64)
-        if f.PU_DO in self.features:
+        pair_column = np.full(n, -1, dtype=np.int64)
+        if f.PU_DO in self.features and len(self.pair_keys):
             pickup = _ids(trips[t.PICKUP_LOCATION])
             dropoff = _ids(trips[t.DROPOFF_LOCATION])
             keys = _pair_key(pickup, dropoff)
             position = np.searchsorted(self.pair_keys, keys)
             position[position == len(self.pair_keys)] = 0
-            known = self.pair_keys[position] == keys if len(self.pair_keys) else np.zeros(n, bool)
-            known &= (pickup < _MAX_ID) & (dropoff < _MAX_ID)
+            known = (self.pair_keys[position] == keys) & (pickup < _MAX_ID) & (dropoff < _MAX_ID)
             pair_column = np.where(known, self.pair_columns[position], -1)
-            entries_columns.append(pair_column)
-            entries_values.append(np.ones(n, dtype=self.dtype))
-            counts += known
+        distance = None
         if self.distance_column is not None:
-            distance = trips[t.DISTANCE].to_numpy()
+            distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
+        return pair_column, distance
+
+    def matrix(self, pair_column: np.ndarray, distance: np.ndarray | None) -> sp.csr_matrix:
+        """The sparse rows of encoded trips: a 1 in the pair's column, the distance in its own."""
+        n = len(pair_column)
+        entries_columns, entries_values = [pair_column], [np.ones(n, dtype=self.dtype)]
+        counts = (pair_column >= 0).astype(np.int64)
+        if distance is not None:
             entries_columns.append(np.full(n, self.distance_column, dtype=np.int64))
             entries_values.append(distance.astype(self.dtype, copy=False))
             counts += 1
-        if not entries_columns:
-            return sp.csr_matrix((n, self.n_columns), dtype=self.dtype)
         columns = np.column_stack(entries_columns).ravel()
         values = np.column_stack(entries_values).ravel()
         present = columns >= 0
@@ -124,12 +131,98 @@ class DictVectorizerPredictor:
         np.cumsum(counts, out=indptr[1:])
         return sp.csr_matrix((values[present], columns[present], indptr), shape=(n, self.n_columns))
 
+    def transform(self, trips: pa.Table) -> sp.csr_matrix:
+        """The same matrix as `DictVectorizer.transform(feature_records(trips))`."""
+        return self.matrix(*self.encode(trips))
+
     def predict(self, trips: pa.Table) -> np.ndarray:
-        """Predict with the pipeline's remaining steps on the vectorised trips."""
-        matrix = self.transform(trips)
+        """Predict each distinct feature row once (rows seen earlier in the month come cached)."""
+        pair_column, distance = self.encode(trips)
+        return self.cache.predictions(pair_column, distance, self._predict_rows)
+
+    def _predict_rows(self, pair_column: np.ndarray, distance: np.ndarray | None) -> np.ndarray:
+        matrix = self.matrix(pair_column, distance)
         if not self.sparse:  # DictVectorizer(sparse=False) hands its next step a dense array
             matrix = matrix.toarray()
         return np.asarray(self.rest.predict(matrix), dtype=np.float64).reshape(-1)
+
+
+class PredictionCache:
+    """Predicts each distinct feature row (PU_DO column, distance) of a month once.
+
+    A trip's prediction depends only on its feature row, and a model gives the same row the same
+    prediction wherever it appears. Within a batch each distinct row is predicted once; across
+    batches, rows seen before are looked up, for as long as that finds any (real TLC months
+    repeat 20 to 40% of their rows) and up to `limit` rows, so memory stays bounded. A month
+    whose rows do not repeat turns the lookup off after its second batch.
+    """
+
+    def __init__(self, limit: int = 1_000_000, min_hit_share: float = 0.05) -> None:
+        self.limit = limit
+        self.min_hit_share = min_hit_share
+        self.enabled = True
+        self.batches = 0
+        self.distances = pd.Index(np.empty(0, dtype=np.int64))  # float64 bits of distances seen
+        self.keys = pd.Index(np.empty(0, dtype=np.int64))
+        self.values = np.empty(0, dtype=np.float64)
+
+    def predictions(
+        self,
+        pair_column: np.ndarray,
+        distance: np.ndarray | None,
+        predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    ) -> np.ndarray:
+        """Predictions for every row, calling `predict` only for rows not seen before."""
+        n = len(pair_column)
+        if n == 0:
+            return np.empty(0, dtype=np.float64)
+        bits = np.zeros(n, dtype=np.int64) if distance is None else distance.view(np.int64)
+        # Distinct rows of the batch, by an exact int64 key: pair column and distance code.
+        local_code, _ = pd.factorize(bits)
+        codes, distinct = pd.factorize(((pair_column + 1) << 32) | local_code)
+        first = np.empty(len(distinct), dtype=np.int64)
+        first[codes[::-1]] = np.arange(n - 1, -1, -1)  # the first row of each distinct key
+        pairs = pair_column[first]
+        distances = None if distance is None else distance[first]
+        values = (
+            self._lookup_or_predict(pairs, bits[first], distances, predict)
+            if self.enabled
+            else predict(pairs, distances)
+        )
+        return values[codes]
+
+    def _lookup_or_predict(
+        self,
+        pairs: np.ndarray,
+        bits: np.ndarray,
+        distances: np.ndarray | None,
+        predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    ) -> np.ndarray:
+        distance_code = self.distances.get_indexer(bits)
+        unseen = distance_code < 0
+        if unseen.any():
+            self.distances = self.distances.append(pd.Index(pd.unique(bits[unseen])))
+            distance_code[unseen] = self.distances.get_indexer(bits[unseen])
+        keys = ((pairs + 1) << 32) | distance_code
+        position = self.keys.get_indexer(keys)
+        cached = position >= 0
+        values = np.empty(len(keys), dtype=np.float64)
+        values[cached] = self.values[position[cached]]
+        new = ~cached
+        if new.any():
+            values[new] = predict(pairs[new], None if distances is None else distances[new])
+        self.batches += 1
+        if self.batches > 1 and cached.mean() < self.min_hit_share:
+            # Rows do not repeat across batches here: stop paying for the lookup.
+            self.enabled = False
+            self.distances = self.keys = pd.Index(np.empty(0, dtype=np.int64))
+            self.values = np.empty(0, dtype=np.float64)
+            return values
+        room = self.limit - len(self.keys)
+        if new.any() and room > 0:
+            self.keys = self.keys.append(pd.Index(keys[new][:room]))
+            self.values = np.concatenate([self.values, values[new][:room]])
+        return values
 
 
 def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:

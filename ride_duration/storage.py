@@ -21,6 +21,8 @@ from ride_duration.errors import InputNotFoundError, InputUnreadableError
 
 logger = logging.getLogger(__name__)
 
+READ_BUFFER_BYTES = 8 << 20
+
 # The transient failures worth a retry: network and storage I/O, never contract errors.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
 
@@ -49,7 +51,9 @@ def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
         ) from None
     with handle:
         try:
-            parquet = pq.ParquetFile(handle)
+            # Without pre-buffering, pyarrow decodes a row group page by page: memory follows
+            # the batch size, not the row group (TLC files hold a whole month in one group).
+            parquet = pq.ParquetFile(handle, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
         except (pa.ArrowInvalid, OSError) as error:
             if isinstance(error, TRANSIENT_ERRORS):
                 raise

@@ -14,6 +14,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterName,
 )
+from prefect.client.schemas.sorting import ArtifactSort
 
 from backfill import backfill
 from ride_duration.errors import BackfillFailedError
@@ -44,7 +45,8 @@ async def _read(key: str | None = None, run_name: str | None = None):
     async with get_client() as client:
         if key:
             return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
             )
         return await client.read_flow_runs(
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name]))

@@ -159,10 +159,13 @@ def _reference_predictions(services, trained, input_dir, tmp_path) -> list[float
 
 async def _artifact_markdown(key: str) -> str:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     async with get_client() as client:
         artifacts = await client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+            sort=ArtifactSort.CREATED_DESC,  # the key repeats: one artifact per run of the month
+            limit=1,
         )
     return artifacts[0].data if artifacts else ""
 
