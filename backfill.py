@@ -70,9 +70,12 @@ def backfill(
     check_past(months, settings.schedule_timezone)
     taxi_types = list(dict.fromkeys(taxi_types))
     template = input_uri_template or settings.input_uri_template
-    root = output_root or settings.output_root
+    storage.check_no_credentials(template, "input_uri_template")
+    root = settings.output_root_for(output_root)
 
-    model = resolve_model_task(model_uri or settings.default_model_uri)
+    model = resolve_model_task(
+        model_uri or settings.default_model_uri, settings.trusted_model_prefixes
+    )
     logger.info("model %s pinned to %s for every month", model.uri, model.label)
     names = [f"score-{t}-{m}" for t in taxi_types for m in months]
     last_states = asyncio.run(orchestration.last_run_states(names)) if mode == "failed" else {}

@@ -18,11 +18,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import cli
+from ride_duration import cli, storage
 from ride_duration import month as m
 from ride_duration.errors import ScoringError
 from ride_duration.months import FIRST_YEAR, Month, MonthError, scheduled_month
-from ride_duration.settings import Settings
+from ride_duration.settings import Settings, format_template
 from ride_duration.tasks import resolve_model_task, score_month_task
 from ride_duration.trips import TAXI_TYPES, TaxiType
 
@@ -123,32 +123,39 @@ def score(
         _explain_derived_month(chosen, settings, logger)
     year, month = chosen.year, chosen.month
     template = input_uri_template or settings.input_uri_template
-    input_uri = template.format(taxi_type=taxi_type, year=year, month=month)
+    storage.check_no_credentials(template, "input_uri_template")
+    input_uri = format_template(template, taxi_type, year, month)
+    root = settings.output_root_for(output_root)
 
-    model = resolve_model_task(model_uri or settings.default_model_uri)
-    logger.info("model %s resolved to %s (run %s)", model.uri, model.label, model.run_id)
-    output_uri = m.output_uri(output_root or settings.output_root, taxi_type, year, month, model)
-    logger.info("scoring %s %04d-%02d from %s", taxi_type, year, month, input_uri)
-
-    result = score_month_task(
-        taxi_type,
-        year,
-        month,
-        input_uri,
-        output_uri,
-        model,
-        settings.batch_size,
-        settings.ride_id_mode,
+    model = resolve_model_task(
+        model_uri or settings.default_model_uri, settings.trusted_model_prefixes
     )
+    logger.info(
+        "model %s resolved to %s (run %s)",
+        storage.display_uri(model.uri),
+        model.label,
+        model.run_id,
+    )
+    output_uri = m.output_uri(root, taxi_type, year, month, model)
+    logger.info(
+        "scoring %s %04d-%02d from %s", taxi_type, year, month, storage.display_uri(input_uri)
+    )
+
+    result = score_month_task(taxi_type, year, month, input_uri, output_uri, model, settings)
     dropped = ", ".join(f"{reason}={count}" for reason, count in result.rows_dropped.items())
     logger.info(
-        "read %d rows, dropped %d (%s), scored %d with %s; wrote %s",
+        "read %d rows, dropped %d (%s), scored %d with %s; wrote %s and %s",
         result.rows_read,
         sum(result.rows_dropped.values()),
         dropped,
         result.rows_scored,
         model.label,
         result.output_uri,
+        result.manifest_uri,
+    )
+    logger.info(
+        "quality: %s",
+        ", ".join(f"{name}={value}" for name, value in result.metrics.items()),
     )
     create_markdown_artifact(
         markdown=m.markdown_report(result),

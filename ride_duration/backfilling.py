@@ -13,6 +13,7 @@ from ride_duration import month as m
 from ride_duration import storage
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
+from ride_duration.settings import format_template
 
 Mode = Literal["missing", "failed", "all"]
 Action = Literal["score", "done", "skip", "input missing"]
@@ -74,9 +75,7 @@ def plan(
     planned = []
     for taxi_type in taxi_types:
         for month in months:
-            input_uri = input_uri_template.format(
-                taxi_type=taxi_type, year=month.year, month=month.month
-            )
+            input_uri = format_template(input_uri_template, taxi_type, month.year, month.month)
             output_uri = m.output_uri(output_root, taxi_type, month.year, month.month, model)
             name = f"score-{taxi_type}-{month}"
             action, reason = _decide(mode, m.is_complete(output_uri), last_states.get(name))

@@ -38,3 +38,21 @@ class BackfillFailedError(ScoringError):
     """Some months of a backfill failed; the others completed."""
 
     exit_code = 1
+
+
+class ModelNotTrustedError(ScoringError):
+    """The model's location is not among TRUSTED_MODEL_PREFIXES (loading a pickle runs code)."""
+
+
+class MonthBusyError(ScoringError):
+    """Another live run is scoring the same month with the same model."""
+
+
+class QualityError(ScoringError):
+    """The month's drops or quality metrics crossed a configured limit; nothing was written."""
+
+
+class OutputWriteError(ScoringError):
+    """The output location refused or dropped the write; nothing was published."""
+
+    transient = True

@@ -14,7 +14,12 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from ride_duration.errors import ModelNotFoundError, TrackingServerUnreachableError
+from ride_duration import storage
+from ride_duration.errors import (
+    ModelNotFoundError,
+    ModelNotTrustedError,
+    TrackingServerUnreachableError,
+)
 from ride_duration.storage import display_uri
 
 logger = logging.getLogger(__name__)
@@ -38,9 +43,25 @@ class ModelRef:
         return self.run_id or display_uri(self.resolved_uri)
 
 
-def resolve_model(uri: str) -> ModelRef:
-    """Pin `uri` to an immutable model: an alias or "latest" becomes a concrete version."""
+def check_trusted(uri: str, trusted_prefixes: tuple[str, ...]) -> None:
+    """Refuse a model location outside TRUSTED_MODEL_PREFIXES: loading a pickle runs its code."""
+    if not any(uri.startswith(prefix) for prefix in trusted_prefixes):
+        raise ModelNotTrustedError(
+            f"model {display_uri(uri)} is not in a trusted location "
+            f"({', '.join(trusted_prefixes) or 'none'}): loading a model runs its code, so add "
+            "its prefix to TRUSTED_MODEL_PREFIXES only if you trust whoever can write there"
+        )
+
+
+def resolve_model(uri: str, trusted_prefixes: tuple[str, ...] = ("models:/", "runs:/")) -> ModelRef:
+    """Pin `uri` to an immutable model: an alias or "latest" becomes a concrete version.
+
+    `models:/` and `runs:/` URIs trust the tracking server's registry; any other location must
+    start with one of `trusted_prefixes`.
+    """
     uri = uri.strip()
+    storage.check_no_credentials(uri, "model URI")
+    check_trusted(uri, trusted_prefixes)
     try:
         if uri.startswith("models:/"):
             return _resolve_registered(uri)
@@ -153,7 +174,9 @@ def _as_scoring_error(error: Exception, uri: str) -> Exception:
     """Translate MLflow's errors into one actionable line; leave bugs alone."""
     from mlflow.exceptions import MlflowException
 
-    if isinstance(error, (ModelNotFoundError, TrackingServerUnreachableError)):
+    if isinstance(
+        error, (ModelNotFoundError, TrackingServerUnreachableError, ModelNotTrustedError)
+    ):
         return error
     text = str(error)
     if _is_connection_failure(error):

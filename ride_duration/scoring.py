@@ -89,6 +89,7 @@ class DictVectorizerPredictor:
         self.pair_columns = np.asarray(columns, dtype=np.int64)[order]
         self.distance_column = vocabulary.get(t.DISTANCE)
         self.cache = PredictionCache()
+        self.last_unknown_pairs = 0
         self.features = tuple(
             feature
             for feature, used in (
@@ -138,6 +139,8 @@ class DictVectorizerPredictor:
     def predict(self, trips: pa.Table) -> np.ndarray:
         """Predict each distinct feature row once (rows seen earlier in the month come cached)."""
         pair_column, distance = self.encode(trips)
+        # Trips whose pickup/dropoff pair the model never saw: a quality metric of the month.
+        self.last_unknown_pairs = int((pair_column < 0).sum()) if f.PU_DO in self.features else 0
         return self.cache.predictions(pair_column, distance, self._predict_rows)
 
     def _predict_rows(self, pair_column: np.ndarray, distance: np.ndarray | None) -> np.ndarray:

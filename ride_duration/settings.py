@@ -43,6 +43,14 @@ class Settings:
     publication_lag_months: int = 3
     schedule_timezone: str = "America/New_York"
     backfill_month_timeout_seconds: int = 3600
+    # Loading a model unpickles it, which runs code: only these locations are loaded.
+    trusted_model_prefixes: tuple[str, ...] = ("models:/", "runs:/")
+    max_drop_ratio: float | None = 0.5
+    max_rmse: float | None = None
+    max_mae: float | None = None
+    max_abs_mean_error: float | None = None
+    max_unknown_pair_share: float | None = None
+    lock_stale_seconds: int = 6 * 3600
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +72,22 @@ class Settings:
                 raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
             if value < minimum:
                 raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+            return value
+
+        def number(name: str, default: float | None) -> float | None:
+            raw = text(name, None)
+            if raw is None:
+                return default
+            if raw.lower() == "none":
+                return None
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{name} must be a number or 'none', got {raw!r}"
+                ) from None
+            if not value >= 0:
+                raise ConfigurationError(f"{name} must be 0 or more, got {raw!r}")
             return value
 
         def timezone(name: str) -> str:
@@ -103,6 +127,19 @@ class Settings:
             backfill_month_timeout_seconds=integer(
                 "BACKFILL_MONTH_TIMEOUT_SECONDS", defaults.backfill_month_timeout_seconds, minimum=1
             ),
+            trusted_model_prefixes=tuple(
+                prefix.strip()
+                for prefix in (text("TRUSTED_MODEL_PREFIXES", None) or "models:/,runs:/").split(",")
+                if prefix.strip()
+            ),
+            max_drop_ratio=number("MAX_DROP_RATIO", defaults.max_drop_ratio),
+            max_rmse=number("MAX_RMSE", None),
+            max_mae=number("MAX_MAE", None),
+            max_abs_mean_error=number("MAX_ABS_MEAN_ERROR", None),
+            max_unknown_pair_share=number("MAX_UNKNOWN_PAIR_SHARE", None),
+            lock_stale_seconds=integer(
+                "LOCK_STALE_SECONDS", defaults.lock_stale_seconds, minimum=1
+            ),
         )
 
     @property
@@ -114,9 +151,38 @@ class Settings:
             return f"runs:/{self.run_id}/model"
         return f"models:/{self.model_name}@{self.model_alias}"
 
+    def output_root_for(self, requested: str | None) -> str:
+        """The output root a run writes under: OUTPUT_ROOT, or a location inside it."""
+        from ride_duration import storage
+
+        storage.check_no_credentials(self.output_root, "OUTPUT_ROOT")
+        if not requested:
+            return self.output_root
+        storage.check_no_credentials(requested, "output_root")
+        if not storage.is_within(requested, self.output_root):
+            raise ConfigurationError(
+                f"output_root {storage.display_uri(requested)} is outside OUTPUT_ROOT "
+                f"{storage.display_uri(self.output_root)}: parameters may only choose a "
+                "location inside it"
+            )
+        return requested
+
     def input_uri(self, taxi_type: str, year: int, month: int) -> str:
         """The location of one month's trip file."""
-        return self.input_uri_template.format(taxi_type=taxi_type, year=year, month=month)
+        return format_template(self.input_uri_template, taxi_type, year, month)
+
+    @property
+    def limits(self) -> object:
+        """The checks a month must pass before it is published."""
+        from ride_duration.month import Limits
+
+        return Limits(
+            max_drop_ratio=self.max_drop_ratio,
+            max_rmse=self.max_rmse,
+            max_mae=self.max_mae,
+            max_abs_mean_error=self.max_abs_mean_error,
+            max_unknown_pair_share=self.max_unknown_pair_share,
+        )
 
     def configure_mlflow(self) -> None:
         """Point MLflow at the tracking server and bound its HTTP retries.
@@ -130,3 +196,24 @@ class Settings:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.mlflow_timeout_seconds))
         mlflow.set_tracking_uri(self.tracking_uri)
+
+
+def format_template(template: str, taxi_type: str, year: int, month: int) -> str:
+    """Fill `{taxi_type}`, `{year}` and `{month}` (with format specs) into a URI template.
+
+    Only those three names are allowed, and no attribute or index access: a template comes
+    from a flow parameter, and `str.format` would otherwise reach into Python objects.
+    """
+    import string
+
+    values = {"taxi_type": taxi_type, "year": year, "month": month}
+    for _, field_name, _, _ in string.Formatter().parse(template):
+        if field_name is not None and field_name not in values:
+            raise ConfigurationError(
+                f"URI template field {{{field_name}}} is not one of "
+                "{taxi_type}, {year}, {month} (with an optional format like {month:02d})"
+            )
+    try:
+        return template.format(**values)
+    except (ValueError, IndexError) as error:
+        raise ConfigurationError(f"bad URI template {template!r}: {error}") from None

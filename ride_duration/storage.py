@@ -11,7 +11,7 @@ import posixpath
 import re
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import fsspec
 import pyarrow as pa
@@ -159,3 +159,105 @@ def parquet_rows(uri: str) -> int:
     fs, path = fsspec.core.url_to_fs(uri)
     with fs.open(path, "rb") as handle:
         return pq.ParquetFile(handle).metadata.num_rows
+
+
+def file_info(uri: str) -> dict:
+    """Size and version tag of a file: its ETag on object stores, its mtime locally."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    info = fs.info(path)
+    tag = info.get("ETag") or info.get("etag")
+    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    return {
+        "bytes": int(info.get("size") or 0),
+        "etag": str(tag).strip('"') if tag else None,
+        "modified": str(mtime) if mtime is not None else None,
+    }
+
+
+def read_text(uri: str) -> str | None:
+    """A small text file's content, or None when it does not exist."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        with fs.open(path, "rt", encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_text(uri: str, text: str) -> None:
+    """Write a small text file atomically: readers see the old content or the new, whole."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    directory, name = posixpath.split(path)
+    fs.makedirs(directory, exist_ok=True)
+    if "file" in _protocols(fs):
+        staging = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.inprogress")
+        fs.pipe_file(staging, text.encode())
+        fs.mv(staging, path)
+    else:
+        fs.pipe_file(path, text.encode())  # one PUT: whole or absent
+
+
+def create_exclusive(uri: str, text: str) -> bool:
+    """Create a small file only if none exists (atomic); False when it already exists."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    directory, _ = posixpath.split(path)
+    fs.makedirs(directory, exist_ok=True)
+    if "file" in _protocols(fs):
+        import os
+
+        try:
+            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        return True
+    try:
+        fs.pipe_file(path, text.encode(), mode="create")  # S3: If-None-Match: *
+    except FileExistsError:
+        return False
+    except OSError as error:
+        if "PreconditionFailed" in str(error) or "412" in str(error):
+            return False
+        raise
+    return True
+
+
+def remove(uri: str) -> None:
+    """Delete a file if it exists."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    with suppress(FileNotFoundError):
+        fs.rm(path)
+
+
+_SECRET_QUERY = re.compile(
+    r"(?i)(signature|credential|token|secret|password|access_key|sig|key)=", re.IGNORECASE
+)
+
+
+def check_no_credentials(uri: str, what: str) -> None:
+    """Refuse a URI carrying credentials: they would end up in parameters, logs, manifests."""
+    from ride_duration.errors import ConfigurationError
+
+    userinfo = re.search(r"://([^/@]*)@", uri)
+    query = uri.split("?", 1)[1] if "?" in uri else ""
+    if (userinfo and ":" in userinfo.group(1)) or _SECRET_QUERY.search(query):
+        raise ConfigurationError(
+            f"{what} {display_uri(uri)} carries credentials: give them through the environment "
+            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_TOKEN, ...) instead"
+        )
+
+
+def is_within(uri: str, root: str) -> bool:
+    """Whether `uri` is `root` itself or a location below it (after resolving "..")."""
+    fs_a, path_a = fsspec.core.url_to_fs(uri)
+    fs_b, path_b = fsspec.core.url_to_fs(root)
+    if _protocols(fs_a) != _protocols(fs_b):
+        return False
+    if "file" in _protocols(fs_a):
+        import os
+
+        path_a, path_b = os.path.realpath(path_a), os.path.realpath(path_b)
+    else:
+        path_a, path_b = posixpath.normpath("/" + path_a), posixpath.normpath("/" + path_b)
+    return path_a == path_b or path_a.startswith(path_b.rstrip("/") + "/")

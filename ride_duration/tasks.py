@@ -6,13 +6,14 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from ride_duration import month as m
 from ride_duration.errors import ScoringError, TrackingServerUnreachableError
 from ride_duration.features import available_features
 from ride_duration.model import ModelRef, load_model, resolve_model
 from ride_duration.scoring import make_predictor
-from ride_duration.settings import RideIdMode
+from ride_duration.settings import Settings
 
 RETRY_DELAYS_SECONDS = [2, 10]
 
@@ -23,8 +24,8 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
         state.result()
     except TrackingServerUnreachableError:
         return True
-    except ScoringError:
-        return False
+    except ScoringError as error:
+        return getattr(error, "transient", False)
     except (ConnectionError, TimeoutError, OSError):
         return True
     except BaseException:  # noqa: BLE001 - any other failure is a bug or a contract error
@@ -39,9 +40,9 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
 )
-def resolve_model_task(model_uri: str) -> ModelRef:
+def resolve_model_task(model_uri: str, trusted_prefixes: tuple[str, ...]) -> ModelRef:
     """Pin the model URI to one version (an alias is resolved here, once)."""
-    return resolve_model(model_uri)
+    return resolve_model(model_uri, trusted_prefixes)
 
 
 @task(
@@ -58,8 +59,7 @@ def score_month_task(
     input_uri: str,
     output_uri: str,
     model: ModelRef,
-    batch_size: int,
-    ride_id_mode: RideIdMode,
+    settings: Settings,
 ) -> m.MonthResult:
     """Stream the month's trips through the model into one committed parquet file."""
     predictor = make_predictor(load_model(model.resolved_uri), available_features(taxi_type))
@@ -71,6 +71,9 @@ def score_month_task(
         output_uri=output_uri,
         model=model,
         predictor=predictor,
-        batch_size=batch_size,
-        ride_id_mode=ride_id_mode,
+        batch_size=settings.batch_size,
+        ride_id_mode=settings.ride_id_mode,
+        limits=settings.limits,
+        flow_run_id=str(flow_run.id) if flow_run.id else None,
+        lock_stale_seconds=settings.lock_stale_seconds,
     )

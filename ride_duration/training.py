@@ -12,6 +12,7 @@ import pyarrow as pa
 from ride_duration import features as f
 from ride_duration import storage
 from ride_duration import trips as t
+from ride_duration.settings import format_template
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +98,9 @@ def train(
     from sklearn.metrics import root_mean_squared_error
 
     features = f.available_features(taxi_type)
-    train_uri = input_uri_template.format(taxi_type=taxi_type, year=year, month=month)
+    train_uri = format_template(input_uri_template, taxi_type, year, month)
     valid_year, valid_month = next_month(year, month)
-    valid_uri = input_uri_template.format(taxi_type=taxi_type, year=valid_year, month=valid_month)
+    valid_uri = format_template(input_uri_template, taxi_type, valid_year, valid_month)
     train_trips = read_trips(train_uri, taxi_type, year, month, batch_size).table
     valid_trips = read_trips(valid_uri, taxi_type, valid_year, valid_month, batch_size).table
     logger.info(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
+from ride_duration import manifest
 from ride_duration import month as m
 from ride_duration.backfilling import MonthOutcome, PlannedMonth, failure_summary, plan
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
+from ride_duration.scoring import OUTPUT_SCHEMA
 
 MODEL = ModelRef(
     uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3", run_id="run3"
@@ -34,8 +37,19 @@ def template(folder: Path) -> str:
 
 
 def touch(path: Path) -> None:
+    """An input file, or, inside an output partition, a complete month: file and manifest."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"PAR1")
+    if "taxi_type=" not in str(path) or path.name.startswith("."):
+        path.write_bytes(b"PAR1")
+        return
+    pq.write_table(OUTPUT_SCHEMA.empty_table(), path)
+    manifest.write(
+        str(path),
+        {
+            "manifest_version": manifest.MANIFEST_VERSION,
+            "output": {"uri": str(path), "rows": 0, "bytes": path.stat().st_size},
+        },
+    )
 
 
 def partition(root: Path, taxi_type: str, month: Month) -> Path:
@@ -364,3 +378,25 @@ def test_as_row_is_a_plain_dict_of_the_fields():
     assert list(row) == ["month", "taxi_type", "state", "rows_scored", "output", "seconds", "error"]
     row["state"] = "failed"
     assert result.state == "completed"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["no manifest", "manifest of another size", "manifest not json", "file gone"],
+)
+def test_a_month_is_done_only_with_a_manifest_that_matches_its_file(
+    output_root, input_folder, damage
+):
+    path = partition(output_root, "green", Month(2021, 1)) / "run3.parquet"
+    touch(path)
+    manifest_path = Path(manifest.manifest_uri(str(path)))
+    if damage == "no manifest":
+        manifest_path.unlink()
+    elif damage == "manifest of another size":
+        manifest_path.write_text(manifest_path.read_text().replace('"bytes": ', '"bytes": 1'))
+    elif damage == "manifest not json":
+        manifest_path.write_text("{")
+    else:
+        path.unlink()
+    result = planned(output_root, input_folder, mode="missing")
+    assert [p.action for p in result] == ["score", "score", "score"]

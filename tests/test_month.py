@@ -18,7 +18,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from ride_duration import features as f
 from ride_duration import month as m
 from ride_duration import trips as t
-from ride_duration.errors import SchemaError
+from ride_duration.errors import QualityError, SchemaError
 from ride_duration.model import ModelRef
 from ride_duration.ride_ids import deterministic_ride_ids
 from ride_duration.scoring import OUTPUT_SCHEMA, make_predictor
@@ -76,6 +76,7 @@ def score(
     month: int = 3,
     batch_size: int = 500,
     ride_id_mode: str = "deterministic",
+    limits: m.Limits = m.Limits(),  # noqa: B008 - frozen
 ) -> m.MonthResult:
     return m.score_month(
         taxi_type=taxi_type,
@@ -86,6 +87,7 @@ def score(
         model=MODEL,
         predictor=predictor,
         batch_size=batch_size,
+        limits=limits,
         ride_id_mode=ride_id_mode,
     )
 
@@ -230,10 +232,27 @@ def test_a_failure_after_some_batches_writes_nothing(tmp_path, trip_files, fores
     assert list((tmp_path / "out").iterdir()) == []
 
 
-def test_a_month_with_no_scorable_trip_writes_an_empty_file(tmp_path, trip_files, forest, caplog):
+def test_a_month_with_no_scorable_trip_fails_the_default_drop_ratio_and_writes_nothing(
+    tmp_path, trip_files, forest
+):
+    output = tmp_path / "abc.parquet"
+    with pytest.raises(QualityError, match=r"100\.0% of rows dropped .* > MAX_DROP_RATIO 0\.5"):
+        score(trip_files["green"], output, make_predictor(forest), month=7)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and "abc" in p.name]
+
+
+def test_without_a_drop_limit_a_month_with_no_scorable_trip_writes_an_empty_file(
+    tmp_path, trip_files, forest, caplog
+):
     output = tmp_path / "abc.parquet"
     with caplog.at_level(logging.WARNING, logger="ride_duration.month"):
-        result = score(trip_files["green"], output, make_predictor(forest), month=7)
+        result = score(
+            trip_files["green"],
+            output,
+            make_predictor(forest),
+            month=7,
+            limits=m.Limits(max_drop_ratio=None),
+        )
     assert result.rows_scored == 0
     assert (
         result.rows_dropped["pickup_outside_month"]

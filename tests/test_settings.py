@@ -25,6 +25,13 @@ DEFAULTS = {
     "publication_lag_months": 3,
     "schedule_timezone": "America/New_York",
     "backfill_month_timeout_seconds": 3600,
+    "trusted_model_prefixes": ("models:/", "runs:/"),
+    "max_drop_ratio": 0.5,
+    "max_rmse": None,
+    "max_mae": None,
+    "max_abs_mean_error": None,
+    "max_unknown_pair_share": None,
+    "lock_stale_seconds": 21600,
 }
 
 

@@ -72,12 +72,20 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": s3_endpoint,
     }
-    base_env = {**os.environ, **aws, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    # Runs may only write inside OUTPUT_ROOT: every test's tmp_path is inside the base folder.
+    output_root = str(tmp_path_factory.getbasetemp())
+    base_env = {
+        **os.environ,
+        **aws,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "OUTPUT_ROOT": output_root,
+    }
     bin_dir = Path(sys.executable).parent
     with pytest.MonkeyPatch.context() as patch:
         for name, value in aws.items():
             patch.setenv(name, value)
         patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+        patch.setenv("OUTPUT_ROOT", output_root)
         with running(
             [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
             env=base_env,

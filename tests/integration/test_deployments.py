@@ -92,7 +92,7 @@ def prefect_server(
         "PREFECT_API_URL": api_url,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
-        "OUTPUT_ROOT": str(workdir / "output"),
+        "OUTPUT_ROOT": str(tmp_path_factory.getbasetemp()),
         "BACKFILL_MONTH_TIMEOUT_SECONDS": "45",
     }
     with running(
@@ -209,7 +209,13 @@ def test_a_custom_run_from_the_ui_is_executed_by_a_worker(prefect_server, traine
         # What the UI's "Custom run" sends: POST /deployments/{id}/create_flow_run.
         deployment = await client.read_deployment_by_name(MONTHLY)
         run = await client.create_flow_run_from_deployment(
-            deployment.id, parameters={"taxi_type": "green", "year": 2021, "month": 2}
+            deployment.id,
+            parameters={
+                "taxi_type": "green",
+                "year": 2021,
+                "month": 2,
+                "output_root": str(prefect_server.output_root),
+            },
         )
         return await _wait_final(client, run.id)
 
@@ -231,7 +237,7 @@ def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(
         deployment = await client.read_deployment_by_name(MONTHLY)
         run = await client.create_flow_run_from_deployment(
             deployment.id,
-            parameters={"taxi_type": "green"},
+            parameters={"taxi_type": "green", "output_root": str(prefect_server.output_root)},
             state=Scheduled(scheduled_time=scheduled),
         )
         final = await _wait_final(client, run.id)

@@ -288,6 +288,7 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
         **dockerfile_env(),
         "PATH": env["PATH"],
         "MODEL_URI": model_dir,
+        "TRUSTED_MODEL_PREFIXES": str(model_dir),
         "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
         "OUTPUT_ROOT": str(output_root),
     }

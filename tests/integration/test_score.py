@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -61,7 +62,8 @@ def test_score_cli_scores_the_named_month_into_its_partition(
     )
     assert result.returncode == 0, result.stderr
     output = tmp_path / f"out/taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
-    assert sorted(p.name for p in output.parent.iterdir()) == [output.name]
+    manifest_name = f"_manifest-{trained.run_id}.json"
+    assert sorted(p.name for p in output.parent.iterdir()) == sorted([output.name, manifest_name])
     table = pq.read_table(output)
     assert table.column_names == EXPECTED_COLUMNS
     frame = table.to_pandas()
@@ -79,8 +81,9 @@ def test_score_cli_scores_the_named_month_into_its_partition(
 
 
 def test_score_flow_reads_and_writes_s3_with_model_artifacts_on_s3(
-    services: Services, trained: Trained, input_dir: Path
+    services: Services, trained: Trained, input_dir: Path, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setenv("OUTPUT_ROOT", f"s3://{OUTPUT_BUCKET}")
     summary = score(
         taxi_type="green",
         year=2021,
@@ -91,7 +94,15 @@ def test_score_flow_reads_and_writes_s3_with_model_artifacts_on_s3(
     key = f"rides/taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
     assert summary["output"] == f"s3://{OUTPUT_BUCKET}/{key}"
     listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="rides/")
-    assert [item["Key"] for item in listed["Contents"]] == [key]
+    manifest_key = key.replace(f"{trained.run_id}.parquet", f"_manifest-{trained.run_id}.json")
+    assert sorted(item["Key"] for item in listed["Contents"]) == sorted([manifest_key, key])
+    manifest = json.loads(
+        services.s3().get_object(Bucket=OUTPUT_BUCKET, Key=manifest_key)["Body"].read()
+    )
+    head = services.s3().head_object(Bucket=OUTPUT_BUCKET, Key=key)
+    assert manifest["output"]["bytes"] == head["ContentLength"]
+    assert manifest["output"]["etag"] == head["ETag"].strip('"')
+    assert manifest["input"]["etag"]  # the input's version is recorded too
     table = pq.read_table(f"{OUTPUT_BUCKET}/{key}", filesystem=s3fs.S3FileSystem())
     assert table.num_rows == summary["rows_scored"] > 0
     assert summary["rows_read"] == summary["rows_scored"] + sum(summary["rows_dropped"].values())
@@ -129,6 +140,7 @@ def test_every_model_uri_form_gives_the_same_predictions(
     if uri_form in ("s3-artifacts", "local-folder"):
         # No tracking server is involved: point MLflow at a port nobody listens on.
         monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+        monkeypatch.setenv("TRUSTED_MODEL_PREFIXES", f"s3://mlflow-artifacts/,{tmp_path}/")
     summary = score(
         taxi_type="green",
         year=2021,
