@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import posixpath
 import socket
@@ -21,6 +22,7 @@ from pathlib import Path
 from ride_duration import storage
 
 MANIFEST_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 def manifest_uri(output_uri: str) -> str:
@@ -121,14 +123,21 @@ class MonthLock:
         return self._holder() or {"owner": "unknown"}
 
     def release(self) -> None:
-        """Give the lock back (only if it is still ours)."""
-        holder = self._holder()
-        if (
-            holder
-            and holder.get("owner") == self.content["owner"]
-            and holder.get("pid") == self.content["pid"]
-        ):
-            storage.remove(self.uri)
+        """Give the lock back (only if it is still ours); never raises.
+
+        When the storage is unreachable the lock stays behind, and the next run takes it over
+        once this process is gone (same host) or the lock is stale.
+        """
+        try:
+            holder = self._holder()
+            if (
+                holder
+                and holder.get("owner") == self.content["owner"]
+                and holder.get("pid") == self.content["pid"]
+            ):
+                storage.remove(self.uri)
+        except OSError:
+            logger.warning("could not release %s", storage.display_uri(self.uri), exc_info=True)
 
     def _holder(self) -> dict | None:
         text = storage.read_text(self.uri)

@@ -217,6 +217,7 @@ def _stream(
             _check(result, limits)
             clock = time.perf_counter()
             _guard_output(writer.commit, output_uri)
+            _guard_output(writer.remove_stale_staging, output_uri)
             seconds["write"] += time.perf_counter() - clock
         except BaseException:
             if writer is not None:
@@ -276,9 +277,13 @@ def _guard_output(action, output_uri: str):  # noqa: ANN001, ANN202 - a thin wra
             raise
         where = storage.display_uri(output_uri)
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OutputWriteError(
+        failure = OutputWriteError(
             f"cannot write {where}: {reason}; check OUTPUT_ROOT and that it accepts writes"
-        ) from error
+        )
+        # A refusal (permissions, a file in the way, no such bucket) will not pass on retry.
+        refused = (PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError)
+        failure.transient = not (isinstance(error, refused) or "bucket" in reason.lower())
+        raise failure from error
 
 
 def _manifest(

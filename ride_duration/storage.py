@@ -122,17 +122,31 @@ class AtomicParquetWriter:
             self._fs.mv(self._staging, self._path)
 
     def discard(self) -> None:
-        """Drop everything written; nothing appears at the final location."""
+        """Drop everything written; nothing appears at the final location. Never raises."""
         try:
             self._writer.close()
         except Exception:
             logger.debug("closing a discarded parquet writer failed", exc_info=True)
-        if self._local:
-            self._handle.close()
-            self._fs.rm(self._staging)
-        else:
-            # fsspec's buffered files abort the multipart upload instead of completing it.
-            self._handle.discard()
+        try:
+            if self._local:
+                self._handle.close()
+                self._fs.rm(self._staging)
+            else:
+                # fsspec's buffered files abort the multipart upload instead of completing it.
+                self._handle.discard()
+        except OSError:
+            # Unreachable storage: an unfinished upload never becomes an object, and a local
+            # staging file keeps its hidden name (the next commit of this file removes it).
+            logger.warning("could not clean up %s", display_uri(self._staging), exc_info=True)
+
+    def remove_stale_staging(self) -> None:
+        """Remove staging files of this output left by runs that died (call under the lock)."""
+        if not self._local:
+            return
+        directory, name = posixpath.split(self._path)
+        for leftover in self._fs.glob(posixpath.join(directory, f".{name}.*.inprogress")):
+            if leftover != self._staging:
+                self._fs.rm(leftover)
 
     def __enter__(self) -> AtomicParquetWriter:
         return self
