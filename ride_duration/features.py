@@ -70,25 +70,33 @@ def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
     return start, end
 
 
-def prepare_trips(raw: pa.Table, year: int, month: int, first_row: int = 0) -> PreparedTrips:
+def prepare_trips(
+    raw: pa.Table,
+    year: int,
+    month: int,
+    first_row: int = 0,
+    source_names: dict[str, str] | None = None,
+) -> PreparedTrips:
     """Clean one batch of trips whose columns carry canonical names.
 
     `first_row` is the position of the batch's first row in the source file; each kept trip
-    keeps its position as `row_number`, from which its ride id is derived.
+    keeps its position as `row_number`, from which its ride id is derived. `source_names`
+    maps canonical names to the file's own, for error messages.
     """
     n = raw.num_rows
-    pickup = t.to_timestamp(raw[t.PICKUP], t.PICKUP)
-    dropoff = t.to_timestamp(raw[t.DROPOFF], t.DROPOFF)
+    named = (source_names or {}).get
+    pickup = t.to_timestamp(raw[t.PICKUP], named(t.PICKUP, t.PICKUP))
+    dropoff = t.to_timestamp(raw[t.DROPOFF], named(t.DROPOFF, t.DROPOFF))
     columns: dict[str, pa.Array] = {t.PICKUP: pickup}
     invalid_location = np.zeros(n, dtype=bool)
     for name in (t.PICKUP_LOCATION, t.DROPOFF_LOCATION):
         if name in raw.column_names:
-            ids, invalid = t.to_location_id(raw[name], name)
+            ids, invalid = t.to_location_id(raw[name], named(name, name))
             columns[name] = ids
             invalid_location |= _mask(invalid)
     distance_ok = np.ones(n, dtype=bool)
     if t.DISTANCE in raw.column_names:
-        distance = t.to_distance(raw[t.DISTANCE], t.DISTANCE)
+        distance = t.to_distance(raw[t.DISTANCE], named(t.DISTANCE, t.DISTANCE))
         columns[t.DISTANCE] = distance
         values = distance.to_numpy(zero_copy_only=False)  # nulls become NaN
         with np.errstate(invalid="ignore"):

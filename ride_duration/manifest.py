@@ -136,7 +136,7 @@ class MonthLock:
                 and holder.get("pid") == self.content["pid"]
             ):
                 storage.remove(self.uri)
-        except OSError:
+        except storage.storage_errors():
             logger.warning("could not release %s", storage.display_uri(self.uri), exc_info=True)
 
     def _holder(self) -> dict | None:

@@ -165,8 +165,6 @@ def _stream(
             )
         writer = None
         try:
-            # Readers must not see an old manifest beside a file being replaced.
-            _guard_output(lambda: storage.remove(manifest.manifest_uri(output_uri)), output_uri)
             writer = _guard_output(
                 lambda: storage.AtomicParquetWriter(output_uri, OUTPUT_SCHEMA), output_uri
             )
@@ -181,6 +179,7 @@ def _stream(
                     result.year,
                     result.month,
                     first_row=result.rows_read,
+                    source_names=columns,
                 )
                 result.rows_read += raw.num_rows
                 dropped.update(prepared.dropped)
@@ -201,7 +200,8 @@ def _stream(
                 predictions = (
                     predictor.predict(trips) if trips.num_rows else np.empty(0, dtype=np.float64)
                 )
-                unknown_pairs += getattr(predictor, "last_unknown_pairs", 0)
+                if trips.num_rows:
+                    unknown_pairs += getattr(predictor, "last_unknown_pairs", 0)
                 seconds["predict"] += time.perf_counter() - clock
 
                 clock = time.perf_counter()
@@ -216,6 +216,9 @@ def _stream(
             result.metrics = _metrics(result.rows_scored, totals, unknown_pairs, predictor)
             _check(result, limits)
             clock = time.perf_counter()
+            # Readers must not see the old manifest beside the file replacing its output; a run
+            # that failed before this point leaves the previous complete month untouched.
+            _guard_output(lambda: storage.remove(manifest.manifest_uri(output_uri)), output_uri)
             _guard_output(writer.commit, output_uri)
             _guard_output(writer.remove_stale_staging, output_uri)
             seconds["write"] += time.perf_counter() - clock
@@ -272,7 +275,7 @@ def _guard_output(action, output_uri: str):  # noqa: ANN001, ANN202 - a thin wra
     """Run a write to the output location; a refusal becomes one clear, retryable error."""
     try:
         return action()
-    except OSError as error:
+    except storage.storage_errors() as error:
         if isinstance(error, FileNotFoundError) and "bucket" not in str(error).lower():
             raise
         where = storage.display_uri(output_uri)

@@ -6,6 +6,7 @@ This is the only module that knows about URLs and fsspec. Local paths, `s3://` (
 
 from __future__ import annotations
 
+import functools
 import logging
 import posixpath
 import re
@@ -25,6 +26,22 @@ READ_BUFFER_BYTES = 8 << 20
 
 # The transient failures worth a retry: network and storage I/O, never contract errors.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
+
+
+@functools.cache
+def storage_errors() -> tuple[type[BaseException], ...]:
+    """What storage calls raise when a store misbehaves: OSError, and botocore's and aiohttp's
+    connection errors, which s3fs and the http filesystem let through untranslated."""
+    errors: list[type[BaseException]] = [OSError]
+    with suppress(ImportError):
+        from botocore.exceptions import BotoCoreError
+
+        errors.append(BotoCoreError)
+    with suppress(ImportError):
+        from aiohttp import ClientError
+
+        errors.append(ClientError)
+    return tuple(errors)
 
 
 def display_uri(uri: str) -> str:
@@ -100,7 +117,7 @@ class AtomicParquetWriter:
         self._fs, self._path = fsspec.core.url_to_fs(uri)
         self._local = "file" in _protocols(self._fs)
         directory, name = posixpath.split(self._path)
-        self._fs.makedirs(directory, exist_ok=True)
+        _make_folder(self._fs, directory)
         self._staging = (
             posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.inprogress")
             if self._local
@@ -134,7 +151,7 @@ class AtomicParquetWriter:
             else:
                 # fsspec's buffered files abort the multipart upload instead of completing it.
                 self._handle.discard()
-        except OSError:
+        except storage_errors():
             # Unreachable storage: an unfinished upload never becomes an object, and a local
             # staging file keeps its hidden name (the next commit of this file removes it).
             logger.warning("could not clean up %s", display_uri(self._staging), exc_info=True)
@@ -156,6 +173,12 @@ class AtomicParquetWriter:
             self.commit()
         else:
             self.discard()
+
+
+def _make_folder(fs: fsspec.AbstractFileSystem, directory: str) -> None:
+    """Create a local folder. Object stores need none, and s3fs would create a missing bucket."""
+    if "file" in _protocols(fs):
+        fs.makedirs(directory, exist_ok=True)
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
@@ -202,7 +225,7 @@ def write_text(uri: str, text: str) -> None:
     """Write a small text file atomically: readers see the old content or the new, whole."""
     fs, path = fsspec.core.url_to_fs(uri)
     directory, name = posixpath.split(path)
-    fs.makedirs(directory, exist_ok=True)
+    _make_folder(fs, directory)
     if "file" in _protocols(fs):
         staging = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.inprogress")
         fs.pipe_file(staging, text.encode())
@@ -215,7 +238,7 @@ def create_exclusive(uri: str, text: str) -> bool:
     """Create a small file only if none exists (atomic); False when it already exists."""
     fs, path = fsspec.core.url_to_fs(uri)
     directory, _ = posixpath.split(path)
-    fs.makedirs(directory, exist_ok=True)
+    _make_folder(fs, directory)
     if "file" in _protocols(fs):
         import os
 

@@ -14,6 +14,7 @@ from ride_duration.features import available_features
 from ride_duration.model import ModelRef, load_model, resolve_model
 from ride_duration.scoring import make_predictor
 from ride_duration.settings import Settings
+from ride_duration.storage import storage_errors
 
 RETRY_DELAYS_SECONDS = [2, 10]
 
@@ -26,7 +27,7 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
         return True
     except ScoringError as error:
         return getattr(error, "transient", False)
-    except (ConnectionError, TimeoutError, OSError):
+    except storage_errors():
         return True
     except BaseException:  # noqa: BLE001 - any other failure is a bug or a contract error
         return False

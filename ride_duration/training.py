@@ -50,7 +50,7 @@ def read_trips(
             raw = pa.Table.from_batches([batch]).rename_columns(
                 [renamed[name] for name in batch.schema.names]
             )
-            prepared = f.prepare_trips(raw, year, month, first_row=rows)
+            prepared = f.prepare_trips(raw, year, month, first_row=rows, source_names=columns)
             rows += raw.num_rows
             tables.append(prepared.table)
             for reason, count in prepared.dropped.items():

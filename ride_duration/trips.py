@@ -152,6 +152,11 @@ def to_location_id(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[pa.Ar
     column = _combine(column)
     kind = column.type
     if pa.types.is_integer(kind):
+        if kind == pa.uint64():  # beyond int64 is no location id
+            too_big = pc.fill_null(pc.greater(column, pa.scalar(2**63 - 1, kind)), False)
+            column = pc.if_else(too_big, pa.scalar(None, kind), column)
+            values = column.cast(pa.int64())
+            return values, pc.or_(too_big, pc.fill_null(pc.less(values, 0), False))
         values = column.cast(pa.int64())
         return values, pc.fill_null(pc.less(values, 0), False)
     if pa.types.is_null(kind):
@@ -193,4 +198,6 @@ def to_distance(column: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
 
 
 def _combine(column: pa.ChunkedArray | pa.Array) -> pa.Array:
-    return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    """One array, with dictionary-encoded columns (pandas categories) decoded."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    return column.dictionary_decode() if pa.types.is_dictionary(column.type) else column

@@ -1,0 +1,313 @@
+"""Faults against real processes: S3 going down mid-write, a run killed mid-month, storage that
+refuses writes, two runs of one month at once, a second model version, and credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pyarrow.parquet as pq
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterKey,
+    FlowRunFilter,
+    FlowRunFilterName,
+)
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
+
+from ride_duration import manifest
+from tests.conftest import REPO
+from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
+from tests.servers import CuttableProxy, free_port
+from tests.tlc_fake import file_name, make_trips, write_trips
+
+BIG_ROWS = 200_000
+
+
+@pytest.fixture(scope="module")
+def local_model(services: Services, trained: Trained, tmp_path_factory) -> Path:
+    """The trained model as a local folder, so that S3 traffic in these tests is output only."""
+    mlflow.set_tracking_uri(services.tracking_uri)
+    folder = tmp_path_factory.mktemp("model")
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/ride-duration/{trained.version}", dst_path=str(folder)
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def big_month(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("big")
+    write_trips(folder / file_name("green", 2021, 5), make_trips("green", 2021, 5, BIG_ROWS))
+    return folder
+
+
+def _env(services: Services, model: Path, inputs: Path, **extra: str) -> dict[str, str]:
+    return {
+        **services.env,
+        "MODEL_URI": str(model),
+        "TRUSTED_MODEL_PREFIXES": str(model),
+        "INPUT_URI_TEMPLATE": str(inputs / TEMPLATE),
+        **extra,
+    }
+
+
+def _error_line(result: subprocess.CompletedProcess) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+def _wait_for(condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_s3_going_down_during_the_write_publishes_nothing_and_a_rerun_succeeds(
+    services: Services, trained: Trained, local_model: Path, big_month: Path, tmp_path: Path
+):
+    prefix = "outage/taxi_type=green/year=2021/month=05/"
+    proxy = CuttableProxy(int(services.s3_endpoint.rsplit(":", 1)[1]))
+    try:
+        env = _env(
+            services,
+            local_model,
+            big_month,
+            AWS_ENDPOINT_URL=proxy.endpoint,
+            OUTPUT_ROOT=f"s3://{OUTPUT_BUCKET}/outage",
+        )
+        proxy.cut_after(1_000_000)  # the output is ~10 MB: the server dies 1 MB into it
+        failed = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
+        assert failed.returncode == 2, failed.stderr[-4000:]
+        assert _error_line(failed).startswith(f"error: cannot write s3://{OUTPUT_BUCKET}/{prefix}")
+        assert proxy.down
+        listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix=prefix)
+        names = [item["Key"].removeprefix(prefix) for item in listed.get("Contents", [])]
+        assert f"{trained.run_id}.parquet" not in names
+        assert f"_manifest-{trained.run_id}.json" not in names
+
+        proxy.restore()
+        rerun = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+    finally:
+        proxy.close()
+    output = f"s3://{OUTPUT_BUCKET}/{prefix}{trained.run_id}.parquet"
+    assert manifest.is_complete(output)
+    assert manifest.read(output)["rows_read"] == BIG_ROWS
+
+
+def test_a_run_killed_in_the_middle_of_a_month_leaves_nothing_and_a_rerun_completes_it(
+    services: Services, trained: Trained, local_model: Path, big_month: Path, tmp_path: Path
+):
+    out = tmp_path / "out"
+    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="5000")
+    partition = out / "taxi_type=green/year=2021/month=05"
+    output = partition / f"{trained.run_id}.parquet"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "score.py"), "green", "2021", "5"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_for(lambda: partition.exists() and any(partition.glob(".*.inprogress")))
+        time.sleep(0.5)  # a few batches into the month
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not output.exists()
+    assert not Path(manifest.manifest_uri(str(output))).exists()
+    assert Path(manifest.lock_uri(str(output))).exists()  # left by the dead run
+
+    rerun = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert manifest.is_complete(str(output))
+    content = manifest.read(str(output))
+    assert content["rows_read"] == BIG_ROWS
+    assert content["rows_scored"] == pq.read_metadata(output).num_rows
+    assert sorted(p.name for p in partition.iterdir()) == sorted(
+        [output.name, f"_manifest-{trained.run_id}.json"]
+    )  # the dead run's staging file and lock are gone
+
+
+@pytest.mark.parametrize(
+    "refusal", ["a file where a folder should be", "a bucket that does not exist"]
+)
+def test_a_location_that_refuses_writes_fails_clearly(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path, refusal: str
+):
+    if refusal.startswith("a file"):
+        blocker = tmp_path / "blocker"
+        blocker.write_text("not a folder")
+        root = str(blocker / "out")
+    else:
+        root = "s3://no-such-bucket/rides"
+    env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE), "OUTPUT_ROOT": root}
+    started = time.monotonic()
+    result = run_cli("score.py", "green", "2021", "3", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert _error_line(result).startswith(f"error: cannot write {root}/taxi_type=green/")
+    assert time.monotonic() - started < 60  # a refusal is not retried
+    if refusal.startswith("a bucket"):
+        buckets = [b["Name"] for b in services.s3().list_buckets()["Buckets"]]
+        assert "no-such-bucket" not in buckets  # not created behind the user's back
+
+
+def test_two_runs_of_one_month_and_model_at_once_never_mix(
+    services: Services, trained: Trained, local_model: Path, big_month: Path, tmp_path: Path
+):
+    out = tmp_path / "out"
+    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="5000")
+    output = out / f"taxi_type=green/year=2021/month=05/{trained.run_id}.parquet"
+    first = subprocess.Popen(
+        [sys.executable, str(REPO / "score.py"), "green", "2021", "5"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(lambda: Path(manifest.lock_uri(str(output))).exists())
+    second = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
+    _, first_stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, first_stderr[-3000:]
+    assert second.returncode == 2
+    assert "green 2021-05 is being scored with this model by" in _error_line(second)
+    assert manifest.is_complete(str(output))
+    ids = pq.read_table(output, columns=["ride_id"])["ride_id"]
+    assert len(ids) == manifest.read(str(output))["rows_scored"]
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_new_model_version_goes_beside_the_old_output_without_touching_it(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path
+):
+    out = tmp_path / "out"
+    env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE), "OUTPUT_ROOT": str(out)}
+    assert run_cli("score.py", "green", "2021", "3", env=env, cwd=tmp_path).returncode == 0
+    old = out / f"taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
+    old_manifest = Path(manifest.manifest_uri(str(old)))
+    before = (_sha256(old), _sha256(old_manifest))
+
+    trained_again = run_cli(
+        "train.py",
+        "green",
+        "2021",
+        "1",
+        "--estimator",
+        "linear",
+        env={**env, "MODEL_ALIAS": "candidate"},
+        cwd=tmp_path,
+    )
+    assert trained_again.returncode == 0, trained_again.stderr[-2000:]
+    new_run = trained_again.stdout.split("run_id: ", 1)[1].split()[0]
+    result = run_cli(
+        "score.py",
+        "green",
+        "2021",
+        "3",
+        "--model-uri",
+        "models:/ride-duration@candidate",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    new = old.with_name(f"{new_run}.parquet")
+    assert manifest.is_complete(str(new))
+    assert manifest.is_complete(str(old))
+    assert (_sha256(old), _sha256(old_manifest)) == before
+    assert manifest.read(str(new))["model"]["run_id"] == new_run
+
+
+async def _latest(run_name: str, artifact_key: str) -> tuple[dict, str]:
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[artifact_key])),
+            sort=ArtifactSort.CREATED_DESC,
+            limit=1,
+        )
+    return runs[0].parameters, artifacts[0].data
+
+
+SECRET = "S3cr3tDoNotLeak"
+
+
+@pytest.mark.parametrize(
+    ("case", "argv", "extra_env", "says"),
+    [
+        ("secrets in the environment", [], {}, None),
+        (
+            "a model URI with a password",
+            ["--model-uri", f"s3://AKIAFAKE:{SECRET}@mlflow-artifacts/m"],
+            {},
+            "carries credentials",
+        ),
+        (
+            "a presigned input template",
+            [],
+            {"INPUT_URI_TEMPLATE": "https://h/{taxi_type}.parquet?X-Amz-Signature=" + SECRET},
+            "carries credentials",
+        ),
+        (
+            "a tracking URI with a password",
+            [],
+            {"MLFLOW_TRACKING_URI": f"http://user:{SECRET}@127.0.0.1:{free_port()}"},
+            "did not answer",
+        ),
+    ],
+)
+def test_no_credential_reaches_logs_parameters_artifacts_manifests_or_errors(
+    services: Services,
+    trained: Trained,
+    input_dir: Path,
+    tmp_path: Path,
+    case,
+    argv,
+    extra_env,
+    says,
+):
+    out = tmp_path / "out"
+    env = {
+        **services.env,
+        "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+        "OUTPUT_ROOT": str(out),
+        "AWS_SESSION_TOKEN": SECRET + "-session",
+        "MLFLOW_TRACKING_TOKEN": SECRET + "-token",
+        "MLFLOW_RETRIES": "0",
+        **extra_env,
+    }
+    result = run_cli("score.py", "green", "2021", "3", *argv, env=env, cwd=tmp_path)
+    seen = result.stdout + result.stderr
+    if says is None:
+        assert result.returncode == 0, result.stderr[-2000:]
+        seen += "".join(p.read_text() for p in out.rglob("_manifest-*.json"))
+        parameters, artifact = asyncio.run(_latest("score-green-2021-03", "score-green-2021-03"))
+        seen += json.dumps(parameters) + artifact
+    else:
+        assert result.returncode == 2
+        assert says in _error_line(result)
+    assert SECRET not in seen
