@@ -55,6 +55,26 @@ CASES = [
         {"BATCH_SIZE": "lots"},
         "BATCH_SIZE must be a whole number",
     ),
+    (
+        "untrusted model location",
+        ["green", "2021", "3", "--model-uri", "s3://someone-elses-bucket/model"],
+        {},
+        "is not in a trusted location",
+    ),
+    (
+        "output outside OUTPUT_ROOT",
+        ["green", "2021", "3", "--output-root", "/etc/ride-duration"],
+        {},
+        "is outside OUTPUT_ROOT",
+    ),
+    (
+        "a template reaching into objects",
+        ["green", "2021", "3"],
+        {"INPUT_URI_TEMPLATE": "/x/{year.__class__}.parquet"},
+        "is not one of",
+    ),
+    ("a quality limit", ["green", "2021", "3"], {"MAX_RMSE": "0.0001"}, "failed its checks: rmse"),
+    ("a drop limit", ["green", "2021", "3"], {"MAX_DROP_RATIO": "0.01"}, "of rows dropped"),
 ]
 
 

@@ -89,6 +89,8 @@ def test_s3_going_down_during_the_write_publishes_nothing_and_a_rerun_succeeds(
             big_month,
             AWS_ENDPOINT_URL=proxy.endpoint,
             OUTPUT_ROOT=f"s3://{OUTPUT_BUCKET}/outage",
+            # Fewer client-side retries under the flow's own, so the outage is felt quickly.
+            AWS_MAX_ATTEMPTS="1",
         )
         proxy.cut_after(1_000_000)  # the output is ~10 MB: the server dies 1 MB into it
         failed = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
@@ -173,7 +175,8 @@ def test_two_runs_of_one_month_and_model_at_once_never_mix(
     services: Services, trained: Trained, local_model: Path, big_month: Path, tmp_path: Path
 ):
     out = tmp_path / "out"
-    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="5000")
+    # Small batches make the first run last long enough for the second to meet its lock.
+    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="200")
     output = out / f"taxi_type=green/year=2021/month=05/{trained.run_id}.parquet"
     first = subprocess.Popen(
         [sys.executable, str(REPO / "score.py"), "green", "2021", "5"],
