@@ -33,6 +33,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 
+from ride_duration import manifest
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained
 from tests.servers import free_port, http_ok, running, stop
@@ -380,13 +381,12 @@ def test_killing_a_worker_mid_backfill_leaves_every_month_done_or_reported_faile
     assert failed.isdisjoint(done)
     assert failed | set(done) == {"01", "02", "03", "04"}
     assert error.startswith(f"error: {len(failed)} of 4 months failed")
-    for path in done.values():
-        assert pq.read_metadata(path).num_rows > 0
-    assert not [
-        p
-        for p in output_root.rglob("*")
-        if p.is_file() and p.suffix != ".parquet" and not p.name.startswith(".")
-    ]
+    for path in done.values():  # whole files, each with the manifest that matches it
+        assert manifest.is_complete(str(path))
+    for month in failed:  # neither a file nor a manifest for a month that died
+        partition = output_root / f"taxi_type=green/year=2021/month={month}"
+        assert not list(partition.glob("*.parquet"))
+        assert not list(partition.glob("_manifest-*"))
 
     rerun = _backfill_cli(prefect_server, output_root)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
