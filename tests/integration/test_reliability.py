@@ -218,7 +218,8 @@ def test_a_new_model_version_goes_beside_the_old_output_without_touching_it(
         "1",
         "--estimator",
         "linear",
-        env={**env, "MODEL_ALIAS": "candidate"},
+        # Its own registered name: other tests rely on ride-duration's versions.
+        env={**env, "MODEL_NAME": "ride-duration-candidate", "MODEL_ALIAS": "candidate"},
         cwd=tmp_path,
     )
     assert trained_again.returncode == 0, trained_again.stderr[-2000:]
@@ -229,7 +230,7 @@ def test_a_new_model_version_goes_beside_the_old_output_without_touching_it(
         "2021",
         "3",
         "--model-uri",
-        "models:/ride-duration@candidate",
+        "models:/ride-duration-candidate@candidate",
         env=env,
         cwd=tmp_path,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import mlflow
@@ -214,7 +215,8 @@ def test_an_alias_is_resolved_once_and_its_version_recorded(
         cwd=tmp_path,
     )
     assert second.returncode == 0, second.stderr
-    new_version = int(trained.version) + 1
+    new_version = int(re.search(r"models:/ride-duration/(\d+)", second.stdout).group(1))
+    assert new_version > int(trained.version)
     summary = score(
         taxi_type="green",
         year=2021,
