@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+from ride_duration import manifest, storage
 from ride_duration import month as m
-from ride_duration import storage
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
 from ride_duration.settings import format_template
@@ -78,7 +78,7 @@ def plan(
             input_uri = format_template(input_uri_template, taxi_type, month.year, month.month)
             output_uri = m.output_uri(output_root, taxi_type, month.year, month.month, model)
             name = f"score-{taxi_type}-{month}"
-            action, reason = _decide(mode, m.is_complete(output_uri), last_states.get(name))
+            action, reason = _decide(mode, manifest.is_complete(output_uri), last_states.get(name))
             if action == "score" and check_inputs and not storage.exists(input_uri):
                 action, reason = (
                     "input missing",

@@ -29,6 +29,8 @@ class ModelNotFoundError(ScoringError):
 class TrackingServerUnreachableError(ScoringError):
     """The MLflow tracking server did not answer after bounded retries."""
 
+    transient = True
+
 
 class ConfigurationError(ScoringError):
     """An environment variable holds a value that cannot be used."""

@@ -23,6 +23,17 @@ RideIdMode = Literal["deterministic", "random"]
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Checks a month must pass before its output is published (None: no limit)."""
+
+    max_drop_ratio: float | None = 0.5
+    max_rmse: float | None = None
+    max_mae: float | None = None
+    max_abs_mean_error: float | None = None
+    max_unknown_pair_share: float | None = None
+
+
+@dataclass(frozen=True)
 class Settings:
     """Locations and knobs of a scoring or training run."""
 
@@ -172,10 +183,8 @@ class Settings:
         return format_template(self.input_uri_template, taxi_type, year, month)
 
     @property
-    def limits(self) -> object:
+    def limits(self) -> Limits:
         """The checks a month must pass before it is published."""
-        from ride_duration.month import Limits
-
         return Limits(
             max_drop_ratio=self.max_drop_ratio,
             max_rmse=self.max_rmse,

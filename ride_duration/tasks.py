@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from ride_duration import month as m
-from ride_duration.errors import ScoringError, TrackingServerUnreachableError
+from ride_duration.errors import ScoringError
 from ride_duration.features import available_features
 from ride_duration.model import ModelRef, load_model, resolve_model
 from ride_duration.scoring import make_predictor
@@ -23,8 +23,6 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry network and storage hiccups, never a bad input, model or schema."""
     try:
         state.result()
-    except TrackingServerUnreachableError:
-        return True
     except ScoringError as error:
         return getattr(error, "transient", False)
     except storage_errors():

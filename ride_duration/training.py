@@ -10,8 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from ride_duration import features as f
-from ride_duration import storage
-from ride_duration import trips as t
+from ride_duration.month import open_trips
 from ride_duration.settings import format_template
 
 logger = logging.getLogger(__name__)
@@ -43,13 +42,8 @@ def read_trips(
     """A whole month of clean trips, with the columns its available features need."""
     fields = f.required_fields(f.available_features(taxi_type))
     tables, dropped, rows = [], {}, 0
-    with storage.open_parquet(input_uri) as parquet:
-        columns = t.source_columns(taxi_type, parquet.schema_arrow.names, fields)
-        renamed = {source: canonical for canonical, source in columns.items()}
-        for batch in storage.iter_batches(parquet, list(columns.values()), batch_size, input_uri):
-            raw = pa.Table.from_batches([batch]).rename_columns(
-                [renamed[name] for name in batch.schema.names]
-            )
+    with open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches):
+        for raw in batches:
             prepared = f.prepare_trips(raw, year, month, first_row=rows, source_names=columns)
             rows += raw.num_rows
             tables.append(prepared.table)
