@@ -16,10 +16,10 @@ export TLC_DATA_DIR
 VENV := .venv
 RUN := $(VENV)/bin/python
 
-.PHONY: help install demo test test-unit lint format bench image clean
+.PHONY: help install demo server server-stop test test-unit lint format bench image clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(VENV)/.installed ## create .venv from Pipfile.lock (pipenv install --dev --deploy)
 
@@ -37,6 +37,12 @@ demo: install ## train a model into ./mlflow.db and score green 2021-03 into ./o
 	echo "== python train.py green 2021 1"; $(RUN) train.py green 2021 1; \
 	echo "== python score.py green 2021 3"; $(RUN) score.py green 2021 3; \
 	echo "== predictions:"; find output -name '*.parquet' | sort
+
+server: install ## start the local Prefect server (UI at http://127.0.0.1:4200) unless one answers
+	$(RUN) -m ride_duration.prefect_server
+
+server-stop: install ## stop the local Prefect server (prefect server stop)
+	$(VENV)/bin/prefect server stop
 
 test: install ## run every test: unit, then integration against real servers
 	$(RUN) -m pytest

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ride_duration.errors import ScoringError
 
@@ -32,6 +33,29 @@ def run(main: Callable[[], object], debug: bool) -> int:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     return 0
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """Run the block against a Prefect API that answers: the configured one, or a local server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from ride_duration.prefect_server import ensure_api
+    from ride_duration.settings import Settings
+
+    settings = Settings.from_env()
+    url = ensure_api(
+        port=settings.local_prefect_port,
+        timeout_seconds=settings.local_prefect_start_timeout_seconds,
+        say=say,
+    )
+    with temporary_settings({PREFECT_API_URL: url}):
+        yield url
+
+
+def say(line: str) -> None:
+    """Tell the user what a command is doing, on stderr (stdout carries its results)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def bounded_int(low: int, high: int) -> Callable[[str], int]:

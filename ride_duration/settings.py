@@ -62,6 +62,10 @@ class Settings:
     max_abs_mean_error: float | None = None
     max_unknown_pair_share: float | None = None
     lock_stale_seconds: int = 6 * 3600
+    # Without PREFECT_API_URL, commands share one local Prefect server started on this port.
+    local_prefect_port: int = 4200
+    # A fresh server migrates its database first: ~20 s idle, much longer on a busy machine.
+    local_prefect_start_timeout_seconds: int = 300
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -150,6 +154,14 @@ class Settings:
             max_unknown_pair_share=number("MAX_UNKNOWN_PAIR_SHARE", None),
             lock_stale_seconds=integer(
                 "LOCK_STALE_SECONDS", defaults.lock_stale_seconds, minimum=1
+            ),
+            local_prefect_port=integer(
+                "LOCAL_PREFECT_PORT", defaults.local_prefect_port, minimum=1
+            ),
+            local_prefect_start_timeout_seconds=integer(
+                "LOCAL_PREFECT_START_TIMEOUT_SECONDS",
+                defaults.local_prefect_start_timeout_seconds,
+                minimum=1,
             ),
         )
 

@@ -32,6 +32,8 @@ DEFAULTS = {
     "max_abs_mean_error": None,
     "max_unknown_pair_share": None,
     "lock_stale_seconds": 21600,
+    "local_prefect_port": 4200,
+    "local_prefect_start_timeout_seconds": 300,
 }
 
 
@@ -81,6 +83,13 @@ def test_from_env_reads_the_process_environment_by_default(monkeypatch):
         ("PUBLICATION_LAG_MONTHS", "0", "publication_lag_months", 0),
         ("SCHEDULE_TIMEZONE", "Europe/Paris", "schedule_timezone", "Europe/Paris"),
         ("BACKFILL_MONTH_TIMEOUT_SECONDS", "60", "backfill_month_timeout_seconds", 60),
+        ("LOCAL_PREFECT_PORT", "4321", "local_prefect_port", 4321),
+        (
+            "LOCAL_PREFECT_START_TIMEOUT_SECONDS",
+            "900",
+            "local_prefect_start_timeout_seconds",
+            900,
+        ),
     ],
 )
 def test_each_variable(variable, value, attribute, expected):
