@@ -20,108 +20,55 @@ from pydantic import Field
 
 from ride_duration import cli, storage
 from ride_duration import month as m
-from ride_duration.errors import ScoringError
-from ride_duration.months import FIRST_YEAR, Month, MonthError, scheduled_month
+from ride_duration.months import FIRST_YEAR, Month, scheduled_month
 from ride_duration.settings import Settings, format_template
 from ride_duration.tasks import resolve_model_task, score_month_task
 from ride_duration.trips import TAXI_TYPES, TaxiType
 
 LAST_YEAR = 2100
-Year = Annotated[
-    int | None,
-    Field(ge=FIRST_YEAR, le=LAST_YEAR, description="Year of the trips; empty: see month"),
-]
-MonthNumber = Annotated[
-    int | None,
-    Field(
-        ge=1,
-        le=12,
-        description="Month of the trips, 1 to 12. Leave year and month empty to score the "
-        "month of the run's scheduled start minus PUBLICATION_LAG_MONTHS.",
-    ),
-]
+# The form's descriptions come from the docstrings' Args (Prefect drops Annotated descriptions);
+# the bounds here become the form's number limits and the server's parameter schema.
+Year = Annotated[int, Field(ge=FIRST_YEAR, le=LAST_YEAR)]
+MonthNumber = Annotated[int, Field(ge=1, le=12)]
 
 
 def run_name() -> str:
     """Flow run names like "score-green-2021-03"."""
     parameters = flow_run.parameters
-    try:
-        month = data_month(parameters.get("year"), parameters.get("month"), Settings.from_env())
-    except ScoringError:  # the flow itself reports the problem
-        return f"score-{parameters['taxi_type']}"
-    return f"score-{parameters['taxi_type']}-{month}"
+    return month_run_name(parameters["taxi_type"], Month(parameters["year"], parameters["month"]))
 
 
-def data_month(year: int | None, month: int | None, settings: Settings) -> Month:
-    """The month to score: the one given, else the scheduled start's month minus the lag."""
-    if year is not None and month is not None:
-        return Month(year, month)
-    if year is not None or month is not None:
-        raise MonthError("give both year and month, or neither (to use the run's schedule)")
-    return scheduled_month(
-        flow_run.scheduled_start_time, settings.schedule_timezone, settings.publication_lag_months
-    )
-
-
-def _explain_derived_month(chosen: Month, settings: Settings, logger: logging.Logger) -> None:
-    """Say which month a run without year/month scores, and why (never a silent "now")."""
-    start = flow_run.scheduled_start_time.astimezone(ZoneInfo(settings.schedule_timezone))
-    reason = (
-        f"no year/month given: scoring {chosen}, the month of this run's scheduled start "
-        f"({start:%Y-%m-%d %H:%M} {settings.schedule_timezone}) minus a publication lag of "
-        f"{settings.publication_lag_months} months (PUBLICATION_LAG_MONTHS)"
-    )
-    if _auto_scheduled():
-        logger.info(reason)
-    else:
-        logger.warning(
-            "%s; this run was started by hand, so its scheduled start is now: "
-            "give year and month to score another month",
-            reason,
-        )
-
-
-def _auto_scheduled() -> bool:
-    """Whether this flow run was created by its deployment's schedule."""
-    if not flow_run.id:
-        return False
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return bool(client.read_flow_run(flow_run.id).auto_scheduled)
+def month_run_name(taxi_type: str, month: Month) -> str:
+    """The name of the run that scores one taxi type's month (backfills look runs up by it)."""
+    return f"score-{taxi_type}-{month}"
 
 
 @flow(name="ride-duration-prediction", flow_run_name=run_name)
 def score(
     taxi_type: TaxiType,
-    year: Year = None,
-    month: MonthNumber = None,
-    model_uri: str | None = None,
-    input_uri_template: str | None = None,
-    output_root: str | None = None,
+    year: Year,
+    month: MonthNumber,
+    model_uri: str = "",
+    input_uri_template: str = "",
+    output_root: str = "",
 ) -> dict:
     """Predict the duration of every ride of one month and write the predictions as parquet.
 
     Args:
-        taxi_type: Which TLC trip records to score.
-        year: Year of the trips.
-        month: Month of the trips (that month itself is scored). Leave year and month empty in
-            scheduled runs: the month of the scheduled start minus PUBLICATION_LAG_MONTHS.
-        model_uri: An MLflow model URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`,
-            `runs:/RUN_ID/model`) or an artifact location; default `MODEL_URI`, else
-            `runs:/$RUN_ID/model`, else `models:/ride-duration@production`.
-        input_uri_template: Where trip files are, with `{taxi_type}`, `{year}`, `{month}`
-            placeholders; default `INPUT_URI_TEMPLATE`, else the TLC's public files.
-        output_root: Where predictions go (a folder or `s3://bucket/prefix`); default
-            `OUTPUT_ROOT`, else `output`.
+        taxi_type: Which TLC trip records to score: yellow, green, fhv or fhvhv.
+        year: Year of the trips, 2009 to 2100.
+        month: Month of the trips, 1 to 12; that month itself is scored.
+        model_uri: An MLflow model URI (models:/NAME@ALIAS, models:/NAME/VERSION,
+            runs:/RUN_ID/model) or an artifact location. Empty: MODEL_URI, else
+            runs:/$RUN_ID/model, else models:/ride-duration@production.
+        input_uri_template: Where trip files are, with {taxi_type}, {year} and
+            {month} placeholders. Empty: INPUT_URI_TEMPLATE, else the TLC's public files.
+        output_root: Where predictions go: OUTPUT_ROOT or a folder inside it.
+            Empty: OUTPUT_ROOT (default "output").
     """
     logger = get_run_logger()
     settings = Settings.from_env()
     settings.configure_mlflow()
-    chosen = data_month(year, month, settings)
-    if (year, month) != (chosen.year, chosen.month):
-        _explain_derived_month(chosen, settings, logger)
-    year, month = chosen.year, chosen.month
     template = input_uri_template or settings.input_uri_template
     storage.check_no_credentials(template, "input_uri_template")
     input_uri = format_template(template, taxi_type, year, month)
@@ -165,6 +112,62 @@ def score(
     return m.summary(result)
 
 
+def scheduled_run_name() -> str:
+    """Names like "scheduled-green-2026-08": the month this scheduled run scores."""
+    return f"scheduled-{flow_run.parameters['taxi_type']}-{_scheduled_month(Settings.from_env())}"
+
+
+@flow(name="ride-duration-prediction-scheduled", flow_run_name=scheduled_run_name)
+def score_scheduled_month(taxi_type: TaxiType) -> dict:
+    """Score the month a monthly schedule stands for, as a run of ride-duration-prediction.
+
+    The month is the one of the run's scheduled start, in SCHEDULE_TIMEZONE, minus
+    PUBLICATION_LAG_MONTHS: the latest month the TLC has surely published by then.
+
+    Args:
+        taxi_type: Which TLC trip records to score: yellow, green, fhv or fhvhv.
+    """
+    settings = Settings.from_env()
+    chosen = _scheduled_month(settings)
+    _explain_derived_month(chosen, settings, get_run_logger())
+    return score(taxi_type=taxi_type, year=chosen.year, month=chosen.month)
+
+
+def _scheduled_month(settings: Settings) -> Month:
+    return scheduled_month(
+        flow_run.scheduled_start_time, settings.schedule_timezone, settings.publication_lag_months
+    )
+
+
+def _explain_derived_month(chosen: Month, settings: Settings, logger: logging.Logger) -> None:
+    """Say which month a scheduled run scores, and why (never a silent "now")."""
+    start = flow_run.scheduled_start_time.astimezone(ZoneInfo(settings.schedule_timezone))
+    reason = (
+        f"scoring {chosen}, the month of this run's scheduled start "
+        f"({start:%Y-%m-%d %H:%M} {settings.schedule_timezone}) minus a publication lag of "
+        f"{settings.publication_lag_months} months (PUBLICATION_LAG_MONTHS)"
+    )
+    if _auto_scheduled():
+        logger.info(reason)
+    else:
+        logger.warning(
+            "%s; this run was started by hand, so its scheduled start is now: to score "
+            "another month, run the ride-duration-prediction flow (deployment monthly) with "
+            "a year and month",
+            reason,
+        )
+
+
+def _auto_scheduled() -> bool:
+    """Whether this flow run was created by its deployment's schedule."""
+    if not flow_run.id:
+        return False
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return bool(client.read_flow_run(flow_run.id).auto_scheduled)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line: `python score.py TAXI_TYPE YEAR MONTH [options]`."""
     parser = argparse.ArgumentParser(
@@ -173,22 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("taxi_type", choices=TAXI_TYPES, help="which TLC trip records")
     parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, LAST_YEAR), help="e.g. 2021")
     parser.add_argument("month", type=cli.bounded_int(1, 12), help="1 to 12; that month is scored")
-    parser.add_argument("--model-uri", help="MLflow model URI or artifact location")
-    parser.add_argument("--input-uri-template", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--output-root", help="overrides OUTPUT_ROOT")
+    parser.add_argument("--model-uri", default="", help="MLflow model URI or artifact location")
+    parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
+    parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
-    return cli.run(
-        lambda: score(
-            taxi_type=args.taxi_type,
-            year=args.year,
-            month=args.month,
-            model_uri=args.model_uri,
-            input_uri_template=args.input_uri_template,
-            output_root=args.output_root,
-        ),
-        debug=args.debug,
-    )
+
+    def run() -> None:
+        with cli.prefect_api():
+            score(
+                taxi_type=args.taxi_type,
+                year=args.year,
+                month=args.month,
+                model_uri=args.model_uri,
+                input_uri_template=args.input_uri_template,
+                output_root=args.output_root,
+            )
+
+    return cli.run(run, debug=args.debug)
 
 
 if __name__ == "__main__":

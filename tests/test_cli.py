@@ -20,8 +20,7 @@ from ride_duration.errors import (
     SchemaError,
     ScoringError,
 )
-from ride_duration.months import Month, MonthError, current_month
-from ride_duration.settings import Settings
+from ride_duration.months import current_month
 
 MAINS = {"score": score.main, "train": train.main}
 
@@ -262,18 +261,70 @@ def test_backfill_future_error_names_the_last_complete_month(capsys, monkeypatch
     }
 
 
-# --- score.data_month ------------------------------------------------------------------------
+# --- the flows' parameters: what the Prefect UI's custom-run form is built from ----------------
+
+
+def _schema(flow) -> dict:
+    from prefect.utilities.callables import parameter_schema
+
+    return parameter_schema(flow).model_dump_for_openapi()
+
+
+def test_a_custom_score_run_needs_the_taxi_type_year_and_month_and_nothing_else():
+    schema = _schema(score.score)
+    assert schema["required"] == ["taxi_type", "year", "month"]
+    assert {name: p.get("default") for name, p in schema["properties"].items()} == {
+        "taxi_type": None,
+        "year": None,
+        "month": None,
+        "model_uri": "",
+        "input_uri_template": "",
+        "output_root": "",
+    }
 
 
 @pytest.mark.parametrize(
-    ("year", "month", "expected"),
-    [(2021, 3, Month(2021, 3)), (2009, 1, Month(2009, 1)), (2024, 12, Month(2024, 12))],
+    ("flow", "parameter", "kind"),
+    [
+        ("score", "taxi_type", "string"),
+        ("score", "year", "integer"),
+        ("score", "month", "integer"),
+        ("score", "model_uri", "string"),
+        ("backfill", "taxi_types", "array"),
+        ("backfill", "start", "string"),
+        ("backfill", "max_concurrency", "integer"),
+        ("backfill", "dry_run", "boolean"),
+        ("backfill", "deployment", "string"),
+        ("score_scheduled_month", "taxi_type", "string"),
+    ],
 )
-def test_data_month_takes_the_given_year_and_month(year, month, expected):
-    assert score.data_month(year, month, Settings()) == expected
+def test_every_parameter_is_one_plain_type_with_a_description(flow, parameter, kind):
+    """No `anyOf` (the UI renders it as a type toggle) and a description for the form."""
+    flows = {
+        "score": score.score,
+        "backfill": backfill.backfill,
+        "score_scheduled_month": score.score_scheduled_month,
+    }
+    field = _schema(flows[flow])["properties"][parameter]
+    assert "anyOf" not in field
+    assert field["type"] == kind
+    assert field["description"]
 
 
-@pytest.mark.parametrize(("year", "month"), [(2021, None), (None, 3)])
-def test_data_month_wants_both_year_and_month_or_neither(year, month):
-    with pytest.raises(MonthError, match="give both year and month"):
-        score.data_month(year, month, Settings())
+@pytest.mark.parametrize(
+    ("parameter", "low", "high"),
+    [("year", 2009, 2100), ("month", 1, 12)],
+)
+def test_the_year_and_month_bounds_are_in_the_schema_and_the_description(parameter, low, high):
+    field = _schema(score.score)["properties"][parameter]
+    assert (field["minimum"], field["maximum"]) == (low, high)
+    assert f"{low} to {high}" in field["description"]
+
+
+def test_a_backfill_needs_at_least_one_taxi_type_and_months_as_yyyy_mm():
+    properties = _schema(backfill.backfill)["properties"]
+    assert properties["taxi_types"]["minItems"] == 1
+    assert properties["taxi_types"]["items"]["enum"] == ["yellow", "green", "fhv", "fhvhv"]
+    for name in ("start", "end"):
+        assert properties[name]["pattern"] == r"^\d{4}-(0[1-9]|1[0-2])$"
+        assert "YYYY-MM" in properties[name]["description"]

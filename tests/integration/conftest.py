@@ -2,7 +2,9 @@
 
 - an S3-compatible moto server, holding trip files, predictions and MLflow's model artifacts;
 - an `mlflow server` with a sqlite backend whose artifact root is on that S3 server;
-- a Prefect API through `prefect_test_harness`, shared with the CLI subprocesses.
+- a Prefect API through `prefect_test_harness`, shared with the CLI subprocesses;
+- for the tests of deployments, a `prefect server start` of its own with the README's deployments
+  and two process workers.
 Every test here is marked `integration`.
 """
 
@@ -12,7 +14,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,7 +163,9 @@ def trained(services: Services, input_dir: Path) -> Trained:
     return Trained(run_id=run_id, version=version, rmse=rmse)
 
 
-def run_cli(script: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+def run_cli(
+    script: str, *args: str, env: dict[str, str], cwd: Path, timeout: float = 240
+) -> subprocess.CompletedProcess:
     """Run one of the project's entry points as a user would, in a fresh Python process."""
     return subprocess.run(
         [sys.executable, str(REPO / script), *args],
@@ -169,5 +173,118 @@ def run_cli(script: str, *args: str, env: dict[str, str], cwd: Path) -> subproce
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=timeout,
     )
+
+
+BIN = Path(sys.executable).parent
+PROCESS_POOL = "ride-duration-process"
+
+
+@dataclass
+class PrefectServer:
+    """A `prefect server start` with deployment.yaml deployed as the README says, and workers."""
+
+    api_url: str
+    ui_url: str
+    env: dict[str, str]
+    output_root: Path
+    workers: dict[str, subprocess.Popen]
+    worker_logs: dict[str, Path]
+
+
+def readme_deploy_commands() -> list[str]:
+    """The README's commands that create the work pool and the deployments."""
+    from tests.readme import sections
+
+    deploying = next(s for s in sections() if s.title == "Deploying with Prefect")
+    wanted = [c for c in deploying.commands if " work-pool create " in c or " deploy " in c]
+    assert len(wanted) == 2, deploying.commands
+    return wanted
+
+
+def workers_online(api_url: str, names: list[str]) -> Callable[[], bool]:
+    """A readiness check: the named workers of the process pool are online."""
+    import json
+    import urllib.request
+
+    def check() -> bool:
+        request = urllib.request.Request(
+            f"{api_url}/work_pools/{PROCESS_POOL}/workers/filter",
+            data=b"{}",
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                online = {w["name"] for w in json.load(response) if w["status"] == "ONLINE"}
+        except OSError:
+            return False
+        return set(names) <= online
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def prefect_server(
+    services: Services, trained: Trained, input_dir: Path, tmp_path_factory
+) -> Iterator[PrefectServer]:
+    """`prefect server start` with its own PREFECT_HOME, the README's deploy, two workers."""
+    import time
+
+    from tests.servers import stop
+
+    workdir = tmp_path_factory.mktemp("prefect-server")
+    port = free_port()
+    ui_url = f"http://127.0.0.1:{port}"
+    api_url = f"{ui_url}/api"
+    env = {
+        **services.env,
+        "PREFECT_HOME": str(workdir / "home"),
+        "PREFECT_API_URL": api_url,
+        "PREFECT_UI_API_URL": api_url,  # the UI's page asks the server where its API is
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+        "OUTPUT_ROOT": str(tmp_path_factory.getbasetemp()),
+        "BACKFILL_MONTH_TIMEOUT_SECONDS": "45",
+    }
+    with running(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        ready=http_ok(f"{api_url}/health"),
+        log=workdir / "server.log",
+        timeout=180,
+    ):
+        for command in readme_deploy_commands():
+            result = subprocess.run(
+                ["bash", "-c", command],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
+            assert result.returncode == 0, f"$ {command}\n{result.stdout}{result.stderr}"
+        names = ["worker-1", "worker-2"]
+        logs = {name: workdir / f"{name}.log" for name in names}
+        workers: dict[str, subprocess.Popen] = {}
+        try:
+            for name in names:
+                with logs[name].open("wb") as out:
+                    command = ["worker", "start", "--pool", PROCESS_POOL, "--name", name]
+                    workers[name] = subprocess.Popen(
+                        [str(BIN / "prefect"), *command],
+                        env=env,
+                        cwd=workdir,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+            deadline = time.monotonic() + 90
+            while not workers_online(api_url, names)():
+                assert time.monotonic() < deadline, "workers did not come online"
+                time.sleep(0.5)
+            yield PrefectServer(api_url, ui_url, env, workdir / "output", workers, logs)
+        finally:
+            for process in workers.values():
+                stop(process)

@@ -1,22 +1,18 @@
 """deployment.yaml on a real Prefect server: deploy, UI runs, scheduled runs, backfills on workers.
 
-The module starts `prefect server start` on 127.0.0.1 with its own PREFECT_HOME, deploys
-deployment.yaml with the README's command, and runs two process workers polling every second.
+The session's `prefect server start` (tests/integration/conftest.py) has deployment.yaml deployed
+with the README's commands and two process workers polling every second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,111 +31,11 @@ from prefect.states import Scheduled
 
 from ride_duration import manifest
 from tests.conftest import REPO
-from tests.integration.conftest import TEMPLATE, Services, Trained
-from tests.servers import free_port, http_ok, running, stop
+from tests.integration.conftest import PROCESS_POOL, PrefectServer, Trained
 
-BIN = Path(sys.executable).parent
-PROCESS_POOL = "ride-duration-process"
-# The README's commands, as the README writes them.
-CREATE_POOL = ["prefect", "work-pool", "create", PROCESS_POOL, "--type", "process"]
-DEPLOY = ["prefect", "deploy", "--all", "--prefect-file", "deployment.yaml", "--no-prompt"]
 MONTHLY = "ride-duration-prediction/monthly"
 BACKFILL = "ride-duration-prediction-backfill/backfill"
-
-
-@dataclass
-class PrefectServer:
-    api_url: str
-    env: dict[str, str]
-    output_root: Path
-    workers: dict[str, subprocess.Popen]
-    worker_logs: dict[str, Path]
-
-
-def _prefect(*args: str, env: dict[str, str], cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "prefect"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
-    )
-
-
-def _workers_online(api_url: str, names: list[str]):
-    def check() -> bool:
-        request = urllib.request.Request(
-            f"{api_url}/work_pools/{PROCESS_POOL}/workers/filter",
-            data=b"{}",
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=2) as response:
-                online = {w["name"] for w in json.load(response) if w["status"] == "ONLINE"}
-        except OSError:
-            return False
-        return set(names) <= online
-
-    return check
-
-
-@pytest.fixture(scope="module")
-def prefect_server(
-    services: Services, trained: Trained, input_dir: Path, tmp_path_factory
-) -> Iterator[PrefectServer]:
-    workdir = tmp_path_factory.mktemp("prefect-server")
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **services.env,
-        "PREFECT_HOME": str(workdir / "home"),
-        "PREFECT_API_URL": api_url,
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
-        "OUTPUT_ROOT": str(tmp_path_factory.getbasetemp()),
-        "BACKFILL_MONTH_TIMEOUT_SECONDS": "45",
-    }
-    with running(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        ready=http_ok(f"{api_url}/health"),
-        log=workdir / "server.log",
-        timeout=120,
-    ):
-        for command in (
-            CREATE_POOL,
-            ["prefect", "work-pool", "create", "ride-duration-docker", "--type", "docker"],
-            DEPLOY,
-        ):
-            result = _prefect(*command[1:], env=env)
-            assert result.returncode == 0, result.stdout + result.stderr
-        names = ["worker-1", "worker-2"]
-        logs = {name: workdir / f"{name}.log" for name in names}
-        workers: dict[str, subprocess.Popen] = {}
-        try:
-            for name in names:
-                out = logs[name].open("wb")
-                workers[name] = subprocess.Popen(
-                    [
-                        str(BIN / "prefect"),
-                        "worker",
-                        "start",
-                        "--pool",
-                        PROCESS_POOL,
-                        "--name",
-                        name,
-                    ],
-                    env=env,
-                    cwd=workdir,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            deadline = time.monotonic() + 60
-            while not _workers_online(api_url, names)():
-                assert time.monotonic() < deadline, "workers did not come online"
-                time.sleep(0.5)
-            yield PrefectServer(api_url, env, workdir / "output", workers, logs)
-        finally:
-            for process in workers.values():
-                stop(process)
+SCHEDULED = "ride-duration-prediction-scheduled"
 
 
 def _api(server: PrefectServer, coroutine_function, *args):
@@ -161,24 +57,38 @@ async def _wait_final(client, flow_run_id, timeout: float = 180):
         await asyncio.sleep(1)
 
 
-def test_deploy_creates_both_deployments_with_schedules_in_new_york_time(prefect_server):
+def test_deploy_creates_the_documented_deployments(prefect_server):
     async def read(client):
-        return [await client.read_deployment_by_name(n) for n in (MONTHLY, BACKFILL)]
+        return {
+            f"{flow}/{name}": await client.read_deployment_by_name(f"{flow}/{name}")
+            for flow, name in [
+                ("ride-duration-prediction", "monthly"),
+                ("ride-duration-prediction-backfill", "backfill"),
+                *((SCHEDULED, taxi_type) for taxi_type in ("green", "yellow", "fhvhv")),
+            ]
+        }
 
-    monthly, backfill = _api(prefect_server, read)
-    schedules = sorted(
-        (s.parameters["taxi_type"], s.schedule.cron, s.schedule.timezone, s.active)
-        for s in monthly.schedules
-    )
-    assert schedules == [
-        (taxi_type, "0 6 3 * *", "America/New_York", True)
-        for taxi_type in ("fhvhv", "green", "yellow")
-    ]
+    deployments = _api(prefect_server, read)
+    monthly, backfill = deployments[MONTHLY], deployments[BACKFILL]
+    assert monthly.schedules == []
     assert monthly.enforce_parameter_schema
     assert backfill.enforce_parameter_schema
     assert monthly.global_concurrency_limit.limit == 4
-    assert monthly.work_pool_name == backfill.work_pool_name == PROCESS_POOL
     assert backfill.parameters["deployment"] == MONTHLY
+    for taxi_type in ("green", "yellow", "fhvhv"):
+        scheduled = deployments[f"{SCHEDULED}/{taxi_type}"]
+        assert scheduled.parameters == {"taxi_type": taxi_type}
+        assert scheduled.enforce_parameter_schema
+        assert taxi_type in scheduled.description
+        assert "America/New_York" in scheduled.description
+        [schedule] = scheduled.schedules
+        assert (schedule.schedule.cron, schedule.schedule.timezone, schedule.active) == (
+            "0 6 3 * *",
+            "America/New_York",
+            True,
+        )
+        assert schedule.slug == f"{taxi_type}-monthly"
+    assert {d.work_pool_name for d in deployments.values()} == {PROCESS_POOL}
 
 
 def test_the_parameter_schema_is_what_the_ui_custom_run_form_is_built_from(prefect_server):
@@ -186,12 +96,44 @@ def test_the_parameter_schema_is_what_the_ui_custom_run_form_is_built_from(prefe
         return await client.read_deployment_by_name(MONTHLY)
 
     schema = _api(prefect_server, read).parameter_openapi_schema
-    assert schema["required"] == ["taxi_type"]
-    assert schema["properties"]["taxi_type"]["enum"] == ["yellow", "green", "fhv", "fhvhv"]
-    month = schema["properties"]["month"]["anyOf"][0]
-    assert (month["type"], month["minimum"], month["maximum"]) == ("integer", 1, 12)
-    year = schema["properties"]["year"]["anyOf"][0]
-    assert year["minimum"] == 2009
+    assert schema["required"] == ["taxi_type", "year", "month"]
+    properties = schema["properties"]
+    assert properties["taxi_type"]["enum"] == ["yellow", "green", "fhv", "fhvhv"]
+    # Plain number boxes with their bounds (no int/None toggle), the bounds in the description.
+    for name, low, high in (("year", 2009, 2100), ("month", 1, 12)):
+        field = properties[name]
+        assert (field["type"], field["minimum"], field["maximum"]) == ("integer", low, high)
+        assert f"{low} to {high}" in field["description"]
+    # Optional text fields are plain strings whose empty default means "from the environment".
+    for name in ("model_uri", "input_uri_template", "output_root"):
+        assert (properties[name]["type"], properties[name]["default"]) == ("string", "")
+        assert "Empty:" in properties[name]["description"]
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        {"taxi_type": "green", "year": 2021, "month": 13},
+        {"taxi_type": "green", "year": 2021, "month": 0},
+        {"taxi_type": "green", "year": 2008, "month": 3},
+        {"taxi_type": "green", "year": 2021},
+        {"taxi_type": "green", "month": 3},
+        {"taxi_type": "green", "year": None, "month": 3},
+        {"taxi_type": "purple", "year": 2021, "month": 3},
+        {"taxi_type": "green", "year": 2021, "month": 3, "model_uri": None},
+    ],
+    ids=["month 13", "month 0", "year 2008", "no month", "no year", "null year", "taxi", "null"],
+)
+def test_the_server_refuses_parameters_the_form_refuses(prefect_server, parameters):
+    async def create(client):
+        deployment = await client.read_deployment_by_name(MONTHLY)
+        before = await client.count_flow_runs()
+        with pytest.raises(PrefectHTTPStatusError, match="409"):
+            await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+        return before, await client.count_flow_runs()
+
+    before, after = _api(prefect_server, create)
+    assert after == before  # no run was created
 
 
 def test_the_server_refuses_a_custom_run_with_month_13(prefect_server):
@@ -235,26 +177,35 @@ def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(
     scheduled = datetime(2021, 7, 3, 10, 0, tzinfo=UTC)  # 06:00 in New York
 
     async def scheduled_run(client):
-        deployment = await client.read_deployment_by_name(MONTHLY)
+        deployment = await client.read_deployment_by_name(f"{SCHEDULED}/green")
         run = await client.create_flow_run_from_deployment(
-            deployment.id,
-            parameters={"taxi_type": "green", "output_root": str(prefect_server.output_root)},
-            state=Scheduled(scheduled_time=scheduled),
+            deployment.id, state=Scheduled(scheduled_time=scheduled)
         )
         final = await _wait_final(client, run.id)
+        [month_run] = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+            )
+        )
         logs = await client.read_logs(
             log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
         )
-        return final, [log.message for log in logs]
+        return final, month_run, [log.message for log in logs]
 
-    run, messages = _api(prefect_server, scheduled_run)
+    run, month_run, messages = _api(prefect_server, scheduled_run)
     assert run.state.is_completed(), run.state.message
-    assert run.name == "score-green-2021-04"  # July 2021 minus a lag of 3 months
+    assert run.name == "scheduled-green-2021-04"  # July 2021 minus a lag of 3 months
+    assert month_run.name == "score-green-2021-04"
+    assert month_run.parameters | {"taxi_type": "green", "year": 2021, "month": 4} == (
+        month_run.parameters
+    )
     assert any(
-        "no year/month given: scoring 2021-04" in m and "2021-07-03 06:00 America/New_York" in m
+        "scoring 2021-04, the month of this run's scheduled start (2021-07-03 06:00 "
+        "America/New_York) minus a publication lag of 3 months" in m
         for m in messages
     ), messages
-    output = prefect_server.output_root / (
+    # A scheduled run has only its taxi type: it writes under the worker's OUTPUT_ROOT.
+    output = Path(prefect_server.env["OUTPUT_ROOT"]) / (
         f"taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
     )
     assert output.exists()
