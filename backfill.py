@@ -15,12 +15,24 @@ import time
 from typing import Annotated
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.runtime import flow_run
 from pydantic import Field
 
 from ride_duration import cli, orchestration, storage
-from ride_duration.backfilling import Mode, MonthOutcome, PlannedMonth, failure_summary, plan
+from ride_duration.backfilling import (
+    Mode,
+    MonthOutcome,
+    PlannedMonth,
+    Progress,
+    completed_outcome,
+    failure_summary,
+    plan,
+)
 from ride_duration.errors import BackfillFailedError
 from ride_duration.months import Month, check_past, month_range
 from ride_duration.settings import Settings
@@ -28,7 +40,8 @@ from ride_duration.tasks import resolve_model_task
 from ride_duration.trips import TAXI_TYPES, TaxiType
 from score import score
 
-MonthText = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+MonthText = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
+TaxiTypes = Annotated[list[TaxiType], Field(min_length=1)]
 
 
 @flow(
@@ -36,32 +49,33 @@ MonthText = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description
     flow_run_name="backfill-{start}-{end}",
 )
 def backfill(
-    taxi_types: list[TaxiType],
+    taxi_types: TaxiTypes,
     start: MonthText,
     end: MonthText,
-    model_uri: str | None = None,
+    model_uri: str = "",
     mode: Mode = "missing",
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4,
     dry_run: bool = False,
-    deployment: str | None = None,
-    input_uri_template: str | None = None,
-    output_root: str | None = None,
+    deployment: str = "",
+    input_uri_template: str = "",
+    output_root: str = "",
 ) -> list[dict]:
     """Score every month from `start` to `end` (inclusive) for each taxi type.
 
     Args:
-        taxi_types: One or several TLC trip record types.
-        start: First month, YYYY-MM.
-        end: Last month, YYYY-MM (included).
-        model_uri: The model (default as in the score flow); an alias is resolved once here.
-        mode: "missing" scores months without a complete output for this model version,
-            "failed" re-runs months whose last attempt failed, "all" re-scores every month.
-        max_concurrency: Months in flight at once on workers (with `deployment`).
-        dry_run: List what would happen to each month and write nothing.
-        deployment: Run months as flow runs of this score deployment (e.g.
-            "ride-duration-prediction/monthly") on its workers instead of in this process.
-        input_uri_template: As in the score flow; default `INPUT_URI_TEMPLATE`.
-        output_root: As in the score flow; default `OUTPUT_ROOT`.
+        taxi_types: One or several TLC trip record types: yellow, green, fhv, fhvhv.
+        start: First month, as YYYY-MM (e.g. 2021-01), from 2009-01 on.
+        end: Last month, as YYYY-MM, included; a month that is over.
+        model_uri: The model, as in the score flow. Empty: MODEL_URI, else runs:/$RUN_ID/model,
+            else models:/ride-duration@production. An alias is resolved once, here.
+        mode: missing (default) scores months without a complete output for this model
+            version; failed re-runs months whose last attempt failed; all re-scores every month.
+        max_concurrency: Months in flight at once on workers (with deployment), 1 to 64.
+        dry_run: List what would happen to each month, and write nothing.
+        deployment: Run each month as a flow run of this score deployment, e.g.
+            ride-duration-prediction/monthly, on its workers. Empty: in this process.
+        input_uri_template: As in the score flow. Empty: INPUT_URI_TEMPLATE.
+        output_root: As in the score flow. Empty: OUTPUT_ROOT.
     """
     logger = get_run_logger()
     settings = Settings.from_env()
@@ -104,6 +118,18 @@ def backfill(
         ]
 
     to_score = [p for p in planned if p.action == "score"]
+    key = "backfill-" + "-".join(taxi_types) + f"-{start}-{end}"
+    progress = Progress(len(to_score))
+    progress_id = create_progress_artifact(
+        progress=progress.percent,
+        key=f"{key}-progress",
+        description=f"Months of {', '.join(taxi_types)} {start}..{end} finished",
+    )
+
+    def finished(outcome: MonthOutcome) -> None:
+        logger.info(progress.finished(outcome))
+        update_progress_artifact(progress_id, progress.percent)
+
     parameters = {
         "model_uri": model.resolved_uri,
         "input_uri_template": template,
@@ -123,16 +149,20 @@ def backfill(
                 idempotency_key=lambda p: f"{flow_run.id}/{p.taxi_type}/{p.month}/{model.label}",
                 max_concurrency=max_concurrency,
                 month_timeout_seconds=settings.backfill_month_timeout_seconds,
+                on_done=finished,
             )
         )
     else:
-        scored = [_score_here(p, parameters) for p in to_score]
+        scored = []
+        for p in to_score:
+            scored.append(_score_here(p, parameters))
+            finished(scored[-1])
     by_month = {(o.taxi_type, o.month): o for o in scored}
     outcomes = [by_month.get((p.taxi_type, str(p.month))) or _skipped(p) for p in planned]
 
     create_table_artifact(
         table=[o.as_row() for o in outcomes],
-        key="backfill-" + "-".join(taxi_types) + f"-{start}-{end}",
+        key=key,
         description=f"Backfill {', '.join(taxi_types)} {start}..{end} with {model.label}",
     )
     completed = sum(o.state == "completed" for o in outcomes)
@@ -158,39 +188,28 @@ def _score_here(month: PlannedMonth, parameters: dict) -> MonthOutcome:
         return_state=True,
         **parameters,
     )
-    seconds = round(time.monotonic() - started, 1)
+    seconds = time.monotonic() - started
     if state.is_completed():
-        summary = state.result()
-        return MonthOutcome(
-            str(month.month),
-            month.taxi_type,
-            "completed",
-            summary["rows_scored"],
-            summary["output"],
-            seconds,
-        )
+        return completed_outcome(month, seconds)
     error = state.result(raise_on_failure=False)
     message = str(error).strip().splitlines()[0] if str(error).strip() else state.name
     return MonthOutcome(
-        str(month.month),
-        month.taxi_type,
-        state.type.value.lower(),
-        None,
-        storage.display_uri(month.output_uri),
-        seconds,
-        message,
+        month=str(month.month),
+        taxi_type=month.taxi_type,
+        state=state.type.value.lower(),
+        seconds=round(seconds, 1),
+        output=storage.display_uri(month.output_uri),
+        error=message,
     )
 
 
 def _skipped(month: PlannedMonth) -> MonthOutcome:
     return MonthOutcome(
-        str(month.month),
-        month.taxi_type,
-        "skipped",
-        None,
-        storage.display_uri(month.output_uri),
-        None,
-        month.reason,
+        month=str(month.month),
+        taxi_type=month.taxi_type,
+        state="skipped",
+        output=storage.display_uri(month.output_uri),
+        error=month.reason,
     )
 
 
@@ -209,10 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=["missing", "failed", "all"], default="missing")
     parser.add_argument("--dry-run", action="store_true", help="list what would happen")
     parser.add_argument("--max-concurrency", type=cli.bounded_int(1, 64), default=4)
-    parser.add_argument("--model", dest="model_uri", help="MLflow model URI")
-    parser.add_argument("--deployment", help="run months on this score deployment's workers")
-    parser.add_argument("--input-uri-template", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--output-root", help="overrides OUTPUT_ROOT")
+    parser.add_argument("--model", dest="model_uri", default="", help="MLflow model URI")
+    parser.add_argument("--deployment", default="", help="run months on its workers")
+    parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
+    parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
 
@@ -222,18 +241,19 @@ def main(argv: list[str] | None = None) -> int:
             month_range(Month.parse(args.start), Month.parse(args.end)),
             Settings.from_env().schedule_timezone,
         )
-        rows = backfill(
-            taxi_types=args.taxi_types,
-            start=args.start,
-            end=args.end,
-            model_uri=args.model_uri,
-            mode=args.mode,
-            max_concurrency=args.max_concurrency,
-            dry_run=args.dry_run,
-            deployment=args.deployment,
-            input_uri_template=args.input_uri_template,
-            output_root=args.output_root,
-        )
+        with cli.prefect_api():
+            rows = backfill(
+                taxi_types=args.taxi_types,
+                start=args.start,
+                end=args.end,
+                model_uri=args.model_uri,
+                mode=args.mode,
+                max_concurrency=args.max_concurrency,
+                dry_run=args.dry_run,
+                deployment=args.deployment,
+                input_uri_template=args.input_uri_template,
+                output_root=args.output_root,
+            )
         for row in rows:
             print("  ".join(f"{value}" for value in row.values() if value not in (None, "")))
 

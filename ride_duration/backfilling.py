@@ -6,6 +6,8 @@ scores each planned month on its own, so one failure does not stop the others.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -38,19 +40,78 @@ class PlannedMonth:
 
 @dataclass
 class MonthOutcome:
-    """How one month of a backfill ended."""
+    """How one month of a backfill ended, with its quality when it was scored."""
 
     month: str
     taxi_type: str
     state: str
-    rows_scored: int | None
-    output: str
-    seconds: float | None
+    rows_scored: int | None = None
+    rmse: float | None = None
+    mae: float | None = None
+    unknown_pair_share: float | None = None
+    seconds: float | None = None
+    output: str = ""
     error: str = ""
 
     def as_row(self) -> dict:
         """A row of the backfill's table artifact."""
         return asdict(self)
+
+
+def completed_outcome(month: PlannedMonth, seconds: float | None) -> MonthOutcome:
+    """A scored month's outcome, with rows and quality from the manifest its run wrote."""
+    content = manifest.read(month.output_uri) or {}
+    metrics = content.get("metrics") or {}
+    return MonthOutcome(
+        month=str(month.month),
+        taxi_type=month.taxi_type,
+        state="completed",
+        rows_scored=content.get("rows_scored"),
+        rmse=metrics.get("rmse"),
+        mae=metrics.get("mae"),
+        unknown_pair_share=metrics.get("unknown_pair_share"),
+        seconds=round(seconds, 1) if seconds is not None else None,
+        output=storage.display_uri(month.output_uri),
+    )
+
+
+class Progress:
+    """How far a backfill is: months finished out of those it scores, and the time left."""
+
+    def __init__(self, total: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.total = total
+        self.done = 0
+        self._clock = clock
+        self._started = clock()
+
+    @property
+    def percent(self) -> float:
+        """Finished months as a percentage (100 when there is nothing to score)."""
+        return 100.0 if not self.total else round(100 * self.done / self.total, 1)
+
+    def finished(self, outcome: MonthOutcome) -> str:
+        """Count one finished month; the line that reports it, with an estimate of the rest."""
+        self.done += 1
+        line = f"{outcome.taxi_type} {outcome.month}: {outcome.state}"
+        if outcome.rows_scored is not None:
+            line += f", {outcome.rows_scored:,} rows"
+        if outcome.seconds is not None:
+            line += f" in {outcome.seconds:.1f} s"
+        line += f"; {self.done} of {self.total} months done"
+        remaining = self.total - self.done
+        if remaining > 0:
+            # Months finish at the pace seen so far, whether one at a time or several at once.
+            left = (self._clock() - self._started) / self.done * remaining
+            line += f", about {_duration(left)} left"
+        return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    if seconds < 90 * 60:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 FAILED_STATES = {"FAILED", "CRASHED", "CANCELLED", "TIMEDOUT"}

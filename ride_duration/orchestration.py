@@ -19,7 +19,7 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Crashed
 
 from ride_duration import storage
-from ride_duration.backfilling import MonthOutcome, PlannedMonth
+from ride_duration.backfilling import MonthOutcome, PlannedMonth, completed_outcome
 
 logger = logging.getLogger(__name__)
 
@@ -49,16 +49,23 @@ async def run_on_deployment(
     idempotency_key: Callable[[PlannedMonth], str],
     max_concurrency: int,
     month_timeout_seconds: float,
+    on_done: Callable[[MonthOutcome], None],
     poll_seconds: float = 2.0,
 ) -> list[MonthOutcome]:
     """One flow run of `deployment` per month, at most `max_concurrency` in flight.
 
     Each run is linked to the calling flow as a subflow. A month whose run does not reach a
     final state within `month_timeout_seconds` (a worker died with it) is reported failed.
+    `on_done` is called (in a thread) with each month's outcome as soon as it is known.
     """
     slots = asyncio.Semaphore(max_concurrency)
 
     async def one(month: PlannedMonth) -> MonthOutcome:
+        outcome = await watch(month)
+        await asyncio.to_thread(on_done, outcome)
+        return outcome
+
+    async def watch(month: PlannedMonth) -> MonthOutcome:
         async with slots, get_client() as client:
             started = time.monotonic()
             run = await arun_deployment(
@@ -81,17 +88,15 @@ async def run_on_deployment(
                     )
                     # Mark it so the UI stops showing it as running and its slot is freed.
                     await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-                    return _outcome(month, "failed", None, time.monotonic() - started, message)
+                    return _outcome(month, "failed", time.monotonic() - started, message)
                 await asyncio.sleep(poll_seconds)
                 run = await client.read_flow_run(run.id)
             seconds = run.total_run_time.total_seconds() if run.total_run_time else None
             if run.state.is_completed():
-                rows = await asyncio.to_thread(storage.parquet_rows, month.output_uri)
-                return _outcome(month, "completed", rows, seconds)
+                return await asyncio.to_thread(completed_outcome, month, seconds)
             return _outcome(
                 month,
                 run.state.type.value.lower(),
-                None,
                 seconds,
                 run.state.message or f"flow run {run.name} ended {run.state.name}",
             )
@@ -99,15 +104,12 @@ async def run_on_deployment(
     return list(await asyncio.gather(*(one(month) for month in planned)))
 
 
-def _outcome(
-    month: PlannedMonth, state: str, rows: int | None, seconds: float | None, error: str = ""
-) -> MonthOutcome:
+def _outcome(month: PlannedMonth, state: str, seconds: float | None, error: str) -> MonthOutcome:
     return MonthOutcome(
         month=str(month.month),
         taxi_type=month.taxi_type,
         state=state,
-        rows_scored=rows,
-        output=storage.display_uri(month.output_uri),
         seconds=round(seconds, 1) if seconds is not None else None,
+        output=storage.display_uri(month.output_uri),
         error=error.strip().splitlines()[0] if error.strip() else "",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -9,7 +10,14 @@ import pytest
 
 from ride_duration import manifest
 from ride_duration import month as m
-from ride_duration.backfilling import MonthOutcome, PlannedMonth, failure_summary, plan
+from ride_duration.backfilling import (
+    MonthOutcome,
+    PlannedMonth,
+    Progress,
+    completed_outcome,
+    failure_summary,
+    plan,
+)
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
 from ride_duration.scoring import OUTPUT_SCHEMA
@@ -314,7 +322,9 @@ def test_no_months_plan_nothing(output_root, input_folder):
 
 
 def outcome(month: str, state: str, error: str = "", taxi_type: str = "green") -> MonthOutcome:
-    return MonthOutcome(month, taxi_type, state, None, f"out/{month}.parquet", 1.0, error)
+    return MonthOutcome(
+        month, taxi_type, state, seconds=1.0, output=f"out/{month}.parquet", error=error
+    )
 
 
 @pytest.mark.parametrize(
@@ -363,7 +373,9 @@ def test_failure_summary_leaves_out_completed_and_skipped_months():
 
 
 def test_as_row_is_a_plain_dict_of_the_fields():
-    result = MonthOutcome("2021-03", "green", "completed", 1234, "out/x.parquet", 2.5)
+    result = MonthOutcome(
+        "2021-03", "green", "completed", 1234, rmse=6.1, seconds=2.5, output="out/x.parquet"
+    )
     row = result.as_row()
     assert type(row) is dict
     assert row == {
@@ -371,11 +383,25 @@ def test_as_row_is_a_plain_dict_of_the_fields():
         "taxi_type": "green",
         "state": "completed",
         "rows_scored": 1234,
-        "output": "out/x.parquet",
+        "rmse": 6.1,
+        "mae": None,
+        "unknown_pair_share": None,
         "seconds": 2.5,
+        "output": "out/x.parquet",
         "error": "",
     }
-    assert list(row) == ["month", "taxi_type", "state", "rows_scored", "output", "seconds", "error"]
+    assert list(row) == [
+        "month",
+        "taxi_type",
+        "state",
+        "rows_scored",
+        "rmse",
+        "mae",
+        "unknown_pair_share",
+        "seconds",
+        "output",
+        "error",
+    ]
     row["state"] = "failed"
     assert result.state == "completed"
 
@@ -400,3 +426,98 @@ def test_a_month_is_done_only_with_a_manifest_that_matches_its_file(
         path.unlink()
     result = planned(output_root, input_folder, mode="missing")
     assert [p.action for p in result] == ["score", "score", "score"]
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("total", "finishes", "lines", "percents"),
+    [
+        (
+            1,
+            [(10.0, MonthOutcome("2021-01", "green", "completed", 80372, seconds=9.6))],
+            ["green 2021-01: completed, 80,372 rows in 9.6 s; 1 of 1 months done"],
+            [100.0],
+        ),
+        (
+            3,
+            [
+                (12.0, MonthOutcome("2021-01", "green", "completed", 1000, seconds=11.9)),
+                (12.0, MonthOutcome("2021-02", "green", "failed", seconds=3.0)),
+                (12.0, MonthOutcome("2021-03", "green", "completed", 5, seconds=12.0)),
+            ],
+            [
+                "green 2021-01: completed, 1,000 rows in 11.9 s; 1 of 3 months done, "
+                "about 24 s left",
+                "green 2021-02: failed in 3.0 s; 2 of 3 months done, about 12 s left",
+                "green 2021-03: completed, 5 rows in 12.0 s; 3 of 3 months done",
+            ],
+            [33.3, 66.7, 100.0],
+        ),
+        (
+            12,
+            [(600.0, MonthOutcome("2021-01", "yellow", "crashed"))] * 2,
+            [
+                "yellow 2021-01: crashed; 1 of 12 months done, about 1.8 h left",
+                "yellow 2021-01: crashed; 2 of 12 months done, about 1.7 h left",
+            ],
+            [8.3, 16.7],
+        ),
+        (
+            3,
+            [(3000.0, MonthOutcome("2021-01", "green", "completed", 1, seconds=1.0))],
+            ["green 2021-01: completed, 1 rows in 1.0 s; 1 of 3 months done, about 1.7 h left"],
+            [33.3],
+        ),
+    ],
+)
+def test_progress_reports_each_finished_month_and_the_time_left(total, finishes, lines, percents):
+    clock = FakeClock()
+    progress = Progress(total, clock=clock)
+    assert progress.percent == 0
+    seen_lines, seen_percents = [], []
+    for advance, finished in finishes:
+        clock.now += advance
+        seen_lines.append(progress.finished(finished))
+        seen_percents.append(progress.percent)
+    assert seen_lines == lines
+    assert seen_percents == percents
+
+
+def test_progress_of_nothing_to_score_is_complete():
+    assert Progress(0).percent == 100.0
+
+
+def test_a_completed_outcome_takes_rows_and_quality_from_the_manifest(output_root, input_folder):
+    path = partition(output_root, "green", Month(2021, 1)) / "run3.parquet"
+    touch(path)
+    manifest_path = Path(manifest.manifest_uri(str(path)))
+    content = json.loads(manifest_path.read_text())
+    content["rows_scored"] = 80372
+    content["metrics"] = {"rmse": 6.5, "mae": 4.25, "mean_error": 1.0, "unknown_pair_share": 0.09}
+    manifest_path.write_text(json.dumps(content))
+    month = planned(output_root, input_folder, mode="all")[0]
+    outcome = completed_outcome(month, seconds=4.04)
+    assert outcome.as_row() == {
+        "month": "2021-01",
+        "taxi_type": "green",
+        "state": "completed",
+        "rows_scored": 80372,
+        "rmse": 6.5,
+        "mae": 4.25,
+        "unknown_pair_share": 0.09,
+        "seconds": 4.0,
+        "output": str(path),
+        "error": "",
+    }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +15,10 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
     FlowRunFilter,
     FlowRunFilterName,
+    LogFilter,
+    LogFilterFlowRunId,
 )
-from prefect.client.schemas.sorting import ArtifactSort
+from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 
 from backfill import backfill
 from ride_duration.errors import BackfillFailedError
@@ -85,6 +89,45 @@ def test_the_backfill_publishes_a_table_artifact_of_its_months(
     assert '"rows_scored"' in table
     assert '"output"' in table
     assert '"seconds"' in table
+    rows = json.loads(table)
+    assert [row["month"] for row in rows] == ["2021-02", "2021-03"]
+    for row in rows:  # the quality of each month, so drift across months shows at a glance
+        assert 0 < row["rmse"] < 10
+        assert 0 < row["mae"] <= row["rmse"]
+        assert 0 <= row["unknown_pair_share"] < 1
+
+
+async def _logs_of_latest(run_name: str) -> list[str]:
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])),
+            sort=FlowRunSort.START_TIME_DESC,
+            limit=1,
+        )
+        logs = await client.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[runs[0].id])),
+            sort=LogSort.TIMESTAMP_ASC,
+        )
+    return [log.message for log in logs]
+
+
+def test_the_backfill_moves_a_progress_artifact_to_100_and_logs_each_month(
+    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+):
+    _run(inputs, tmp_path / "out", start="2021-01", end="2021-03", mode="all")
+    progress = asyncio.run(_read(key="backfill-green-2021-01-2021-03-progress"))[0]
+    assert progress.type == "progress"
+    assert progress.data == 100
+    deadline = time.monotonic() + 30
+    while True:  # logs reach the API in batches, a moment after the flow returns
+        messages = asyncio.run(_logs_of_latest("backfill-2021-01-2021-03"))
+        lines = [message for message in messages if "months done" in message]
+        if len(lines) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert [line.split(":")[0] for line in lines] == [f"green 2021-0{m}" for m in (1, 2, 3)]
+    assert "1 of 3 months done, about" in lines[0]
+    assert lines[-1].endswith("3 of 3 months done")
 
 
 def test_a_failed_month_does_not_stop_the_others_and_mode_failed_reruns_it(
