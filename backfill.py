@@ -23,7 +23,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import cli, orchestration, storage
+from ride_duration import cli, layout, orchestration, storage
 from ride_duration.backfilling import (
     Mode,
     MonthOutcome,
@@ -33,10 +33,10 @@ from ride_duration.backfilling import (
     failure_summary,
     plan,
 )
-from ride_duration.errors import BackfillFailedError
+from ride_duration.errors import BackfillFailedError, first_line
 from ride_duration.months import Month, check_past, month_range
 from ride_duration.settings import Settings
-from ride_duration.tasks import resolve_model_task
+from ride_duration.tasks import prepare_run
 from ride_duration.trips import TAXI_TYPES, TaxiType
 from score import score
 
@@ -78,28 +78,21 @@ def backfill(
         output_root: As in the score flow. Empty: OUTPUT_ROOT.
     """
     logger = get_run_logger()
-    settings = Settings.from_env()
-    settings.configure_mlflow()
     months = month_range(Month.parse(start), Month.parse(end))
-    check_past(months, settings.schedule_timezone)
+    check_past(months, Settings.from_env().schedule_timezone)
     taxi_types = list(dict.fromkeys(taxi_types))
-    template = input_uri_template or settings.input_uri_template
-    storage.check_no_credentials(template, "input_uri_template")
-    root = settings.output_root_for(output_root)
-
-    model = resolve_model_task(
-        model_uri or settings.default_model_uri, settings.trusted_model_prefixes
-    )
+    run = prepare_run(model_uri, input_uri_template, output_root)
+    settings, model = run.settings, run.model
     logger.info("model %s pinned to %s for every month", model.uri, model.label)
-    names = [f"score-{t}-{m}" for t in taxi_types for m in months]
+    names = [layout.run_name(t, m) for t in taxi_types for m in months]
     last_states = asyncio.run(orchestration.last_run_states(names)) if mode == "failed" else {}
     planned = plan(
         taxi_types=taxi_types,
         months=months,
         model=model,
         mode=mode,
-        input_uri_template=template,
-        output_root=root,
+        input_uri_template=run.input_uri_template,
+        output_root=run.output_root,
         last_states=last_states,
         check_inputs=dry_run,
     )
@@ -132,8 +125,8 @@ def backfill(
 
     parameters = {
         "model_uri": model.resolved_uri,
-        "input_uri_template": template,
-        "output_root": root,
+        "input_uri_template": run.input_uri_template,
+        "output_root": run.output_root,
     }
     if deployment:
         scored = asyncio.run(
@@ -192,7 +185,7 @@ def _score_here(month: PlannedMonth, parameters: dict) -> MonthOutcome:
     if state.is_completed():
         return completed_outcome(month, seconds)
     error = state.result(raise_on_failure=False)
-    message = str(error).strip().splitlines()[0] if str(error).strip() else state.name
+    message = first_line(error) if str(error).strip() else state.name
     return MonthOutcome(
         month=str(month.month),
         taxi_type=month.taxi_type,

@@ -18,14 +18,14 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import cli, storage
-from ride_duration import month as m
-from ride_duration.months import FIRST_YEAR, Month, scheduled_month
-from ride_duration.settings import Settings, format_template
-from ride_duration.tasks import resolve_model_task, score_month_task
+from ride_duration import cli, layout, storage
+from ride_duration.batch import MonthResult
+from ride_duration.months import FIRST_YEAR, LAST_YEAR, Month, scheduled_month
+from ride_duration.settings import Settings
+from ride_duration.sources import trip_file_uri
+from ride_duration.tasks import prepare_run, score_month_task
 from ride_duration.trips import TAXI_TYPES, TaxiType
 
-LAST_YEAR = 2100
 # The form's descriptions come from the docstrings' Args (Prefect drops Annotated descriptions);
 # the bounds here become the form's number limits and the server's parameter schema.
 Year = Annotated[int, Field(ge=FIRST_YEAR, le=LAST_YEAR)]
@@ -35,12 +35,7 @@ MonthNumber = Annotated[int, Field(ge=1, le=12)]
 def run_name() -> str:
     """Flow run names like "score-green-2021-03"."""
     parameters = flow_run.parameters
-    return month_run_name(parameters["taxi_type"], Month(parameters["year"], parameters["month"]))
-
-
-def month_run_name(taxi_type: str, month: Month) -> str:
-    """The name of the run that scores one taxi type's month (backfills look runs up by it)."""
-    return f"score-{taxi_type}-{month}"
+    return layout.run_name(parameters["taxi_type"], Month(parameters["year"], parameters["month"]))
 
 
 @flow(name="ride-duration-prediction", flow_run_name=run_name)
@@ -67,28 +62,20 @@ def score(
             Empty: OUTPUT_ROOT (default "output").
     """
     logger = get_run_logger()
-    settings = Settings.from_env()
-    settings.configure_mlflow()
-    template = input_uri_template or settings.input_uri_template
-    storage.check_no_credentials(template, "input_uri_template")
-    input_uri = format_template(template, taxi_type, year, month)
-    root = settings.output_root_for(output_root)
-
-    model = resolve_model_task(
-        model_uri or settings.default_model_uri, settings.trusted_model_prefixes
-    )
+    chosen = Month(year, month)
+    run = prepare_run(model_uri, input_uri_template, output_root)
+    model = run.model
     logger.info(
         "model %s resolved to %s (run %s)",
         storage.display_uri(model.uri),
         model.label,
         model.run_id,
     )
-    output_uri = m.output_uri(root, taxi_type, year, month, model)
-    logger.info(
-        "scoring %s %04d-%02d from %s", taxi_type, year, month, storage.display_uri(input_uri)
-    )
+    input_uri = trip_file_uri(run.input_uri_template, taxi_type, chosen)
+    output = layout.MonthOutput.of(run.output_root, taxi_type, chosen, model)
+    logger.info("scoring %s %s from %s", taxi_type, chosen, storage.display_uri(input_uri))
 
-    result = score_month_task(taxi_type, year, month, input_uri, output_uri, model, settings)
+    result = score_month_task(taxi_type, chosen, input_uri, output, model, run.settings)
     dropped = ", ".join(f"{reason}={count}" for reason, count in result.rows_dropped.items())
     logger.info(
         "read %d rows, dropped %d (%s), scored %d with %s; wrote %s and %s",
@@ -105,11 +92,56 @@ def score(
         ", ".join(f"{name}={value}" for name, value in result.metrics.items()),
     )
     create_markdown_artifact(
-        markdown=m.markdown_report(result),
-        key=f"score-{taxi_type}-{year:04d}-{month:02d}",
+        markdown=markdown_report(result),
+        key=layout.run_name(taxi_type, chosen),
         description=f"Ride-duration predictions for {result.label}",
     )
-    return m.summary(result)
+    return summary(result)
+
+
+def summary(result: MonthResult) -> dict:
+    """The result as plain JSON-ready values (what the flow returns and the artifact shows)."""
+    return {
+        "taxi_type": result.taxi_type,
+        "month": str(result.month),
+        "input": result.input_uri,
+        "output": result.output_uri,
+        "model_uri": storage.display_uri(result.model.uri),
+        "model_version": result.model.label,
+        "model_run_id": result.model.run_id,
+        "rows_read": result.rows_read,
+        "rows_dropped": dict(result.rows_dropped),
+        "rows_scored": result.rows_scored,
+        "metrics": dict(result.metrics),
+        "manifest": result.manifest_uri,
+        "seconds": dict(result.seconds),
+    }
+
+
+def markdown_report(result: MonthResult) -> str:
+    """A short markdown summary of one scored month, for the run's Prefect artifact."""
+    lines = [
+        f"# Ride durations, {result.label}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| input | `{result.input_uri}` |",
+        f"| output | `{result.output_uri}` |",
+        f"| model | `{storage.display_uri(result.model.uri)}` = {result.model.label} |",
+        f"| rows read | {result.rows_read:,} |",
+        *(
+            f"| dropped: {reason.replace('_', ' ')} | {count:,} |"
+            for reason, count in result.rows_dropped.items()
+        ),
+        f"| rows scored | {result.rows_scored:,} |",
+        *(
+            f"| {name.replace('_', ' ')} | {'n/a' if value is None else f'{value:.4f}'} |"
+            for name, value in result.metrics.items()
+        ),
+        f"| manifest | `{result.manifest_uri}` |",
+        f"| seconds | {result.seconds.get('total', 0):.1f} |",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def scheduled_run_name() -> str:

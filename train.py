@@ -12,6 +12,7 @@ import logging
 import sys
 
 from ride_duration import cli
+from ride_duration.months import FIRST_YEAR, Month
 from ride_duration.settings import Settings
 from ride_duration.training import train
 from ride_duration.trips import TAXI_TYPES
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="train.py", description="Train, log and register the ride-duration model."
     )
     parser.add_argument("taxi_type", choices=TAXI_TYPES)
-    parser.add_argument("year", type=cli.bounded_int(2009, 2100))
+    parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, 2100))
     parser.add_argument("month", type=cli.bounded_int(1, 12))
     parser.add_argument("--estimator", choices=["random-forest", "linear"], default="random-forest")
     parser.add_argument("--input-uri-template", help="overrides INPUT_URI_TEMPLATE")
@@ -36,8 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.configure_mlflow()
         trained = train(
             taxi_type=args.taxi_type,
-            year=args.year,
-            month=args.month,
+            month=Month(args.year, args.month),
             estimator=args.estimator,
             input_uri_template=args.input_uri_template or settings.input_uri_template,
             experiment_name=settings.experiment_name,

@@ -3,7 +3,7 @@
     python benchmarks/bench.py [--rows 3000000] [--results benchmarks/RESULTS.md]
 
 Each measurement runs in its own process, so its peak RSS is its own:
-  (a) product: ride_duration.month.score_month, read to committed parquet (the score task's body);
+  (a) product: ride_duration.batch.score_month, read to committed parquet (the score task's body);
   (b) naive:   the course's script: whole month in pandas, to_dict(orient="records"),
                pipeline.predict on the dicts, uuid.uuid4() in a Python loop, to_parquet;
   (c) floor:   read only the needed columns, predict of the final estimator on a feature matrix
@@ -120,11 +120,12 @@ def train_model() -> Path:
     import mlflow.sklearn
 
     from ride_duration import features, training
+    from ride_duration.months import Month
 
     folder = tlc_dir()
     if folder:
         trips = training.read_trips(
-            str(folder / "green_tripdata_2021-01.parquet"), "green", 2021, 1, 500_000
+            str(folder / "green_tripdata_2021-01.parquet"), "green", Month(2021, 1), 500_000
         ).table
     else:
         from ride_duration import trips as t
@@ -135,7 +136,7 @@ def train_model() -> Path:
             "green", raw.column_names, features.required_fields(features.ALL_FEATURES)
         )
         raw = raw.select(list(columns.values())).rename_columns(list(columns))
-        trips = features.prepare_trips(raw, 2021, 1).table
+        trips = features.prepare_trips(raw, Month(2021, 1)).table
     pipeline = training.make_pipeline("random-forest")
     pipeline.fit(features.feature_records(trips), trips[features.ACTUAL_DURATION].to_numpy())
     mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
@@ -161,9 +162,11 @@ def peak_rss_mb() -> float:
 
 
 def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
-    from ride_duration import month as m
+    from ride_duration import batch
     from ride_duration.features import available_features
+    from ride_duration.layout import MonthOutput
     from ride_duration.model import ModelRef, load_model
+    from ride_duration.months import Month
     from ride_duration.scoring import make_predictor
     from ride_duration.settings import Settings
 
@@ -177,12 +180,11 @@ def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
     ref = ModelRef(uri=str(model_path), resolved_uri=str(model_path), run_id="bench")
     predictor = make_predictor(model, available_features(TAXI_TYPE))
     started = time.perf_counter()
-    result = m.score_month(
+    result = batch.score_month(
         taxi_type=TAXI_TYPE,
-        year=YEAR,
-        month=MONTH,
+        month=Month(YEAR, MONTH),
         input_uri=str(input_path),
-        output_uri=str(output),
+        output=MonthOutput(str(output)),
         model=ref,
         predictor=predictor,
         batch_size=Settings.from_env().batch_size,
@@ -237,6 +239,7 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
     from ride_duration import features as f
     from ride_duration import ride_ids
     from ride_duration import trips as t
+    from ride_duration.months import Month
     from ride_duration.scoring import DictVectorizerPredictor, output_table
 
     pipeline = mlflow.sklearn.load_model(str(model_path))
@@ -251,7 +254,7 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
     raw = pq.read_table(input_path, columns=columns).rename_columns(
         [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE]
     )
-    trips = f.prepare_trips(raw, YEAR, MONTH).table
+    trips = f.prepare_trips(raw, Month(YEAR, MONTH)).table
     matrix = DictVectorizerPredictor(pipeline).transform(trips)
     ids = ride_ids.random_ride_ids(trips.num_rows)
     estimator = pipeline[-1]

@@ -11,11 +11,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ride_duration import manifest, storage
-from ride_duration import month as m
+from ride_duration import layout, manifest, storage
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
-from ride_duration.settings import format_template
+from ride_duration.sources import trip_file_uri
 
 Mode = Literal["missing", "failed", "all"]
 Action = Literal["score", "done", "skip", "input missing"]
@@ -35,7 +34,7 @@ class PlannedMonth:
     @property
     def run_name(self) -> str:
         """The score flow's run name for this month (as `score.run_name` builds it)."""
-        return f"score-{self.taxi_type}-{self.month}"
+        return layout.run_name(self.taxi_type, self.month)
 
 
 @dataclass
@@ -136,9 +135,9 @@ def plan(
     planned = []
     for taxi_type in taxi_types:
         for month in months:
-            input_uri = format_template(input_uri_template, taxi_type, month.year, month.month)
-            output_uri = m.output_uri(output_root, taxi_type, month.year, month.month, model)
-            name = f"score-{taxi_type}-{month}"
+            input_uri = trip_file_uri(input_uri_template, taxi_type, month)
+            output_uri = layout.MonthOutput.of(output_root, taxi_type, month, model).data
+            name = layout.run_name(taxi_type, month)
             action, reason = _decide(mode, manifest.is_complete(output_uri), last_states.get(name))
             if action == "score" and check_inputs and not storage.exists(input_uri):
                 action, reason = (

@@ -4,10 +4,12 @@
 class ScoringError(Exception):
     """A problem with the input, the model or the configuration, not a bug.
 
-    Retrying does not help; the CLI prints the message as one line and exits with code 2.
+    The CLI prints the message as one line and exits with `exit_code`. Retrying helps only
+    when `transient` is set (a server or store that did not answer).
     """
 
     exit_code = 2
+    transient = False
 
 
 class InputNotFoundError(ScoringError):
@@ -54,7 +56,22 @@ class QualityError(ScoringError):
     """The month's drops or quality metrics crossed a configured limit; nothing was written."""
 
 
+class RideError(ScoringError):
+    """A ride sent to the web service or the stream scorer that the model cannot score."""
+
+    def __init__(self, index: int, field: str | None, message: str) -> None:
+        super().__init__(message)
+        self.index = index  # the ride's position in its request or batch
+        self.field = field  # the offending field, None when the ride itself is malformed
+
+
 class OutputWriteError(ScoringError):
     """The output location refused or dropped the write; nothing was published."""
 
     transient = True
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

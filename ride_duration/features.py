@@ -1,13 +1,15 @@
-"""Trip cleaning and model features, shared by training and scoring so they cannot drift.
+"""Trip cleaning and model features, shared by training, batch scoring and the online modes.
 
 A trip is kept when its pickup falls in the scored month, it lasted 1 to 60 minutes, and its
 location ids and distance are usable; every other row is counted under the first reason that
 rejects it. The model sees two features: `PU_DO` ("<pickup id>_<dropoff id>", -1 for an
-unknown location) and `trip_distance`.
+unknown location) and `trip_distance`. A ride as the online modes receive it (no times) is
+checked by the very same rules: `model_columns` decides for both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ride_duration import trips as t
+from ride_duration.errors import RideError, SchemaError
+from ride_duration.months import Month
 
 MIN_DURATION_MINUTES = 1.0
 MAX_DURATION_MINUTES = 60.0
@@ -63,31 +67,26 @@ def required_fields(features: tuple[str, ...] | frozenset[str]) -> list[str]:
     return fields
 
 
-def month_bounds(year: int, month: int) -> tuple[datetime, datetime]:
-    """The first instant of the month and of the next one."""
-    start = datetime(year, month, 1)
-    end = datetime(year + month // 12, month % 12 + 1, 1)
-    return start, end
+@dataclass(frozen=True)
+class ModelColumns:
+    """The feature columns of trips as the model reads them, and the rows they rule out."""
+
+    columns: dict[str, pa.Array]  # location ids as int64 (null: unknown), distance as float64
+    invalid_location: np.ndarray  # a location id that is no id (negative, 43.5, ...)
+    invalid_distance: np.ndarray  # a distance that is null, NaN, infinite or negative
 
 
-def prepare_trips(
-    raw: pa.Table,
-    year: int,
-    month: int,
-    first_row: int = 0,
-    source_names: dict[str, str] | None = None,
-) -> PreparedTrips:
-    """Clean one batch of trips whose columns carry canonical names.
+def model_columns(raw: pa.Table, source_names: dict[str, str] | None = None) -> ModelColumns:
+    """Location ids and distance of trips (canonical names), cleaned by the product's rules.
 
-    `first_row` is the position of the batch's first row in the source file; each kept trip
-    keeps its position as `row_number`, from which its ride id is derived. `source_names`
-    maps canonical names to the file's own, for error messages.
+    Ids of any integer width, floats with nulls and numeric text become int64; a null or NaN
+    id is an unknown location, and a value that is not a whole number from 0 up rules its row
+    out, never becoming a "43.0"-style key. A distance must be finite and 0 or more.
+    `source_names` maps canonical names to the file's own, for error messages.
     """
     n = raw.num_rows
     named = (source_names or {}).get
-    pickup = t.to_timestamp(raw[t.PICKUP], named(t.PICKUP, t.PICKUP))
-    dropoff = t.to_timestamp(raw[t.DROPOFF], named(t.DROPOFF, t.DROPOFF))
-    columns: dict[str, pa.Array] = {t.PICKUP: pickup}
+    columns: dict[str, pa.Array] = {}
     invalid_location = np.zeros(n, dtype=bool)
     for name in (t.PICKUP_LOCATION, t.DROPOFF_LOCATION):
         if name in raw.column_names:
@@ -101,8 +100,30 @@ def prepare_trips(
         values = distance.to_numpy(zero_copy_only=False)  # nulls become NaN
         with np.errstate(invalid="ignore"):
             distance_ok = np.isfinite(values) & (values >= 0)
+    return ModelColumns(columns, invalid_location, ~distance_ok)
 
-    start, end = month_bounds(year, month)
+
+def prepare_trips(
+    raw: pa.Table,
+    month: Month,
+    first_row: int = 0,
+    source_names: dict[str, str] | None = None,
+) -> PreparedTrips:
+    """Clean one batch of a month's trips whose columns carry canonical names.
+
+    `first_row` is the position of the batch's first row in the source file; each kept trip
+    keeps its position as `row_number`, from which its ride id is derived. `source_names`
+    maps canonical names to the file's own, for error messages.
+    """
+    n = raw.num_rows
+    named = (source_names or {}).get
+    pickup = t.to_timestamp(raw[t.PICKUP], named(t.PICKUP, t.PICKUP))
+    dropoff = t.to_timestamp(raw[t.DROPOFF], named(t.DROPOFF, t.DROPOFF))
+    features = model_columns(raw, source_names)
+    columns: dict[str, pa.Array] = {t.PICKUP: pickup, **features.columns}
+    invalid_location, distance_ok = features.invalid_location, ~features.invalid_distance
+
+    start, end = month.bounds()
     pickup_us = _micros(pickup)
     dropoff_us = _micros(dropoff)
     missing_datetime = _mask(pc.is_null(pickup)) | _mask(pc.is_null(dropoff))
@@ -128,6 +149,70 @@ def prepare_trips(
     columns[ROW_NUMBER] = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
     table = pa.table(columns).filter(pa.array(keep)) if rejected.any() else pa.table(columns)
     return PreparedTrips(table=table, dropped=dropped)
+
+
+# The fields of a ride as the web service and the stream scorer receive it.
+RIDE_FIELDS = (t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE)
+RIDES_SCHEMA = pa.schema(
+    [(t.PICKUP_LOCATION, pa.int64()), (t.DROPOFF_LOCATION, pa.int64()), (t.DISTANCE, pa.float64())]
+)
+
+
+def rides_table(rides: Sequence[Mapping[str, object]]) -> pa.Table:
+    """Rides as the online modes receive them, checked by `model_columns` as batch checks trips.
+
+    Each ride is a mapping with `PULocationID`, `DOLocationID` (null: an unknown location) and
+    `trip_distance`; other keys are ignored. The first ride that breaks a rule raises
+    RideError naming its position and field. The table has the model's columns.
+    """
+    if not rides:
+        return RIDES_SCHEMA.empty_table()
+    for index, ride in enumerate(rides):
+        if not isinstance(ride, Mapping):
+            raise RideError(index, None, "a ride must be an object with " + ", ".join(RIDE_FIELDS))
+        for name in RIDE_FIELDS:
+            if name not in ride:
+                raise RideError(index, name, f"{name} is missing")
+    try:
+        raw = pa.table({name: pa.array([ride[name] for ride in rides]) for name in RIDE_FIELDS})
+        checked = model_columns(raw)
+        suspects = np.flatnonzero(checked.invalid_location | checked.invalid_distance).tolist()
+    except _UNFIT:
+        checked, suspects = None, range(len(rides))  # a value that does not fit its column
+    for index in suspects:
+        for name in RIDE_FIELDS:
+            problem = _field_problem(name, rides[index][name])
+            if problem:
+                raise RideError(index, name, problem)
+    if checked is None:  # each ride is fine alone (e.g. 130 beside "131"): one at a time
+        return pa.concat_tables([rides_table([ride]) for ride in rides])
+    return pa.table(checked.columns)
+
+
+# What arrow raises when a value does not fit a column (text among numbers, a list, ...).
+_UNFIT = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    SchemaError,
+)
+_RULES = {
+    t.PICKUP_LOCATION: "must be a whole number from 0 up, or null for an unknown location",
+    t.DROPOFF_LOCATION: "must be a whole number from 0 up, or null for an unknown location",
+    t.DISTANCE: "must be a finite number of miles, 0 or more",
+}
+
+
+def _field_problem(name: str, value: object) -> str | None:
+    """What is wrong with one ride's value of field `name` under the batch rules, if anything."""
+    try:
+        checked = model_columns(pa.table({name: pa.array([value])}))
+    except _UNFIT:
+        checked = None
+    if checked is None or checked.invalid_location.any() or checked.invalid_distance.any():
+        return f"{name} {_RULES[name]}, got {value!r}"
+    return None
 
 
 def pu_do(trips: pa.Table) -> pa.Array:

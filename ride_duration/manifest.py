@@ -1,47 +1,68 @@
 """The manifest of a scored month: what was read, dropped, scored and written, by which model.
 
-Each output file `{run id}.parquet` gets `_manifest-{run id}.json` beside it, written last:
-a month counts as done for a model only when that manifest exists and matches its file.
-Model versions sit side by side in a partition, so each has its own manifest. The leading
-underscore keeps parquet readers (pyarrow datasets, Spark, pandas) from reading it as data.
+Each output file `{run id}.parquet` gets `_manifest-{run id}.json` beside it, written last
+(`ride_duration.layout`): a month counts as done for a model only when that manifest exists and
+matches its file. Its fields are built here, next to the code that reads them.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
-import os
-import posixpath
-import socket
 import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ride_duration import storage
+from ride_duration.layout import MonthOutput
+
+if TYPE_CHECKING:  # the result type lives with the scoring that produces it
+    from ride_duration.batch import MonthResult
 
 MANIFEST_VERSION = 1
-logger = logging.getLogger(__name__)
 
 
-def manifest_uri(output_uri: str) -> str:
-    """Where the manifest of an output file goes."""
-    directory, name = posixpath.split(output_uri)
-    return storage.join(directory, f"_manifest-{name.removesuffix('.parquet')}.json")
-
-
-def lock_uri(output_uri: str) -> str:
-    """The lock that one run holds while it scores a month with a model."""
-    directory, name = posixpath.split(output_uri)
-    return storage.join(directory, f"_lock-{name.removesuffix('.parquet')}.json")
+def build(
+    result: MonthResult,
+    *,
+    input_info: dict,
+    output_info: dict,
+    flow_run_id: str | None,
+    started_at: datetime,
+    code_version: str | None,
+) -> dict:
+    """The manifest of a scored month, from its result and the files' sizes and versions."""
+    model = result.model
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "taxi_type": result.taxi_type,
+        "month": str(result.month),
+        "input": {"uri": result.input_uri, **input_info},
+        "output": {"uri": result.output_uri, "rows": result.rows_scored, **output_info},
+        "rows_read": result.rows_read,
+        "rows_dropped": result.rows_dropped,
+        "rows_scored": result.rows_scored,
+        "model": {
+            "uri": storage.display_uri(model.uri),
+            "resolved_uri": storage.display_uri(model.resolved_uri),
+            "name": model.name,
+            "version": model.version,
+            "run_id": model.run_id,
+            "label": model.label,
+        },
+        "metrics": result.metrics,
+        "code_version": code_version or git_version(),
+        "flow_run_id": flow_run_id,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seconds": result.seconds,
+    }
 
 
 @functools.cache
-def code_version() -> str:
-    """`CODE_VERSION` if set (images set it at build time), else the git commit, else unknown."""
-    if os.environ.get("CODE_VERSION"):
-        return os.environ["CODE_VERSION"]
+def git_version() -> str:
+    """The code's git commit ("git:0123abcd4567"), else "unknown" (images set CODE_VERSION)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],
@@ -57,13 +78,15 @@ def code_version() -> str:
 
 
 def write(output_uri: str, content: dict) -> None:
-    """Write the manifest of `output_uri` (atomically), after the output itself."""
-    storage.write_text(manifest_uri(output_uri), json.dumps(content, indent=2, sort_keys=True))
+    """Write the manifest of the output file `output_uri` (atomically), after the file itself."""
+    storage.write_text(
+        MonthOutput(output_uri).manifest, json.dumps(content, indent=2, sort_keys=True)
+    )
 
 
 def read(output_uri: str) -> dict | None:
-    """The manifest of `output_uri`, or None if it is missing or unreadable."""
-    text = storage.read_text(manifest_uri(output_uri))
+    """The manifest of the output file `output_uri`, or None if it is missing or unreadable."""
+    text = storage.read_text(MonthOutput(output_uri).manifest)
     if text is None:
         return None
     try:
@@ -90,70 +113,3 @@ def is_complete(output_uri: str) -> bool:
         and expected.get("rows") == rows
         and (expected.get("etag") is None or expected.get("etag") == info["etag"])
     )
-
-
-class MonthLock:
-    """An exclusive claim on (month, model) while a run scores it.
-
-    Created with an atomic exclusive create (a local O_EXCL file, an S3 If-None-Match PUT). A
-    lock left by a dead run is taken over: on the same host when its process is gone, anywhere
-    once it is older than `stale_after_seconds`.
-    """
-
-    def __init__(self, output_uri: str, owner: str, stale_after_seconds: float) -> None:
-        self.uri = lock_uri(output_uri)
-        self.stale_after_seconds = stale_after_seconds
-        self.content = {
-            "owner": owner,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "since": datetime.now(UTC).isoformat(timespec="seconds"),
-            "since_epoch": time.time(),
-        }
-
-    def acquire(self) -> dict | None:
-        """Take the lock; return the holder's description when another live run has it."""
-        for _ in range(2):
-            if storage.create_exclusive(self.uri, json.dumps(self.content)):
-                return None
-            holder = self._holder()
-            if holder is not None and not self._is_stale(holder):
-                return holder
-            storage.remove(self.uri)  # stale or unreadable: take it over
-        return self._holder() or {"owner": "unknown"}
-
-    def release(self) -> None:
-        """Give the lock back (only if it is still ours); never raises.
-
-        When the storage is unreachable the lock stays behind, and the next run takes it over
-        once this process is gone (same host) or the lock is stale.
-        """
-        try:
-            holder = self._holder()
-            if (
-                holder
-                and holder.get("owner") == self.content["owner"]
-                and holder.get("pid") == self.content["pid"]
-            ):
-                storage.remove(self.uri)
-        except storage.storage_errors():
-            logger.warning("could not release %s", storage.display_uri(self.uri), exc_info=True)
-
-    def _holder(self) -> dict | None:
-        text = storage.read_text(self.uri)
-        try:
-            return json.loads(text) if text else None
-        except json.JSONDecodeError:
-            return None
-
-    def _is_stale(self, holder: dict) -> bool:
-        if time.time() - float(holder.get("since_epoch", 0)) > self.stale_after_seconds:
-            return True
-        if holder.get("host") == socket.gethostname():
-            try:
-                os.kill(int(holder.get("pid", 0)), 0)
-            except ProcessLookupError:
-                return True
-            except (PermissionError, ValueError):
-                return False
-        return False

@@ -19,6 +19,7 @@ from ride_duration.errors import (
     ModelNotFoundError,
     ModelNotTrustedError,
     TrackingServerUnreachableError,
+    first_line,
 )
 from ride_duration.storage import display_uri
 
@@ -178,7 +179,6 @@ def _as_scoring_error(error: Exception, uri: str) -> Exception:
         error, (ModelNotFoundError, TrackingServerUnreachableError, ModelNotTrustedError)
     ):
         return error
-    text = str(error)
     if _is_connection_failure(error):
         import mlflow
 
@@ -187,8 +187,7 @@ def _as_scoring_error(error: Exception, uri: str) -> Exception:
             "start it or set MLFLOW_TRACKING_URI"
         )
     if isinstance(error, (MlflowException, OSError)):
-        first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-        return ModelNotFoundError(f"cannot find model {display_uri(uri)}: {first}")
+        return ModelNotFoundError(f"cannot find model {display_uri(uri)}: {first_line(error)}")
     return error
 
 
@@ -199,6 +198,8 @@ def _is_connection_failure(error: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, (requests.ConnectionError, ConnectionError, requests.Timeout)):
             return True
+        # urllib3 (under requests, under MLflow's REST client) words a dead server this way
+        # when the exception chain lost its type.
         text = str(seen)
         if "Max retries exceeded" in text or "Connection refused" in text:
             return True

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 from ride_duration.errors import ScoringError
 
 FIRST_YEAR = 2009  # the TLC's first published trip records
+LAST_YEAR = 2100  # a bound for arguments and forms, far beyond any month scored
 
 
 class MonthError(ScoringError):
@@ -35,6 +36,11 @@ class Month:
         """The month `months` later (earlier when negative)."""
         index = self.year * 12 + self.month - 1 + months
         return Month(index // 12, index % 12 + 1)
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """The first instant of this month and of the next one (naive, local time)."""
+        after = self.shift(1)
+        return datetime(self.year, self.month, 1), datetime(after.year, after.month, 1)
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"

@@ -20,6 +20,7 @@ from prefect.states import Crashed
 
 from ride_duration import storage
 from ride_duration.backfilling import MonthOutcome, PlannedMonth, completed_outcome
+from ride_duration.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -111,5 +112,5 @@ def _outcome(month: PlannedMonth, state: str, seconds: float | None, error: str)
         state=state,
         seconds=round(seconds, 1) if seconds is not None else None,
         output=storage.display_uri(month.output_uri),
-        error=error.strip().splitlines()[0] if error.strip() else "",
+        error=first_line(error) if error.strip() else "",
     )

@@ -14,6 +14,8 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from ride_duration.months import Month
+
 # The two hex digits of every byte value as one uint16, so a lookup moves both at once.
 _HEX_PAIRS = np.frombuffer("".join(f"{b:02x}" for b in range(256)).encode(), dtype=np.uint16)
 # The 16 bytes of a UUID print as groups of 4-2-2-2-6 bytes: (byte span, text span) per group.
@@ -27,13 +29,9 @@ _GROUPS = [
 _UUID_LENGTH = 36
 
 
-def deterministic_ride_ids(
-    taxi_type: str, year: int, month: int, row_numbers: np.ndarray
-) -> pa.StringArray:
+def deterministic_ride_ids(taxi_type: str, month: Month, row_numbers: np.ndarray) -> pa.StringArray:
     """Version-8 UUIDs keyed by the month's file and each ride's row position in it."""
-    digest = hashlib.blake2b(
-        f"ride-duration/{taxi_type}/{year:04d}-{month:02d}".encode(), digest_size=16
-    ).digest()
+    digest = hashlib.blake2b(f"ride-duration/{taxi_type}/{month}".encode(), digest_size=16).digest()
     key_high, key_low = np.frombuffer(digest, dtype=">u8").astype(np.uint64)
     rows = np.asarray(row_numbers, dtype=np.uint64)
     with np.errstate(over="ignore"):

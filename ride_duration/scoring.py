@@ -3,13 +3,17 @@
 Two paths give the same predictions:
 - a scikit-learn Pipeline whose first step is a DictVectorizer takes the fast path: the sparse
   matrix is built straight from the vectorizer's vocabulary with numpy, with no dict per trip,
-  and each distinct feature row is predicted once per month;
+  and each distinct feature row is predicted once (per call, or per month with a cache);
 - any other model gets one feature dict per trip, as it was trained (the generic path).
+
+A predictor holds only what it was built from: it is safe to share between threads and
+requests. The one piece of state, the month's prediction cache, is passed in by batch scoring.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,12 +39,28 @@ OUTPUT_SCHEMA = pa.schema(
 )
 
 
+@dataclass(frozen=True)
+class BatchPredictions:
+    """The predictions of a batch of trips, and how many had a pair the model never saw."""
+
+    values: np.ndarray
+    unknown_pairs: int | None  # None: the model's features say nothing about pairs
+
+
 class Predictor(Protocol):
     """Predicts ride durations (minutes) for prepared trips."""
 
     features: tuple[str, ...]
 
-    def predict(self, trips: pa.Table) -> np.ndarray: ...
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """The predictions, one per trip."""
+        ...
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """The predictions of one batch of a month, with `cache` the month's cache."""
+        ...
 
 
 class RecordsPredictor:
@@ -54,6 +74,12 @@ class RecordsPredictor:
         """Predict from one feature dict per trip."""
         predictions = self.model.predict(f.feature_records(trips, self.features))
         return np.asarray(predictions, dtype=np.float64).reshape(-1)
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """As `predict`; an arbitrary model's pairs are unknown to us, and nothing is cached."""
+        return BatchPredictions(self.predict(trips), None)
 
 
 class DictVectorizerPredictor:
@@ -88,8 +114,6 @@ class DictVectorizerPredictor:
         self.pair_keys = np.asarray(pairs, dtype=np.int64)[order]
         self.pair_columns = np.asarray(columns, dtype=np.int64)[order]
         self.distance_column = vocabulary.get(t.DISTANCE)
-        self.cache = PredictionCache()
-        self.last_unknown_pairs = 0
         self.features = tuple(
             feature
             for feature, used in (
@@ -137,11 +161,21 @@ class DictVectorizerPredictor:
         return self.matrix(*self.encode(trips))
 
     def predict(self, trips: pa.Table) -> np.ndarray:
-        """Predict each distinct feature row once (rows seen earlier in the month come cached)."""
+        """Predict each distinct feature row of `trips` once."""
+        return self.predict_batch(trips).values
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """Predict each distinct feature row once; rows `cache` saw earlier come from it."""
         pair_column, distance = self.encode(trips)
         # Trips whose pickup/dropoff pair the model never saw: a quality metric of the month.
-        self.last_unknown_pairs = int((pair_column < 0).sum()) if f.PU_DO in self.features else 0
-        return self.cache.predictions(pair_column, distance, self._predict_rows)
+        unknown = int((pair_column < 0).sum()) if f.PU_DO in self.features else None
+        if cache is None:
+            values = predict_distinct(pair_column, distance, self._predict_rows)
+        else:
+            values = cache.predictions(pair_column, distance, self._predict_rows)
+        return BatchPredictions(values, unknown)
 
     def _predict_rows(self, pair_column: np.ndarray, distance: np.ndarray | None) -> np.ndarray:
         matrix = self.matrix(pair_column, distance)
@@ -157,7 +191,8 @@ class PredictionCache:
     prediction wherever it appears. Within a batch each distinct row is predicted once; across
     batches, rows seen before are looked up, for as long as that finds any (real TLC months
     repeat 20 to 40% of their rows) and up to `limit` rows, so memory stays bounded. A month
-    whose rows do not repeat turns the lookup off after its second batch.
+    whose rows do not repeat turns the lookup off after its second batch. One cache serves one
+    month in one thread.
     """
 
     def __init__(self, limit: int = 1_000_000, min_hit_share: float = 0.05) -> None:
@@ -176,23 +211,9 @@ class PredictionCache:
         predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     ) -> np.ndarray:
         """Predictions for every row, calling `predict` only for rows not seen before."""
-        n = len(pair_column)
-        if n == 0:
-            return np.empty(0, dtype=np.float64)
-        bits = np.zeros(n, dtype=np.int64) if distance is None else distance.view(np.int64)
-        # Distinct rows of the batch, by an exact int64 key: pair column and distance code.
-        local_code, _ = pd.factorize(bits)
-        codes, distinct = pd.factorize(((pair_column + 1) << 32) | local_code)
-        first = np.empty(len(distinct), dtype=np.int64)
-        first[codes[::-1]] = np.arange(n - 1, -1, -1)  # the first row of each distinct key
-        pairs = pair_column[first]
-        distances = None if distance is None else distance[first]
-        values = (
-            self._lookup_or_predict(pairs, bits[first], distances, predict)
-            if self.enabled
-            else predict(pairs, distances)
-        )
-        return values[codes]
+        if not self.enabled:
+            return predict_distinct(pair_column, distance, predict)
+        return predict_distinct(pair_column, distance, predict, lookup=self._lookup_or_predict)
 
     def _lookup_or_predict(
         self,
@@ -226,6 +247,38 @@ class PredictionCache:
             self.keys = self.keys.append(pd.Index(keys[new][:room]))
             self.values = np.concatenate([self.values, values[new][:room]])
         return values
+
+
+Rows = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
+def predict_distinct(
+    pair_column: np.ndarray,
+    distance: np.ndarray | None,
+    predict: Rows,
+    lookup: Callable[[np.ndarray, np.ndarray, np.ndarray | None, Rows], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Predictions for every row, calling `predict` once per distinct (pair column, distance).
+
+    `lookup(pairs, distance_bits, distances, predict)`, when given, answers the distinct rows
+    instead (a cache that knows some of them).
+    """
+    n = len(pair_column)
+    if n == 0:
+        return np.empty(0, dtype=np.float64)
+    if n == 1 and lookup is None:
+        return predict(pair_column, distance)
+    bits = np.zeros(n, dtype=np.int64) if distance is None else distance.view(np.int64)
+    # Distinct rows, by an exact int64 key: pair column and a code of the distance's bits.
+    local_code, _ = pd.factorize(bits)
+    codes, distinct = pd.factorize(((pair_column + 1) << 32) | local_code)
+    first = np.empty(len(distinct), dtype=np.int64)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1)  # the first row of each distinct key
+    pairs = pair_column[first]
+    distances = None if distance is None else distance[first]
+    if lookup is None:
+        return predict(pairs, distances)[codes]
+    return lookup(pairs, bits[first], distances, predict)[codes]
 
 
 def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:

@@ -18,7 +18,13 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ride_duration.errors import InputNotFoundError, InputUnreadableError
+from ride_duration.errors import (
+    ConfigurationError,
+    InputNotFoundError,
+    InputUnreadableError,
+    OutputWriteError,
+    first_line,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +81,7 @@ def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
             if isinstance(error, TRANSIENT_ERRORS):
                 raise
             raise InputUnreadableError(
-                f"{display_uri(uri)} is not a readable parquet file ({_first_line(error)}): "
+                f"{display_uri(uri)} is not a readable parquet file ({first_line(error)}): "
                 "download it again"
             ) from None
         yield parquet
@@ -91,7 +97,7 @@ def iter_batches(
         if isinstance(error, TRANSIENT_ERRORS):
             raise
         raise InputUnreadableError(
-            f"{display_uri(uri)} is truncated or corrupt ({_first_line(error)}): download it again"
+            f"{display_uri(uri)} is truncated or corrupt ({first_line(error)}): download it again"
         ) from None
 
 
@@ -116,13 +122,8 @@ class AtomicParquetWriter:
         self.rows_written = 0
         self._fs, self._path = fsspec.core.url_to_fs(uri)
         self._local = "file" in _protocols(self._fs)
-        directory, name = posixpath.split(self._path)
-        _make_folder(self._fs, directory)
-        self._staging = (
-            posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.inprogress")
-            if self._local
-            else self._path
-        )
+        _make_folder(self._fs, posixpath.dirname(self._path))
+        self._staging = _staging_path(self._path) if self._local else self._path
         self._handle = self._fs.open(self._staging, "wb")
         self._writer = pq.ParquetWriter(self._handle, schema, compression="snappy")
 
@@ -160,8 +161,7 @@ class AtomicParquetWriter:
         """Remove staging files of this output left by runs that died (call under the lock)."""
         if not self._local:
             return
-        directory, name = posixpath.split(self._path)
-        for leftover in self._fs.glob(posixpath.join(directory, f".{name}.*.inprogress")):
+        for leftover in self._fs.glob(_staging_path(self._path, "*")):
             if leftover != self._staging:
                 self._fs.rm(leftover)
 
@@ -175,6 +175,16 @@ class AtomicParquetWriter:
             self.discard()
 
 
+def _staging_path(path: str, token: str | None = None) -> str:
+    """The hidden name beside `path` under which a local file is written before its rename.
+
+    Readers of hive-partitioned folders skip names starting with "."; `token` (a fresh one by
+    default, "*" to glob) keeps concurrent writers apart.
+    """
+    directory, name = posixpath.split(path)
+    return posixpath.join(directory, f".{name}.{token or uuid.uuid4().hex}.inprogress")
+
+
 def _make_folder(fs: fsspec.AbstractFileSystem, directory: str) -> None:
     """Create a local folder. Object stores need none, and s3fs would create a missing bucket."""
     if "file" in _protocols(fs):
@@ -184,11 +194,6 @@ def _make_folder(fs: fsspec.AbstractFileSystem, directory: str) -> None:
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__
 
 
 def parquet_rows(uri: str) -> int:
@@ -224,10 +229,9 @@ def read_text(uri: str) -> str | None:
 def write_text(uri: str, text: str) -> None:
     """Write a small text file atomically: readers see the old content or the new, whole."""
     fs, path = fsspec.core.url_to_fs(uri)
-    directory, name = posixpath.split(path)
-    _make_folder(fs, directory)
+    _make_folder(fs, posixpath.dirname(path))
     if "file" in _protocols(fs):
-        staging = posixpath.join(directory, f".{name}.{uuid.uuid4().hex}.inprogress")
+        staging = _staging_path(path)
         fs.pipe_file(staging, text.encode())
         fs.mv(staging, path)
     else:
@@ -254,6 +258,8 @@ def create_exclusive(uri: str, text: str) -> bool:
     except FileExistsError:
         return False
     except OSError as error:
+        # s3fs passes botocore's refusal of If-None-Match through as an OSError whose text is
+        # S3's error code, "PreconditionFailed" (HTTP 412), when the object exists.
         if "PreconditionFailed" in str(error) or "412" in str(error):
             return False
         raise
@@ -274,8 +280,6 @@ _SECRET_QUERY = re.compile(
 
 def check_no_credentials(uri: str, what: str) -> None:
     """Refuse a URI carrying credentials: they would end up in parameters, logs, manifests."""
-    from ride_duration.errors import ConfigurationError
-
     userinfo = re.search(r"://([^/@]*)@", uri)
     query = uri.split("?", 1)[1] if "?" in uri else ""
     if (userinfo and ":" in userinfo.group(1)) or _SECRET_QUERY.search(query):
@@ -298,3 +302,29 @@ def is_within(uri: str, root: str) -> bool:
     else:
         path_a, path_b = posixpath.normpath("/" + path_a), posixpath.normpath("/" + path_b)
     return path_a == path_b or path_a.startswith(path_b.rstrip("/") + "/")
+
+
+# What refuses a write for good: retrying will not help (permissions, a file in the way).
+_REFUSALS = (PermissionError, NotADirectoryError, FileExistsError, IsADirectoryError)
+
+
+@contextmanager
+def writing(uri: str) -> Iterator[None]:
+    """Turn a store's failure while writing `uri` into one clear OutputWriteError.
+
+    Network failures are marked transient (a retry may pass); refusals are not.
+    """
+    try:
+        yield
+    except storage_errors() as error:
+        # s3fs reports a missing bucket as FileNotFoundError("The specified bucket does not
+        # exist"); any other FileNotFoundError is not about the output location.
+        no_bucket = "bucket" in str(error).lower()
+        if isinstance(error, FileNotFoundError) and not no_bucket:
+            raise
+        failure = OutputWriteError(
+            f"cannot write {display_uri(uri)}: {first_line(error)}; check OUTPUT_ROOT and that "
+            "it accepts writes"
+        )
+        failure.transient = not (isinstance(error, _REFUSALS) or no_bucket)
+        raise failure from error

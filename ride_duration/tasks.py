@@ -1,18 +1,19 @@
-"""Prefect tasks of the score flow. Only I/O is retried; contract failures fail at once."""
+"""Prefect tasks of the flows, and what every flow does first. Only I/O is retried."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from ride_duration import month as m
+from ride_duration import batch, layout, service, storage
 from ride_duration.errors import ScoringError
 from ride_duration.features import available_features
-from ride_duration.model import ModelRef, load_model, resolve_model
-from ride_duration.scoring import make_predictor
+from ride_duration.model import ModelRef, resolve_model
+from ride_duration.months import Month
 from ride_duration.settings import Settings
 from ride_duration.storage import storage_errors
 
@@ -24,7 +25,7 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     try:
         state.result()
     except ScoringError as error:
-        return getattr(error, "transient", False)
+        return error.transient
     except storage_errors():
         return True
     except BaseException:  # noqa: BLE001 - any other failure is a bug or a contract error
@@ -53,26 +54,50 @@ def resolve_model_task(model_uri: str, trusted_prefixes: tuple[str, ...]) -> Mod
 )
 def score_month_task(
     taxi_type: str,
-    year: int,
-    month: int,
+    month: Month,
     input_uri: str,
-    output_uri: str,
+    output: layout.MonthOutput,
     model: ModelRef,
     settings: Settings,
-) -> m.MonthResult:
+) -> batch.MonthResult:
     """Stream the month's trips through the model into one committed parquet file."""
-    predictor = make_predictor(load_model(model.resolved_uri), available_features(taxi_type))
-    return m.score_month(
+    return batch.score_month(
         taxi_type=taxi_type,
-        year=year,
         month=month,
         input_uri=input_uri,
-        output_uri=output_uri,
+        output=output,
         model=model,
-        predictor=predictor,
+        predictor=service.predictor_for(model, available_features(taxi_type)),
         batch_size=settings.batch_size,
         ride_id_mode=settings.ride_id_mode,
         limits=settings.limits,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         lock_stale_seconds=settings.lock_stale_seconds,
+        code_version=settings.code_version,
     )
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """What a flow run works with: its settings, its locations and its model, pinned."""
+
+    settings: Settings
+    input_uri_template: str
+    output_root: str
+    model: ModelRef
+
+
+def prepare_run(model_uri: str, input_uri_template: str, output_root: str) -> RunSetup:
+    """What every flow does first: read settings, point MLflow, check locations, pin the model.
+
+    Empty arguments mean the settings' own (MODEL_URI and so on).
+    """
+    settings = Settings.from_env()
+    settings.configure_mlflow()
+    template = input_uri_template or settings.input_uri_template
+    storage.check_no_credentials(template, "input_uri_template")
+    root = layout.output_root(settings.output_root, output_root)
+    model = resolve_model_task(
+        model_uri or settings.default_model_uri, settings.trusted_model_prefixes
+    )
+    return RunSetup(settings, template, root, model)

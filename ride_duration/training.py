@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 
 from ride_duration import features as f
-from ride_duration.month import open_trips
-from ride_duration.settings import format_template
+from ride_duration.months import Month
+from ride_duration.sources import open_trips, trip_file_uri
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +36,13 @@ class TrainedModel:
     rmse: float
 
 
-def read_trips(
-    input_uri: str, taxi_type: str, year: int, month: int, batch_size: int
-) -> f.PreparedTrips:
+def read_trips(input_uri: str, taxi_type: str, month: Month, batch_size: int) -> f.PreparedTrips:
     """A whole month of clean trips, with the columns its available features need."""
     fields = f.required_fields(f.available_features(taxi_type))
     tables, dropped, rows = [], {}, 0
     with open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches):
         for raw in batches:
-            prepared = f.prepare_trips(raw, year, month, first_row=rows, source_names=columns)
+            prepared = f.prepare_trips(raw, month, first_row=rows, source_names=columns)
             rows += raw.num_rows
             tables.append(prepared.table)
             for reason, count in prepared.dropped.items():
@@ -68,16 +66,10 @@ def make_pipeline(estimator: Estimator) -> object:
     return sk_make_pipeline(DictVectorizer(), regressor)
 
 
-def next_month(year: int, month: int) -> tuple[int, int]:
-    """The month after (year, month)."""
-    return (year + 1, 1) if month == 12 else (year, month + 1)
-
-
 def train(
     *,
     taxi_type: str,
-    year: int,
-    month: int,
+    month: Month,
     estimator: Estimator,
     input_uri_template: str,
     experiment_name: str,
@@ -92,11 +84,11 @@ def train(
     from sklearn.metrics import root_mean_squared_error
 
     features = f.available_features(taxi_type)
-    train_uri = format_template(input_uri_template, taxi_type, year, month)
-    valid_year, valid_month = next_month(year, month)
-    valid_uri = format_template(input_uri_template, taxi_type, valid_year, valid_month)
-    train_trips = read_trips(train_uri, taxi_type, year, month, batch_size).table
-    valid_trips = read_trips(valid_uri, taxi_type, valid_year, valid_month, batch_size).table
+    valid_month = month.shift(1)
+    train_uri = trip_file_uri(input_uri_template, taxi_type, month)
+    valid_uri = trip_file_uri(input_uri_template, taxi_type, valid_month)
+    train_trips = read_trips(train_uri, taxi_type, month, batch_size).table
+    valid_trips = read_trips(valid_uri, taxi_type, valid_month, batch_size).table
     logger.info(
         "training on %d trips, validating on %d", train_trips.num_rows, valid_trips.num_rows
     )
@@ -107,8 +99,8 @@ def train(
         mlflow.log_params(
             {
                 "taxi_type": taxi_type,
-                "train_month": f"{year:04d}-{month:02d}",
-                "valid_month": f"{valid_year:04d}-{valid_month:02d}",
+                "train_month": str(month),
+                "valid_month": str(valid_month),
                 "estimator": estimator,
                 "features": ",".join(features),
                 "train_rows": train_trips.num_rows,

@@ -9,7 +9,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from ride_duration import manifest
-from ride_duration import month as m
 from ride_duration.backfilling import (
     MonthOutcome,
     PlannedMonth,
@@ -18,6 +17,7 @@ from ride_duration.backfilling import (
     failure_summary,
     plan,
 )
+from ride_duration.layout import MonthOutput
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
 from ride_duration.scoring import OUTPUT_SCHEMA
@@ -309,7 +309,8 @@ def test_planned_uris(output_root, input_folder):
     assert green.output_uri == f"{output_root}/taxi_type=green/year=2021/month=03/run3.parquet"
     assert fhv.output_uri == f"{output_root}/taxi_type=fhv/year=2021/month=03/run3.parquet"
     for p in result:
-        assert p.output_uri == m.output_uri(str(output_root), p.taxi_type, 2021, 3, MODEL)
+        output = MonthOutput.of(str(output_root), p.taxi_type, Month(2021, 3), MODEL)
+        assert p.output_uri == output.data
         assert p.run_name == f"score-{p.taxi_type}-2021-03"
 
 
@@ -415,7 +416,7 @@ def test_a_month_is_done_only_with_a_manifest_that_matches_its_file(
 ):
     path = partition(output_root, "green", Month(2021, 1)) / "run3.parquet"
     touch(path)
-    manifest_path = Path(manifest.manifest_uri(str(path)))
+    manifest_path = Path(MonthOutput(str(path)).manifest)
     if damage == "no manifest":
         manifest_path.unlink()
     elif damage == "manifest of another size":
@@ -502,7 +503,7 @@ def test_progress_of_nothing_to_score_is_complete():
 def test_a_completed_outcome_takes_rows_and_quality_from_the_manifest(output_root, input_folder):
     path = partition(output_root, "green", Month(2021, 1)) / "run3.parquet"
     touch(path)
-    manifest_path = Path(manifest.manifest_uri(str(path)))
+    manifest_path = Path(MonthOutput(str(path)).manifest)
     content = json.loads(manifest_path.read_text())
     content["rows_scored"] = 80372
     content["metrics"] = {"rmse": 6.5, "mae": 4.25, "mean_error": 1.0, "unknown_pair_share": 0.09}

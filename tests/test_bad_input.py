@@ -1,4 +1,4 @@
-"""A bad-input matrix for `ride_duration.month.score_month` on generated trip files.
+"""A bad-input matrix for `ride_duration.batch.score_month` on generated trip files.
 
 Each case takes a clean generated green month, changes it one way with pyarrow, writes it as
 parquet and scores it with a small fitted DictVectorizer + LinearRegression pipeline. A case is
@@ -27,13 +27,15 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
+from ride_duration import batch, manifest
 from ride_duration import features as f
-from ride_duration import manifest
-from ride_duration import month as m
 from ride_duration import trips as t
 from ride_duration.errors import MonthBusyError, QualityError, SchemaError, ScoringError
+from ride_duration.layout import MonthOutput
 from ride_duration.model import ModelRef
+from ride_duration.months import Month
 from ride_duration.scoring import make_predictor
+from ride_duration.settings import Limits
 from tests.tlc_fake import make_trips, write_trips
 
 ROWS = 300
@@ -119,7 +121,7 @@ def unseen_pairs(table: pa.Table) -> pa.Table:
 def prepared(raw: pa.Table) -> pa.Table:
     columns = t.source_columns("green", raw.column_names, f.required_fields(f.ALL_FEATURES))
     raw = raw.select(list(columns.values())).rename_columns(list(columns))
-    return f.prepare_trips(raw, 2021, 3).table
+    return f.prepare_trips(raw, Month(2021, 3)).table
 
 
 @dataclass(frozen=True)
@@ -145,16 +147,15 @@ def score(
     table: pa.Table,
     fitted: Fitted,
     *,
-    limits: m.Limits = m.Limits(),  # noqa: B008 - frozen
+    limits: Limits = Limits(),  # noqa: B008 - frozen
     batch_size: int = 128,
-) -> tuple[m.MonthResult, Path]:
+) -> tuple[batch.MonthResult, Path]:
     source = write_trips(tmp_path / "in" / "green_tripdata_2021-03.parquet", table)
-    return m.score_month(
+    return batch.score_month(
         taxi_type="green",
-        year=2021,
-        month=3,
+        month=Month(2021, 3),
         input_uri=str(source),
-        output_uri=str(tmp_path / "out" / OUTPUT),
+        output=MonthOutput(str(tmp_path / "out" / OUTPUT)),
         model=MODEL,
         predictor=make_predictor(fitted.pipeline),
         batch_size=batch_size,
@@ -175,7 +176,9 @@ def assert_refused(excinfo: pytest.ExceptionInfo, error: type, fragment: str) ->
     return message
 
 
-def assert_published(tmp_path: Path, result: m.MonthResult, source: Path) -> tuple[dict, pa.Table]:
+def assert_published(
+    tmp_path: Path, result: batch.MonthResult, source: Path
+) -> tuple[dict, pa.Table]:
     """The checks every scored month passes; returns its manifest and output."""
     output_uri = str(tmp_path / "out" / OUTPUT)
     assert files(tmp_path / "out") == sorted([OUTPUT, MANIFEST])  # no staging file, no lock
@@ -228,7 +231,7 @@ def case(
     name: str,
     modify: Callable[[pa.Table], pa.Table],
     expect: Scored | Refused,
-    limits: m.Limits = m.Limits(),  # noqa: B008 - frozen
+    limits: Limits = Limits(),  # noqa: B008 - frozen
     marks=(),
 ):
     return pytest.param(modify, limits, expect, id=name, marks=marks)
@@ -406,7 +409,7 @@ CASES = [
         "every trip outside 1..60 minutes, no drop limit",
         lambda x: lasting(x, ALL, 90),
         Scored(dropped={"duration_out_of_range": ROWS}, bad_rows=ALL),
-        limits=m.Limits(max_drop_ratio=None),
+        limits=Limits(max_drop_ratio=None),
     ),
     # distances
     case(
@@ -447,51 +450,51 @@ CASES = [
             "green 2021-03 failed its checks: 40.0% of rows dropped "
             "(most: invalid_distance 120) > MAX_DROP_RATIO 0.3",
         ),
-        limits=m.Limits(max_drop_ratio=0.3),
+        limits=Limits(max_drop_ratio=0.3),
     ),
     case(
         "40% dropped, MAX_DROP_RATIO 0.39",
         lambda x: setting(x, "trip_distance", dict.fromkeys(FORTY_PERCENT, NAN)),
         Refused(QualityError, "> MAX_DROP_RATIO 0.39"),
-        limits=m.Limits(max_drop_ratio=0.39),
+        limits=Limits(max_drop_ratio=0.39),
     ),
     case(
         "40% dropped, MAX_DROP_RATIO 0.4",
         lambda x: setting(x, "trip_distance", dict.fromkeys(FORTY_PERCENT, NAN)),
         Scored(dropped={"invalid_distance": 120}, bad_rows=FORTY_PERCENT),
-        limits=m.Limits(max_drop_ratio=0.4),
+        limits=Limits(max_drop_ratio=0.4),
     ),
     case(
         "40% dropped, MAX_DROP_RATIO 0.5",
         lambda x: setting(x, "trip_distance", dict.fromkeys(FORTY_PERCENT, NAN)),
         Scored(dropped={"invalid_distance": 120}, bad_rows=FORTY_PERCENT),
-        limits=m.Limits(max_drop_ratio=0.5),
+        limits=Limits(max_drop_ratio=0.5),
     ),
     # quality limits
     case(
         "MAX_RMSE crossed",
         lambda x: x,
         Refused(QualityError, "failed its checks: rmse "),
-        limits=m.Limits(max_rmse=0.0001),
+        limits=Limits(max_rmse=0.0001),
     ),
     case(
         "MAX_RMSE crossed, named",
         lambda x: x,
         Refused(QualityError, "> MAX_RMSE 0.0001; nothing was written"),
-        limits=m.Limits(max_rmse=0.0001),
+        limits=Limits(max_rmse=0.0001),
     ),
-    case("MAX_RMSE kept", lambda x: x, Scored(), limits=m.Limits(max_rmse=100.0)),
+    case("MAX_RMSE kept", lambda x: x, Scored(), limits=Limits(max_rmse=100.0)),
     case(
         "MAX_MAE crossed",
         lambda x: x,
         Refused(QualityError, "> MAX_MAE 0.0001"),
-        limits=m.Limits(max_mae=0.0001),
+        limits=Limits(max_mae=0.0001),
     ),
     case(
         "MAX_ABS_MEAN_ERROR crossed",
         lambda x: lasting(x, ALL, 59.5),  # every trip far longer than predicted
         Refused(QualityError, "> MAX_ABS_MEAN_ERROR 5"),
-        limits=m.Limits(max_abs_mean_error=5.0),
+        limits=Limits(max_abs_mean_error=5.0),
     ),
     case(
         "MAX_UNKNOWN_PAIR_SHARE crossed by pairs the model never saw",
@@ -499,19 +502,19 @@ CASES = [
         Refused(
             QualityError, "failed its checks: unknown_pair_share 0.04 > MAX_UNKNOWN_PAIR_SHARE 0"
         ),
-        limits=m.Limits(max_unknown_pair_share=0.0),
+        limits=Limits(max_unknown_pair_share=0.0),
     ),
     case(
         "MAX_UNKNOWN_PAIR_SHARE 0 kept when every pair is known",
         lambda x: x,
         Scored(),
-        limits=m.Limits(max_unknown_pair_share=0.0),
+        limits=Limits(max_unknown_pair_share=0.0),
     ),
     case(
         "MAX_UNKNOWN_PAIR_SHARE crossed by unknown (null) locations",
         lambda x: setting(x, "DOLocationID", dict.fromkeys(range(30), None)),
         Refused(QualityError, "unknown_pair_share 0.1 > MAX_UNKNOWN_PAIR_SHARE 0.05"),
-        limits=m.Limits(max_unknown_pair_share=0.05),
+        limits=Limits(max_unknown_pair_share=0.05),
     ),
     # gaps
     case(
@@ -663,7 +666,7 @@ def test_scoring_a_month_again_replaces_its_output_and_manifest(tmp_path, fitted
 
 
 def lock_file(tmp_path: Path) -> Path:
-    path = Path(manifest.lock_uri(str(tmp_path / "out" / OUTPUT)))
+    path = Path(MonthOutput(str(tmp_path / "out" / OUTPUT)).lock)
     assert path.name == "_lock-run1.json"
     return path
 

@@ -11,6 +11,7 @@ import pytest
 
 from ride_duration import features as f
 from ride_duration import trips as t
+from ride_duration.months import Month
 from tests.tlc_fake import make_trips
 
 REASONS = [reason.value for reason in f.DropReason]
@@ -126,7 +127,7 @@ KEPT = counts()
     ],
 )
 def test_prepare_trips_one_row(row, dropped):
-    prepared = f.prepare_trips(raw_trips([row]), 2021, 3)
+    prepared = f.prepare_trips(raw_trips([row]), Month(2021, 3))
     assert prepared.dropped == dropped
     assert list(prepared.dropped) == REASONS  # every reason, in the order the checks run
     assert prepared.table.num_rows == (1 if dropped == KEPT else 0)
@@ -150,7 +151,7 @@ def test_prepare_trips_one_row(row, dropped):
     ],
 )
 def test_prepare_trips_month_boundaries(year, month, pickup, kept):
-    prepared = f.prepare_trips(raw_trips([{"pickup": pickup}]), year, month)
+    prepared = f.prepare_trips(raw_trips([{"pickup": pickup}]), Month(year, month))
     assert prepared.table.num_rows == int(kept)
     assert prepared.dropped == (KEPT if kept else counts(pickup_outside_month=1))
 
@@ -165,7 +166,7 @@ def test_prepare_trips_month_boundaries(year, month, pickup, kept):
     ],
 )
 def test_month_bounds(year, month, start, end):
-    assert f.month_bounds(year, month) == (start, end)
+    assert Month(year, month).bounds() == (start, end)
 
 
 def test_prepare_trips_judges_zoned_pickups_by_new_york_time():
@@ -181,7 +182,7 @@ def test_prepare_trips_judges_zoned_pickups_by_new_york_time():
     raw = raw.set_column(0, t.PICKUP, pickups.cast(zone)).set_column(
         1, t.DROPOFF, dropoffs.cast(zone)
     )
-    prepared = f.prepare_trips(raw, 2021, 3)
+    prepared = f.prepare_trips(raw, Month(2021, 3))
     assert prepared.dropped == counts(pickup_outside_month=1)
     assert prepared.table[t.PICKUP].to_pylist() == [datetime(2021, 3, 1, 0, 30)]
     assert prepared.table[f.ACTUAL_DURATION].to_pylist() == [15.0]
@@ -205,7 +206,7 @@ BATCH = [
 
 @pytest.mark.parametrize("first_row", [0, 1, 1_000_000, 2**40])
 def test_prepare_trips_batch(first_row):
-    prepared = f.prepare_trips(raw_trips(BATCH), 2021, 3, first_row=first_row)
+    prepared = f.prepare_trips(raw_trips(BATCH), Month(2021, 3), first_row=first_row)
     assert prepared.dropped == {
         "missing_datetime": 1,
         "pickup_outside_month": 1,
@@ -223,7 +224,7 @@ def test_prepare_trips_batch(first_row):
 
 
 def test_prepare_trips_output_types():
-    table = f.prepare_trips(raw_trips([{"pu": 43.0}, {}]), 2021, 3).table
+    table = f.prepare_trips(raw_trips([{"pu": 43.0}, {}]), Month(2021, 3)).table
     assert table.schema.field(t.PICKUP).type == pa.timestamp("us")
     assert table.schema.field(t.PICKUP_LOCATION).type == pa.int64()
     assert table.schema.field(t.DROPOFF_LOCATION).type == pa.int64()
@@ -233,21 +234,21 @@ def test_prepare_trips_output_types():
 
 
 def test_prepare_trips_of_an_empty_batch():
-    prepared = f.prepare_trips(raw_trips([]), 2021, 3, first_row=10)
+    prepared = f.prepare_trips(raw_trips([]), Month(2021, 3), first_row=10)
     assert prepared.table.num_rows == 0
     assert prepared.dropped == KEPT
 
 
 def test_prepare_trips_without_distance_or_locations():
     raw = raw_trips([{}, {"distance": math.nan}, {"pu": -3}]).select([t.PICKUP, t.DROPOFF])
-    prepared = f.prepare_trips(raw, 2021, 3)
+    prepared = f.prepare_trips(raw, Month(2021, 3))
     assert prepared.dropped == KEPT
     assert prepared.table.column_names == [t.PICKUP, f.ACTUAL_DURATION, f.ROW_NUMBER]
 
 
 def test_prepare_trips_counts_every_row_of_a_generated_month():
     raw = canonical(make_trips("green", 2021, 3, rows=3_000), "green", f.ALL_FEATURES)
-    prepared = f.prepare_trips(raw, 2021, 3)
+    prepared = f.prepare_trips(raw, Month(2021, 3))
     assert prepared.table.num_rows + sum(prepared.dropped.values()) == 3_000
     assert prepared.dropped["pickup_outside_month"] > 0
     assert prepared.dropped["duration_out_of_range"] > 0
@@ -260,8 +261,8 @@ def test_generated_green_variants_give_identical_prepared_trips():
     a_raw = make_trips("green", 2021, 2, rows=2_000, variant="A")
     b_raw = make_trips("green", 2021, 2, rows=2_000, variant="B")
     assert a_raw.schema != b_raw.schema  # the two dtype eras really differ
-    a = f.prepare_trips(canonical(a_raw, "green", f.ALL_FEATURES), 2021, 2)
-    b = f.prepare_trips(canonical(b_raw, "green", f.ALL_FEATURES), 2021, 2)
+    a = f.prepare_trips(canonical(a_raw, "green", f.ALL_FEATURES), Month(2021, 2))
+    b = f.prepare_trips(canonical(b_raw, "green", f.ALL_FEATURES), Month(2021, 2))
     assert a.table.num_rows > 1_900
     assert a.table.equals(b.table)
     assert a.dropped == b.dropped
@@ -294,13 +295,13 @@ def test_pu_do_of_prepared_trips_never_has_a_decimal_point(kind):
     raw = raw_trips([{}, {}, {}])
     values = pa.array([43, None, 7]).cast(kind)
     raw = raw.set_column(2, t.PICKUP_LOCATION, values)
-    prepared = f.prepare_trips(raw, 2021, 3).table
+    prepared = f.prepare_trips(raw, Month(2021, 3)).table
     assert f.pu_do(prepared).to_pylist() == ["43_151", "-1_151", "7_151"]
 
 
 def test_pu_do_of_generated_fhv_trips():
     raw = canonical(make_trips("fhv", 2021, 3, rows=1_000), "fhv", ("PU_DO",))
-    keys = f.pu_do(f.prepare_trips(raw, 2021, 3).table).to_pylist()
+    keys = f.pu_do(f.prepare_trips(raw, Month(2021, 3)).table).to_pylist()
     assert all(re.fullmatch(r"(-1|\d+)_(-1|\d+)", key) for key in keys)
     assert any(key.startswith("-1_") for key in keys)
     assert any(key.endswith("_-1") for key in keys)
@@ -321,17 +322,17 @@ def test_pu_do_of_generated_fhv_trips():
     ],
 )
 def test_feature_records(features, expected):
-    prepared = f.prepare_trips(raw_trips([{}, {"pu": None, "distance": 0.0}]), 2021, 3).table
+    prepared = f.prepare_trips(raw_trips([{}, {"pu": None, "distance": 0.0}]), Month(2021, 3)).table
     assert f.feature_records(prepared, features) == expected
 
 
 def test_feature_records_of_no_trips():
-    assert f.feature_records(f.prepare_trips(raw_trips([]), 2021, 3).table) == []
+    assert f.feature_records(f.prepare_trips(raw_trips([]), Month(2021, 3)).table) == []
 
 
 def test_feature_records_need_no_distance_column_without_the_feature():
     raw = canonical(make_trips("fhv", 2021, 3, rows=50), "fhv", ("PU_DO",))
-    prepared = f.prepare_trips(raw, 2021, 3).table
+    prepared = f.prepare_trips(raw, Month(2021, 3)).table
     records = f.feature_records(prepared, ("PU_DO",))
     assert len(records) == prepared.num_rows
     assert all(list(record) == ["PU_DO"] for record in records)

@@ -1,11 +1,14 @@
-"""The README keeps its promises: every command block is run by a test, as written."""
+"""The README keeps its promises: every command block is run as written, every setting listed."""
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import pytest
 
+from ride_duration import settings
+from tests.conftest import REPO
 from tests.integration.test_readme import PLANS
 from tests.readme import bare, sections
 
@@ -59,3 +62,54 @@ def test_sections_are_read_from_console_blocks(text, found):
 )
 def test_bare_drops_the_trailing_comment(command, expected):
     assert bare(command) == expected
+
+
+# --- the configuration table and the settings ---------------------------------------------------
+
+# Documented variables that other tools read, not the settings object.
+READ_ELSEWHERE = {
+    "AWS_ENDPOINT_URL": "s3fs, botocore and boto3 read it",
+    "AWS_ACCESS_KEY_ID": "the AWS credential chain",
+    "AWS_SECRET_ACCESS_KEY": "the AWS credential chain",
+    "AWS_PROFILE": "the AWS credential chain",
+    "TLC_DATA_DIR": "the Makefile and the tests read it",
+}
+# Defaults the table words for people rather than as values.
+WORDED_DEFAULTS = {"CODE_VERSION": "the git commit"}
+
+
+def configuration_table() -> dict[str, str]:
+    """The README's configuration table: each variable and its default, as written."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    table: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", cells[0]):
+                table[name] = cells[1]
+    return table
+
+
+def documented(default: object) -> str:
+    """How the table writes a settings default."""
+    if default is None:
+        return "unset"
+    if isinstance(default, tuple):
+        return "`" + ",".join(default) + "`"
+    return f"`{default}`"
+
+
+TABLE = configuration_table()
+VARIABLES = settings.variables()
+
+
+@pytest.mark.parametrize("name", sorted(VARIABLES), ids=str)
+def test_every_variable_the_settings_read_is_documented_with_its_default(name):
+    assert name in TABLE, f"{name} is read by Settings but missing from the README's table"
+    assert TABLE[name] == WORDED_DEFAULTS.get(name, documented(VARIABLES[name].default))
+
+
+@pytest.mark.parametrize("name", sorted(TABLE), ids=str)
+def test_every_documented_variable_is_read(name):
+    assert name in VARIABLES or name in READ_ELSEWHERE, f"nothing reads {name}"

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from ride_duration.months import Month
 from ride_duration.ride_ids import deterministic_ride_ids, random_ride_ids
 
 MASK64 = 2**64 - 1
@@ -37,7 +38,7 @@ def reference_id(taxi_type: str, year: int, month: int, row: int) -> str:
 
 def ids(taxi_type: str = "green", year: int = 2021, month: int = 3, rows=(0, 1, 2)) -> list[str]:
     return deterministic_ride_ids(
-        taxi_type, year, month, np.asarray(rows, dtype=np.int64)
+        taxi_type, Month(year, month), np.asarray(rows, dtype=np.int64)
     ).to_pylist()
 
 
@@ -69,7 +70,7 @@ def test_deterministic_ids_are_pinned(taxi_type, year, month, row, expected):
 
 
 def test_deterministic_ids_are_version_8_rfc_uuid_strings():
-    values = deterministic_ride_ids("green", 2021, 3, np.arange(5_000, dtype=np.int64))
+    values = deterministic_ride_ids("green", Month(2021, 3), np.arange(5_000, dtype=np.int64))
     assert values.type == pa.string()
     for text in values.to_pylist():
         parsed = uuid.UUID(text)
@@ -104,7 +105,7 @@ def test_deterministic_ids_differ_across_rows_months_years_and_taxi_types(other)
 def test_deterministic_ids_of_neighbouring_months_do_not_collide():
     rows = np.arange(20_000, dtype=np.int64)
     months = [
-        deterministic_ride_ids(taxi_type, 2021, month, rows)
+        deterministic_ride_ids(taxi_type, Month(2021, month), rows)
         for taxi_type in ("green", "yellow")
         for month in (1, 2, 3)
     ]
@@ -113,7 +114,7 @@ def test_deterministic_ids_of_neighbouring_months_do_not_collide():
 
 
 def test_deterministic_ids_are_unique_over_a_million_rows():
-    values = deterministic_ride_ids("yellow", 2023, 1, np.arange(1_000_000, dtype=np.int64))
+    values = deterministic_ride_ids("yellow", Month(2023, 1), np.arange(1_000_000, dtype=np.int64))
     assert len(values) == 1_000_000
     assert pc.count_distinct(values).as_py() == 1_000_000
 
@@ -132,7 +133,9 @@ def test_deterministic_ids_do_not_depend_on_batches(sizes):
 def test_deterministic_ids_accept_other_integer_arrays():
     assert (
         ids(rows=[5, 6])
-        == deterministic_ride_ids("green", 2021, 3, np.array([5, 6], dtype=np.uint32)).to_pylist()
+        == deterministic_ride_ids(
+            "green", Month(2021, 3), np.array([5, 6], dtype=np.uint32)
+        ).to_pylist()
     )
 
 
@@ -156,7 +159,7 @@ def test_random_ids_are_unique():
     "make",
     [
         lambda: random_ride_ids(0),
-        lambda: deterministic_ride_ids("green", 2021, 3, np.array([], dtype=np.int64)),
+        lambda: deterministic_ride_ids("green", Month(2021, 3), np.array([], dtype=np.int64)),
     ],
     ids=["random", "deterministic"],
 )
@@ -170,4 +173,6 @@ def test_zero_rows(make):
 @pytest.mark.parametrize("count", [1, 2, 1_000])
 def test_id_arrays_are_valid_arrow(count):
     random_ride_ids(count).validate(full=True)
-    deterministic_ride_ids("fhv", 2020, 2, np.arange(count, dtype=np.int64)).validate(full=True)
+    deterministic_ride_ids("fhv", Month(2020, 2), np.arange(count, dtype=np.int64)).validate(
+        full=True
+    )

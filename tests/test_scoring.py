@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from ride_duration import features as f
 from ride_duration import trips as t
+from ride_duration.months import Month
 from ride_duration.ride_ids import deterministic_ride_ids
 from ride_duration.scoring import (
     OUTPUT_SCHEMA,
@@ -36,7 +37,7 @@ def prepared(taxi_type: str, year: int, month: int, rows: int, features=WITH_DIS
     raw = make_trips(taxi_type, year, month, rows=rows)
     columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
     raw = raw.select(list(columns.values())).rename_columns(list(columns))
-    return f.prepare_trips(raw, year, month).table
+    return f.prepare_trips(raw, Month(year, month)).table
 
 
 def with_unknown_locations(trips: pa.Table, every: int) -> pa.Table:
@@ -359,7 +360,7 @@ def test_the_generic_path_passes_the_available_features(available, keys, score_t
 def test_output_table(score_trips):
     trips = score_trips
     predictions = np.linspace(1.0, 30.0, trips.num_rows)
-    ids = deterministic_ride_ids("green", 2021, 2, trips[f.ROW_NUMBER].to_numpy())
+    ids = deterministic_ride_ids("green", Month(2021, 2), trips[f.ROW_NUMBER].to_numpy())
     table = output_table(trips, ids, predictions, "ride-duration/3")
     assert table.schema == OUTPUT_SCHEMA
     assert table.num_rows == trips.num_rows
@@ -378,7 +379,7 @@ def test_output_table_of_trips_without_locations():
     trips = odd_trips().select([t.PICKUP, t.DISTANCE, f.ACTUAL_DURATION, f.ROW_NUMBER])
     predictions = np.full(trips.num_rows, 12.5)
     table = output_table(
-        trips, deterministic_ride_ids("fhv", 2021, 2, np.arange(10)), predictions, "run"
+        trips, deterministic_ride_ids("fhv", Month(2021, 2), np.arange(10)), predictions, "run"
     )
     assert table.schema == OUTPUT_SCHEMA
     assert table["PULocationID"].null_count == table["DOLocationID"].null_count == 10
@@ -388,7 +389,7 @@ def test_output_table_of_trips_without_locations():
 def test_output_table_of_no_trips(score_trips):
     trips = score_trips.slice(0, 0)
     table = output_table(
-        trips, deterministic_ride_ids("green", 2021, 2, np.arange(0)), np.empty(0), "m/1"
+        trips, deterministic_ride_ids("green", Month(2021, 2), np.arange(0)), np.empty(0), "m/1"
     )
     assert table.schema == OUTPUT_SCHEMA
     assert table.num_rows == 0

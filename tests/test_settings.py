@@ -7,7 +7,9 @@ import dataclasses
 import pytest
 
 from ride_duration.errors import ConfigurationError, ScoringError
+from ride_duration.months import Month
 from ride_duration.settings import TLC_INPUT_URI_TEMPLATE, Settings
+from ride_duration.sources import trip_file_uri
 
 DEFAULTS = {
     "tracking_uri": "sqlite:///mlflow.db",
@@ -26,12 +28,15 @@ DEFAULTS = {
     "schedule_timezone": "America/New_York",
     "backfill_month_timeout_seconds": 3600,
     "trusted_model_prefixes": ("models:/", "runs:/"),
-    "max_drop_ratio": 0.5,
-    "max_rmse": None,
-    "max_mae": None,
-    "max_abs_mean_error": None,
-    "max_unknown_pair_share": None,
+    "limits": {
+        "max_drop_ratio": 0.5,
+        "max_rmse": None,
+        "max_mae": None,
+        "max_abs_mean_error": None,
+        "max_unknown_pair_share": None,
+    },
     "lock_stale_seconds": 21600,
+    "code_version": None,
     "local_prefect_port": 4200,
     "local_prefect_start_timeout_seconds": 300,
 }
@@ -96,7 +101,7 @@ def test_each_variable(variable, value, attribute, expected):
     settings = Settings.from_env({variable: value})
     assert getattr(settings, attribute) == expected
     others = {key: default for key, default in DEFAULTS.items() if key != attribute}
-    assert {key: getattr(settings, key) for key in others} == others
+    assert {key: dataclasses.asdict(settings)[key] for key in others} == others
 
 
 @pytest.mark.parametrize(
@@ -146,14 +151,16 @@ def test_default_model_uri_precedence(environ, uri):
     ],
 )
 def test_input_uri_of_the_default_template(taxi_type, year, month, uri):
-    assert Settings.from_env({}).input_uri(taxi_type, year, month) == uri
+    template = Settings.from_env({}).input_uri_template
+    assert trip_file_uri(template, taxi_type, Month(year, month)) == uri
 
 
 def test_input_uri_of_a_custom_template():
     settings = Settings.from_env(
         {"INPUT_URI_TEMPLATE": "s3://tlc/{taxi_type}/{year:04d}/{month:02d}.parquet"}
     )
-    assert settings.input_uri("fhv", 2020, 5) == "s3://tlc/fhv/2020/05.parquet"
+    uri = trip_file_uri(settings.input_uri_template, "fhv", Month(2020, 5))
+    assert uri == "s3://tlc/fhv/2020/05.parquet"
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from ride_duration import storage
+from ride_duration.batch import score_month
 from ride_duration.errors import InputNotFoundError, InputUnreadableError, SchemaError
+from ride_duration.layout import MonthOutput
 from ride_duration.model import ModelRef
-from ride_duration.month import score_month
+from ride_duration.months import Month
 from ride_duration.scoring import OUTPUT_SCHEMA, RecordsPredictor
 from tests.tlc_fake import make_trips, write_trips
 
@@ -43,10 +45,9 @@ class Constant:
 def score(input_path, output_path) -> object:
     return score_month(
         taxi_type="green",
-        year=2021,
-        month=3,
+        month=Month(2021, 3),
         input_uri=str(input_path),
-        output_uri=str(output_path),
+        output=MonthOutput(str(output_path)),
         model=MODEL,
         predictor=RecordsPredictor(Constant()),
         batch_size=100,

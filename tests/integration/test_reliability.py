@@ -26,6 +26,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 
 from ride_duration import manifest
+from ride_duration.layout import MonthOutput
 from tests.conftest import REPO
 from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
 from tests.servers import CuttableProxy, free_port
@@ -134,8 +135,8 @@ def test_a_run_killed_in_the_middle_of_a_month_leaves_nothing_and_a_rerun_comple
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not output.exists()
-    assert not Path(manifest.manifest_uri(str(output))).exists()
-    assert Path(manifest.lock_uri(str(output))).exists()  # left by the dead run
+    assert not Path(MonthOutput(str(output)).manifest).exists()
+    assert Path(MonthOutput(str(output)).lock).exists()  # left by the dead run
 
     rerun = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -186,7 +187,7 @@ def test_two_runs_of_one_month_and_model_at_once_never_mix(
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: Path(manifest.lock_uri(str(output))).exists())
+    _wait_for(lambda: Path(MonthOutput(str(output)).lock).exists())
     second = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
     _, first_stderr = first.communicate(timeout=300)
     assert first.returncode == 0, first_stderr[-3000:]
@@ -208,7 +209,7 @@ def test_a_new_model_version_goes_beside_the_old_output_without_touching_it(
     env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE), "OUTPUT_ROOT": str(out)}
     assert run_cli("score.py", "green", "2021", "3", env=env, cwd=tmp_path).returncode == 0
     old = out / f"taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
-    old_manifest = Path(manifest.manifest_uri(str(old)))
+    old_manifest = Path(MonthOutput(str(old)).manifest)
     before = (_sha256(old), _sha256(old_manifest))
 
     trained_again = run_cli(

@@ -161,11 +161,12 @@ def _reference_predictions(services, trained, input_dir, tmp_path) -> list[float
     import numpy as np
 
     from ride_duration import features, training
+    from ride_duration.months import Month
 
     mlflow.set_tracking_uri(services.tracking_uri)
     model = mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
     trips = training.read_trips(
-        str(input_dir / file_name("green", 2021, 3)), "green", 2021, 3, 10_000
+        str(input_dir / file_name("green", 2021, 3)), "green", Month(2021, 3), 10_000
     ).table
     return np.asarray(model.predict(features.feature_records(trips)), dtype=float).tolist()
 

@@ -1,4 +1,4 @@
-"""Scoring one month end to end on local files: `ride_duration.month`."""
+"""Scoring one month end to end on local files: `ride_duration.batch`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,17 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
+import score as score_flow
+from ride_duration import batch, layout
 from ride_duration import features as f
-from ride_duration import month as m
 from ride_duration import trips as t
 from ride_duration.errors import QualityError, SchemaError
+from ride_duration.layout import MonthOutput
 from ride_duration.model import ModelRef
+from ride_duration.months import Month
 from ride_duration.ride_ids import deterministic_ride_ids
 from ride_duration.scoring import OUTPUT_SCHEMA, make_predictor
+from ride_duration.settings import Limits
 from tests.tlc_fake import file_name, make_trips, write_trips
 
 MODEL = ModelRef(uri="x", resolved_uri="x", name="m", version="1", run_id="abc")
@@ -32,7 +36,7 @@ REASONS = [reason.value for reason in f.DropReason]
 def prepared(raw: pa.Table, taxi_type: str, year: int, month: int, features) -> pa.Table:
     columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
     raw = raw.select(list(columns.values())).rename_columns(list(columns))
-    return f.prepare_trips(raw, year, month).table
+    return f.prepare_trips(raw, Month(year, month)).table
 
 
 def fitted(pipeline: Pipeline, taxi_type: str, features: tuple[str, ...]) -> Pipeline:
@@ -76,14 +80,13 @@ def score(
     month: int = 3,
     batch_size: int = 500,
     ride_id_mode: str = "deterministic",
-    limits: m.Limits = m.Limits(),  # noqa: B008 - frozen
-) -> m.MonthResult:
-    return m.score_month(
+    limits: Limits = Limits(),  # noqa: B008 - frozen
+) -> batch.MonthResult:
+    return batch.score_month(
         taxi_type=taxi_type,
-        year=2021,
-        month=month,
+        month=Month(2021, month),
         input_uri=str(input_path),
-        output_uri=str(output_path),
+        output=MonthOutput(str(output_path)),
         model=MODEL,
         predictor=predictor,
         batch_size=batch_size,
@@ -114,7 +117,7 @@ def test_the_output_holds_the_expected_rows(tmp_path, trip_files, forest):
     written = pq.read_table(output)
     # the month prepared in one piece, independently of the batches
     trips = prepared(pq.read_table(trip_files["green"]), "green", 2021, 3, f.ALL_FEATURES)
-    expected_ids = deterministic_ride_ids("green", 2021, 3, trips[f.ROW_NUMBER].to_numpy())
+    expected_ids = deterministic_ride_ids("green", Month(2021, 3), trips[f.ROW_NUMBER].to_numpy())
     assert written["ride_id"].to_pylist() == expected_ids.to_pylist()
     assert written["pickup_datetime"].to_pylist() == trips[t.PICKUP].to_pylist()
     assert written["PULocationID"].to_pylist() == trips[t.PICKUP_LOCATION].to_pylist()
@@ -216,11 +219,11 @@ class FailsOnSecondBatch:
         self.features = predictor.features
         self.calls = 0
 
-    def predict(self, trips: pa.Table) -> np.ndarray:
+    def predict_batch(self, trips: pa.Table, cache=None):
         self.calls += 1
         if self.calls == 2:
             raise RuntimeError("model failed")
-        return self.predictor.predict(trips)
+        return self.predictor.predict_batch(trips, cache)
 
 
 def test_a_failure_after_some_batches_writes_nothing(tmp_path, trip_files, forest):
@@ -245,13 +248,13 @@ def test_without_a_drop_limit_a_month_with_no_scorable_trip_writes_an_empty_file
     tmp_path, trip_files, forest, caplog
 ):
     output = tmp_path / "abc.parquet"
-    with caplog.at_level(logging.WARNING, logger="ride_duration.month"):
+    with caplog.at_level(logging.WARNING, logger="ride_duration.batch"):
         result = score(
             trip_files["green"],
             output,
             make_predictor(forest),
             month=7,
-            limits=m.Limits(max_drop_ratio=None),
+            limits=Limits(max_drop_ratio=None),
         )
     assert result.rows_scored == 0
     assert (
@@ -296,30 +299,32 @@ def test_an_empty_trip_file_writes_an_empty_file(tmp_path, trip_files, forest):
     ],
 )
 def test_output_uri(root, taxi_type, year, month, model, uri):
-    assert m.output_uri(root, taxi_type, year, month, model) == uri
+    assert layout.MonthOutput.of(root, taxi_type, Month(year, month), model).data == uri
 
 
 def test_a_model_without_a_run_is_named_by_a_hash_of_its_location():
     one = ModelRef(uri="/models/a", resolved_uri="/models/a")
     other = ModelRef(uri="/models/b", resolved_uri="/models/b")
-    stem = m.model_file_stem(one)
+    stem = layout.model_file_stem(one)
     assert stem.startswith("model-")
     assert len(stem) == len("model-") + 16
-    assert stem == m.model_file_stem(ModelRef(uri="elsewhere", resolved_uri="/models/a"))
-    assert stem != m.model_file_stem(other)
-    assert m.output_uri("out", "green", 2021, 3, one).endswith(f"/month=03/{stem}.parquet")
+    assert stem == layout.model_file_stem(ModelRef(uri="elsewhere", resolved_uri="/models/a"))
+    assert stem != layout.model_file_stem(other)
+    assert layout.MonthOutput.of("out", "green", Month(2021, 3), one).data.endswith(
+        f"/month=03/{stem}.parquet"
+    )
 
 
 def test_summary_and_report(tmp_path, trip_files, forest):
     result = score(trip_files["green"], tmp_path / "abc.parquet", make_predictor(forest))
-    summary = m.summary(result)
+    summary = score_flow.summary(result)
     assert summary["month"] == "2021-03"
     assert summary["model_version"] == "m/1"
     assert summary["model_run_id"] == "abc"
     assert summary["rows_read"] == ROWS
     assert summary["rows_scored"] == result.rows_scored
     assert summary["rows_dropped"] == result.rows_dropped
-    report = m.markdown_report(result)
+    report = score_flow.markdown_report(result)
     assert report.startswith("# Ride durations, green 2021-03\n")
     assert f"| rows read | {ROWS:,} |" in report
     assert f"| rows scored | {result.rows_scored:,} |" in report
@@ -327,16 +332,15 @@ def test_summary_and_report(tmp_path, trip_files, forest):
 
 
 def test_the_summary_and_report_show_no_credentials():
-    result = m.MonthResult(
+    result = batch.MonthResult(
         taxi_type="green",
-        year=2021,
-        month=3,
+        month=Month(2021, 3),
         input_uri="https://host/green.parquet",
         output_uri="s3://bucket/out.parquet",
         model=ModelRef(uri="https://user:secret@host/model?X-Amz-Signature=sig", resolved_uri="x"),
         rows_dropped=dict.fromkeys(REASONS, 0),
     )
-    assert m.summary(result)["model_uri"] == "https://host/model"
-    assert "secret" not in str(m.summary(result))
-    assert "secret" not in m.markdown_report(result)
-    assert "sig" not in m.markdown_report(result)
+    assert score_flow.summary(result)["model_uri"] == "https://host/model"
+    assert "secret" not in str(score_flow.summary(result))
+    assert "secret" not in score_flow.markdown_report(result)
+    assert "sig" not in score_flow.markdown_report(result)

@@ -1,0 +1,50 @@
+"""The serving core: a model resolved to one version, loaded once, predicting rides.
+
+Batch scoring, the web service and the stream scorer all stand on this module, so the three
+share the model URI forms, the trust rules, the fast path and the feature rules. It imports
+neither Prefect nor a web framework. A `ServingModel` holds no state that changes between
+calls: one instance serves any number of threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ride_duration import features as f
+from ride_duration.model import ModelRef, load_model, resolve_model
+from ride_duration.scoring import Predictor, make_predictor
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A model pinned to one version, ready to predict."""
+
+    ref: ModelRef
+    predictor: Predictor
+
+    @property
+    def version(self) -> str:
+        """What answers and outputs record: "NAME/VERSION", else the run id."""
+        return self.ref.label
+
+    def predict_rides(self, rides: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """Predicted minutes for each ride, in order, from one vectorised call.
+
+        A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch
+        rules (`features.rides_table`): the first that breaks one raises RideError.
+        """
+        return self.predictor.predict(f.rides_table(rides))
+
+
+def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
+    """The predictor of a resolved model (loaded once per process), given the features at hand."""
+    return make_predictor(load_model(model.resolved_uri), available)
+
+
+def load(uri: str, trusted_prefixes: tuple[str, ...]) -> ServingModel:
+    """Resolve `uri` (an alias becomes a fixed version), load the model, make its predictor."""
+    model = resolve_model(uri, trusted_prefixes)
+    return ServingModel(model, predictor_for(model))

@@ -1,0 +1,158 @@
+"""The serving core shared by batch, the web service and the stream: `ride_duration.service`."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.linear_model import LinearRegression
+from sklearn.pipeline import make_pipeline
+
+from ride_duration import features as f
+from ride_duration import trips as t
+from ride_duration.errors import RideError
+from ride_duration.model import ModelRef
+from ride_duration.months import Month
+from ride_duration.scoring import PredictionCache, make_predictor
+from ride_duration.service import ServingModel
+from tests.tlc_fake import make_trips
+
+MODEL = ModelRef(uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3")
+RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
+
+
+def prepared(year: int, month: int, rows: int) -> pa.Table:
+    raw = make_trips("green", year, month, rows=rows)
+    columns = t.source_columns("green", raw.column_names, f.required_fields(f.ALL_FEATURES))
+    raw = raw.select(list(columns.values())).rename_columns(list(columns))
+    return f.prepare_trips(raw, Month(year, month)).table
+
+
+@pytest.fixture(scope="module")
+def forest() -> ServingModel:
+    trips = prepared(2021, 2, 3_000)
+    regressor = RandomForestRegressor(n_estimators=10, max_depth=10, random_state=0)
+    pipeline = make_pipeline(DictVectorizer(), regressor)
+    pipeline.fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
+    return ServingModel(MODEL, make_predictor(pipeline))
+
+
+def as_rides(trips: pa.Table) -> list[dict]:
+    return [
+        {name: row[name] for name in f.RIDE_FIELDS}
+        for row in trips.select(list(f.RIDE_FIELDS)).to_pylist()
+    ]
+
+
+def test_single_rides_from_eight_threads_equal_the_batch_path(forest: ServingModel):
+    trips = prepared(2021, 3, 1_200).slice(0, 1_000)
+    rides = as_rides(trips)
+    # The batch path: the month's batch through the predictor with the month's cache.
+    expected = forest.predictor.predict_batch(trips, PredictionCache()).values
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(lambda ride: forest.predict_rides([ride])[0], rides))
+    np.testing.assert_allclose(answers, expected, rtol=0, atol=1e-9)
+    # ... and many rides in one call give the same answers.
+    np.testing.assert_allclose(forest.predict_rides(rides), expected, rtol=0, atol=1e-9)
+
+
+def test_a_serving_model_says_its_version(forest: ServingModel):
+    assert forest.version == "m/3"
+    assert forest.predict_rides([RIDE]).shape == (1,)
+    assert forest.predict_rides([]).shape == (0,)
+
+
+NOON = datetime(2021, 3, 10, 12, 0)
+
+
+def batch_verdict(field: str, value: object) -> str:
+    """What batch scoring does with a trip whose `field` holds `value`: kept or a drop reason."""
+    row = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 2.5, field: value}
+    columns = {name: pa.array([row[name]]) for name in f.RIDE_FIELDS}
+    raw = pa.table(
+        {
+            t.PICKUP: pa.array([NOON], pa.timestamp("us")),
+            t.DROPOFF: pa.array([NOON + timedelta(minutes=10)], pa.timestamp("us")),
+            **columns,
+        }
+    )
+    prepared = f.prepare_trips(raw, Month(2021, 3))
+    dropped = [reason for reason, count in prepared.dropped.items() if count]
+    return dropped[0] if dropped else "kept"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "verdict"),
+    [
+        ("PULocationID", 130, "kept"),
+        ("PULocationID", 130.0, "kept"),  # a float id is an id: "130", never "130.0"
+        ("PULocationID", None, "kept"),  # an unknown location, -1
+        ("PULocationID", "130", "kept"),  # numeric text, as batch reads it
+        ("PULocationID", 0, "kept"),
+        ("PULocationID", 130.5, "invalid_location"),
+        ("PULocationID", -3, "invalid_location"),
+        ("DOLocationID", math.nan, "kept"),  # NaN is how pandas writes a missing id
+        ("DOLocationID", -1.0, "invalid_location"),
+        ("trip_distance", 0, "kept"),
+        ("trip_distance", 3.66, "kept"),
+        ("trip_distance", "2.5", "kept"),
+        ("trip_distance", -0.1, "invalid_distance"),
+        ("trip_distance", math.nan, "invalid_distance"),
+        ("trip_distance", math.inf, "invalid_distance"),
+        ("trip_distance", None, "invalid_distance"),
+    ],
+)
+def test_a_ride_online_follows_the_rules_a_trip_follows_in_batch(field, value, verdict):
+    assert batch_verdict(field, value) == verdict
+    ride = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 2.5, field: value}
+    if verdict == "kept":
+        table = f.rides_table([ride])
+        assert table.schema.field(field).type in (pa.int64(), pa.float64())
+    else:
+        with pytest.raises(RideError) as raised:
+            f.rides_table([ride])
+        assert (raised.value.index, raised.value.field) == (0, field)
+        assert str(raised.value).startswith(f"{field} must be ")
+
+
+@pytest.mark.parametrize(
+    ("rides", "index", "field", "says"),
+    [
+        ([{"DOLocationID": 1, "trip_distance": 1.0}], 0, "PULocationID", "PULocationID is missing"),
+        ([RIDE, {**RIDE, "trip_distance": "far"}], 1, "trip_distance", "trip_distance must be"),
+        ([RIDE, RIDE, {**RIDE, "DOLocationID": True}], 2, "DOLocationID", "DOLocationID must be"),
+        ([RIDE, [1, 2, 3]], 1, None, "a ride must be an object"),
+        ([{**RIDE, "PULocationID": [1]}], 0, "PULocationID", "PULocationID must be"),
+    ],
+)
+def test_the_first_ride_that_breaks_a_rule_is_named(rides, index, field, says):
+    with pytest.raises(RideError) as raised:
+        f.rides_table(rides)
+    assert (raised.value.index, raised.value.field) == (index, field)
+    assert says in str(raised.value)
+
+
+def test_rides_of_mixed_but_valid_types_are_scored_one_by_one():
+    table = f.rides_table([RIDE, {**RIDE, "PULocationID": "131"}])
+    assert table["PULocationID"].to_pylist() == [130, 131]
+
+
+def test_unknown_fields_are_ignored_and_unknown_locations_are_minus_one():
+    table = f.rides_table([{**RIDE, "PULocationID": None, "ride_id": 156, "extra": "x"}])
+    assert table.column_names == list(f.RIDE_FIELDS)
+    assert f.pu_do(table).to_pylist() == ["-1_205"]
+
+
+def test_a_model_that_is_not_a_dict_vectorizer_pipeline_serves_through_the_generic_path():
+    trips = prepared(2021, 2, 500)
+    scaled = make_pipeline(DictVectorizer(sparse=False), LinearRegression())
+    scaled.fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
+    model = ServingModel(MODEL, make_predictor(scaled))
+    expected = scaled.predict([{"PU_DO": "130_205", "trip_distance": 3.66}])
+    np.testing.assert_allclose(model.predict_rides([RIDE]), expected, rtol=0, atol=1e-9)
