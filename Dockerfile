@@ -1,6 +1,7 @@
-# The ride-duration batch scorer: `docker run IMAGE python score.py green 2021 3`. It also serves
-# as the image of a Prefect docker work pool: there is no ENTRYPOINT, the worker sends its own
-# command. Only the runtime ([packages]) section of Pipfile.lock is installed.
+# The ride-duration scorer: `docker run IMAGE python score.py green 2021 3` for a month, and
+# `docker run -p 9696:9696 IMAGE gunicorn predict:app` for the web service. It also serves as the
+# image of a Prefect docker work pool: there is no ENTRYPOINT, the worker sends its own command.
+# Only the runtime ([packages]) section of Pipfile.lock is installed.
 # tests/integration/test_image.py replays the install step and the COPYs without Docker.
 FROM python:3.11-slim
 
@@ -33,9 +34,10 @@ RUN useradd --create-home --no-log-init --uid 10001 --user-group app \
     && install -d -o app -g app /app
 WORKDIR /app
 
-COPY score.py backfill.py train.py deployment.yaml ./
+COPY score.py backfill.py train.py predict.py gunicorn.conf.py deployment.yaml ./
 COPY ride_duration/ ./ride_duration/
 
 USER 10001:10001
+EXPOSE 9696
 
 CMD ["python", "score.py", "--help"]

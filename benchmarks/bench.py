@@ -33,6 +33,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.results import write_section  # noqa: E402 - after sys.path
+
 CACHE = REPO / "benchmarks" / ".cache"
 WORK = REPO / "benchmarks" / ".work"
 YEAR, MONTH = 2024, 3  # the month the resampled trips are moved into
@@ -434,17 +436,14 @@ def main() -> int:
         memory[n] = measure("product", path, model_path, WORK / f"product-{n}.parquet")
     text, met = report(args.rows, source, results, memory, diff)
     header = (
+        "## Batch: one month, in process (`make bench`)\n\n"
         f"Machine: {machine()}.\n\nVersions: {versions()}.\n\n"
         f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`, "
         f"{datetime.now():%Y-%m-%d}, {time.perf_counter() - started:.0f} s in all.\n\n"
     )
     print(header + text)
     if args.results:
-        previous = args.results.read_text() if args.results.exists() else ""
-        notes = previous.split("<!-- notes -->", 1)[1] if "<!-- notes -->" in previous else "\n"
-        args.results.write_text(
-            "# Benchmark results\n\n" + header + text + "\n<!-- notes -->" + notes
-        )
+        write_section(args.results, "batch", header + text)
     return 0 if met else 1
 
 

@@ -8,14 +8,20 @@ calls: one instance serves any number of threads.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ride_duration import features as f
+from ride_duration.errors import TrackingServerUnreachableError
 from ride_duration.model import ModelRef, load_model, resolve_model
 from ride_duration.scoring import Predictor, make_predictor
+from ride_duration.settings import Settings
+from ride_duration.storage import display_uri
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,3 +54,31 @@ def load(uri: str, trusted_prefixes: tuple[str, ...]) -> ServingModel:
     """Resolve `uri` (an alias becomes a fixed version), load the model, make its predictor."""
     model = resolve_model(uri, trusted_prefixes)
     return ServingModel(model, predictor_for(model))
+
+
+def load_for_serving(settings: Settings) -> ServingModel:
+    """The model the online modes serve: the settings' model, pinned to one version.
+
+    When the tracking server does not answer (MLflow's retries are bounded by MLFLOW_RETRIES
+    and MLFLOW_TIMEOUT_SECONDS, so this takes seconds, not minutes), the model comes from
+    MODEL_LOCATION, an artifact folder or s3:// location that must be trusted by prefix too.
+    """
+    settings.configure_mlflow()
+    try:
+        model = load(settings.default_model_uri, settings.trusted_model_prefixes)
+    except TrackingServerUnreachableError as error:
+        if not settings.model_location:
+            raise TrackingServerUnreachableError(
+                f"{error}, or set MODEL_LOCATION to the model's artifact location"
+            ) from None
+        logger.warning(
+            "%s; loading MODEL_LOCATION %s instead", error, display_uri(settings.model_location)
+        )
+        model = load(settings.model_location, settings.trusted_model_prefixes)
+    logger.info(
+        "serving %s = %s (run %s)",
+        display_uri(model.ref.uri),
+        model.version,
+        model.ref.run_id,
+    )
+    return model

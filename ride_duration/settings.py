@@ -52,6 +52,8 @@ class Settings:
     model_alias: str = variable("MODEL_ALIAS", "production")
     model_uri: str | None = variable("MODEL_URI", None)
     run_id: str | None = variable("RUN_ID", None)
+    # Where the online modes load the model from when the tracking server does not answer.
+    model_location: str | None = variable("MODEL_LOCATION", None)
     input_uri_template: str = variable("INPUT_URI_TEMPLATE", TLC_INPUT_URI_TEMPLATE)
     output_root: str = variable("OUTPUT_ROOT", "output")
     batch_size: int = variable("BATCH_SIZE", 500_000, minimum=1)
@@ -72,6 +74,11 @@ class Settings:
     limits: Limits = dataclasses.field(default_factory=Limits)
     lock_stale_seconds: int = variable("LOCK_STALE_SECONDS", 6 * 3600, minimum=1)
     code_version: str | None = variable("CODE_VERSION", None)
+    # The web service (gunicorn.conf.py, ride_duration.online).
+    web_workers: int | None = variable("WEB_WORKERS", None, minimum=1)  # None: one per core
+    web_threads: int = variable("WEB_THREADS", 4, minimum=1)
+    web_timeout_seconds: int = variable("WEB_TIMEOUT_SECONDS", 30, minimum=1)
+    web_max_batch_rides: int = variable("WEB_MAX_BATCH_RIDES", 1000, minimum=1)
     # Without PREFECT_API_URL, commands share one local Prefect server started on this port.
     local_prefect_port: int = variable("LOCAL_PREFECT_PORT", 4200, minimum=1)
     # A fresh server migrates its database first: ~20 s idle, much longer on a busy machine.
@@ -147,6 +154,10 @@ def _parse(name: str, raw: str, hint: Any, minimum: int | None) -> Any:
             allowed = " or ".join(repr(choice) for choice in choices)
             raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
         return raw
+    if kind is bool:
+        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ConfigurationError(f"{name} must be True or False, got {raw!r}")
+        return raw.lower() in ("true", "1", "yes")
     if kind is int:
         try:
             value = int(raw)

@@ -75,7 +75,7 @@ READ_ELSEWHERE = {
     "TLC_DATA_DIR": "the Makefile and the tests read it",
 }
 # Defaults the table words for people rather than as values.
-WORDED_DEFAULTS = {"CODE_VERSION": "the git commit"}
+WORDED_DEFAULTS = {"CODE_VERSION": "the git commit", "WEB_WORKERS": "one per core"}
 
 
 def configuration_table() -> dict[str, str]:

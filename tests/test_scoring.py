@@ -448,3 +448,40 @@ def test_the_cross_batch_lookup_turns_itself_off_when_rows_do_not_repeat():
     assert not cache.enabled
     assert len(cache.keys) == 0
     assert model.rows == 300
+
+
+def test_a_big_batch_on_several_threads_is_bitwise_the_forest_with_one_job():
+    """Blocks of rows on threads, each with n_jobs=1: exact, unlike the forest's n_jobs=-1."""
+    import copy
+
+    from ride_duration import scoring
+
+    rng = np.random.default_rng(3)
+    n = 4 * scoring.MIN_BLOCK_ROWS + 123
+    pickup, dropoff, distance = rng.integers(1, 40, n), rng.integers(1, 40, n), rng.gamma(2, 1.5, n)
+    records = [
+        {"PU_DO": f"{a}_{b}", "trip_distance": float(d)}
+        for a, b, d in zip(pickup, dropoff, distance, strict=True)
+    ]
+    target = distance * 3 + pickup % 7
+    forest = RandomForestRegressor(n_estimators=12, max_depth=10, random_state=0, n_jobs=-1)
+    pipeline = make_pipeline(DictVectorizer(), forest).fit(records, target)
+    one_job = copy.deepcopy(pipeline)
+    one_job.steps[-1][1].n_jobs = 1
+    expected = one_job.predict(records)
+
+    predictor = make_predictor(pipeline)
+    got = predictor._predict_rows(*predictor.encode(_trips_of(records)))
+    assert got.tobytes() == expected.tobytes()
+    assert pipeline.steps[-1][1].n_jobs == -1  # the shared model is left as trained
+
+
+def _trips_of(records: list[dict]) -> pa.Table:
+    pu, do = zip(*(r["PU_DO"].split("_") for r in records), strict=True)
+    return pa.table(
+        {
+            t.PICKUP_LOCATION: pa.array([int(x) for x in pu], pa.int64()),
+            t.DROPOFF_LOCATION: pa.array([int(x) for x in do], pa.int64()),
+            t.DISTANCE: pa.array([r["trip_distance"] for r in records], pa.float64()),
+        }
+    )

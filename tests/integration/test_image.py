@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -29,6 +30,7 @@ from packaging.version import Version
 
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained
+from tests.servers import free_port, http_ok, running
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
@@ -304,3 +306,26 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
     outputs = list(output_root.glob("taxi_type=green/year=2021/month=03/*.parquet"))
     assert [path.name for path in outputs] == [f"{trained.run_id}.parquet"]
     assert pq.read_metadata(outputs[0]).num_rows > 0
+
+    # `docker run -p 9696:9696 IMAGE gunicorn predict:app`: the web service from the same image.
+    port = free_port()
+    log = tmp_path / "gunicorn.log"
+    with running(
+        ["gunicorn", "--bind", f"127.0.0.1:{port}", "predict:app"],
+        env=image_env,
+        cwd=app,
+        ready=http_ok(f"http://127.0.0.1:{port}/ready"),
+        log=log,
+        timeout=120,
+    ):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            data=json.dumps(
+                {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
+            ).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+    assert answer["run_id"] == trained.run_id
+    assert answer["duration"] > 0

@@ -65,6 +65,7 @@ SERVING = [
     Serving(r"prefect worker start", log_says("started!")),
     Serving(r"moto_server .*-p 9000", port_open(9000)),
     Serving(r"mlflow server .*--port 5000", http_ok("http://127.0.0.1:5000/health")),
+    Serving(r"gunicorn .*127.0.0.1:9696 predict:app", http_ok("http://127.0.0.1:9696/ready")),
 ]
 
 
@@ -135,6 +136,16 @@ PLANS: dict[str, Plan] = {
     ),
     "Training": Plan(
         expect={"pipenv run python train.py green 2021 1": ("rmse: ",)},
+    ),
+    "Serving online": Plan(
+        expect={
+            "curl -s -X POST -H 'Content-Type: application/json' -d '{\"PULocationID\": 130, "
+            '"DOLocationID": 205, "trip_distance": 3.66}\' http://127.0.0.1:9696/predict': (
+                '{"duration":',
+                '"model_version":"ride-duration/',
+            ),
+            "curl -s http://127.0.0.1:9696/ready": ('"status":"ready"',),
+        }
     ),
     "S3 and a remote MLflow server": Plan(
         expect={

@@ -1,0 +1,22 @@
+"""gunicorn's settings for the web service: gunicorn reads this file from the folder it starts in.
+
+`gunicorn --bind 0.0.0.0:9696 predict:app` then runs WEB_WORKERS processes (one per core by
+default) of WEB_THREADS threads each; flags given on the command line win over these.
+"""
+
+import os
+
+from ride_duration.settings import Settings
+
+_settings = Settings.from_env()
+
+bind = "0.0.0.0:9696"
+workers = _settings.web_workers or os.cpu_count() or 1
+threads = _settings.web_threads
+timeout = _settings.web_timeout_seconds
+graceful_timeout = 10
+# Load the model once, in the master, before forking: the workers share it, start at once, and
+# a model that cannot be loaded stops gunicorn with its one-line error instead of a restart loop.
+preload_app = True
+# gunicorn 26 opens a control socket in $HOME/.gunicorn; a container or a test needs none.
+control_socket_disable = True

@@ -1,0 +1,41 @@
+"""The web service: `gunicorn --bind 0.0.0.0:9696 predict:app` (gunicorn.conf.py sets the rest).
+
+    POST /predict        {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
+                      -> {"duration": 12.9, "model_version": "ride-duration/3", "run_id": "...",
+                          "ride_id": null}
+    POST /predict/batch  {"rides": [ride, ...]}  (at most WEB_MAX_BATCH_RIDES)
+    GET  /health         alive;  GET /ready (or /ping): 200 with the model version once loaded
+
+The model is resolved and loaded when gunicorn imports this module (once, before it forks its
+workers): an alias becomes one version, returned in every answer. When the model cannot be
+loaded at all, the service exits with one line saying why.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from flask import Flask
+
+from ride_duration import online
+from ride_duration.service import load_for_serving
+from ride_duration.settings import Settings
+
+
+def create_app() -> Flask:
+    """The app gunicorn serves, around the model of the settings."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    settings = Settings.from_env()
+    loaded = online.load(lambda: load_for_serving(settings))
+    if loaded.model is None:
+        print(f"error: {loaded.error}", file=sys.stderr)
+        sys.exit(2)
+    return online.create_app(loaded, max_batch=settings.web_max_batch_rides)
+
+
+# gunicorn takes the app from this module (`predict:app`), so it is made at import.
+app = create_app()
+
+if __name__ == "__main__":  # `python predict.py`: Flask's development server, for a quick try
+    app.run(host="127.0.0.1", port=9696)

@@ -1,0 +1,237 @@
+"""The web service's app through Flask's test client, with a small real model (`online`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.pipeline import make_pipeline
+
+from ride_duration import features as f
+from ride_duration import online
+from ride_duration.errors import ModelNotFoundError
+from ride_duration.model import ModelRef
+from ride_duration.scoring import make_predictor
+from ride_duration.service import ServingModel
+from tests.test_service import prepared
+
+MODEL = ModelRef(
+    uri="models:/ride-duration@production",
+    resolved_uri="models:/ride-duration/3",
+    name="ride-duration",
+    version="3",
+    run_id="abc123",
+)
+RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
+
+
+class CountingPredictor:
+    """A real predictor that counts its calls: a batch must be one vectorised call."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+        self.features = predictor.features
+        self.calls: list[int] = []
+
+    def predict(self, trips):
+        self.calls.append(trips.num_rows)
+        return self.predictor.predict(trips)
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    trips = prepared(2021, 2, 2_000)
+    regressor = RandomForestRegressor(n_estimators=5, max_depth=8, random_state=0)
+    pipeline = make_pipeline(DictVectorizer(), regressor)
+    return pipeline.fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
+
+
+@pytest.fixture
+def predictor(pipeline) -> CountingPredictor:
+    return CountingPredictor(make_predictor(pipeline))
+
+
+@pytest.fixture
+def client(predictor):
+    app = online.create_app(online.Loaded(ServingModel(MODEL, predictor)), max_batch=5)
+    return app.test_client()
+
+
+def expected(pipeline, rides: list[dict]) -> list[float]:
+    table = f.rides_table(rides)
+    return make_predictor(pipeline).predict(table).tolist()
+
+
+def test_the_course_payload_gets_a_duration_and_the_model_version(client, pipeline):
+    response = client.post("/predict", json=RIDE)
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "duration": pytest.approx(expected(pipeline, [RIDE])[0], abs=1e-9),
+        "ride_id": None,
+        "model_version": "ride-duration/3",
+        "run_id": "abc123",
+    }
+
+
+@pytest.mark.parametrize("ride_id", [156, "ride-156", 156.0, None])
+def test_a_ride_id_is_echoed(client, ride_id):
+    answer = client.post("/predict", json={**RIDE, "ride_id": ride_id}).get_json()
+    assert answer["ride_id"] == (156 if ride_id == 156.0 else ride_id)
+
+
+def test_a_batch_is_predicted_in_order_in_one_call(client, predictor, pipeline):
+    rides = [{**RIDE, "trip_distance": d, "ride_id": i} for i, d in enumerate([0.5, 9, 2, 3.66])]
+    response = client.post("/predict/batch", json={"rides": rides})
+    assert response.status_code == 200
+    body = response.get_json()
+    assert [p["ride_id"] for p in body["predictions"]] == [0, 1, 2, 3]
+    np.testing.assert_allclose(
+        [p["duration"] for p in body["predictions"]], expected(pipeline, rides), atol=1e-9
+    )
+    assert body["model_version"] == "ride-duration/3"
+    assert predictor.calls == [4]  # one vectorised call
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type", "status", "field", "says"),
+    [
+        ("/predict", b"PULocationID=130", "application/x-www-form-urlencoded", 415, None, "JSON"),
+        ("/predict", b"{not json", "application/json", 400, None, "not valid JSON"),
+        ("/predict", b"[1, 2]", "application/json", 400, None, "JSON object"),
+        (
+            "/predict",
+            {"DOLocationID": 205, "trip_distance": 3.66},
+            None,
+            400,
+            "PULocationID",
+            "missing",
+        ),
+        ("/predict", {**RIDE, "PULocationID": "abc"}, None, 400, "PULocationID", "whole number"),
+        ("/predict", {**RIDE, "PULocationID": 13.5}, None, 400, "PULocationID", "whole number"),
+        ("/predict", {**RIDE, "DOLocationID": True}, None, 400, "DOLocationID", "whole number"),
+        ("/predict", {**RIDE, "trip_distance": -2}, None, 400, "trip_distance", "0 or more"),
+        ("/predict", {**RIDE, "trip_distance": "far"}, None, 400, "trip_distance", "number"),
+        ("/predict", {**RIDE, "trip_distance": None}, None, 400, "trip_distance", "finite"),
+        (
+            "/predict",
+            b'{"PULocationID": 1, "DOLocationID": 2, "trip_distance": NaN}',
+            "application/json",
+            400,
+            "trip_distance",
+            "finite",
+        ),
+        (
+            "/predict",
+            b'{"PULocationID": 1, "DOLocationID": 2, "trip_distance": Infinity}',
+            "application/json",
+            400,
+            "trip_distance",
+            "finite",
+        ),
+        ("/predict", {**RIDE, "ride_id": [1]}, None, 400, "ride_id", "string or a whole number"),
+        ("/predict/batch", {"rides": "all"}, None, 400, "rides", "rides"),
+        ("/predict/batch", {}, None, 400, "rides", "rides"),
+        ("/predict/batch", {"rides": [RIDE] * 6}, None, 413, "rides", "at most 5 rides"),
+        (
+            "/predict/batch",
+            {"rides": [RIDE, {**RIDE, "trip_distance": -1}]},
+            None,
+            400,
+            "rides[1].trip_distance",
+            "0 or more",
+        ),
+        ("/predict/batch", {"rides": [RIDE, 7]}, None, 400, "rides[1]", "an object"),
+        (
+            "/predict/batch",
+            {"rides": [{**RIDE, "ride_id": {}}]},
+            None,
+            400,
+            "rides[0].ride_id",
+            "ride_id",
+        ),
+        ("/predict", b"x" * (online.MAX_BODY_BYTES + 1), "application/json", 413, None, "large"),
+    ],
+)
+def test_a_bad_request_gets_a_4xx_json_error_naming_the_field(
+    client, path, body, content_type, status, field, says
+):
+    if isinstance(body, bytes):
+        response = client.post(path, data=body, content_type=content_type)
+    else:
+        response = client.post(path, json=body)
+    assert response.status_code == status
+    answer = response.get_json()
+    assert set(answer) == {"error", "field"}
+    assert answer["field"] == field
+    assert says in answer["error"]
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/predict", 405), ("GET", "/x", 404)]
+)
+def test_unknown_routes_and_methods_answer_json(client, method, path, status):
+    response = client.open(path, method=method)
+    assert response.status_code == status
+    assert set(response.get_json()) == {"error", "field"}
+
+
+def test_unknown_fields_are_ignored(client, pipeline):
+    answer = client.post("/predict", json={**RIDE, "vendor": 2, "note": "x"}).get_json()
+    assert answer["duration"] == pytest.approx(expected(pipeline, [RIDE])[0], abs=1e-9)
+
+
+@pytest.mark.parametrize("path", ["/ready", "/ping"])
+def test_ready_says_the_model_version(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "ready",
+        "model_version": "ride-duration/3",
+        "run_id": "abc123",
+    }
+    assert client.get("/health").get_json() == {"status": "alive"}
+
+
+def test_a_model_that_failed_to_load_makes_ready_and_predict_say_so():
+    def fails() -> ServingModel:
+        raise ModelNotFoundError("cannot find model models:/ride-duration@nope: no alias")
+
+    app = online.create_app(online.load(fails))
+    client = app.test_client()
+    assert client.get("/health").status_code == 200
+    ready = client.get("/ready")
+    assert ready.status_code == 503
+    assert ready.get_json()["error"] == "cannot find model models:/ride-duration@nope: no alias"
+    answer = client.post("/predict", json=RIDE)
+    assert answer.status_code == 503
+    assert "the model is not loaded" in answer.get_json()["error"]
+
+
+def test_an_unexpected_failure_is_a_500_json_without_a_traceback(pipeline):
+    class Broken:
+        features = make_predictor(pipeline).features
+
+        def predict(self, trips):
+            raise RuntimeError("secret internals")
+
+    client = online.create_app(online.Loaded(ServingModel(MODEL, Broken()))).test_client()
+    response = client.post("/predict", json=RIDE)
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "internal error", "field": None}
+
+
+def test_each_request_logs_one_json_line(client, caplog):
+    with caplog.at_level(logging.INFO, logger="ride_duration.online"):
+        client.post("/predict/batch", json={"rides": [RIDE, RIDE]})
+    [line] = [r.getMessage() for r in caplog.records if r.name == "ride_duration.online"]
+    entry = json.loads(line)
+    assert entry["status"] == 200
+    assert entry["rides"] == 2
+    assert entry["model_version"] == "ride-duration/3"
+    assert entry["latency_ms"] > 0
+    assert (entry["method"], entry["path"]) == ("POST", "/predict/batch")
