@@ -1,6 +1,10 @@
-# The ride-duration scorer: `docker run IMAGE python score.py green 2021 3` for a month, and
-# `docker run -p 9696:9696 IMAGE gunicorn predict:app` for the web service. It also serves as the
-# image of a Prefect docker work pool: there is no ENTRYPOINT, the worker sends its own command.
+# The ride-duration scorer, one image for every way of running it (there is no ENTRYPOINT: each
+# way sends its own command):
+#   a month:           docker run IMAGE python score.py green 2021 3
+#   a docker pool:     the Prefect worker's own command
+#   the web service:   docker run -p 9696:9696 IMAGE gunicorn predict:app
+#   AWS Lambda:        image command python -m awslambdaric lambda_function.lambda_handler
+#   a stream consumer: docker run IMAGE python stream.py
 # Only the runtime ([packages]) section of Pipfile.lock is installed.
 # tests/integration/test_image.py replays the install step and the COPYs without Docker.
 FROM python:3.11-slim
@@ -34,7 +38,8 @@ RUN useradd --create-home --no-log-init --uid 10001 --user-group app \
     && install -d -o app -g app /app
 WORKDIR /app
 
-COPY score.py backfill.py train.py predict.py gunicorn.conf.py deployment.yaml ./
+COPY score.py backfill.py train.py predict.py gunicorn.conf.py lambda_function.py stream.py \
+     deployment.yaml ./
 COPY ride_duration/ ./ride_duration/
 
 USER 10001:10001

@@ -16,7 +16,7 @@ export TLC_DATA_DIR
 VENV := .venv
 RUN := $(VENV)/bin/python
 
-.PHONY: help install demo server server-stop test test-unit lint format bench bench-web image clean
+.PHONY: help install demo server server-stop test test-unit lint format bench bench-web bench-stream image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench: install ## benchmark product vs naive vs floor on 3M rows; writes benchma
 
 bench-web: install ## benchmark the web service beside the course's; writes benchmarks/RESULTS.md
 	$(RUN) benchmarks/bench_web.py --requests 2000 --clients 8 --results benchmarks/RESULTS.md
+
+bench-stream: install ## benchmark the stream handler beside the course's Lambda; RESULTS.md
+	$(RUN) benchmarks/bench_stream.py --results benchmarks/RESULTS.md
 
 image: ## build the worker image ride-duration:latest (needs a Docker engine)
 	docker build --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" -t ride-duration:latest .

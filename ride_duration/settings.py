@@ -79,6 +79,17 @@ class Settings:
     web_threads: int = variable("WEB_THREADS", 4, minimum=1)
     web_timeout_seconds: int = variable("WEB_TIMEOUT_SECONDS", 30, minimum=1)
     web_max_batch_rides: int = variable("WEB_MAX_BATCH_RIDES", 1000, minimum=1)
+    # The stream scorer (lambda_function.py, stream.py): Kinesis in, Kinesis out.
+    input_stream_name: str = variable("INPUT_STREAM_NAME", "ride_events")
+    predictions_stream_name: str = variable("PREDICTIONS_STREAM_NAME", "ride_predictions")
+    kinesis_endpoint_url: str | None = variable("KINESIS_ENDPOINT_URL", None)
+    test_run: bool = variable("TEST_RUN", False)  # the course's flag: predict, write nothing
+    put_retries: int = variable("PUT_RETRIES", 3, minimum=0)
+    stream_checkpoint: str = variable("STREAM_CHECKPOINT", "stream-checkpoint.json")
+    stream_start: Literal["TRIM_HORIZON", "LATEST"] = variable("STREAM_START", "TRIM_HORIZON")
+    stream_batch_size: int = variable("STREAM_BATCH_SIZE", 100, minimum=1)
+    stream_max_retries: int = variable("STREAM_MAX_RETRIES", 2, minimum=0)
+    stream_dead_letter: str = variable("STREAM_DEAD_LETTER", "stream-dead-letter.jsonl")
     # Without PREFECT_API_URL, commands share one local Prefect server started on this port.
     local_prefect_port: int = variable("LOCAL_PREFECT_PORT", 4200, minimum=1)
     # A fresh server migrates its database first: ~20 s idle, much longer on a busy machine.

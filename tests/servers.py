@@ -180,3 +180,88 @@ class CuttableProxy:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
+
+
+class RefusingKinesis:
+    """An HTTP proxy on 127.0.0.1 to a Kinesis server that refuses PutRecords entries on demand.
+
+    `refuse(partition_key)` says, per entry, how many more times to refuse it. A refused entry
+    is taken out of the request before it is forwarded (so it is not written) and comes back
+    with an ErrorCode, as Kinesis answers an entry it throttled; everything else passes as is.
+    """
+
+    def __init__(self, target: str) -> None:
+        import json
+        import threading
+        import urllib.parse
+        from http.client import HTTPConnection
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        parsed = urllib.parse.urlsplit(target)
+        self.refusals: dict[str, int] = {}
+        self.refused: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                target_name = self.headers.get("X-Amz-Target", "")
+                refused: set[int] = set()
+                if target_name.endswith(".PutRecords"):
+                    request = json.loads(body)
+                    refused = proxy._choose(request["Records"])
+                    kept = [r for i, r in enumerate(request["Records"]) if i not in refused]
+                    body = json.dumps({**request, "Records": kept}).encode()
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "content-length"}
+                upstream = HTTPConnection(parsed.hostname, parsed.port, timeout=30)
+                upstream.request("POST", self.path, body=body, headers=headers)
+                response = upstream.getresponse()
+                answer = response.read()
+                if refused and response.status == 200:
+                    answer = proxy._merge(json.loads(answer), refused)
+                self.send_response(response.status)
+                for key, value in response.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def refuse(self, partition_key: str, times: int) -> None:
+        self.refusals[partition_key] = times
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _choose(self, records: list[dict]) -> set[int]:
+        chosen = set()
+        for i, record in enumerate(records):
+            key = record["PartitionKey"]
+            if self.refusals.get(key, 0) > 0:
+                self.refusals[key] -= 1
+                self.refused.append(key)
+                chosen.add(i)
+        return chosen
+
+    def _merge(self, answer: dict, refused: set[int]) -> bytes:
+        import json
+
+        forwarded = iter(answer["Records"])
+        total = len(answer["Records"]) + len(refused)
+        results = [
+            {"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded"}
+            if i in refused
+            else next(forwarded)
+            for i in range(total)
+        ]
+        failed = sum(1 for r in results if "ErrorCode" in r)
+        return json.dumps({**answer, "FailedRecordCount": failed, "Records": results}).encode()

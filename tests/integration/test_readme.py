@@ -147,6 +147,21 @@ PLANS: dict[str, Plan] = {
             "curl -s http://127.0.0.1:9696/ready": ('"status":"ready"',),
         }
     ),
+    "Scoring a stream": Plan(
+        expect={
+            "pipenv run python stream.py --until-idle": (
+                "reading ride_events into ride_predictions",
+            ),
+            "pipenv run python -c \"import boto3; k = boto3.client('kinesis'); shard = "
+            "k.list_shards(StreamName='ride_predictions')['Shards'][0]['ShardId']; it = "
+            "k.get_shard_iterator(StreamName='ride_predictions', ShardId=shard, "
+            "ShardIteratorType='TRIM_HORIZON')['ShardIterator']; "
+            "print(k.get_records(ShardIterator=it)['Records'][0]['Data'].decode())\"": (
+                '"model": "ride_duration_prediction_model"',
+                '"ride_id": 156',
+            ),
+        }
+    ),
     "S3 and a remote MLflow server": Plan(
         expect={
             "pipenv run python score.py green 2021 3": (

@@ -1,0 +1,194 @@
+"""Scoring a stream: a batch of Kinesis records in, one prediction record per ride out.
+
+The Lambda handler (`lambda_function.py`) and the local consumer (`stream.py`) both call
+`handle`. Each input record's data is JSON `{"ride": {...}, "ride_id": ...}`. Every record is
+decoded and checked by the feature rules of batch scoring; all good rides of the batch are
+predicted in one call; the predictions go out with `put_records` (at most 500 a call), entries
+that come back with an ErrorCode re-sent with bounded retries. A record that cannot be decoded
+or checked, or whose prediction could not be written, is reported by its sequence number in
+`batchItemFailures` (Lambda's ReportBatchItemFailures contract) and logged with its reason: it
+never blocks the others.
+
+Delivery is at least once (Lambda retries a batch from its first failed record); a prediction
+record is a pure function of the ride and the model version, so a reader de-duplicates on
+(`ride_id`, `version`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from ride_duration import features as f
+from ride_duration.errors import RideError
+from ride_duration.service import ServingModel
+from ride_duration.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# The course's name for the model in each prediction record.
+MODEL_NAME = "ride_duration_prediction_model"
+PUT_RECORDS_LIMIT = 500  # Kinesis PutRecords takes at most 500 records per call
+
+
+@dataclass(frozen=True)
+class Ride:
+    """One decoded input record: its sequence number, the ride and its id."""
+
+    sequence_number: str
+    ride: dict
+    ride_id: object
+
+
+class Kinesis(Protocol):
+    """What the handler needs of a Kinesis client (boto3's, or a test's)."""
+
+    def put_records(self, *, StreamName: str, Records: list[dict]) -> dict: ...  # boto3 names
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where predictions go: a Kinesis stream, with bounded retries of refused entries."""
+
+    client: Kinesis | None
+    stream_name: str
+    retries: int = 3
+    backoff_seconds: float = 0.1
+    sleep: Callable[[float], None] = time.sleep
+
+
+def handle(event: dict, model: ServingModel, output: Output, *, test_run: bool = False) -> dict:
+    """Score the records of one Kinesis event; the Lambda answer, with its batchItemFailures."""
+    records = event.get("Records") or []
+    rides, failures = decode(records)
+    rides, table, invalid = _valid(rides)
+    failures += invalid
+    durations = model.predictor.predict(table) if rides else []
+    predictions = [
+        prediction_record(model, duration, ride.ride_id)
+        for ride, duration in zip(rides, durations, strict=True)
+    ]
+    answer: dict[str, Any] = {}
+    if test_run:
+        answer["predictions"] = predictions
+    else:
+        failures += _put(output, rides, predictions)
+    answer["batchItemFailures"] = [{"itemIdentifier": sequence} for sequence in failures]
+    return answer
+
+
+def decode(records: Sequence[dict]) -> tuple[list[Ride], list[str]]:
+    """The rides of Kinesis event records, and the sequence numbers of those that are not."""
+    rides, failures = [], []
+    for record in records:
+        kinesis = record.get("kinesis") or {}
+        sequence = str(kinesis.get("sequenceNumber", ""))
+        try:
+            body = json.loads(base64.b64decode(kinesis["data"], validate=True))
+        except (KeyError, TypeError, ValueError, binascii.Error) as error:
+            _refused(sequence, f"the record is not base64 JSON ({type(error).__name__})")
+            failures.append(sequence)
+            continue
+        if not isinstance(body, dict) or not isinstance(body.get("ride"), dict):
+            _refused(sequence, 'the record is not {"ride": {...}, "ride_id": ...}')
+            failures.append(sequence)
+            continue
+        ride_id = body.get("ride_id")
+        if not _is_ride_id(ride_id):
+            _refused(sequence, f"ride_id must be a string or a whole number, got {ride_id!r}")
+            failures.append(sequence)
+            continue
+        if isinstance(ride_id, float):
+            ride_id = int(ride_id)  # 156.0 is ride 156, in the record and its partition key
+        rides.append(Ride(sequence, body["ride"], ride_id))
+    return rides, failures
+
+
+def prediction_record(model: ServingModel, duration: float, ride_id: object) -> dict:
+    """The course's output record, with the model's real version and run."""
+    return {
+        "model": MODEL_NAME,
+        "version": model.version,
+        "run_id": model.ref.run_id,
+        "prediction": {"ride_duration": float(duration), "ride_id": ride_id},
+    }
+
+
+def _valid(rides: list[Ride]) -> tuple[list[Ride], pa.Table, list[str]]:
+    """The rides that pass the feature rules and their model columns, and the sequence numbers
+    of those that do not (each bad ride costs one more pass over the rest)."""
+    good, failures = list(rides), []
+    while True:
+        try:
+            return good, f.rides_table([r.ride for r in good]), failures
+        except RideError as error:
+            bad = good.pop(error.index)
+            _refused(bad.sequence_number, str(error))
+            failures.append(bad.sequence_number)
+
+
+def _put(output: Output, rides: list[Ride], predictions: list[dict]) -> list[str]:
+    """Write the predictions; the sequence numbers of rides whose prediction was not written."""
+    failed: list[str] = []
+    entries = [
+        (ride.sequence_number, {"Data": json.dumps(p).encode(), "PartitionKey": str(ride.ride_id)})
+        for ride, p in zip(rides, predictions, strict=True)
+    ]
+    for start in range(0, len(entries), PUT_RECORDS_LIMIT):
+        failed += _put_chunk(output, entries[start : start + PUT_RECORDS_LIMIT])
+    return failed
+
+
+def _put_chunk(output: Output, entries: list[tuple[str, dict]]) -> list[str]:
+    """PutRecords one chunk, re-sending the entries Kinesis refused, at most `retries` times."""
+    pending = entries
+    for attempt in range(output.retries + 1):
+        if attempt:
+            output.sleep(output.backoff_seconds * 2 ** (attempt - 1))
+        try:
+            answer = output.client.put_records(
+                StreamName=output.stream_name, Records=[entry for _, entry in pending]
+            )
+        except Exception as error:  # noqa: BLE001 - a call that failed whole is retried whole
+            logger.warning("put_records of %d records failed: %s", len(pending), error)
+            continue
+        pending = [
+            entry
+            for entry, result in zip(pending, answer["Records"], strict=True)
+            if result.get("ErrorCode")
+        ]
+        if not pending:
+            return []
+    for sequence, _ in pending:
+        _refused(sequence, f"its prediction was not written after {output.retries} retries")
+    return [sequence for sequence, _ in pending]
+
+
+def _is_ride_id(value: object) -> bool:
+    if value is None or isinstance(value, str):
+        return True
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (
+        isinstance(value, float) and math.isfinite(value) and value.is_integer()
+    )
+
+
+def _refused(sequence: str, reason: str) -> None:
+    logger.warning("record %s reported as failed: %s", sequence, reason)
+
+
+def kinesis_client(settings: Settings) -> Kinesis:
+    """A boto3 Kinesis client: KINESIS_ENDPOINT_URL (the course's), else AWS_ENDPOINT_URL."""
+    import boto3
+
+    return boto3.client("kinesis", endpoint_url=settings.kinesis_endpoint_url or None)

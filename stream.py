@@ -1,0 +1,73 @@
+"""Score the Kinesis stream without Lambda: `python stream.py` (a container, or a laptop).
+
+Reads INPUT_STREAM_NAME (`ride_events`) shard by shard from STREAM_START (TRIM_HORIZON or
+LATEST) or from its checkpoint (STREAM_CHECKPOINT), hands each batch to the same handler as
+the Lambda function, and keeps going until SIGTERM or Ctrl-C, which stop it after the batch at
+hand. Records the handler still reports failed after STREAM_MAX_RETRIES retries are kept in
+STREAM_DEAD_LETTER. The Kinesis endpoint is KINESIS_ENDPOINT_URL, else AWS_ENDPOINT_URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from ride_duration import cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: `python stream.py [--until-idle] [--debug]`."""
+    parser = argparse.ArgumentParser(
+        prog="stream.py", description="Score the rides of a Kinesis stream, as the Lambda does."
+    )
+    parser.add_argument(
+        "--until-idle", action="store_true", help="stop once every shard is read to its end"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    def run() -> None:
+        from ride_duration import streaming
+        from ride_duration.consumer import Checkpoint, Consumer
+        from ride_duration.service import load_for_serving
+        from ride_duration.settings import Settings
+
+        settings = Settings.from_env()
+        model = load_for_serving(settings)
+        client = streaming.kinesis_client(settings)
+        output = streaming.Output(
+            None if settings.test_run else client,
+            settings.predictions_stream_name,
+            settings.put_retries,
+        )
+        consumer = Consumer(
+            client=client,
+            stream=settings.input_stream_name,
+            handler=lambda event: streaming.handle(
+                event, model, output, test_run=settings.test_run
+            ),
+            checkpoint=Checkpoint(Path(settings.stream_checkpoint)),
+            dead_letter=Path(settings.stream_dead_letter),
+            start=settings.stream_start,
+            batch_size=settings.stream_batch_size,
+            max_retries=settings.stream_max_retries,
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: consumer.stop.set())
+        logging.getLogger("stream").info(
+            "reading %s into %s with %s",
+            settings.input_stream_name,
+            settings.predictions_stream_name,
+            model.version,
+        )
+        consumer.run(until_idle=args.until_idle)
+
+    return cli.run(run, debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

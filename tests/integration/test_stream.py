@@ -1,0 +1,316 @@
+"""The stream scorer for real: Kinesis on the session's moto server (two shards in, one out),
+the handler run by awslambdaric against a Lambda Runtime API of the tests' own, and the local
+consumer as a process that is killed mid-stream and started again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+from ride_duration import features as f
+from ride_duration.consumer import lambda_record
+from ride_duration.scoring import PredictionCache, make_predictor
+from tests.conftest import REPO
+from tests.integration.conftest import Services, Trained
+from tests.lambda_runtime import LambdaRuntime, run_function
+from tests.servers import RefusingKinesis, stop
+from tests.test_service import as_rides, prepared
+
+BAD = {
+    "not json": b"{ride: 1",
+    "missing field": json.dumps(
+        {"ride": {"DOLocationID": 205, "trip_distance": 3.66}, "ride_id": "bad-1"}
+    ).encode(),
+    "negative distance": json.dumps(
+        {
+            "ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": -2.0},
+            "ride_id": "bad-2",
+        }
+    ).encode(),
+}
+
+
+@dataclass(frozen=True)
+class Streams:
+    client: object
+    input: str
+    output: str
+    arn: str
+
+
+@pytest.fixture
+def streams(services: Services) -> Iterator[Streams]:
+    client = boto3.client("kinesis", endpoint_url=services.s3_endpoint, region_name="us-east-1")
+    name = f"ride_events-{uuid.uuid4().hex[:8]}"
+    output = f"ride_predictions-{uuid.uuid4().hex[:8]}"
+    client.create_stream(StreamName=name, ShardCount=2)
+    client.create_stream(StreamName=output, ShardCount=1)
+    for stream in (name, output):
+        client.get_waiter("stream_exists").wait(StreamName=stream)
+    arn = client.describe_stream(StreamName=name)["StreamDescription"]["StreamARN"]
+    try:
+        yield Streams(client, name, output, arn)
+    finally:
+        for stream in (name, output):
+            client.delete_stream(StreamName=stream)
+
+
+def put(streams: Streams, entries: list[tuple[str, bytes]]) -> None:
+    for start in range(0, len(entries), 500):
+        chunk = entries[start : start + 500]
+        answer = streams.client.put_records(
+            StreamName=streams.input,
+            Records=[{"PartitionKey": key, "Data": data} for key, data in chunk],
+        )
+        assert answer["FailedRecordCount"] == 0
+
+
+def read_all(client, stream: str) -> list[dict]:
+    """Every record of every shard of `stream`, from the start."""
+    records = []
+    for shard in client.list_shards(StreamName=stream)["Shards"]:
+        iterator = client.get_shard_iterator(
+            StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = client.get_records(ShardIterator=iterator, Limit=1000)
+            records += page["Records"]
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return records
+
+
+def lambda_event(streams: Streams) -> dict:
+    """The input stream's records as Lambda's event source mapping hands them over."""
+    records = []
+    for shard in streams.client.list_shards(StreamName=streams.input)["Shards"]:
+        iterator = streams.client.get_shard_iterator(
+            StreamName=streams.input, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        page = streams.client.get_records(ShardIterator=iterator, Limit=1000)
+        records += [lambda_record(r, shard["ShardId"], streams.arn) for r in page["Records"]]
+    return {"Records": records}
+
+
+def good_rides(count: int) -> list[tuple[str, dict]]:
+    rides = as_rides(prepared(2021, 3, count * 2).slice(0, count))
+    return [(f"ride-{i}", ride) for i, ride in enumerate(rides)]
+
+
+def encoded(ride_id: str, ride: dict) -> bytes:
+    return json.dumps({"ride": ride, "ride_id": ride_id}).encode()
+
+
+@pytest.fixture(scope="module")
+def batch_path(services: Services, trained: Trained):
+    import mlflow
+    import mlflow.sklearn
+
+    mlflow.set_tracking_uri(services.tracking_uri)
+    model = mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
+    predictor = make_predictor(model)
+    return lambda rides: predictor.predict_batch(f.rides_table(rides), PredictionCache()).values
+
+
+def function_env(services: Services, streams: Streams, **extra: str) -> dict[str, str]:
+    return {
+        **services.env,
+        "MODEL_URI": "models:/ride-duration@production",
+        "PREDICTIONS_STREAM_NAME": streams.output,
+        **extra,
+    }
+
+
+def predictions_by_ride(client, stream: str) -> dict[str, list[dict]]:
+    found: dict[str, list[dict]] = {}
+    for record in read_all(client, stream):
+        body = json.loads(record["Data"])
+        assert record["PartitionKey"] == str(body["prediction"]["ride_id"])
+        found.setdefault(body["prediction"]["ride_id"], []).append(body)
+    return found
+
+
+def test_the_lambda_scores_good_records_and_reports_exactly_the_bad_ones(
+    services: Services, trained: Trained, streams: Streams, tmp_path: Path, batch_path
+):
+    rides = good_rides(40)
+    entries = [(key, encoded(key, ride)) for key, ride in rides]
+    entries[10:10] = [(f"bad-{name}", data) for name, data in BAD.items()]
+    put(streams, entries)
+    event = lambda_event(streams)
+    bad_sequences = {
+        r["kinesis"]["sequenceNumber"]
+        for r in event["Records"]
+        if r["kinesis"]["partitionKey"].startswith("bad-")
+    }
+    assert len(bad_sequences) == len(BAD)
+
+    with (
+        LambdaRuntime() as runtime,
+        run_function(
+            runtime,
+            "lambda_function.lambda_handler",
+            cwd=REPO,
+            log=tmp_path / "function.log",
+            env=function_env(services, streams),
+        ),
+    ):
+        first = runtime.invoke(event, timeout=120)
+        second = runtime.invoke(event, timeout=120)  # Lambda delivers at least once
+    assert first.error is None, first.error
+    assert {i["itemIdentifier"] for i in first.response["batchItemFailures"]} == bad_sequences
+    assert second.response == first.response
+
+    found = predictions_by_ride(streams.client, streams.output)
+    assert set(found) == {key for key, _ in rides}
+    expected = dict(zip([k for k, _ in rides], batch_path([r for _, r in rides]), strict=True))
+    for key, copies in found.items():
+        assert len(copies) == 2
+        assert copies[0] == copies[1]  # the same ride and version: the same record
+        assert copies[0]["model"] == "ride_duration_prediction_model"
+        assert copies[0]["version"] == f"ride-duration/{trained.version}"
+        assert copies[0]["run_id"] == trained.run_id
+        assert abs(copies[0]["prediction"]["ride_duration"] - expected[key]) <= 1e-9
+    log = (tmp_path / "function.log").read_text()
+    for reason in ("not base64 JSON", "PULocationID is missing", "trip_distance must be"):
+        assert reason in log
+
+
+def test_refused_writes_are_retried_and_still_refused_ones_reported(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    rides = good_rides(12)
+    put(streams, [(key, encoded(key, ride)) for key, ride in rides])
+    event = lambda_event(streams)
+    proxy = RefusingKinesis(services.s3_endpoint)
+    proxy.refuse("ride-3", 2)  # throttled twice, then written
+    proxy.refuse("ride-7", 99)  # never written
+    try:
+        with (
+            LambdaRuntime() as runtime,
+            run_function(
+                runtime,
+                "lambda_function.lambda_handler",
+                cwd=REPO,
+                log=tmp_path / "function.log",
+                env=function_env(services, streams, KINESIS_ENDPOINT_URL=proxy.endpoint),
+            ),
+        ):
+            answer = runtime.invoke(event, timeout=120).response
+    finally:
+        proxy.close()
+    sequence_of = {
+        r["kinesis"]["partitionKey"]: r["kinesis"]["sequenceNumber"] for r in event["Records"]
+    }
+    assert answer == {"batchItemFailures": [{"itemIdentifier": sequence_of["ride-7"]}]}
+    assert proxy.refused.count("ride-3") == 2
+    assert proxy.refused.count("ride-7") == 4  # the first try and PUT_RETRIES (3) retries
+    found = predictions_by_ride(streams.client, streams.output)
+    assert set(found) == {key for key, _ in rides} - {"ride-7"}
+
+
+def test_a_test_run_answers_the_predictions_and_writes_nothing(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    rides = good_rides(3)
+    put(streams, [(key, encoded(key, ride)) for key, ride in rides])
+    with (
+        LambdaRuntime() as runtime,
+        run_function(
+            runtime,
+            "lambda_function.lambda_handler",
+            cwd=REPO,
+            log=tmp_path / "function.log",
+            env=function_env(services, streams, TEST_RUN="True"),
+        ),
+    ):
+        answer = runtime.invoke(lambda_event(streams), timeout=120).response
+    assert answer["batchItemFailures"] == []
+    assert sorted(p["prediction"]["ride_id"] for p in answer["predictions"]) == sorted(
+        key for key, _ in rides
+    )
+    assert read_all(streams.client, streams.output) == []
+
+
+def consumer(services: Services, streams: Streams, tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {
+        **function_env(services, streams),
+        "INPUT_STREAM_NAME": streams.input,
+        "STREAM_CHECKPOINT": str(tmp_path / "checkpoint.json"),
+        "STREAM_DEAD_LETTER": str(tmp_path / "dead-letter.jsonl"),
+        "STREAM_BATCH_SIZE": "25",
+    }
+    log = (tmp_path / "consumer.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, str(REPO / "stream.py"), *args],
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def test_the_consumer_killed_mid_stream_and_restarted_loses_nothing(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    rides = good_rides(400)
+    entries = [(key, encoded(key, ride)) for key, ride in rides]
+    for position, (name, data) in zip((50, 170, 333), BAD.items(), strict=True):
+        entries.insert(position, (f"bad-{name}", data))
+    put(streams, entries)
+
+    first = consumer(services, streams, tmp_path)
+    try:
+        deadline = time.monotonic() + 180
+        while len(read_all(streams.client, streams.output)) < 100:  # part of the way through
+            assert first.poll() is None, (tmp_path / "consumer.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (tmp_path / "consumer.log").read_text()[-3000:]
+            time.sleep(0.2)
+        os.killpg(first.pid, signal.SIGKILL)  # the container dies
+        first.wait()
+    finally:
+        stop(first)
+    written_before = len(read_all(streams.client, streams.output))
+    assert written_before < len(rides)
+
+    second = consumer(services, streams, tmp_path, "--until-idle")
+    assert second.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
+    found = predictions_by_ride(streams.client, streams.output)
+    assert set(found) == {key for key, _ in rides}  # every good ride scored, none lost
+    for copies in found.values():
+        assert all(copy == copies[0] for copy in copies)  # duplicates are identical
+    kept = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
+    assert sorted(k["partition_key"] for k in kept) == sorted(f"bad-{name}" for name in BAD)
+    checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert len(checkpoint) == 2  # both shards
+
+
+def test_the_consumer_stops_cleanly_on_sigterm(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    process = consumer(services, streams, tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        log = tmp_path / "consumer.log"
+        while "reading " not in log.read_text():
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        stop(process)

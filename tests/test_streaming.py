@@ -1,0 +1,190 @@
+"""The stream handler on Kinesis-shaped events, with a small real model: `ride_duration.streaming`.
+
+The Kinesis client here is a recording fake that can refuse entries the way PutRecords does
+(per-entry ErrorCode); tests/integration/test_stream.py runs the same against a Kinesis server.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from ride_duration import streaming
+from ride_duration.scoring import make_predictor
+from ride_duration.service import ServingModel
+from tests.test_online import MODEL, RIDE, pipeline  # noqa: F401 - the module's model fixture
+
+
+class FakeKinesis:
+    """PutRecords that keeps what it accepts and refuses entries as told, call by call."""
+
+    def __init__(self, refuse: list[set[int]] | None = None, fail_calls: int = 0) -> None:
+        self.refuse = refuse or []  # per call: positions of entries to refuse
+        self.fail_calls = fail_calls  # calls that fail whole (a network error) first
+        self.calls: list[int] = []
+        self.written: list[dict] = []
+
+    def put_records(self, *, StreamName: str, Records: list[dict]) -> dict:
+        self.calls.append(len(Records))
+        if self.fail_calls:
+            self.fail_calls -= 1
+            raise ConnectionError("connection reset")
+        refused = self.refuse.pop(0) if self.refuse else set()
+        results = []
+        for i, entry in enumerate(Records):
+            if i in refused:
+                results.append({"ErrorCode": "ProvisionedThroughputExceededException"})
+            else:
+                self.written.append(entry)
+                results.append({"SequenceNumber": str(len(self.written)), "ShardId": "s-0"})
+        return {"FailedRecordCount": len(refused), "Records": results}
+
+
+def record(sequence: int, body: object, raw: bytes | None = None) -> dict:
+    data = raw if raw is not None else json.dumps(body).encode()
+    return {"kinesis": {"sequenceNumber": str(sequence), "data": base64.b64encode(data).decode()}}
+
+
+def event(*records: dict) -> dict:
+    return {"Records": list(records)}
+
+
+@pytest.fixture
+def model(pipeline) -> ServingModel:  # noqa: F811 - the fixture of test_online
+    return ServingModel(MODEL, make_predictor(pipeline))
+
+
+def output(client: FakeKinesis, retries: int = 3) -> streaming.Output:
+    return streaming.Output(client, "ride_predictions", retries, sleep=lambda _: None)
+
+
+def test_the_course_record_becomes_the_course_prediction_with_the_real_version(model):
+    client = FakeKinesis()
+    answer = streaming.handle(
+        event(record(1, {"ride": RIDE, "ride_id": 156})), model, output(client)
+    )
+    assert answer == {"batchItemFailures": []}
+    [written] = client.written
+    assert written["PartitionKey"] == "156"
+    assert json.loads(written["Data"]) == {
+        "model": "ride_duration_prediction_model",
+        "version": "ride-duration/3",
+        "run_id": "abc123",
+        "prediction": {
+            "ride_duration": pytest.approx(model.predict_rides([RIDE])[0], abs=1e-9),
+            "ride_id": 156,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (record(2, None, raw=b"not json"), "not JSON"),
+        (record(2, None, raw=b"\xff\xfe"), "not UTF-8 JSON"),
+        ({"kinesis": {"sequenceNumber": "2", "data": "%%%"}}, "not base64"),
+        ({"kinesis": {"sequenceNumber": "2"}}, "no data"),
+        (record(2, [1, 2]), "not an object"),
+        (record(2, {"ride_id": 7}), "no ride"),
+        (record(2, {"ride": {"DOLocationID": 205, "trip_distance": 3.66}, "ride_id": 7}), "field"),
+        (record(2, {"ride": {**RIDE, "trip_distance": -1}, "ride_id": 7}), "negative distance"),
+        (record(2, {"ride": {**RIDE, "PULocationID": 1.5}, "ride_id": 7}), "not an id"),
+        (record(2, {"ride": RIDE, "ride_id": [7]}), "bad ride id"),
+    ],
+)
+def test_a_bad_record_is_reported_and_never_blocks_the_others(model, bad, why):
+    client = FakeKinesis()
+    good = [record(1, {"ride": RIDE, "ride_id": 1}), record(3, {"ride": RIDE, "ride_id": 3})]
+    answer = streaming.handle(event(good[0], bad, good[1]), model, output(client))
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "2"}]}, why
+    assert [json.loads(w["Data"])["prediction"]["ride_id"] for w in client.written] == [1, 3]
+
+
+def test_all_good_records_are_predicted_in_one_call(model):
+    calls = []
+    predictor = model.predictor
+
+    class Counting:
+        features = predictor.features
+
+        def predict(self, trips):
+            calls.append(trips.num_rows)
+            return predictor.predict(trips)
+
+    counted = ServingModel(model.ref, Counting())
+    records = [
+        record(i, {"ride": {**RIDE, "trip_distance": i / 10}, "ride_id": i}) for i in range(1, 301)
+    ]
+    records.insert(5, record(999, None, raw=b"x"))
+    answer = streaming.handle(event(*records), counted, output(FakeKinesis()))
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "999"}]
+    assert calls == [300]
+
+
+def test_more_than_500_predictions_go_out_in_calls_of_500(model):
+    client = FakeKinesis()
+    records = [record(i, {"ride": RIDE, "ride_id": i}) for i in range(1_201)]
+    assert streaming.handle(event(*records), model, output(client)) == {"batchItemFailures": []}
+    assert client.calls == [500, 500, 201]
+    keys = [w["PartitionKey"] for w in client.written]
+    assert keys == [str(i) for i in range(1_201)]
+
+
+def test_refused_entries_are_sent_again_until_they_are_written(model):
+    client = FakeKinesis(refuse=[{0, 2}, {1}], fail_calls=1)
+    records = [record(i, {"ride": RIDE, "ride_id": i}) for i in range(1, 5)]
+    assert streaming.handle(event(*records), model, output(client)) == {"batchItemFailures": []}
+    assert client.calls == [4, 4, 2, 1]  # a failed call, then 2 refused, then 1 refused
+    assert sorted(json.loads(w["Data"])["prediction"]["ride_id"] for w in client.written) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+def test_entries_still_refused_after_the_retries_are_reported(model):
+    client = FakeKinesis(refuse=[{1}, {0}, {0}, {0}])
+    records = [record(i, {"ride": RIDE, "ride_id": i}) for i in (11, 12, 13)]
+    answer = streaming.handle(event(*records), model, output(client, retries=3))
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "12"}]}
+    assert client.calls == [3, 1, 1, 1]
+
+
+def test_a_test_run_writes_nothing_and_answers_the_predictions(model):
+    answer = streaming.handle(
+        event(record(1, {"ride": RIDE, "ride_id": 156}), record(2, None, raw=b"x")),
+        model,
+        streaming.Output(None, "ride_predictions"),
+        test_run=True,
+    )
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "2"}]
+    [prediction] = answer["predictions"]
+    assert prediction["version"] == "ride-duration/3"
+    assert prediction["prediction"]["ride_id"] == 156
+
+
+def test_the_same_batch_twice_gives_identical_records(model):
+    records = [
+        record(i, {"ride": {**RIDE, "trip_distance": i}, "ride_id": f"r{i}"}) for i in range(50)
+    ]
+    first, second = FakeKinesis(), FakeKinesis()
+    streaming.handle(event(*records), model, output(first))
+    streaming.handle(event(*records), model, output(second))
+    assert first.written == second.written
+
+
+def test_an_empty_event_is_answered_with_no_failures(model):
+    client = FakeKinesis()
+    assert streaming.handle({"Records": []}, model, output(client)) == {"batchItemFailures": []}
+    assert client.calls == []
+
+
+def test_a_whole_number_ride_id_keeps_its_integer_partition_key(model):
+    client = FakeKinesis()
+    streaming.handle(event(record(1, {"ride": RIDE, "ride_id": 156.0})), model, output(client))
+    assert client.written[0]["PartitionKey"] == "156"
+    assert np.isfinite(json.loads(client.written[0]["Data"])["prediction"]["ride_duration"])
