@@ -59,8 +59,9 @@ format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## benchmark product vs naive vs floor on 3M rows; writes benchmarks/RESULTS.md
+bench: install ## benchmark a 3M-row month and whole commands beside the course's; RESULTS.md
 	$(RUN) benchmarks/bench.py --rows 3000000 --results benchmarks/RESULTS.md
+	$(RUN) benchmarks/bench_process.py --rounds 3 --results benchmarks/RESULTS.md
 
 bench-web: install ## benchmark the web service beside the course's; writes benchmarks/RESULTS.md
 	$(RUN) benchmarks/bench_web.py --requests 2000 --clients 8 --results benchmarks/RESULTS.md

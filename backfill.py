@@ -8,9 +8,16 @@ A failed month does not stop the others; the flow fails at the end naming them.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import sys
+
+from ride_duration import cli
+
+# The command line is checked before the imports below: --help and argument errors answer at
+# once, without loading Prefect and the scoring libraries.
+if __name__ == "__main__":
+    cli.early(cli.backfill_parser(), cli.check_backfill_months)
+
+import asyncio
 import time
 from typing import Annotated
 
@@ -23,7 +30,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import cli, layout, orchestration, storage
+from ride_duration import layout, orchestration, storage
 from ride_duration.backfilling import (
     Mode,
     MonthOutcome,
@@ -37,7 +44,7 @@ from ride_duration.errors import BackfillFailedError, first_line
 from ride_duration.months import Month, check_past, month_range
 from ride_duration.settings import Settings
 from ride_duration.tasks import prepare_run
-from ride_duration.trips import TAXI_TYPES, TaxiType
+from ride_duration.trips import TaxiType
 from score import score
 
 MonthText = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
@@ -208,32 +215,10 @@ def _skipped(month: PlannedMonth) -> MonthOutcome:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: `python backfill.py TAXI_TYPES START END [options]`."""
-    parser = argparse.ArgumentParser(
-        prog="backfill.py", description="Re-score a range of past months of TLC trips."
-    )
-    parser.add_argument(
-        "taxi_types",
-        type=cli.taxi_types(TAXI_TYPES),
-        help="one or several of yellow,green,fhv,fhvhv, comma-separated",
-    )
-    parser.add_argument("start", type=cli.month_text, help="first month, YYYY-MM")
-    parser.add_argument("end", type=cli.month_text, help="last month, YYYY-MM (included)")
-    parser.add_argument("--mode", choices=["missing", "failed", "all"], default="missing")
-    parser.add_argument("--dry-run", action="store_true", help="list what would happen")
-    parser.add_argument("--max-concurrency", type=cli.bounded_int(1, 64), default=4)
-    parser.add_argument("--model", dest="model_uri", default="", help="MLflow model URI")
-    parser.add_argument("--deployment", default="", help="run months on its workers")
-    parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
+    args = cli.backfill_parser().parse_args(argv)
 
     def run() -> None:
-        # The flow's own month checks, before Prefect starts: a typo fails in a blink.
-        check_past(
-            month_range(Month.parse(args.start), Month.parse(args.end)),
-            Settings.from_env().schedule_timezone,
-        )
+        cli.check_backfill_months(args)  # a typo fails in a blink, before Prefect starts
         with cli.prefect_api():
             rows = backfill(
                 taxi_types=args.taxi_types,

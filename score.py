@@ -7,9 +7,16 @@ UUID, predicts its duration with a model from MLflow and writes the predictions 
 
 from __future__ import annotations
 
-import argparse
-import logging
 import sys
+
+from ride_duration import cli
+
+# The command line is checked before the imports below: --help and argument errors answer at
+# once, without loading Prefect and the scoring libraries.
+if __name__ == "__main__":
+    cli.early(cli.score_parser(), cli.no_check)
+
+import logging
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -18,13 +25,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import cli, layout, storage
+from ride_duration import layout, storage
 from ride_duration.batch import MonthResult
 from ride_duration.months import FIRST_YEAR, LAST_YEAR, Month, scheduled_month
 from ride_duration.settings import Settings
 from ride_duration.sources import trip_file_uri
 from ride_duration.tasks import prepare_run, score_month_task
-from ride_duration.trips import TAXI_TYPES, TaxiType
+from ride_duration.trips import TaxiType
 
 # The form's descriptions come from the docstrings' Args (Prefect drops Annotated descriptions);
 # the bounds here become the form's number limits and the server's parameter schema.
@@ -75,7 +82,15 @@ def score(
     output = layout.MonthOutput.of(run.output_root, taxi_type, chosen, model)
     logger.info("scoring %s %s from %s", taxi_type, chosen, storage.display_uri(input_uri))
 
-    result = score_month_task(taxi_type, chosen, input_uri, output, model, run.settings)
+    result = score_month_task(
+        taxi_type,
+        chosen,
+        input_uri,
+        output,
+        model,
+        run.settings,
+        timings={"model_resolve": run.resolve_seconds},
+    )
     dropped = ", ".join(f"{reason}={count}" for reason, count in result.rows_dropped.items())
     logger.info(
         "read %d rows, dropped %d (%s), scored %d with %s; wrote %s and %s",
@@ -202,17 +217,7 @@ def _auto_scheduled() -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: `python score.py TAXI_TYPE YEAR MONTH [options]`."""
-    parser = argparse.ArgumentParser(
-        prog="score.py", description="Predict ride durations for one month of TLC trips."
-    )
-    parser.add_argument("taxi_type", choices=TAXI_TYPES, help="which TLC trip records")
-    parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, LAST_YEAR), help="e.g. 2021")
-    parser.add_argument("month", type=cli.bounded_int(1, 12), help="1 to 12; that month is scored")
-    parser.add_argument("--model-uri", default="", help="MLflow model URI or artifact location")
-    parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
+    args = cli.score_parser().parse_args(argv)
 
     def run() -> None:
         with cli.prefect_api():

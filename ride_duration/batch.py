@@ -63,12 +63,14 @@ def score_month(
     flow_run_id: str | None = None,
     lock_stale_seconds: float = 6 * 3600,
     code_version: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> MonthResult:
     """Read, clean, identify, predict and write one month, then its manifest.
 
     The input and its columns are checked before the output location is touched; then the
     month is claimed with its lock, streamed into a staged file, checked against `limits`,
-    and only then published. Any failure publishes nothing.
+    and only then published. Any failure publishes nothing. `timings` (seconds spent before,
+    such as the model's load) go into the result's and the manifest's seconds.
     """
     result = MonthResult(
         taxi_type=taxi_type,
@@ -92,6 +94,7 @@ def score_month(
         lock.held(result.label),
     ):
         _stream(result, batches, columns, output, predictor, ride_id_mode, limits)
+        result.seconds = {**(timings or {}), **result.seconds}
         result.seconds["total"] = round(time.perf_counter() - started, 3)
         with storage.writing(output.data):
             output_info = storage.file_info(output.data)

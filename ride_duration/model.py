@@ -4,17 +4,23 @@ Accepted URIs: `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/NAME/lates
 `models:/<logged model id>`, `runs:/RUN_ID/PATH`, and a direct artifact location (a local
 folder or `s3://...`) that needs no tracking server. An alias is resolved to its current
 version here, and everything downstream uses that version, even if the alias moves meanwhile.
+
+MLflow itself is imported only when needed: registered versions are looked up through
+`ride_duration.registry` when it can (an http(s) server or a sqlite store), model files on
+local disk or S3 are read where they are, and a scikit-learn model saved with (cloud)pickle is
+unpickled directly; anything else goes through MLflow as before.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from ride_duration import storage
+from ride_duration import registry, storage
 from ride_duration.errors import (
     ModelNotFoundError,
     ModelNotTrustedError,
@@ -35,6 +41,7 @@ class ModelRef:
     name: str | None = None
     version: str | None = None
     run_id: str | None = None
+    location: str | None = None  # where its files are, when the lookup told
 
     @property
     def label(self) -> str:
@@ -76,11 +83,21 @@ def resolve_model(uri: str, trusted_prefixes: tuple[str, ...] = ("models:/", "ru
 
 
 def _resolve_registered(uri: str) -> ModelRef:
+    path = uri.removeprefix("models:/").strip("/")
+    name, _, suffix = path.partition("/")
+    quick = _quick_lookup(name, suffix)
+    if quick is not None:
+        return ModelRef(
+            uri=uri,
+            resolved_uri=f"models:/{quick.name}/{quick.version}",
+            name=quick.name,
+            version=quick.version,
+            run_id=quick.run_id,
+            location=quick.location,
+        )
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    path = uri.removeprefix("models:/").strip("/")
-    name, _, suffix = path.partition("/")
     if "@" in name and not suffix:
         name, alias = name.rsplit("@", 1)
         version = client.get_model_version_by_alias(name, alias)
@@ -109,6 +126,17 @@ def _resolve_registered(uri: str) -> ModelRef:
     )
 
 
+def _quick_lookup(name: str, suffix: str) -> registry.Version | None:
+    """The version a registered-model URI names, from `registry` (None: ask MLflow)."""
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    if "@" in name and not suffix:
+        name, alias = name.rsplit("@", 1)
+        return registry.lookup(tracking_uri, name, f"@{alias}")
+    if suffix.isdigit() or suffix.lower() == "latest":
+        return registry.lookup(tracking_uri, name, suffix.lower())
+    return None
+
+
 def _resolve_run(uri: str) -> ModelRef:
     from mlflow import MlflowClient
 
@@ -128,28 +156,18 @@ def _resolve_run(uri: str) -> ModelRef:
 
 
 @functools.lru_cache(maxsize=8)
-def load_model(resolved_uri: str) -> Any:
+def load_model(resolved_uri: str, location: str | None = None) -> Any:
     """The model behind a resolved URI, loaded once per process and reused across months.
 
-    A scikit-learn model comes back as the raw estimator (a Pipeline, so scoring can take its
-    fast path); any other flavour comes back as an MLflow pyfunc model.
+    `location` is where its files are, when known. A scikit-learn model comes back as the raw
+    estimator (a Pipeline, so scoring can take its fast path); any other flavour comes back as
+    an MLflow pyfunc model.
     """
     try:
-        local_path = _download(resolved_uri)
+        local_path = _download(location or resolved_uri)
         mlmodel = _read_mlmodel(local_path)
         if "sklearn" in mlmodel.flavors:
-            import mlflow.sklearn
-            import sklearn
-
-            trained_with = mlmodel.flavors["sklearn"].get("sklearn_version")
-            if trained_with and trained_with != sklearn.__version__:
-                logger.warning(
-                    "model was saved with scikit-learn %s but %s is installed; "
-                    "predictions may differ",
-                    trained_with,
-                    sklearn.__version__,
-                )
-            return mlflow.sklearn.load_model(local_path)
+            return _load_sklearn(local_path, mlmodel.flavors["sklearn"])
         import mlflow.pyfunc
 
         return mlflow.pyfunc.load_model(local_path)
@@ -157,7 +175,34 @@ def load_model(resolved_uri: str) -> Any:
         raise _as_scoring_error(error, resolved_uri) from None
 
 
+def _load_sklearn(local_path: str, flavor: dict) -> Any:
+    """The estimator of an sklearn-flavoured model folder, warning when versions differ."""
+    import sklearn
+
+    trained_with = flavor.get("sklearn_version")
+    if trained_with and trained_with != sklearn.__version__:
+        logger.warning(
+            "model was saved with scikit-learn %s but %s is installed; predictions may differ",
+            trained_with,
+            sklearn.__version__,
+        )
+    if flavor.get("serialization_format") in ("cloudpickle", "pickle"):
+        # What mlflow.sklearn.load_model does for these formats, without importing MLflow.
+        import cloudpickle
+
+        with open(os.path.join(local_path, flavor["pickled_model"]), "rb") as handle:
+            return cloudpickle.load(handle)
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(local_path)
+
+
 def _download(uri: str) -> str:
+    """A local folder holding the model's files: read in place, copied from S3, or by MLflow."""
+    if "://" not in uri and os.path.isdir(uri):
+        return uri
+    if uri.startswith("s3://"):
+        return storage.copy_folder(uri, tempfile.mkdtemp(prefix="ride-duration-model-"))
     import mlflow.artifacts
 
     return mlflow.artifacts.download_artifacts(
@@ -165,10 +210,23 @@ def _download(uri: str) -> str:
     )
 
 
-def _read_mlmodel(local_path: str) -> Any:
-    from mlflow.models import Model
+@dataclass(frozen=True)
+class MLmodel:
+    """What a model folder's MLmodel file says: its flavours and the run that logged it."""
 
-    return Model.load(local_path)
+    flavors: dict
+    run_id: str | None
+
+
+def _read_mlmodel(local_path: str) -> MLmodel:
+    import yaml
+
+    path = os.path.join(local_path, "MLmodel")
+    if not os.path.isfile(path):
+        raise ModelNotFoundError(f"no MLflow model at {display_uri(local_path)}: it has no MLmodel")
+    with open(path, encoding="utf-8") as handle:
+        content = yaml.safe_load(handle) or {}
+    return MLmodel(flavors=content.get("flavors") or {}, run_id=content.get("run_id"))
 
 
 def _as_scoring_error(error: Exception, uri: str) -> Exception:

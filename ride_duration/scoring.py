@@ -18,16 +18,20 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import scipy.sparse as sp
 
 from ride_duration import features as f
 from ride_duration import trips as t
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+# pandas and scipy are imported where they are used: commands that only plan (a backfill's dry
+# run) or answer --help must not pay for them.
 
 OUTPUT_SCHEMA = pa.schema(
     [
@@ -146,6 +150,8 @@ class DictVectorizerPredictor:
 
     def matrix(self, pair_column: np.ndarray, distance: np.ndarray | None) -> sp.csr_matrix:
         """The sparse rows of encoded trips: a 1 in the pair's column, the distance in its own."""
+        import scipy.sparse as sp
+
         n = len(pair_column)
         entries_columns, entries_values = [pair_column], [np.ones(n, dtype=self.dtype)]
         counts = (pair_column >= 0).astype(np.int64)
@@ -244,6 +250,8 @@ class PredictionCache:
     """
 
     def __init__(self, limit: int = 1_000_000, min_hit_share: float = 0.05) -> None:
+        import pandas as pd
+
         self.limit = limit
         self.min_hit_share = min_hit_share
         self.enabled = True
@@ -270,6 +278,8 @@ class PredictionCache:
         distances: np.ndarray | None,
         predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
     ) -> np.ndarray:
+        import pandas as pd
+
         distance_code = self.distances.get_indexer(bits)
         unseen = distance_code < 0
         if unseen.any():
@@ -316,6 +326,8 @@ def predict_distinct(
         return np.empty(0, dtype=np.float64)
     if n == 1 and lookup is None:
         return predict(pair_column, distance)
+    import pandas as pd
+
     bits = np.zeros(n, dtype=np.int64) if distance is None else distance.view(np.int64)
     # Distinct rows, by an exact int64 key: pair column and a code of the distance's bits.
     local_code, _ = pd.factorize(bits)

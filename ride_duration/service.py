@@ -47,7 +47,7 @@ class ServingModel:
 
 def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
     """The predictor of a resolved model (loaded once per process), given the features at hand."""
-    return make_predictor(load_model(model.resolved_uri), available)
+    return make_predictor(load_model(model.resolved_uri, model.location), available)
 
 
 def load(uri: str, trusted_prefixes: tuple[str, ...]) -> ServingModel:

@@ -328,3 +328,10 @@ def writing(uri: str) -> Iterator[None]:
         )
         failure.transient = not (isinstance(error, _REFUSALS) or no_bucket)
         raise failure from error
+
+
+def copy_folder(uri: str, local_folder: str) -> str:
+    """Copy the files below `uri` (an object store prefix) into `local_folder`; return it."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    fs.get(path.rstrip("/") + "/", local_folder.rstrip("/") + "/", recursive=True)
+    return local_folder

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,21 +60,29 @@ def score_month_task(
     output: layout.MonthOutput,
     model: ModelRef,
     settings: Settings,
+    timings: dict[str, float] | None = None,
 ) -> batch.MonthResult:
-    """Stream the month's trips through the model into one committed parquet file."""
+    """Stream the month's trips through the model into one committed parquet file.
+
+    `timings` are seconds spent before (the model's resolution), kept with the month's own.
+    """
+    started = time.perf_counter()
+    predictor = service.predictor_for(model, available_features(taxi_type))
+    timings = {**(timings or {}), "model_load": round(time.perf_counter() - started, 3)}
     return batch.score_month(
         taxi_type=taxi_type,
         month=month,
         input_uri=input_uri,
         output=output,
         model=model,
-        predictor=service.predictor_for(model, available_features(taxi_type)),
+        predictor=predictor,
         batch_size=settings.batch_size,
         ride_id_mode=settings.ride_id_mode,
         limits=settings.limits,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         lock_stale_seconds=settings.lock_stale_seconds,
         code_version=settings.code_version,
+        timings=timings,
     )
 
 
@@ -85,6 +94,7 @@ class RunSetup:
     input_uri_template: str
     output_root: str
     model: ModelRef
+    resolve_seconds: float
 
 
 def prepare_run(model_uri: str, input_uri_template: str, output_root: str) -> RunSetup:
@@ -97,7 +107,8 @@ def prepare_run(model_uri: str, input_uri_template: str, output_root: str) -> Ru
     template = input_uri_template or settings.input_uri_template
     storage.check_no_credentials(template, "input_uri_template")
     root = layout.output_root(settings.output_root, output_root)
+    started = time.perf_counter()
     model = resolve_model_task(
         model_uri or settings.default_model_uri, settings.trusted_model_prefixes
     )
-    return RunSetup(settings, template, root, model)
+    return RunSetup(settings, template, root, model, round(time.perf_counter() - started, 3))

@@ -344,3 +344,14 @@ def test_the_summary_and_report_show_no_credentials():
     assert "secret" not in str(score_flow.summary(result))
     assert "secret" not in score_flow.markdown_report(result)
     assert "sig" not in score_flow.markdown_report(result)
+
+
+def test_the_same_month_scored_twice_is_the_same_file_byte_for_byte(tmp_path):
+    """Exact predictions (blocks on threads, n_jobs=1 each) and no timestamp in the file."""
+    regressor = RandomForestRegressor(n_estimators=8, max_depth=12, random_state=0, n_jobs=-1)
+    model = fitted(make_pipeline(DictVectorizer(), regressor), "green", f.ALL_FEATURES)
+    source = write_trips(tmp_path / "in.parquet", make_trips("green", 2021, 3, rows=60_000))
+    first, second = tmp_path / "a" / "abc.parquet", tmp_path / "b" / "abc.parquet"
+    score(source, first, make_predictor(model), batch_size=50_000)
+    score(source, second, make_predictor(model), batch_size=50_000)
+    assert first.read_bytes() == second.read_bytes()

@@ -328,3 +328,47 @@ def test_a_backfill_needs_at_least_one_taxi_type_and_months_as_yyyy_mm():
     for name in ("start", "end"):
         assert properties[name]["pattern"] == r"^\d{4}-(0[1-9]|1[0-2])$"
         assert "YYYY-MM" in properties[name]["description"]
+
+
+# --- what a command imports: --help and argument errors answer before the heavy libraries ----
+
+HEAVY = ("prefect", "mlflow", "sklearn", "scipy", "pandas")
+
+
+def imported_modules(*args: str) -> tuple[int, set[str]]:
+    """The exit code of `python ARGS` and the top-level modules it imported."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    names = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return result.returncode, names
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["score.py", "--help"], 0),
+        (["score.py", "green", "2021", "13"], 2),
+        (["score.py", "purple", "2021", "3"], 2),
+        (["backfill.py", "--help"], 0),
+        (["backfill.py", "green", "2021-03", "2021-01"], 2),
+        (["backfill.py", "green", "2021-01", "2099-01"], 2),
+        (["train.py", "--help"], 0),
+    ],
+)
+def test_help_and_argument_errors_load_no_heavy_library(args, code):
+    returncode, modules = imported_modules(*args)
+    assert returncode == code
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))

@@ -183,3 +183,32 @@ def test_an_alias_is_pinned_to_one_version_for_every_month(
         newest = max(runs, key=lambda r: r.expected_start_time)
         assert newest.parameters["model_uri"] == f"models:/ride-duration/{trained.version}"
         assert newest.parent_task_run_id is not None  # a subflow of the backfill
+
+
+def test_a_dry_run_loads_neither_mlflow_nor_scikit_learn_nor_pandas(
+    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.test_cli import HEAVY
+
+    arguments = ["green", "2021-01", "2021-03", "--dry-run"]
+    arguments += ["--input-uri-template", str(inputs / TEMPLATE), "--output-root", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", str(REPO / "backfill.py"), *arguments],
+        env=services.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "would score" in result.stdout
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert not imported & (set(HEAVY) - {"prefect"}), sorted(imported & set(HEAVY))
