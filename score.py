@@ -102,6 +102,7 @@ def score(
         result.output_uri,
         result.manifest_uri,
     )
+    logger.info("predicted with %s", result.scoring_path)
     logger.info(
         "quality: %s",
         ", ".join(f"{name}={value}" for name, value in result.metrics.items()),
@@ -124,6 +125,7 @@ def summary(result: MonthResult) -> dict:
         "model_uri": storage.display_uri(result.model.uri),
         "model_version": result.model.label,
         "model_run_id": result.model.run_id,
+        "scoring": result.scoring_path,
         "rows_read": result.rows_read,
         "rows_dropped": dict(result.rows_dropped),
         "rows_scored": result.rows_scored,
@@ -143,6 +145,7 @@ def markdown_report(result: MonthResult) -> str:
         f"| input | `{result.input_uri}` |",
         f"| output | `{result.output_uri}` |",
         f"| model | `{storage.display_uri(result.model.uri)}` = {result.model.label} |",
+        f"| predicted with | {result.scoring_path} |",
         f"| rows read | {result.rows_read:,} |",
         *(
             f"| dropped: {reason.replace('_', ' ')} | {count:,} |"

@@ -42,6 +42,7 @@ class MonthResult:
     seconds: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float | None] = field(default_factory=dict)
     manifest_uri: str = ""
+    scoring_path: str = ""  # how the model predicted: the compiled forest, scikit-learn, ...
 
     @property
     def label(self) -> str:
@@ -79,6 +80,7 @@ def score_month(
         output_uri=storage.display_uri(output.data),
         model=model,
         manifest_uri=storage.display_uri(output.manifest),
+        scoring_path=predictor.path,
     )
     started_at = datetime.now(UTC)
     started = time.perf_counter()

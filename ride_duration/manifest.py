@@ -50,6 +50,7 @@ def build(
             "version": model.version,
             "run_id": model.run_id,
             "label": model.label,
+            "scoring": result.scoring_path,
         },
         "metrics": result.metrics,
         "code_version": code_version or git_version(),

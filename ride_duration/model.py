@@ -27,6 +27,7 @@ from ride_duration.errors import (
     TrackingServerUnreachableError,
     first_line,
 )
+from ride_duration.forest import CompiledForest
 from ride_duration.storage import display_uri
 
 logger = logging.getLogger(__name__)
@@ -156,6 +157,34 @@ def _resolve_run(uri: str) -> ModelRef:
 
 
 @functools.lru_cache(maxsize=8)
+def load_compiled(resolved_uri: str, location: str | None = None) -> CompiledForest | None:
+    """The model's compiled forest (`forest.npz` beside its pickle), or None when it has none.
+
+    Plain arrays, read with numpy and no pickle: loading it runs no code and needs neither
+    scikit-learn nor MLflow. A file that does not load is reported and the pickle is used.
+    """
+    from ride_duration import forest
+
+    try:
+        folder = _download(location or resolved_uri, only=("MLmodel", forest.FILE_NAME))
+    except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
+        raise _as_scoring_error(error, resolved_uri) from None
+    path = os.path.join(folder, forest.FILE_NAME)
+    if not os.path.isfile(path):
+        return None
+    try:
+        return forest.load(path)
+    except ValueError as error:
+        logger.warning(
+            "%s of %s does not load (%s): scoring with scikit-learn",
+            path,
+            display_uri(resolved_uri),
+            error,
+        )
+        return None
+
+
+@functools.lru_cache(maxsize=8)
 def load_model(resolved_uri: str, location: str | None = None) -> Any:
     """The model behind a resolved URI, loaded once per process and reused across months.
 
@@ -197,12 +226,16 @@ def _load_sklearn(local_path: str, flavor: dict) -> Any:
     return mlflow.sklearn.load_model(local_path)
 
 
-def _download(uri: str) -> str:
-    """A local folder holding the model's files: read in place, copied from S3, or by MLflow."""
+def _download(uri: str, only: tuple[str, ...] | None = None) -> str:
+    """A local folder holding the model's files: read in place, copied from S3, or by MLflow.
+
+    `only` names the files needed, when not all are (the copy from S3 then skips the others).
+    """
     if "://" not in uri and os.path.isdir(uri):
         return uri
     if uri.startswith("s3://"):
-        return storage.copy_folder(uri, tempfile.mkdtemp(prefix="ride-duration-model-"))
+        folder = tempfile.mkdtemp(prefix="ride-duration-model-")
+        return storage.copy_folder(uri, folder, only)
     import mlflow.artifacts
 
     return mlflow.artifacts.download_artifacts(

@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from ride_duration import features as f
 from ride_duration import trips as t
+from ride_duration.forest import CompiledForest, PairVocabulary
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -59,6 +60,7 @@ class Predictor(Protocol):
     """Predicts ride durations (minutes) for prepared trips."""
 
     features: tuple[str, ...]
+    path: str  # how it predicts, for logs and manifests
 
     def predict(self, trips: pa.Table) -> np.ndarray:
         """The predictions, one per trip."""
@@ -73,6 +75,8 @@ class Predictor(Protocol):
 
 class RecordsPredictor:
     """The generic path: any model with `predict(list_of_feature_dicts)`."""
+
+    path = "generic (one feature dict per trip)"
 
     def __init__(self, model: Any, features: tuple[str, ...] = f.ALL_FEATURES) -> None:
         self.model = model
@@ -90,13 +94,68 @@ class RecordsPredictor:
         return BatchPredictions(self.predict(trips), None)
 
 
+def _pair_columns(vocabulary: PairVocabulary, trips: pa.Table) -> np.ndarray:
+    """Each trip's one-hot column for its pickup/dropoff pair (-1: a pair the model never saw)."""
+    return vocabulary.encode(_ids(trips[t.PICKUP_LOCATION]), _ids(trips[t.DROPOFF_LOCATION]))
+
+
+def _features_of(vocabulary: PairVocabulary) -> tuple[str, ...]:
+    """The features a vocabulary reads: PU_DO when it knows pairs, the distance when it has it."""
+    return tuple(
+        feature
+        for feature, used in (
+            (f.PU_DO, len(vocabulary.pair_keys) > 0),
+            (t.DISTANCE, vocabulary.distance_column is not None),
+        )
+        if used
+    )
+
+
+class CompiledPredictor:
+    """The compiled forest (`ride_duration.forest`): numpy only, the forest's n_jobs=1 exactly.
+
+    Each trip's pair is encoded by the model's own vocabulary and its distance cast as
+    scikit-learn casts it; the lookup table answers a whole month in milliseconds.
+    """
+
+    path = "compiled forest"
+
+    def __init__(self, compiled: CompiledForest) -> None:
+        self.compiled = compiled
+        self.features = _features_of(compiled.vocabulary)
+
+    def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each trip's pair column (-1: unknown) and its distance."""
+        pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
+        if f.PU_DO in self.features:
+            pair_column = _pair_columns(self.compiled.vocabulary, trips)
+        distance = None
+        if t.DISTANCE in self.features:
+            distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
+        return pair_column, distance
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """The forest's predictions, one per trip."""
+        return self.compiled.predict(*self.encode(trips))
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """As `predict`, with the count of unseen pairs; the table needs no cache."""
+        pair_column, distance = self.encode(trips)
+        unknown = int((pair_column < 0).sum()) if f.PU_DO in self.features else None
+        return BatchPredictions(self.compiled.predict(pair_column, distance), unknown)
+
+
 class DictVectorizerPredictor:
     """The fast path for Pipeline(DictVectorizer, ...): sparse features without dicts.
 
     The vectorizer's vocabulary maps "PU_DO=<pu>_<do>" and "trip_distance" to columns. Each
-    trip's (pickup, dropoff) pair is looked up in a sorted array of the known pairs; unknown
-    pairs get no column, exactly as DictVectorizer ignores unseen keys.
+    trip's (pickup, dropoff) pair is looked up among the known pairs; unknown pairs get no
+    column, exactly as DictVectorizer ignores unseen keys.
     """
+
+    path = "scikit-learn (DictVectorizer fast path)"
 
     def __init__(self, pipeline: Any) -> None:
         vectorizer = pipeline.steps[0][1]
@@ -104,45 +163,15 @@ class DictVectorizerPredictor:
         self.n_columns = len(vectorizer.feature_names_)
         self.dtype = vectorizer.dtype
         self.sparse = vectorizer.sparse
-        vocabulary: dict[str, int] = vectorizer.vocabulary_
-        separator = vectorizer.separator
-        pairs, columns = [], []
-        prefix = f"{f.PU_DO}{separator}"
-        for name, column in vocabulary.items():
-            if name.startswith(prefix):
-                pickup, _, dropoff = name.removeprefix(prefix).partition("_")
-                try:
-                    ids = int(pickup), int(dropoff)
-                except ValueError:
-                    continue  # a key our features never produce
-                if all(f.UNKNOWN_LOCATION <= i < _MAX_ID for i in ids):
-                    pairs.append(_pair_key(*ids))
-                    columns.append(column)
-        order = np.argsort(pairs)
-        self.pair_keys = np.asarray(pairs, dtype=np.int64)[order]
-        self.pair_columns = np.asarray(columns, dtype=np.int64)[order]
-        self.distance_column = vocabulary.get(t.DISTANCE)
-        self.features = tuple(
-            feature
-            for feature, used in (
-                (f.PU_DO, bool(pairs)),
-                (t.DISTANCE, self.distance_column is not None),
-            )
-            if used
-        )
+        self.vocabulary = PairVocabulary.from_dict_vectorizer(vectorizer)
+        self.distance_column = self.vocabulary.distance_column
+        self.features = _features_of(self.vocabulary)
 
     def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
         """Each trip's vocabulary column for its PU_DO pair (-1: unknown) and its distance."""
-        n = trips.num_rows
-        pair_column = np.full(n, -1, dtype=np.int64)
-        if f.PU_DO in self.features and len(self.pair_keys):
-            pickup = _ids(trips[t.PICKUP_LOCATION])
-            dropoff = _ids(trips[t.DROPOFF_LOCATION])
-            keys = _pair_key(pickup, dropoff)
-            position = np.searchsorted(self.pair_keys, keys)
-            position[position == len(self.pair_keys)] = 0
-            known = (self.pair_keys[position] == keys) & (pickup < _MAX_ID) & (dropoff < _MAX_ID)
-            pair_column = np.where(known, self.pair_columns[position], -1)
+        pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
+        if f.PU_DO in self.features:
+            pair_column = _pair_columns(self.vocabulary, trips)
         distance = None
         if self.distance_column is not None:
             distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
@@ -374,14 +403,6 @@ def output_table(
 
 def _optional(trips: pa.Table, name: str, n: int) -> pa.Array:
     return trips[name] if name in trips.column_names else pa.nulls(n, pa.int64())
-
-
-# Pairs are looked up as one int64: 32 bits per id (plus one for -1, the unknown location).
-_MAX_ID = 2**31 - 1
-
-
-def _pair_key(pickup: Any, dropoff: Any) -> Any:
-    return (pickup + 1) * (1 << 32) + (dropoff + 1)
 
 
 def _ids(column: pa.ChunkedArray) -> np.ndarray:

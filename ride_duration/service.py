@@ -16,8 +16,8 @@ import numpy as np
 
 from ride_duration import features as f
 from ride_duration.errors import TrackingServerUnreachableError
-from ride_duration.model import ModelRef, load_model, resolve_model
-from ride_duration.scoring import Predictor, make_predictor
+from ride_duration.model import ModelRef, load_compiled, load_model, resolve_model
+from ride_duration.scoring import CompiledPredictor, Predictor, make_predictor
 from ride_duration.settings import Settings
 from ride_duration.storage import display_uri
 
@@ -46,7 +46,14 @@ class ServingModel:
 
 
 def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
-    """The predictor of a resolved model (loaded once per process), given the features at hand."""
+    """The predictor of a resolved model (loaded once per process), given the features at hand.
+
+    The model's compiled forest when it has one (numpy alone, exactly scikit-learn's answers),
+    else the model itself through scikit-learn or MLflow.
+    """
+    compiled = load_compiled(model.resolved_uri, model.location)
+    if compiled is not None:
+        return CompiledPredictor(compiled)
     return make_predictor(load_model(model.resolved_uri, model.location), available)
 
 
@@ -76,9 +83,10 @@ def load_for_serving(settings: Settings) -> ServingModel:
         )
         model = load(settings.model_location, settings.trusted_model_prefixes)
     logger.info(
-        "serving %s = %s (run %s)",
+        "serving %s = %s (run %s) with %s",
         display_uri(model.ref.uri),
         model.version,
         model.ref.run_id,
+        model.predictor.path,
     )
     return model

@@ -330,8 +330,16 @@ def writing(uri: str) -> Iterator[None]:
         raise failure from error
 
 
-def copy_folder(uri: str, local_folder: str) -> str:
-    """Copy the files below `uri` (an object store prefix) into `local_folder`; return it."""
+def copy_folder(uri: str, local_folder: str, only: tuple[str, ...] | None = None) -> str:
+    """Copy the files below `uri` (an object store prefix) into `local_folder`; return it.
+
+    With `only`, just those files of the folder's top level, the ones that exist.
+    """
     fs, path = fsspec.core.url_to_fs(uri)
-    fs.get(path.rstrip("/") + "/", local_folder.rstrip("/") + "/", recursive=True)
+    if only is None:
+        fs.get(path.rstrip("/") + "/", local_folder.rstrip("/") + "/", recursive=True)
+        return local_folder
+    for name in only:
+        with suppress(FileNotFoundError):
+            fs.get(posixpath.join(path, name), posixpath.join(local_folder, name))
     return local_folder

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 
 from ride_duration import features as f
+from ride_duration.compile import compile_checked, log_to_model
 from ride_duration.months import Month
 from ride_duration.sources import open_trips, trip_file_uri
 
@@ -34,6 +37,7 @@ class TrainedModel:
     model_version: str
     alias: str
     rmse: float
+    compiled: str  # what was checked of the compiled forest logged with it, or why none was
 
 
 def read_trips(input_uri: str, taxi_type: str, month: Month, batch_size: int) -> f.PreparedTrips:
@@ -107,10 +111,8 @@ def train(
                 **(RANDOM_FOREST_PARAMS if estimator == "random-forest" else {}),
             }
         )
-        pipeline.fit(
-            f.feature_records(train_trips, features),
-            train_trips[f.ACTUAL_DURATION].to_numpy(),
-        )
+        training_rows = f.feature_records(train_trips, features)
+        pipeline.fit(training_rows, train_trips[f.ACTUAL_DURATION].to_numpy())
         predictions = pipeline.predict(f.feature_records(valid_trips, features))
         rmse = float(
             root_mean_squared_error(valid_trips[f.ACTUAL_DURATION].to_numpy(), predictions)
@@ -118,15 +120,28 @@ def train(
         mlflow.log_metric("rmse", rmse)
         # No signature: with one, pyfunc would turn the dict input into a DataFrame.
         # skops (the default format) rejects RandomForest's tree type, hence cloudpickle.
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            serialization_format="cloudpickle",
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
-            registered_model_name=model_name,
-        )
+        with tempfile.TemporaryDirectory(prefix="ride-duration-compile-") as folder:
+            # Compiled and verified before anything is logged: a mismatch logs nothing.
+            compiled = compile_checked(pipeline, training_rows, Path(folder))
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                serialization_format="cloudpickle",
+                pip_requirements=[
+                    f"scikit-learn=={sklearn.__version__}",
+                    f"numpy=={np.__version__}",
+                ],
+                registered_model_name=model_name,
+            )
+            if compiled is not None:
+                log_to_model(info.model_id, compiled)
     version = str(info.registered_model_version)
     mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
     return TrainedModel(
-        run_id=run.info.run_id, model_name=model_name, model_version=version, alias=alias, rmse=rmse
+        run_id=run.info.run_id,
+        model_name=model_name,
+        model_version=version,
+        alias=alias,
+        rmse=rmse,
+        compiled=compiled.describe() if compiled else "not a forest: scored with scikit-learn",
     )

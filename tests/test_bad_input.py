@@ -624,6 +624,7 @@ def test_a_passing_month_records_its_metrics_model_and_files(tmp_path, fitted):
         "version": "1",
         "run_id": "run1",
         "label": "m/1",
+        "scoring": "scikit-learn (DictVectorizer fast path)",
     }
     assert content["input"]["uri"] == str(source)
     assert content["input"]["bytes"] == source.stat().st_size

@@ -217,6 +217,7 @@ class FailsOnSecondBatch:
     def __init__(self, predictor) -> None:
         self.predictor = predictor
         self.features = predictor.features
+        self.path = predictor.path
         self.calls = 0
 
     def predict_batch(self, trips: pa.Table, cache=None):

@@ -135,7 +135,12 @@ PLANS: dict[str, Plan] = {
         }
     ),
     "Training": Plan(
-        expect={"pipenv run python train.py green 2021 1": ("rmse: ",)},
+        expect={
+            "pipenv run python train.py green 2021 1": ("rmse: ", "compiled forest: bit for bit"),
+            "pipenv run python -m ride_duration.compile models:/ride-duration/1": (
+                "compiled ride-duration/1: bit for bit equal to scikit-learn",
+            ),
+        },
     ),
     "Serving online": Plan(
         expect={

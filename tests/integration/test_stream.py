@@ -183,7 +183,7 @@ def test_the_lambda_scores_good_records_and_reports_exactly_the_bad_ones(
         assert copies[0]["model"] == "ride_duration_prediction_model"
         assert copies[0]["version"] == f"ride-duration/{trained.version}"
         assert copies[0]["run_id"] == trained.run_id
-        assert abs(copies[0]["prediction"]["ride_duration"] - expected[key]) <= 1e-9
+        assert copies[0]["prediction"]["ride_duration"] == expected[key]  # bit for bit
     log = (tmp_path / "function.log").read_text()
     for reason in ("not base64 JSON", "PULocationID is missing", "trip_distance must be"):
         assert reason in log

@@ -94,7 +94,8 @@ def web(services: Services, trained: Trained, tmp_path_factory) -> Iterator[Web]
 
 @pytest.fixture(scope="module")
 def batch_path(services: Services, trained: Trained):
-    """The batch path's predictions for rides: the same model through the month's predictor."""
+    """What scikit-learn gives for rides with n_jobs=1 (the batch path's fast path, exact): the
+    service's compiled forest must answer the same bits."""
     mlflow.set_tracking_uri(services.tracking_uri)
     predictor = make_predictor(
         mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
@@ -123,7 +124,7 @@ def test_the_course_payload_answers_what_batch_scoring_gives(web: Web, trained, 
     assert status == 200
     assert answer["model_version"] == f"ride-duration/{trained.version}"
     assert answer["run_id"] == trained.run_id
-    assert answer["duration"] == pytest.approx(batch_path([COURSE_RIDE])[0], abs=1e-9)
+    assert answer["duration"] == batch_path([COURSE_RIDE])[0]  # bit for bit
 
 
 def test_a_batch_of_rides_answers_in_order(web: Web, batch_path):
@@ -131,7 +132,7 @@ def test_a_batch_of_rides_answers_in_order(web: Web, batch_path):
     status, answer = web.call("/predict/batch", {"rides": rides})
     assert status == 200
     durations = [p["duration"] for p in answer["predictions"]]
-    np.testing.assert_allclose(durations, batch_path(rides), rtol=0, atol=1e-9)
+    assert np.array(durations).tobytes() == batch_path(rides).tobytes()
 
 
 @pytest.mark.parametrize(
@@ -160,7 +161,7 @@ def test_eight_clients_get_two_thousand_correct_answers(web: Web, batch_path):
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(ask, range(2_000)))
     assert {status for status, _, _ in results} == {200}
-    np.testing.assert_allclose([r[1] for r in results], [r[2] for r in results], atol=1e-9)
+    assert [r[1] for r in results] == [r[2] for r in results]
     lines = [line for line in web.log.read_text().splitlines() if '"path": "/predict"' in line]
     assert len(lines) >= 2_000  # one structured line per request
 
@@ -179,7 +180,7 @@ def test_with_the_tracking_server_down_it_serves_model_location(
     assert status == 200
     assert answer["run_id"] == trained.run_id
     assert answer["model_version"] == trained.run_id  # no registry: the run names the model
-    assert answer["duration"] == pytest.approx(batch_path([COURSE_RIDE])[0], abs=1e-9)
+    assert answer["duration"] == batch_path([COURSE_RIDE])[0]  # bit for bit
     log = (tmp_path / "gunicorn.log").read_text()
     assert "did not answer" in log
     assert "loading MODEL_LOCATION" in log

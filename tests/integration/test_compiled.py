@@ -1,0 +1,196 @@
+"""The compiled forest in every way of serving, against the session's MLflow server and S3.
+
+`train.py` (the session's `trained` model) logs `forest.npz` beside the pickle; batch, the web
+service's core and the stream handler then predict with numpy alone, bit for bit what
+scikit-learn gives with n_jobs=1. A version logged without it is scored with scikit-learn until
+`python -m ride_duration.compile` adds it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from ride_duration import features as f
+from ride_duration import forest, training
+from ride_duration.months import Month
+from tests.conftest import REPO
+from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
+from tests.tlc_fake import file_name
+
+
+def one_job(pipeline):
+    """scikit-learn's exact reference: the pipeline with its forest on one job."""
+    reference = copy.deepcopy(pipeline)
+    reference.steps[-1][1].n_jobs = 1
+    return reference
+
+
+def month_trips(input_dir: Path, month: int):
+    uri = str(input_dir / file_name("green", 2021, month))
+    return training.read_trips(uri, "green", Month(2021, month), 500_000).table
+
+
+@pytest.fixture(scope="module")
+def pipeline(services: Services, trained: Trained):
+    mlflow.set_tracking_uri(services.tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
+
+
+def test_train_logs_the_compiled_forest_beside_the_pickle(services, trained, tmp_path):
+    mlflow.set_tracking_uri(services.tracking_uri)
+    folder = mlflow.artifacts.download_artifacts(
+        f"models:/ride-duration/{trained.version}", dst_path=str(tmp_path)
+    )
+    names = {p.name for p in Path(folder).iterdir()}
+    assert {"MLmodel", "model.pkl", forest.FILE_NAME} <= names
+    compiled = forest.load(Path(folder) / forest.FILE_NAME)
+    assert compiled.table is not None
+
+
+def test_a_scored_month_is_bit_for_bit_scikit_learn_with_one_job(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path, pipeline
+):
+    env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)}
+    env["OUTPUT_ROOT"] = str(tmp_path / "out")
+    result = run_cli("score.py", "green", "2021", "3", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "predicted with compiled forest" in result.stdout + result.stderr
+    partition = tmp_path / "out/taxi_type=green/year=2021/month=03"
+    written = pq.read_table(partition / f"{trained.run_id}.parquet")
+    expected = one_job(pipeline).predict(f.feature_records(month_trips(input_dir, 3)))
+    assert written["predicted_duration"].to_numpy().tobytes() == expected.tobytes()
+    manifest = json.loads((partition / f"_manifest-{trained.run_id}.json").read_text())
+    assert manifest["model"]["scoring"] == "compiled forest"
+
+
+def test_the_online_core_loads_it_without_scikit_learn_or_scipy(services: Services, trained):
+    """A fresh process, as a web worker or a Lambda container starts."""
+    script = """
+import json, sys
+from ride_duration.service import load_for_serving
+from ride_duration.settings import Settings
+model = load_for_serving(Settings.from_env())
+rides = [{"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66},
+         {"PULocationID": None, "DOLocationID": 43, "trip_distance": 0.0}]
+print(json.dumps({
+    "path": model.predictor.path,
+    "predictions": model.predict_rides(rides).tolist(),
+    "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "mlflow")),
+}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**services.env, "MODEL_URI": "models:/ride-duration@production"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["path"] == "compiled forest"
+    assert answer["heavy"] == []
+    mlflow.set_tracking_uri(services.tracking_uri)
+    reference = one_job(mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}"))
+    expected = reference.predict(
+        [{"PU_DO": "130_205", "trip_distance": 3.66}, {"PU_DO": "-1_43", "trip_distance": 0.0}]
+    )
+    assert np.array(answer["predictions"]).tobytes() == expected.tobytes()
+
+
+def test_a_version_without_it_is_scored_with_scikit_learn_until_compiled(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path, pipeline
+):
+    mlflow.set_tracking_uri(services.tracking_uri)
+    mlflow.set_experiment("uncompiled")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            registered_model_name="uncompiled",
+        )
+        mlflow.log_params({"taxi_type": "green", "train_month": "2021-01"})
+    uri = f"models:/uncompiled/{info.registered_model_version}"
+    env = {
+        **services.env,
+        "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+        "OUTPUT_ROOT": str(tmp_path),
+        "MODEL_URI": uri,
+    }
+
+    def scored(root: str) -> tuple[str, bytes]:
+        run = run_cli(
+            "score.py", "green", "2021", "4", "--output-root", root, env=env, cwd=tmp_path
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+        [path] = Path(root).rglob("*.parquet")
+        [manifest] = Path(root).rglob("_manifest-*.json")
+        values = pq.read_table(path)["predicted_duration"].to_numpy().tobytes()
+        return json.loads(manifest.read_text())["model"]["scoring"], values
+
+    before_path, before = scored(str(tmp_path / "before"))
+    assert before_path == "scikit-learn (DictVectorizer fast path)"
+
+    compiled = subprocess.run(
+        [sys.executable, "-m", "ride_duration.compile", uri],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert compiled.returncode == 0, compiled.stderr[-3000:]
+    assert "bit for bit equal to scikit-learn" in compiled.stdout
+    assert " training rows" in compiled.stdout
+
+    after_path, after = scored(str(tmp_path / "after"))
+    assert after_path == "compiled forest"
+    assert after == before  # scikit-learn (n_jobs=1 per block) and the compiled form agree
+    expected = one_job(pipeline).predict(f.feature_records(month_trips(input_dir, 4)))
+    assert after == expected.tobytes()
+
+
+def test_the_compile_command_refuses_a_model_that_is_not_a_forest(
+    services: Services, tmp_path: Path
+):
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.linear_model import LinearRegression
+    from sklearn.pipeline import make_pipeline
+
+    mlflow.set_tracking_uri(services.tracking_uri)
+    mlflow.set_experiment("linear")
+    records = [{"PU_DO": "1_2", "trip_distance": float(d)} for d in range(20)]
+    linear = make_pipeline(DictVectorizer(), LinearRegression()).fit(records, list(range(20)))
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            linear, name="model", serialization_format="cloudpickle", registered_model_name="lin"
+        )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ride_duration.compile",
+            f"models:/lin/{info.registered_model_version}",
+        ],
+        env=services.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: lin/{info.registered_model_version} is not a DictVectorizer + random forest "
+        "pipeline"
+    )
