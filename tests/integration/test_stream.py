@@ -134,6 +134,16 @@ def function_env(services: Services, streams: Streams, **extra: str) -> dict[str
     }
 
 
+def invoke(env: dict[str, str], log: Path, *events: dict) -> list:
+    """Each event through `lambda_function.lambda_handler`, as AWS runs it (awslambdaric), in
+    one warm execution environment."""
+    with (
+        LambdaRuntime() as runtime,
+        run_function(runtime, "lambda_function.lambda_handler", cwd=REPO, log=log, env=env),
+    ):
+        return [runtime.invoke(event, timeout=120) for event in events]
+
+
 def predictions_by_ride(client, stream: str) -> dict[str, list[dict]]:
     found: dict[str, list[dict]] = {}
     for record in read_all(client, stream):
@@ -158,18 +168,8 @@ def test_the_lambda_scores_good_records_and_reports_exactly_the_bad_ones(
     }
     assert len(bad_sequences) == len(BAD)
 
-    with (
-        LambdaRuntime() as runtime,
-        run_function(
-            runtime,
-            "lambda_function.lambda_handler",
-            cwd=REPO,
-            log=tmp_path / "function.log",
-            env=function_env(services, streams),
-        ),
-    ):
-        first = runtime.invoke(event, timeout=120)
-        second = runtime.invoke(event, timeout=120)  # Lambda delivers at least once
+    # Lambda delivers at least once: the same event twice.
+    first, second = invoke(function_env(services, streams), tmp_path / "function.log", event, event)
     assert first.error is None, first.error
     assert {i["itemIdentifier"] for i in first.response["batchItemFailures"]} == bad_sequences
     assert second.response == first.response
@@ -199,19 +199,11 @@ def test_refused_writes_are_retried_and_still_refused_ones_reported(
     proxy.refuse("ride-3", 2)  # throttled twice, then written
     proxy.refuse("ride-7", 99)  # never written
     try:
-        with (
-            LambdaRuntime() as runtime,
-            run_function(
-                runtime,
-                "lambda_function.lambda_handler",
-                cwd=REPO,
-                log=tmp_path / "function.log",
-                env=function_env(services, streams, KINESIS_ENDPOINT_URL=proxy.endpoint),
-            ),
-        ):
-            answer = runtime.invoke(event, timeout=120).response
+        env = function_env(services, streams, KINESIS_ENDPOINT_URL=proxy.endpoint)
+        [result] = invoke(env, tmp_path / "function.log", event)
     finally:
         proxy.close()
+    answer = result.response
     sequence_of = {
         r["kinesis"]["partitionKey"]: r["kinesis"]["sequenceNumber"] for r in event["Records"]
     }
@@ -227,17 +219,9 @@ def test_a_test_run_answers_the_predictions_and_writes_nothing(
 ):
     rides = good_rides(3)
     put(streams, [(key, encoded(key, ride)) for key, ride in rides])
-    with (
-        LambdaRuntime() as runtime,
-        run_function(
-            runtime,
-            "lambda_function.lambda_handler",
-            cwd=REPO,
-            log=tmp_path / "function.log",
-            env=function_env(services, streams, TEST_RUN="True"),
-        ),
-    ):
-        answer = runtime.invoke(lambda_event(streams), timeout=120).response
+    env = function_env(services, streams, TEST_RUN="True")
+    [result] = invoke(env, tmp_path / "function.log", lambda_event(streams))
+    answer = result.response
     assert answer["batchItemFailures"] == []
     assert sorted(p["prediction"]["ride_id"] for p in answer["predictions"]) == sorted(
         key for key, _ in rides
