@@ -43,7 +43,7 @@ def load(loader: Callable[[], ServingModel]) -> Loaded:
         return Loaded(None, str(error))
 
 
-class BadRequest(Exception):
+class Refused(Exception):
     """A request the service refuses, with its status and the field at fault."""
 
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
@@ -60,7 +60,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
 
     def model() -> ServingModel:
         if loaded.model is None:
-            raise BadRequest(503, f"the model is not loaded: {loaded.error}")
+            raise Refused(503, f"the model is not loaded: {loaded.error}")
         return loaded.model
 
     @app.before_request
@@ -97,9 +97,9 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
         body = _json_object()
         rides = body.get("rides")
         if not isinstance(rides, list):
-            raise BadRequest(400, 'send {"rides": [ride, ...]}', "rides")
+            raise Refused(400, 'send {"rides": [ride, ...]}', "rides")
         if len(rides) > max_batch:
-            raise BadRequest(
+            raise Refused(
                 413, f"at most {max_batch} rides per request, got {len(rides)}", "rides"
             )
         ids = [
@@ -125,8 +125,8 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
             return app.json.response({"status": "not ready", "error": loaded.error}), 503
         return _answer(loaded.model, {"status": "ready"})
 
-    @app.errorhandler(BadRequest)
-    def refused(error: BadRequest) -> tuple[Response, int]:
+    @app.errorhandler(Refused)
+    def refused(error: Refused) -> tuple[Response, int]:
         return app.json.response({"error": str(error), "field": error.field}), error.status
 
     @app.errorhandler(HTTPException)
@@ -148,7 +148,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
             values = serving.predict_rides(rides)
         except RideError as error:
             field = error.field if not field_prefix else _indexed(field_prefix, error)
-            raise BadRequest(400, str(error), field) from None
+            raise Refused(400, str(error), field) from None
         return [float(value) for value in values]
 
     def _answer(serving: ServingModel, body: dict[str, Any]) -> Response:
@@ -160,14 +160,14 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
 
 
 def _json_object() -> dict:
-    """The request's JSON object, or a BadRequest saying what is wrong with the body."""
+    """The request's JSON object, or a Refused saying what is wrong with the body."""
     if not request.is_json:
-        raise BadRequest(415, "send a JSON object with Content-Type: application/json")
+        raise Refused(415, "send a JSON object with Content-Type: application/json")
     body = request.get_json(silent=True)
     if body is None:
-        raise BadRequest(400, "the body is not valid JSON")
+        raise Refused(400, "the body is not valid JSON")
     if not isinstance(body, dict):
-        raise BadRequest(400, "the body must be a JSON object")
+        raise Refused(400, "the body must be a JSON object")
     return body
 
 
@@ -180,7 +180,7 @@ def _ride_id(ride: dict, field: str) -> str | int | None:
         return value
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
         return int(value)
-    raise BadRequest(400, f"ride_id must be a string or a whole number, got {value!r}", field)
+    raise Refused(400, f"ride_id must be a string or a whole number, got {value!r}", field)
 
 
 def _indexed(prefix: str, error: RideError) -> str:
