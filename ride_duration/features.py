@@ -215,6 +215,18 @@ def _field_problem(name: str, value: object) -> str | None:
     return None
 
 
+def ride_id(value: object) -> str | int | None:
+    """A ride's optional id, as the online modes echo it: a string or a whole number (156.0 is
+    156); ValueError for anything else."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and np.isfinite(value) and value.is_integer():
+        return int(value)
+    raise ValueError(f"ride_id must be a string or a whole number, got {value!r}")
+
+
 def pu_do(trips: pa.Table) -> pa.Array:
     """The `PU_DO` feature: "<pickup id>_<dropoff id>", with -1 for an unknown location."""
     parts = [

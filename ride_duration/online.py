@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ride_duration import features as f
 from ride_duration.errors import RideError, ScoringError
 from ride_duration.service import ServingModel
 
@@ -99,9 +99,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
         if not isinstance(rides, list):
             raise Refused(400, 'send {"rides": [ride, ...]}', "rides")
         if len(rides) > max_batch:
-            raise Refused(
-                413, f"at most {max_batch} rides per request, got {len(rides)}", "rides"
-            )
+            raise Refused(413, f"at most {max_batch} rides per request, got {len(rides)}", "rides")
         ids = [
             _ride_id(ride, f"rides[{i}].ride_id") if isinstance(ride, dict) else None
             for i, ride in enumerate(rides)
@@ -173,14 +171,10 @@ def _json_object() -> dict:
 
 def _ride_id(ride: dict, field: str) -> str | int | None:
     """A ride's optional id, echoed back: a string or a whole number."""
-    value = ride.get("ride_id")
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    raise Refused(400, f"ride_id must be a string or a whole number, got {value!r}", field)
+    try:
+        return f.ride_id(ride.get("ride_id"))
+    except ValueError as error:
+        raise Refused(400, str(error), field) from None
 
 
 def _indexed(prefix: str, error: RideError) -> str:

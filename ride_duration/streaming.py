@@ -20,7 +20,6 @@ import base64
 import binascii
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -102,13 +101,12 @@ def decode(records: Sequence[dict]) -> tuple[list[Ride], list[str]]:
             _refused(sequence, 'the record is not {"ride": {...}, "ride_id": ...}')
             failures.append(sequence)
             continue
-        ride_id = body.get("ride_id")
-        if not _is_ride_id(ride_id):
-            _refused(sequence, f"ride_id must be a string or a whole number, got {ride_id!r}")
+        try:
+            ride_id = f.ride_id(body.get("ride_id"))
+        except ValueError as error:
+            _refused(sequence, str(error))
             failures.append(sequence)
             continue
-        if isinstance(ride_id, float):
-            ride_id = int(ride_id)  # 156.0 is ride 156, in the record and its partition key
         rides.append(Ride(sequence, body["ride"], ride_id))
     return rides, failures
 
@@ -171,16 +169,6 @@ def _put_chunk(output: Output, entries: list[tuple[str, dict]]) -> list[str]:
     for sequence, _ in pending:
         _refused(sequence, f"its prediction was not written after {output.retries} retries")
     return [sequence for sequence, _ in pending]
-
-
-def _is_ride_id(value: object) -> bool:
-    if value is None or isinstance(value, str):
-        return True
-    if isinstance(value, bool):
-        return False
-    return isinstance(value, int) or (
-        isinstance(value, float) and math.isfinite(value) and value.is_integer()
-    )
 
 
 def _refused(sequence: str, reason: str) -> None:
