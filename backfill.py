@@ -8,8 +8,6 @@ A failed month does not stop the others; the flow fails at the end naming them.
 
 from __future__ import annotations
 
-import sys
-
 from ride_duration import cli
 
 # The command line is checked before the imports below: --help and argument errors answer at
@@ -239,4 +237,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

@@ -7,8 +7,6 @@ UUID, predicts its duration with a model from MLflow and writes the predictions 
 
 from __future__ import annotations
 
-import sys
-
 from ride_duration import cli
 
 # The command line is checked before the imports below: --help and argument errors answer at
@@ -237,4 +235,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.exit(main())

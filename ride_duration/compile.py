@@ -10,7 +10,6 @@ pickle, as an artifact of the same MLflow model. Anything that differs in one bi
 from __future__ import annotations
 
 import logging
-import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -140,4 +139,6 @@ def _training_rows(client: Any, run_id: str | None, template: str) -> list[dict]
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from ride_duration import cli
+
+    cli.exit(main())
