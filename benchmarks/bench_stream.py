@@ -149,7 +149,9 @@ def main() -> int:
         f"Command: `python benchmarks/bench_stream.py`, {datetime.now():%Y-%m-%d}, "
         f"{time.perf_counter() - started:.0f} s in all. Kinesis: a moto server process on "
         "127.0.0.1. Records/s: batch size / median seconds per batch "
-        f"({', '.join(f'{n} batches of {s}' for s, n in SIZES.items())}).",
+        f"({', '.join(f'{n} batches of {s}' for s, n in SIZES.items())}). Cold start: from "
+        "importing the handler's module to the end of its first event (one record), in a fresh "
+        "process: imports, model load and, with writes, the Kinesis client and its first put.",
         "",
         "| handler | writes | cold start s | 1 record: rec/s | 100: rec/s | 1,000: rec/s "
         "| 1,000: s |",
@@ -165,7 +167,9 @@ def main() -> int:
         )
     ours, course = results[("product", True)], results[("course", True)]
     dry = results[("product", False)]
-    cold = max(ours["cold_start_s"], dry["cold_start_s"])
+    # Import and model load: the TEST_RUN process, which makes no Kinesis client; with writes
+    # the cold start also imports boto3, makes its client and puts the first record.
+    cold = dry["cold_start_s"]
     speedup = course["sizes"]["100"] / ours["sizes"]["100"]
     lines += [
         "",
@@ -178,7 +182,7 @@ def main() -> int:
         "| a batch of 1,000, writes excluded (TEST_RUN), in under 0.1 s | "
         f"{dry['sizes']['1000']:.3f} | "
         f"{'yes' if dry['sizes']['1000'] < 0.1 else 'NO'} |",
-        f"| cold start (import and model load), in under 1 s | {cold:.2f} | "
+        f"| cold start, import and model load (TEST_RUN), in under 1 s | {cold:.2f} | "
         f"{'yes' if cold < 1 else 'NO'} |",
     ]
     text = "\n".join(lines) + "\n"
