@@ -87,7 +87,9 @@ PLANS: dict[str, Plan] = {
         expect={
             "make demo": (
                 "rmse: ",
+                "compiled forest: bit for bit equal to scikit-learn",
                 "scored ",
+                "predicted with compiled forest",
                 "Prefect API: http://127.0.0.1:4200/api",
                 "output/taxi_type=green/year=2021/month=03/",
             )

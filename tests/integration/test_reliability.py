@@ -4,6 +4,7 @@ refuses writes, two runs of one month at once, a second model version, and crede
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -113,11 +114,22 @@ def test_s3_going_down_during_the_write_publishes_nothing_and_a_rerun_succeeds(
     assert manifest.read(output)["rows_read"] == BIG_ROWS
 
 
+def _staged_a_row_group(partition: Path) -> bool:
+    """True once a run's staging file in `partition` holds more than its header."""
+    for staging in partition.glob(".*.inprogress") if partition.exists() else ():
+        with contextlib.suppress(FileNotFoundError):  # renamed as the run completes
+            if staging.stat().st_size > 4096:
+                return True
+    return False
+
+
 def test_a_run_killed_in_the_middle_of_a_month_leaves_nothing_and_a_rerun_completes_it(
     services: Services, trained: Trained, local_model: Path, big_month: Path, tmp_path: Path
 ):
     out = tmp_path / "out"
-    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="5000")
+    # Small batches: the month is 200 row groups written one by one, so that the run is still
+    # writing when it is killed (the compiled forest scores it in a fraction of a second).
+    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="1000")
     partition = out / "taxi_type=green/year=2021/month=05"
     output = partition / f"{trained.run_id}.parquet"
     process = subprocess.Popen(
@@ -129,8 +141,7 @@ def test_a_run_killed_in_the_middle_of_a_month_leaves_nothing_and_a_rerun_comple
         start_new_session=True,
     )
     try:
-        _wait_for(lambda: partition.exists() and any(partition.glob(".*.inprogress")))
-        time.sleep(0.5)  # a few batches into the month
+        _wait_for(lambda: _staged_a_row_group(partition))  # killed mid-month
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
