@@ -187,8 +187,7 @@ def test_two_runs_of_one_month_and_model_at_once_never_mix(
     services: Services, trained: Trained, local_model: Path, big_month: Path, tmp_path: Path
 ):
     out = tmp_path / "out"
-    # Small batches make the first run last long enough for the second to meet its lock.
-    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="200")
+    env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="1000")
     output = out / f"taxi_type=green/year=2021/month=05/{trained.run_id}.parquet"
     first = subprocess.Popen(
         [sys.executable, str(REPO / "score.py"), "green", "2021", "5"],
@@ -198,8 +197,15 @@ def test_two_runs_of_one_month_and_model_at_once_never_mix(
         stderr=subprocess.PIPE,
         text=True,
     )
-    _wait_for(lambda: Path(MonthOutput(str(output)).lock).exists())
-    second = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
+    # The first run is paused mid-month, holding its lock, while the second one starts: the
+    # month is scored faster than a second process can start.
+    _wait_for(lambda: _staged_a_row_group(output.parent))
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        assert Path(MonthOutput(str(output)).lock).exists()
+        second = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     _, first_stderr = first.communicate(timeout=300)
     assert first.returncode == 0, first_stderr[-3000:]
     assert second.returncode == 2
