@@ -86,30 +86,35 @@ def resolve_model(uri: str, trusted_prefixes: tuple[str, ...] = ("models:/", "ru
 def _resolve_registered(uri: str) -> ModelRef:
     path = uri.removeprefix("models:/").strip("/")
     name, _, suffix = path.partition("/")
-    quick = _quick_lookup(name, suffix)
-    if quick is not None:
-        return ModelRef(
-            uri=uri,
-            resolved_uri=f"models:/{quick.name}/{quick.version}",
-            name=quick.name,
-            version=quick.version,
-            run_id=quick.run_id,
-            location=quick.location,
-        )
+    # Which version: "@alias", a number, "latest", or "" (a logged model's id in `name`).
+    selector = suffix.lower()
+    if "@" in name and not suffix:
+        name, alias = name.rsplit("@", 1)
+        selector = f"@{alias}"
+    if selector.startswith("@") or selector.isdigit() or selector == "latest":
+        quick = registry.lookup(os.environ.get("MLFLOW_TRACKING_URI", ""), name, selector)
+        if quick is not None:
+            return ModelRef(
+                uri=uri,
+                resolved_uri=f"models:/{quick.name}/{quick.version}",
+                name=quick.name,
+                version=quick.version,
+                run_id=quick.run_id,
+                location=quick.location,
+            )
     from mlflow import MlflowClient
 
     client = MlflowClient()
-    if "@" in name and not suffix:
-        name, alias = name.rsplit("@", 1)
-        version = client.get_model_version_by_alias(name, alias)
-    elif suffix.isdigit():
-        version = client.get_model_version(name, suffix)
-    elif suffix.lower() == "latest":
+    if selector.startswith("@"):
+        version = client.get_model_version_by_alias(name, selector[1:])
+    elif selector.isdigit():
+        version = client.get_model_version(name, selector)
+    elif selector == "latest":
         versions = client.search_model_versions(f"name = '{name}'")
         if not versions:
             raise ModelNotFoundError(f"registered model {name!r} has no versions")
         version = max(versions, key=lambda v: int(v.version))
-    elif not suffix:
+    elif not selector:
         logged = client.get_logged_model(name)
         return ModelRef(
             uri=uri, resolved_uri=f"models:/{logged.model_id}", run_id=logged.source_run_id
@@ -125,17 +130,6 @@ def _resolve_registered(uri: str) -> ModelRef:
         version=str(version.version),
         run_id=version.run_id,
     )
-
-
-def _quick_lookup(name: str, suffix: str) -> registry.Version | None:
-    """The version a registered-model URI names, from `registry` (None: ask MLflow)."""
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
-    if "@" in name and not suffix:
-        name, alias = name.rsplit("@", 1)
-        return registry.lookup(tracking_uri, name, f"@{alias}")
-    if suffix.isdigit() or suffix.lower() == "latest":
-        return registry.lookup(tracking_uri, name, suffix.lower())
-    return None
 
 
 def _resolve_run(uri: str) -> ModelRef:

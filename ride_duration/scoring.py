@@ -94,9 +94,25 @@ class RecordsPredictor:
         return BatchPredictions(self.predict(trips), None)
 
 
-def _pair_columns(vocabulary: PairVocabulary, trips: pa.Table) -> np.ndarray:
-    """Each trip's one-hot column for its pickup/dropoff pair (-1: a pair the model never saw)."""
-    return vocabulary.encode(_ids(trips[t.PICKUP_LOCATION]), _ids(trips[t.DROPOFF_LOCATION]))
+def _encode(
+    vocabulary: PairVocabulary, features: tuple[str, ...], trips: pa.Table
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each trip's column for its pickup/dropoff pair (-1: a pair the model never saw) and its
+    distance, for the features the model reads."""
+    pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
+    if f.PU_DO in features:
+        pair_column = vocabulary.encode(
+            _ids(trips[t.PICKUP_LOCATION]), _ids(trips[t.DROPOFF_LOCATION])
+        )
+    distance = None
+    if t.DISTANCE in features:
+        distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
+    return pair_column, distance
+
+
+def _unknown_pairs(pair_column: np.ndarray, features: tuple[str, ...]) -> int | None:
+    """How many trips have a pair the model never saw: a quality metric of the month."""
+    return int((pair_column < 0).sum()) if f.PU_DO in features else None
 
 
 def _features_of(vocabulary: PairVocabulary) -> tuple[str, ...]:
@@ -126,13 +142,7 @@ class CompiledPredictor:
 
     def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
         """Each trip's pair column (-1: unknown) and its distance."""
-        pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
-        if f.PU_DO in self.features:
-            pair_column = _pair_columns(self.compiled.vocabulary, trips)
-        distance = None
-        if t.DISTANCE in self.features:
-            distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
-        return pair_column, distance
+        return _encode(self.compiled.vocabulary, self.features, trips)
 
     def predict(self, trips: pa.Table) -> np.ndarray:
         """The forest's predictions, one per trip."""
@@ -143,8 +153,8 @@ class CompiledPredictor:
     ) -> BatchPredictions:
         """As `predict`, with the count of unseen pairs; the table needs no cache."""
         pair_column, distance = self.encode(trips)
-        unknown = int((pair_column < 0).sum()) if f.PU_DO in self.features else None
-        return BatchPredictions(self.compiled.predict(pair_column, distance), unknown)
+        predictions = self.compiled.predict(pair_column, distance)
+        return BatchPredictions(predictions, _unknown_pairs(pair_column, self.features))
 
 
 class DictVectorizerPredictor:
@@ -164,18 +174,11 @@ class DictVectorizerPredictor:
         self.dtype = vectorizer.dtype
         self.sparse = vectorizer.sparse
         self.vocabulary = PairVocabulary.from_dict_vectorizer(vectorizer)
-        self.distance_column = self.vocabulary.distance_column
         self.features = _features_of(self.vocabulary)
 
     def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
         """Each trip's vocabulary column for its PU_DO pair (-1: unknown) and its distance."""
-        pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
-        if f.PU_DO in self.features:
-            pair_column = _pair_columns(self.vocabulary, trips)
-        distance = None
-        if self.distance_column is not None:
-            distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
-        return pair_column, distance
+        return _encode(self.vocabulary, self.features, trips)
 
     def matrix(self, pair_column: np.ndarray, distance: np.ndarray | None) -> sp.csr_matrix:
         """The sparse rows of encoded trips: a 1 in the pair's column, the distance in its own."""
@@ -185,7 +188,7 @@ class DictVectorizerPredictor:
         entries_columns, entries_values = [pair_column], [np.ones(n, dtype=self.dtype)]
         counts = (pair_column >= 0).astype(np.int64)
         if distance is not None:
-            entries_columns.append(np.full(n, self.distance_column, dtype=np.int64))
+            entries_columns.append(np.full(n, self.vocabulary.distance_column, dtype=np.int64))
             entries_values.append(distance.astype(self.dtype, copy=False))
             counts += 1
         columns = np.column_stack(entries_columns).ravel()
@@ -208,13 +211,11 @@ class DictVectorizerPredictor:
     ) -> BatchPredictions:
         """Predict each distinct feature row once; rows `cache` saw earlier come from it."""
         pair_column, distance = self.encode(trips)
-        # Trips whose pickup/dropoff pair the model never saw: a quality metric of the month.
-        unknown = int((pair_column < 0).sum()) if f.PU_DO in self.features else None
         if cache is None:
             values = predict_distinct(pair_column, distance, self._predict_rows)
         else:
             values = cache.predictions(pair_column, distance, self._predict_rows)
-        return BatchPredictions(values, unknown)
+        return BatchPredictions(values, _unknown_pairs(pair_column, self.features))
 
     def _predict_rows(self, pair_column: np.ndarray, distance: np.ndarray | None) -> np.ndarray:
         """Predict rows in blocks on several threads, each block on one thread (exact)."""
