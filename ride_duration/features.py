@@ -163,30 +163,64 @@ def rides_table(rides: Sequence[Mapping[str, object]]) -> pa.Table:
 
     Each ride is a mapping with `PULocationID`, `DOLocationID` (null: an unknown location) and
     `trip_distance`; other keys are ignored. The first ride that breaks a rule raises
-    RideError naming its position and field. The table has the model's columns.
+    RideError naming its position and field (a malformed ride before a bad value). The table
+    has the model's columns.
     """
-    if not rides:
-        return RIDES_SCHEMA.empty_table()
+    table, errors = check_rides(rides)
+    if errors:
+        raise errors[0]
+    return table
+
+
+def check_rides(rides: Sequence[Mapping[str, object]]) -> tuple[pa.Table, list[RideError]]:
+    """The model columns of the rides that keep the rules, and the first broken rule of each
+    other ride: the malformed rides first, then the bad values, each in ride order.
+
+    One vectorised check of all rides; only the rides it flags are looked at one by one.
+    """
+    malformed = []
     for index, ride in enumerate(rides):
         if not isinstance(ride, Mapping):
-            raise RideError(index, None, "a ride must be an object with " + ", ".join(RIDE_FIELDS))
-        for name in RIDE_FIELDS:
-            if name not in ride:
-                raise RideError(index, name, f"{name} is missing")
+            message = "a ride must be an object with " + ", ".join(RIDE_FIELDS)
+            malformed.append(RideError(index, None, message))
+            continue
+        missing = next((name for name in RIDE_FIELDS if name not in ride), None)
+        if missing is not None:
+            malformed.append(RideError(index, missing, f"{missing} is missing"))
+    refused = {error.index for error in malformed}
+    shaped = [index for index in range(len(rides)) if index not in refused]
+    if not shaped:
+        return RIDES_SCHEMA.empty_table(), malformed
     try:
-        raw = pa.table({name: pa.array([ride[name] for ride in rides]) for name in RIDE_FIELDS})
+        raw = pa.table(
+            {name: pa.array([rides[index][name] for index in shaped]) for name in RIDE_FIELDS}
+        )
         checked = model_columns(raw)
-        suspects = np.flatnonzero(checked.invalid_location | checked.invalid_distance).tolist()
+        flagged = np.flatnonzero(checked.invalid_location | checked.invalid_distance)
+        suspects = [shaped[position] for position in flagged.tolist()]
     except _UNFIT:
-        checked, suspects = None, range(len(rides))  # a value that does not fit its column
-    for index in suspects:
-        for name in RIDE_FIELDS:
-            problem = _field_problem(name, rides[index][name])
-            if problem:
-                raise RideError(index, name, problem)
-    if checked is None:  # each ride is fine alone (e.g. 130 beside "131"): one at a time
-        return pa.concat_tables([rides_table([ride]) for ride in rides])
-    return pa.table(checked.columns)
+        checked, suspects = None, shaped  # a value that does not fit its column
+    bad_values = [error for error in (_ride_problem(rides, index) for index in suspects) if error]
+    bad = {error.index for error in bad_values}
+    good = [index for index in shaped if index not in bad]
+    if not good:
+        table = RIDES_SCHEMA.empty_table()
+    elif checked is None:  # each ride is fine alone (e.g. 130 beside "131"): one at a time
+        table = pa.concat_tables([rides_table([rides[index]]) for index in good])
+    else:
+        table = pa.table(checked.columns)
+        if bad:
+            table = table.filter(pa.array([index not in bad for index in shaped]))
+    return table, malformed + bad_values
+
+
+def _ride_problem(rides: Sequence[Mapping[str, object]], index: int) -> RideError | None:
+    """The first field of ride `index` that breaks its rule, if any."""
+    for name in RIDE_FIELDS:
+        problem = _field_problem(name, rides[index][name])
+        if problem:
+            return RideError(index, name, problem)
+    return None
 
 
 # What arrow raises when a value does not fit a column (text among numbers, a list, ...).

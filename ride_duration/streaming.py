@@ -28,7 +28,6 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from ride_duration import features as f
-from ride_duration.errors import RideError
 from ride_duration.service import ServingModel
 from ride_duration.settings import Settings
 
@@ -123,15 +122,13 @@ def prediction_record(model: ServingModel, duration: float, ride_id: object) -> 
 
 def _valid(rides: list[Ride]) -> tuple[list[Ride], pa.Table, list[str]]:
     """The rides that pass the feature rules and their model columns, and the sequence numbers
-    of those that do not (each bad ride costs one more pass over the rest)."""
-    good, failures = list(rides), []
-    while True:
-        try:
-            return good, f.rides_table([r.ride for r in good]), failures
-        except RideError as error:
-            bad = good.pop(error.index)
-            _refused(bad.sequence_number, str(error))
-            failures.append(bad.sequence_number)
+    of those that do not."""
+    table, errors = f.check_rides([ride.ride for ride in rides])
+    for error in errors:
+        _refused(rides[error.index].sequence_number, str(error))
+    refused = {error.index for error in errors}
+    good = [ride for index, ride in enumerate(rides) if index not in refused]
+    return good, table, [rides[error.index].sequence_number for error in errors]
 
 
 def _put(output: Output, rides: list[Ride], predictions: list[dict]) -> list[str]:

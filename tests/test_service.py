@@ -138,6 +138,30 @@ def test_the_first_ride_that_breaks_a_rule_is_named(rides, index, field, says):
     assert says in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("rides", "kept", "refused"),
+    [
+        ([RIDE, {**RIDE, "trip_distance": -1}, RIDE], [130, 130], [(1, "trip_distance")]),
+        (
+            [{**RIDE, "trip_distance": "far"}, [1], {**RIDE, "PULocationID": 7}],
+            [7],
+            [(1, None), (0, "trip_distance")],  # the malformed ride first
+        ),
+        (
+            [RIDE, {**RIDE, "PULocationID": "131"}, {"DOLocationID": 1}],
+            [130, 131],
+            [(2, "PULocationID")],
+        ),
+        ([{**RIDE, "DOLocationID": -3}], [], [(0, "DOLocationID")]),
+    ],
+)
+def test_a_batch_keeps_its_good_rides_and_names_each_bad_one(rides, kept, refused):
+    table, errors = f.check_rides(rides)
+    assert table["PULocationID"].to_pylist() == kept
+    assert table.schema == f.RIDES_SCHEMA
+    assert [(error.index, error.field) for error in errors] == refused
+
+
 def test_rides_of_mixed_but_valid_types_are_scored_one_by_one():
     table = f.rides_table([RIDE, {**RIDE, "PULocationID": "131"}])
     assert table["PULocationID"].to_pylist() == [130, 131]
