@@ -15,25 +15,21 @@ In any container: `python -m awslambdaric lambda_function.lambda_handler`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from ride_duration import streaming
-from ride_duration.service import ServingModel, load_for_serving
 from ride_duration.settings import Settings
 
 
 @functools.cache
-def _scorer() -> tuple[ServingModel, streaming.Output, bool]:
+def _handler() -> Callable[[dict], dict]:
     """The model and the output stream: made at the container's first event, kept after."""
-    settings = Settings.from_env()
-    model = load_for_serving(settings)
-    client = None if settings.test_run else streaming.kinesis_client(settings)
-    output = streaming.Output(client, settings.predictions_stream_name, settings.put_retries)
-    return model, output, settings.test_run
+    _, handler = streaming.scorer(Settings.from_env())
+    return handler
 
 
 def lambda_handler(event: dict, context: Any) -> dict:
     """Score the Kinesis records of `event`; the batch item failures (and, in a test run, the
     predictions)."""
-    model, output, test_run = _scorer()
-    return streaming.handle(event, model, output, test_run=test_run)
+    return _handler()(event)

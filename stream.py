@@ -32,23 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         from ride_duration import streaming
         from ride_duration.consumer import Checkpoint, Consumer
-        from ride_duration.service import load_for_serving
         from ride_duration.settings import Settings
 
         settings = Settings.from_env()
-        model = load_for_serving(settings)
         client = streaming.kinesis_client(settings)
-        output = streaming.Output(
-            None if settings.test_run else client,
-            settings.predictions_stream_name,
-            settings.put_retries,
-        )
+        model, handler = streaming.scorer(settings, client)
         consumer = Consumer(
             client=client,
             stream=settings.input_stream_name,
-            handler=lambda event: streaming.handle(
-                event, model, output, test_run=settings.test_run
-            ),
+            handler=handler,
             checkpoint=Checkpoint(Path(settings.stream_checkpoint)),
             dead_letter=Path(settings.stream_dead_letter),
             start=settings.stream_start,

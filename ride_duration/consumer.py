@@ -69,7 +69,7 @@ class Consumer:
         """Consume until stopped (or, with `until_idle`, until every shard is caught up)."""
         description = self.client.describe_stream(StreamName=self.stream)["StreamDescription"]
         arn = description["StreamARN"]
-        shards = [self._open(s["ShardId"]) for s in self._shard_list()]
+        shards = [Shard(s["ShardId"], self._iterator(s["ShardId"])) for s in self._shard_list()]
         while not self.stop.is_set():
             busy = False
             for shard in shards:
@@ -94,7 +94,7 @@ class Consumer:
             if not token:
                 return shards
 
-    def _open(self, shard_id: str, at: str | None = None) -> Shard:
+    def _iterator(self, shard_id: str, at: str | None = None) -> str:
         """A shard's iterator: at a record to retry, after the checkpoint, or from `start`."""
         options: dict[str, str] = {"ShardIteratorType": self.start}
         if at is not None:
@@ -104,10 +104,9 @@ class Consumer:
                 "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
                 "StartingSequenceNumber": self.checkpoint.done[shard_id],
             }
-        iterator = self.client.get_shard_iterator(
-            StreamName=self.stream, ShardId=shard_id, **options
-        )["ShardIterator"]
-        return Shard(shard_id, iterator)
+        return self.client.get_shard_iterator(StreamName=self.stream, ShardId=shard_id, **options)[
+            "ShardIterator"
+        ]
 
     def _step(self, shard: Shard, arn: str) -> bool:
         """One batch of one shard through the handler; whether there was anything to do."""
@@ -131,7 +130,7 @@ class Consumer:
             shard.attempts = 0
         shard.attempts += 1
         if shard.attempts <= self.max_retries:
-            shard.iterator = self._open(shard.shard_id, at=sequences[first]).iterator
+            shard.iterator = self._iterator(shard.shard_id, at=sequences[first])
             return True
         # Retries spent: keep the failed records aside, as Lambda's on-failure destination.
         kept = [r for r in records[first:] if r["SequenceNumber"] in failed]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import time
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from ride_duration import features as f
-from ride_duration.service import ServingModel
+from ride_duration.service import ServingModel, load_for_serving
 from ride_duration.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,25 @@ class Output:
     retries: int = 3
     backoff_seconds: float = 0.1
     sleep: Callable[[float], None] = time.sleep
+
+
+def scorer(
+    settings: Settings, client: Kinesis | None = None
+) -> tuple[ServingModel, Callable[[dict], dict]]:
+    """The model `settings` name, and a handler of Kinesis events that scores with it.
+
+    Predictions go to PREDICTIONS_STREAM_NAME through `client` (by default one made from
+    `settings`); with TEST_RUN nothing is written and the answer holds the predictions.
+    """
+    model = load_for_serving(settings)
+    if client is None and not settings.test_run:
+        client = kinesis_client(settings)
+    output = Output(
+        None if settings.test_run else client,
+        settings.predictions_stream_name,
+        settings.put_retries,
+    )
+    return model, functools.partial(handle, model=model, output=output, test_run=settings.test_run)
 
 
 def handle(event: dict, model: ServingModel, output: Output, *, test_run: bool = False) -> dict:
@@ -176,4 +196,4 @@ def kinesis_client(settings: Settings) -> Kinesis:
     """A boto3 Kinesis client: KINESIS_ENDPOINT_URL (the course's), else AWS_ENDPOINT_URL."""
     import boto3
 
-    return boto3.client("kinesis", endpoint_url=settings.kinesis_endpoint_url or None)
+    return boto3.client("kinesis", endpoint_url=settings.kinesis_endpoint_url)

@@ -36,7 +36,6 @@ import http.client
 import json
 import os
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -52,6 +51,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from tests.servers import stop
 
 API_PREFIX = "/2018-06-01/runtime"
 # The payload limit of a synchronous invocation: Lambda answers a bigger response with 413.
@@ -344,7 +345,7 @@ class LambdaRuntime:
                 if process is not None:
                     # Lambda ends an environment whose invocation timed out; a late answer
                     # would be refused anyway, and the next invocation needs a fresh process.
-                    stop_process(process)
+                    stop(process, grace=5)
                 raise InvocationTimeout(
                     f"invocation {pending.request_id} got no answer within {timeout:g} s "
                     f"(Lambda would report 'Task timed out')"
@@ -708,7 +709,6 @@ def run_function(
     env: Mapping[str, str] | None = None,
     python: str | Path = sys.executable,
     ready: bool = True,
-    stop_grace: float = 5.0,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `python -m awslambdaric handler` against `runtime` until the block ends.
 
@@ -717,7 +717,7 @@ def run_function(
     plus `env`; its stdout and stderr go to `log`. It is attached to `runtime`, so invocations
     fail at once if it dies. With `ready`, the block starts once the function has initialised
     (`InitError` if it could not). It runs in its own process group, which is always stopped:
-    SIGTERM, then SIGKILL after `stop_grace` seconds.
+    SIGTERM, then SIGKILL within 5 seconds (`tests.servers.stop`).
     """
     cwd = Path(cwd).resolve()  # LAMBDA_TASK_ROOT is absolute, as /var/task is
     environment = lambda_environment()
@@ -741,20 +741,4 @@ def run_function(
         yield process
     finally:
         runtime.detach(process)
-        stop_process(process, stop_grace)
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM the process group of `process`, then SIGKILL it if still alive after `grace` s."""
-    if process.poll() is not None:
-        return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+        stop(process, grace=5)

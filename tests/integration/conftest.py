@@ -163,6 +163,27 @@ def trained(services: Services, input_dir: Path) -> Trained:
     return Trained(run_id=run_id, version=version, rmse=rmse)
 
 
+@pytest.fixture(scope="session")
+def batch_path(services: Services, trained: Trained) -> Callable[[list[dict]], object]:
+    """What scikit-learn gives for rides with n_jobs=1 (the batch path's fast path, exact): the
+    online modes' compiled forest must answer the same bits."""
+    import mlflow
+    import mlflow.sklearn
+
+    from ride_duration import features
+    from ride_duration.scoring import PredictionCache, make_predictor
+
+    mlflow.set_tracking_uri(services.tracking_uri)
+    predictor = make_predictor(
+        mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
+    )
+
+    def predict(rides: list[dict]) -> object:
+        return predictor.predict_batch(features.rides_table(rides), PredictionCache()).values
+
+    return predict
+
+
 def run_cli(
     script: str, *args: str, env: dict[str, str], cwd: Path, timeout: float = 240
 ) -> subprocess.CompletedProcess:

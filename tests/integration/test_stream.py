@@ -19,9 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ride_duration import features as f
 from ride_duration.consumer import lambda_record
-from ride_duration.scoring import PredictionCache, make_predictor
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
 from tests.lambda_runtime import LambdaRuntime, run_function
@@ -77,32 +75,30 @@ def put(streams: Streams, entries: list[tuple[str, bytes]]) -> None:
         assert answer["FailedRecordCount"] == 0
 
 
-def read_all(client, stream: str) -> list[dict]:
-    """Every record of every shard of `stream`, from the start."""
-    records = []
+def shard_records(client, stream: str) -> Iterator[tuple[str, dict]]:
+    """Every record of every shard of `stream`, from the start, with its shard's id."""
     for shard in client.list_shards(StreamName=stream)["Shards"]:
         iterator = client.get_shard_iterator(
             StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
         )["ShardIterator"]
         while iterator:
             page = client.get_records(ShardIterator=iterator, Limit=1000)
-            records += page["Records"]
+            for record in page["Records"]:
+                yield shard["ShardId"], record
             if not page["Records"]:
                 break
             iterator = page.get("NextShardIterator")
-    return records
+
+
+def read_all(client, stream: str) -> list[dict]:
+    """Every record of every shard of `stream`, from the start."""
+    return [record for _, record in shard_records(client, stream)]
 
 
 def lambda_event(streams: Streams) -> dict:
     """The input stream's records as Lambda's event source mapping hands them over."""
-    records = []
-    for shard in streams.client.list_shards(StreamName=streams.input)["Shards"]:
-        iterator = streams.client.get_shard_iterator(
-            StreamName=streams.input, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
-        )["ShardIterator"]
-        page = streams.client.get_records(ShardIterator=iterator, Limit=1000)
-        records += [lambda_record(r, shard["ShardId"], streams.arn) for r in page["Records"]]
-    return {"Records": records}
+    records = shard_records(streams.client, streams.input)
+    return {"Records": [lambda_record(r, shard, streams.arn) for shard, r in records]}
 
 
 def good_rides(count: int) -> list[tuple[str, dict]]:
@@ -112,17 +108,6 @@ def good_rides(count: int) -> list[tuple[str, dict]]:
 
 def encoded(ride_id: str, ride: dict) -> bytes:
     return json.dumps({"ride": ride, "ride_id": ride_id}).encode()
-
-
-@pytest.fixture(scope="module")
-def batch_path(services: Services, trained: Trained):
-    import mlflow
-    import mlflow.sklearn
-
-    mlflow.set_tracking_uri(services.tracking_uri)
-    model = mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
-    predictor = make_predictor(model)
-    return lambda rides: predictor.predict_batch(f.rides_table(rides), PredictionCache()).values
 
 
 def function_env(services: Services, streams: Streams, **extra: str) -> dict[str, str]:
@@ -237,15 +222,15 @@ def consumer(services: Services, streams: Streams, tmp_path: Path, *args: str) -
         "STREAM_DEAD_LETTER": str(tmp_path / "dead-letter.jsonl"),
         "STREAM_BATCH_SIZE": "25",
     }
-    log = (tmp_path / "consumer.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, str(REPO / "stream.py"), *args],
-        env=env,
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with (tmp_path / "consumer.log").open("ab") as log:  # the process keeps its own copy
+        return subprocess.Popen(
+            [sys.executable, str(REPO / "stream.py"), *args],
+            env=env,
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 def test_the_consumer_killed_mid_stream_and_restarted_loses_nothing(

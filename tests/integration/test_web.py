@@ -22,8 +22,6 @@ import mlflow.sklearn
 import numpy as np
 import pytest
 
-from ride_duration import features as f
-from ride_duration.scoring import PredictionCache, make_predictor
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
 from tests.servers import free_port, http_ok, stop, wait_until_ready
@@ -90,21 +88,6 @@ def web(services: Services, trained: Trained, tmp_path_factory) -> Iterator[Web]
     env = {**services.env, "MODEL_URI": "models:/ride-duration@production"}
     with serving(env, log) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def batch_path(services: Services, trained: Trained):
-    """What scikit-learn gives for rides with n_jobs=1 (the batch path's fast path, exact): the
-    service's compiled forest must answer the same bits."""
-    mlflow.set_tracking_uri(services.tracking_uri)
-    predictor = make_predictor(
-        mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
-    )
-
-    def predict(rides: list[dict]) -> np.ndarray:
-        return predictor.predict_batch(f.rides_table(rides), PredictionCache()).values
-
-    return predict
 
 
 def test_ready_names_the_version_the_alias_pointed_to(web: Web, trained: Trained):
