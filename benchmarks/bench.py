@@ -142,6 +142,7 @@ def train_model() -> Path:
         )
         raw = raw.select(list(columns.values())).rename_columns(list(columns))
         trips = features.prepare_trips(raw, Month(2021, 1)).table
+    from ride_duration import forest
     from ride_duration.compile import compile_checked
 
     records = features.feature_records(trips)
@@ -150,7 +151,7 @@ def train_model() -> Path:
     if path.exists():
         shutil.rmtree(path)
     mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
-    compile_checked(pipeline, records, path)
+    forest.save(compile_checked(pipeline, records).forest, path / forest.FILE_NAME)
     return path
 
 

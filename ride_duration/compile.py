@@ -28,9 +28,9 @@ class CompileError(ScoringError):
 
 @dataclass(frozen=True)
 class Compiled:
-    """A verified compiled form, saved in a local file, and what the check covered."""
+    """A verified compiled form and what the check covered."""
 
-    path: Path
+    forest: forest.CompiledForest
     verification: forest.Verification
 
     def describe(self) -> str:
@@ -42,10 +42,8 @@ class Compiled:
         )
 
 
-def compile_checked(
-    pipeline: Any, training_rows: Sequence[Mapping[str, Any]], folder: Path
-) -> Compiled | None:
-    """The pipeline's compiled forest, verified, in `folder`; None when it is not a forest.
+def compile_checked(pipeline: Any, training_rows: Sequence[Mapping[str, Any]]) -> Compiled | None:
+    """The pipeline's compiled forest, verified; None when it is not a forest.
 
     Raises CompileError when the compiled form differs from scikit-learn, saying where.
     """
@@ -57,14 +55,16 @@ def compile_checked(
         return None
     except forest.CompiledMismatchError as mismatch:
         raise CompileError(f"the compiled forest was refused: {mismatch}") from None
-    return Compiled(forest.save(compiled, folder / forest.FILE_NAME), verification)
+    return Compiled(compiled, verification)
 
 
 def log_to_model(model_id: str, compiled: Compiled) -> None:
     """Add the compiled form to the MLflow logged model `model_id`, beside its pickle."""
     import mlflow
 
-    mlflow.MlflowClient().log_model_artifact(model_id, str(compiled.path))
+    with tempfile.TemporaryDirectory(prefix="ride-duration-compile-") as folder:
+        path = forest.save(compiled.forest, Path(folder) / forest.FILE_NAME)
+        mlflow.MlflowClient().log_model_artifact(model_id, str(path))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,11 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         model_id, pipeline, rows, label = _registered(
             args.model_uri, settings, args.input_uri_template or settings.input_uri_template
         )
-        with tempfile.TemporaryDirectory(prefix="ride-duration-compile-") as folder:
-            compiled = compile_checked(pipeline, rows, Path(folder))
-            if compiled is None:
-                raise CompileError(f"{label} is not a DictVectorizer + random forest pipeline")
-            log_to_model(model_id, compiled)
+        compiled = compile_checked(pipeline, rows)
+        if compiled is None:
+            raise CompileError(f"{label} is not a DictVectorizer + random forest pipeline")
+        log_to_model(model_id, compiled)
         print(f"compiled {label}: {compiled.describe()}; logged as {forest.FILE_NAME}")
 
     return cli.run(run, debug=args.debug)
@@ -114,10 +113,11 @@ def _registered(uri: str, settings: Any, template: str) -> tuple[str, Any, list,
     version = client.get_model_version(model.name, model.version)
     model_id = getattr(version, "model_id", None) or version.source.removeprefix("models:/")
     pipeline = load_model(model.resolved_uri, model.location)
-    return model_id, pipeline, _training_rows(client, version.run_id, template), model.label
+    rows = _training_rows(client, version.run_id, template, settings.batch_size)
+    return model_id, pipeline, rows, model.label
 
 
-def _training_rows(client: Any, run_id: str | None, template: str) -> list[dict]:
+def _training_rows(client: Any, run_id: str | None, template: str, batch_size: int) -> list[dict]:
     """The feature rows the run trained on (its taxi type and month), if they can be read."""
     from ride_duration import features as f
     from ride_duration.months import Month
@@ -131,7 +131,7 @@ def _training_rows(client: Any, run_id: str | None, template: str) -> list[dict]
     month = Month.parse(params["train_month"])
     uri = trip_file_uri(template, params["taxi_type"], month)
     try:
-        trips = read_trips(uri, params["taxi_type"], month, 500_000).table
+        trips = read_trips(uri, params["taxi_type"], month, batch_size).table
     except ScoringError as error:
         logger.warning("training rows not read (%s): verifying around the thresholds only", error)
         return []

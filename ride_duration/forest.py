@@ -239,7 +239,7 @@ class CompiledForest:
         _check_array("roots", self.roots, np.int32, self.n_estimators)
         if self.n_estimators < 1 or (not self.average and self.n_estimators != 1):
             raise ValueError(f"{self.n_estimators} trees, average={self.average}")
-        _tree_levels(self.left, self.right, self.roots)
+        self._levels  # noqa: B018 - computed here, it checks that the nodes form trees
         self._check_splits()
         if self.table is not None:
             self._check_table(self.table)
@@ -311,8 +311,12 @@ class CompiledForest:
         children = np.empty(2 * len(itself), dtype=np.intp)
         children[0::2] = np.where(internal, self.left, itself)
         children[1::2] = np.where(internal, self.right, itself)
-        levels = _tree_levels(self.left, self.right, self.roots)
-        return pair_test, distance_test, children, levels
+        return pair_test, distance_test, children, self._levels
+
+    @cached_property
+    def _levels(self) -> int:
+        """The forest's depth, once the nodes are checked to form trees."""
+        return _tree_levels(self.left, self.right, self.roots)
 
     def _checked_pairs(self, pair_column: np.ndarray) -> np.ndarray:
         pairs = np.asarray(pair_column)
@@ -356,11 +360,14 @@ class CompiledForest:
         """Walk all rows level by level, then add the trees' leaf values in their order."""
         x = np.zeros(len(pairs)) if x is None else x  # no distance node tests it
         if len(pairs) * len(self.roots) <= _WALK_BLOCK:
-            return self._combine(self._leaves_all_trees(pairs, x), len(pairs))
+            return self._combine(self._leaves(self.roots, pairs, x), len(pairs))
         out = np.empty(len(pairs), dtype=np.float64)
         for start in range(0, len(pairs), _WALK_ROWS):
             rows = slice(start, start + _WALK_ROWS)
-            leaf_values = (self._leaves(root, pairs[rows], x[rows]) for root in self.roots.tolist())
+            leaf_values = (
+                self._leaves(self.roots[tree : tree + 1], pairs[rows], x[rows])[0]
+                for tree in range(len(self.roots))
+            )
             out[rows] = self._combine(leaf_values, len(out[rows]))
         return out
 
@@ -376,19 +383,12 @@ class CompiledForest:
         total /= self.n_estimators
         return total
 
-    def _leaves(self, root: int, pairs: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """The leaf values of one tree: its nodes are contiguous, so they stay in cache."""
+    def _leaves(self, roots: np.ndarray, pairs: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The leaf values (trees x rows) of the trees at `roots`, one step per level: a few
+        rows through all trees at once, or many rows through one tree, whose contiguous nodes
+        then stay in cache."""
         pair_test, distance_test, children, levels = self._walker
-        node = np.full(len(pairs), root, dtype=np.intp)
-        for _ in range(levels):
-            right = (pair_test[node] == pairs) | (distance_test[node] < x)
-            node = children[2 * node + right]
-        return self.value[node]
-
-    def _leaves_all_trees(self, pairs: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """The leaf values (trees x rows) of a few rows, all trees in one step per level."""
-        pair_test, distance_test, children, levels = self._walker
-        node = np.repeat(self.roots.astype(np.intp)[:, None], len(pairs), axis=1)
+        node = np.repeat(roots.astype(np.intp)[:, None], len(pairs), axis=1)
         pairs, x = pairs[None, :], x[None, :]
         for _ in range(levels):
             right = (pair_test[node] == pairs) | (distance_test[node] < x)
@@ -423,7 +423,7 @@ class CompiledForest:
 # --- compiling and verifying: these take a scikit-learn pipeline and import scikit-learn ---
 
 
-def compile_pipeline(pipeline: Any, *, lookup_table: bool = True) -> CompiledForest:
+def compile_pipeline(pipeline: Any) -> CompiledForest:
     """The CompiledForest of a fitted Pipeline(DictVectorizer, forest), with its lookup table.
 
     Accepts a single-output RandomForestRegressor (or a single DecisionTreeRegressor) after a
@@ -438,8 +438,6 @@ def compile_pipeline(pipeline: Any, *, lookup_table: bool = True) -> CompiledFor
     forest = CompiledForest(
         vocabulary=vocabulary, **nodes, n_estimators=len(trees), average=average
     )
-    if not lookup_table:
-        return forest
     return replace(forest, table=_build_table(forest, _Reference(pipeline)))
 
 
@@ -496,15 +494,6 @@ def verify(
         pair_classes=len(np.unique(grid.pairs)),
         thresholds=len(compiled.distance_cuts),
     )
-
-
-def compile_verified(
-    pipeline: Any, training_rows: Sequence[Mapping[str, Any]], **verify_options: Any
-) -> CompiledForest:
-    """`compile_pipeline`, then `verify` on the training rows and the probe grid."""
-    compiled = compile_pipeline(pipeline)
-    verify(compiled, pipeline, training_rows, **verify_options)
-    return compiled
 
 
 def encode_records(
@@ -591,14 +580,48 @@ def probe_grid(
     return ProbeGrid(pairs=pairs, distance=np.concatenate([b[1] for b in blocks]), walk=walk)
 
 
+def with_one_job(estimator: Any) -> Any:
+    """`estimator` with n_jobs=1: itself, or a shallow copy sharing its fitted trees.
+
+    With more jobs a forest adds its trees in an order that varies from run to run.
+    """
+    if getattr(estimator, "n_jobs", 1) == 1:
+        return estimator
+    single = copy.copy(estimator)
+    single.n_jobs = 1
+    return single
+
+
+def vectorizer_rows(
+    vocabulary: PairVocabulary, dtype: Any, pairs: np.ndarray, distance: np.ndarray | None
+) -> Any:
+    """The DictVectorizer's sparse rows of encoded rides: a 1 in the pair's column (none for
+    an unseen pair, -1), the distance in its own column."""
+    import scipy.sparse as sp
+
+    n = len(pairs)
+    entries_columns, entries_values = [pairs], [np.ones(n, dtype=dtype)]
+    counts = (pairs >= 0).astype(np.int64)
+    if distance is not None:
+        entries_columns.append(np.full(n, vocabulary.distance_column, dtype=np.int64))
+        entries_values.append(distance.astype(dtype, copy=False))
+        counts += 1
+    columns = np.column_stack(entries_columns).ravel()
+    values = np.column_stack(entries_values).ravel()
+    present = columns >= 0
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return sp.csr_matrix(
+        (values[present], columns[present], indptr), shape=(n, vocabulary.n_columns)
+    )
+
+
 class _Reference:
     """scikit-learn's predictions with n_jobs=1, from a copy: the caller's model is untouched."""
 
     def __init__(self, pipeline: Any) -> None:
         vectorizer, regressor = _pipeline_steps(pipeline)
-        regressor = copy.copy(regressor)  # shallow: shares the fitted trees, not n_jobs
-        if hasattr(regressor, "n_jobs"):
-            regressor.n_jobs = 1  # more jobs add the trees in a varying order
+        regressor = with_one_job(regressor)
         self.pipeline = copy.copy(pipeline)
         self.pipeline.steps = [pipeline.steps[0], (pipeline.steps[-1][0], regressor)]
         self.vectorizer, self.regressor = vectorizer, regressor
@@ -630,22 +653,8 @@ class _Reference:
         return out
 
     def _matrix(self, pairs: np.ndarray, distance: np.ndarray | None) -> Any:
-        """The DictVectorizer's rows: a 1 in the pair's column, the distance in its own."""
-        import scipy.sparse as sp
-
-        n, dtype = len(pairs), self.vectorizer.dtype
-        columns, values = [pairs], [np.ones(n, dtype=dtype)]
-        if distance is not None:
-            columns.append(np.full(n, self.vocabulary.distance_column, dtype=np.int64))
-            values.append(distance.astype(dtype))
-        columns_flat = np.column_stack(columns).ravel()
-        present = columns_flat >= 0
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(present.reshape(n, -1).sum(axis=1), out=indptr[1:])
-        matrix = sp.csr_matrix(
-            (np.column_stack(values).ravel()[present], columns_flat[present], indptr),
-            shape=(n, self.vocabulary.n_columns),
-        )
+        """The DictVectorizer's rows, their column indices sorted as the vectorizer sorts them."""
+        matrix = vectorizer_rows(self.vocabulary, self.vectorizer.dtype, pairs, distance)
         matrix.sort_indices()
         return matrix
 
@@ -929,14 +938,12 @@ def save(compiled: CompiledForest, path: str | os.PathLike[str]) -> Path:
 
 
 def load(path: str | os.PathLike[str]) -> CompiledForest:
-    """The compiled forest saved at `path` (a file, or a directory holding forest.npz).
+    """The compiled forest saved in the file `path`.
 
     Raises ValueError, naming the file, when it is not a compiled forest of this format
     version: unreadable, pickled, missing or extra arrays, wrong dtypes or inconsistent trees.
     """
     target = Path(path)
-    if target.is_dir():
-        target = target / FILE_NAME
     try:
         arrays = _read_npz(target)
     except FileNotFoundError:

@@ -12,7 +12,6 @@ requests. The one piece of state, the month's prediction cache, is passed in by 
 
 from __future__ import annotations
 
-import copy
 import functools
 import os
 from collections.abc import Callable
@@ -26,7 +25,7 @@ import pyarrow.compute as pc
 
 from ride_duration import features as f
 from ride_duration import trips as t
-from ride_duration.forest import CompiledForest, PairVocabulary
+from ride_duration.forest import CompiledForest, PairVocabulary, vectorizer_rows, with_one_job
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -170,7 +169,6 @@ class DictVectorizerPredictor:
     def __init__(self, pipeline: Any) -> None:
         vectorizer = pipeline.steps[0][1]
         self.rest = _one_job(pipeline[1:])
-        self.n_columns = len(vectorizer.feature_names_)
         self.dtype = vectorizer.dtype
         self.sparse = vectorizer.sparse
         self.vocabulary = PairVocabulary.from_dict_vectorizer(vectorizer)
@@ -182,21 +180,7 @@ class DictVectorizerPredictor:
 
     def matrix(self, pair_column: np.ndarray, distance: np.ndarray | None) -> sp.csr_matrix:
         """The sparse rows of encoded trips: a 1 in the pair's column, the distance in its own."""
-        import scipy.sparse as sp
-
-        n = len(pair_column)
-        entries_columns, entries_values = [pair_column], [np.ones(n, dtype=self.dtype)]
-        counts = (pair_column >= 0).astype(np.int64)
-        if distance is not None:
-            entries_columns.append(np.full(n, self.vocabulary.distance_column, dtype=np.int64))
-            entries_values.append(distance.astype(self.dtype, copy=False))
-            counts += 1
-        columns = np.column_stack(entries_columns).ravel()
-        values = np.column_stack(entries_values).ravel()
-        present = columns >= 0
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(counts, out=indptr[1:])
-        return sp.csr_matrix((values[present], columns[present], indptr), shape=(n, self.n_columns))
+        return vectorizer_rows(self.vocabulary, self.dtype, pair_column, distance)
 
     def transform(self, trips: pa.Table) -> sp.csr_matrix:
         """The same matrix as `DictVectorizer.transform(feature_records(trips))`."""
@@ -259,13 +243,7 @@ def _one_job(steps: Any) -> Any:
     """The pipeline's steps with n_jobs=1 wherever a step has it (copies; the model is shared)."""
     from sklearn.pipeline import Pipeline
 
-    single = []
-    for name, step in steps.steps:
-        if getattr(step, "n_jobs", None) not in (None, 1):
-            step = copy.copy(step)
-            step.n_jobs = 1
-        single.append((name, step))
-    return Pipeline(single)
+    return Pipeline([(name, with_one_job(step)) for name, step in steps.steps])
 
 
 class PredictionCache:

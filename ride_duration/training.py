@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -120,21 +118,17 @@ def train(
         mlflow.log_metric("rmse", rmse)
         # No signature: with one, pyfunc would turn the dict input into a DataFrame.
         # skops (the default format) rejects RandomForest's tree type, hence cloudpickle.
-        with tempfile.TemporaryDirectory(prefix="ride-duration-compile-") as folder:
-            # Compiled and verified before anything is logged: a mismatch logs nothing.
-            compiled = compile_checked(pipeline, training_rows, Path(folder))
-            info = mlflow.sklearn.log_model(
-                pipeline,
-                name="model",
-                serialization_format="cloudpickle",
-                pip_requirements=[
-                    f"scikit-learn=={sklearn.__version__}",
-                    f"numpy=={np.__version__}",
-                ],
-                registered_model_name=model_name,
-            )
-            if compiled is not None:
-                log_to_model(info.model_id, compiled)
+        # Compiled and verified before anything is logged: a mismatch logs nothing.
+        compiled = compile_checked(pipeline, training_rows)
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name="model",
+            serialization_format="cloudpickle",
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
+            registered_model_name=model_name,
+        )
+        if compiled is not None:
+            log_to_model(info.model_id, compiled)
     version = str(info.registered_model_version)
     mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
     return TrainedModel(

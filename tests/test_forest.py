@@ -22,6 +22,7 @@ from sklearn.tree import DecisionTreeRegressor
 from ride_duration import features as f
 from ride_duration import forest
 from ride_duration import trips as t
+from ride_duration.compile import compile_checked
 
 REPO = Path(__file__).resolve().parent.parent
 BOTH = (f.PU_DO, t.DISTANCE)
@@ -280,8 +281,8 @@ def test_verify_passes_on_every_model(name, compiled, pipelines, train_rides):
     assert pipelines[name][-1].get_params().get("n_jobs") in (-1, None), "the caller's model"
 
 
-def test_compile_verified(pipelines, train_rides):
-    model = forest.compile_verified(pipelines["forest"], records(*train_rides))
+def test_compile_checked_gives_the_verified_forest(pipelines, train_rides):
+    model = compile_checked(pipelines["forest"], records(*train_rides)).forest
     assert model.table is not None
     assert model.n_estimators == 12
 
