@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.results import write_section  # noqa: E402 - after sys.path
+from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
 
 CACHE = REPO / "benchmarks" / ".cache"
 WORK = REPO / "benchmarks" / ".work"
@@ -405,8 +405,7 @@ def report(rows: int, source: str, results: dict, memory: dict, diff: float) -> 
     lines += ["", "| product on | seconds | peak RSS (MB) |", "|---|---:|---:|"]
     for n in MEMORY_ROWS:
         lines.append(f"| {n:,} rows | {memory[n]['seconds']:.2f} | {memory[n]['rss_mb']:,.0f} |")
-    lines += ["", "| check | value | met |", "|---|---:|---|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, ok, value in checks]
+    lines += ["", *check_table((name, value, ok) for name, ok, value in checks)]
     return "\n".join(lines) + "\n", all(ok for _, ok, _ in checks)
 
 
@@ -451,9 +450,7 @@ def main() -> int:
         f"Command: `python benchmarks/bench.py {' '.join(sys.argv[1:])}`, "
         f"{datetime.now():%Y-%m-%d}, {time.perf_counter() - started:.0f} s in all.\n\n"
     )
-    print(header + text)
-    if args.results:
-        write_section(args.results, "batch", header + text)
+    publish(header + text, args.results, "batch")
     return 0 if met else 1
 
 

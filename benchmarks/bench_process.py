@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import machine, tlc_dir, versions  # noqa: E402 - after sys.path
-from benchmarks.results import write_section  # noqa: E402 - after sys.path
+from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
 from tests.servers import free_port, http_ok, running  # noqa: E402 - after sys.path
 
 BIN = Path(sys.executable).parent
@@ -223,9 +223,6 @@ def main() -> int:
         "| part | seconds |",
         "|---|---:|",
         *(f"| {name} | {value:.2f} |" for name, value in parts),
-        "",
-        "| check | value | met |",
-        "|---|---:|---|",
     ]
     checks = [
         ("a server running: at most 0.9x the course script", medians[server_run] / naive_time, 0.9),
@@ -241,11 +238,8 @@ def main() -> int:
         ),
         ("score.py --help under 1.5 s", medians["score.py --help"], 1.5),
     ]
-    lines += [f"| {n} | {v:.2f} | {'yes' if v <= bound else 'NO'} |" for n, v, bound in checks]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        write_section(args.results, "process", text)
+    lines += ["", *check_table((name, f"{v:.2f}", v <= bound) for name, v, bound in checks)]
+    publish("\n".join(lines) + "\n", args.results, "process")
     return 0
 
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import machine, train_model, versions  # noqa: E402 - after sys.path
 from benchmarks.bench_web import rides  # noqa: E402 - after sys.path
-from benchmarks.results import write_section  # noqa: E402 - after sys.path
+from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
 from tests.servers import free_port, http_ok, running  # noqa: E402 - after sys.path
 
 BIN = Path(sys.executable).parent
@@ -171,24 +171,23 @@ def main() -> int:
     # the cold start also imports boto3, makes its client and puts the first record.
     cold = dry["cold_start_s"]
     speedup = course["sizes"]["100"] / ours["sizes"]["100"]
-    lines += [
-        "",
-        "| check | value | met |",
-        "|---|---:|---|",
-        f"| a batch of 100, writes included: times faster than the course's loop (>= 20) | "
-        f"{speedup:.1f} | {'yes' if speedup >= 20 else 'NO'} |",
-        f"| a batch of 1,000, writes included, in under 0.5 s | {ours['sizes']['1000']:.3f} | "
-        f"{'yes' if ours['sizes']['1000'] < 0.5 else 'NO'} |",
-        "| a batch of 1,000, writes excluded (TEST_RUN), in under 0.1 s | "
-        f"{dry['sizes']['1000']:.3f} | "
-        f"{'yes' if dry['sizes']['1000'] < 0.1 else 'NO'} |",
-        f"| cold start, import and model load (TEST_RUN), in under 1 s | {cold:.2f} | "
-        f"{'yes' if cold < 1 else 'NO'} |",
+    written, dry_run = ours["sizes"]["1000"], dry["sizes"]["1000"]
+    checks = [
+        (
+            "a batch of 100, writes included: times faster than the course's loop (>= 20)",
+            f"{speedup:.1f}",
+            speedup >= 20,
+        ),
+        ("a batch of 1,000, writes included, in under 0.5 s", f"{written:.3f}", written < 0.5),
+        (
+            "a batch of 1,000, writes excluded (TEST_RUN), in under 0.1 s",
+            f"{dry_run:.3f}",
+            dry_run < 0.1,
+        ),
+        ("cold start, import and model load (TEST_RUN), in under 1 s", f"{cold:.2f}", cold < 1),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        write_section(args.results, "stream", text)
+    lines += ["", *check_table(checks)]
+    publish("\n".join(lines) + "\n", args.results, "stream")
     return 0
 
 

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
+
+
+def check_table(checks: Iterable[tuple[str, str, bool]]) -> list[str]:
+    """The lines of a benchmark's table of targets: each check's name, value as printed, and
+    whether it is met."""
+    return [
+        "| check | value | met |",
+        "|---|---:|---|",
+        *(f"| {name} | {value} | {'yes' if met else 'NO'} |" for name, value, met in checks),
+    ]
+
+
+def publish(text: str, results: Path | None, name: str) -> None:
+    """Print a benchmark's report, and write it as section `name` of `results` when given."""
+    print(text)
+    if results:
+        write_section(results, name, text)
 
 
 def write_section(path: Path, name: str, text: str) -> None:
