@@ -292,7 +292,10 @@ def prefect_server(
         try:
             for name in names:
                 with logs[name].open("wb") as out:
+                    # One month at a time per worker, as on machines sized for one month:
+                    # two months in flight are then on two workers, never both on one.
                     command = ["worker", "start", "--pool", PROCESS_POOL, "--name", name]
+                    command += ["--limit", "1"]
                     workers[name] = subprocess.Popen(
                         [str(BIN / "prefect"), *command],
                         env=env,
