@@ -98,11 +98,12 @@ def _encode(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Each trip's column for its pickup/dropoff pair (-1: a pair the model never saw) and its
     distance, for the features the model reads."""
-    pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
     if f.PU_DO in features:
         pair_column = vocabulary.encode(
             _ids(trips[t.PICKUP_LOCATION]), _ids(trips[t.DROPOFF_LOCATION])
         )
+    else:
+        pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
     distance = None
     if t.DISTANCE in features:
         distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
