@@ -1,13 +1,37 @@
-"""Fixtures shared by unit and integration tests."""
+"""Fixtures shared by unit and integration tests, and the environment every test starts from.
+
+Tests never depend on the user's shell: the project's own variables, Prefect's, MLflow's and
+AWS's are cleared for the session (tests set what they need), and Prefect's home is a folder of
+the session's, so the user's Prefect profile (which `make demo` points at its local server) is
+neither read nor changed.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Variables of other tools the product reads or sets; the project's own come from the settings.
+FOREIGN_PREFIXES = ("PREFECT_", "MLFLOW_", "AWS_")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start from a clean environment, before any test module imports Prefect or MLflow."""
+    from ride_duration.settings import variables
+
+    tlc_data_dir = os.environ.get("TLC_DATA_DIR")
+    for name in list(os.environ):
+        if name in variables() or name.startswith(FOREIGN_PREFIXES):
+            del os.environ[name]
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ride-duration-tests-prefect-")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    if tlc_data_dir:  # absolute, since tests run commands from other folders
+        os.environ["TLC_DATA_DIR"] = str(Path(tlc_data_dir).resolve())
 
 
 @pytest.fixture(scope="session")
