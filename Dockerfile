@@ -38,6 +38,11 @@ RUN useradd --create-home --no-log-init --uid 10001 --user-group app \
     && install -d -o app -g app /app
 WORKDIR /app
 
+# The commit the image is built from (`make image` passes it), recorded in every manifest. Set
+# here, after the install, so that a new commit does not rebuild the layers above.
+ARG CODE_VERSION
+ENV CODE_VERSION=${CODE_VERSION}
+
 COPY score.py backfill.py train.py predict.py gunicorn.conf.py lambda_function.py stream.py \
      deployment.yaml ./
 COPY ride_duration/ ./ride_duration/

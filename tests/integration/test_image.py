@@ -86,12 +86,17 @@ def dockerfile_arg(name: str) -> str:
     return match.group(1)
 
 
-def dockerfile_env() -> dict[str, str]:
-    """The image's ENV variables (`ENV KEY=VALUE ...` form)."""
+def dockerfile_env(build_args: dict[str, str] | None = None) -> dict[str, str]:
+    """The image's ENV variables (`ENV KEY=VALUE ...` form), `${ARG}`s replaced by `build_args`
+    (an ARG not given is empty, as in docker build)."""
     env = {}
     for keyword, arguments in instructions():
         if keyword == "ENV":
-            env.update(word.split("=", 1) for word in shlex.split(arguments))
+            for word in shlex.split(arguments):
+                key, value = word.split("=", 1)
+                env[key] = re.sub(
+                    r"\$\{(\w+)\}", lambda m: (build_args or {}).get(m.group(1), ""), value
+                )
     return env
 
 
@@ -152,6 +157,17 @@ def test_runs_as_a_non_root_user_in_app():
     assert last("WORKDIR") == "/app"
     assert last("ENTRYPOINT") is None, "a Prefect worker sends its own command"
     assert json.loads(last("CMD"))[:2] == ["python", "score.py"]
+
+
+def test_the_image_records_the_commit_it_is_built_from():
+    """CODE_VERSION comes from a build argument, which `make image` sets to the commit."""
+    assert re.search(r"^ARG CODE_VERSION$", DOCKERFILE.read_text(), re.MULTILINE)
+    commit = "git:0123abcd4567"
+    assert dockerfile_env({"CODE_VERSION": commit})["CODE_VERSION"] == commit
+    image = subprocess.run(
+        ["make", "-n", "image"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    assert '--build-arg CODE_VERSION="git:$(git rev-parse --short=12 HEAD)"' in image
 
 
 def test_every_copied_path_exists_and_reaches_the_build_context():
@@ -228,8 +244,9 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
         for key, value in os.environ.items()
         if key not in {"VIRTUAL_ENV", "PIPENV_ACTIVE", "PYTHONPATH", "PYTHONHOME"}
     }
+    build_args = {"CODE_VERSION": "git:0123abcd4567"}  # what `make image` passes
     env.update(
-        dockerfile_env(),
+        dockerfile_env(build_args),
         PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', os.defpath)}",
         PIP_INDEX_URL=index_url.strip(),
         PIPENV_PIPFILE=str(pipfile),
@@ -287,7 +304,7 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
     output_root = tmp_path / "output"
     image_env = {
         **{k: v for k, v in services.env.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH"}},
-        **dockerfile_env(),
+        **dockerfile_env(build_args),
         "PATH": env["PATH"],
         "MODEL_URI": model_dir,
         "TRUSTED_MODEL_PREFIXES": str(model_dir),
@@ -306,6 +323,8 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
     outputs = list(output_root.glob("taxi_type=green/year=2021/month=03/*.parquet"))
     assert [path.name for path in outputs] == [f"{trained.run_id}.parquet"]
     assert pq.read_metadata(outputs[0]).num_rows > 0
+    manifest = json.loads(outputs[0].with_name(f"_manifest-{trained.run_id}.json").read_text())
+    assert manifest["code_version"] == build_args["CODE_VERSION"]
 
     # `docker run -p 9696:9696 IMAGE gunicorn predict:app`: the web service from the same image.
     port = free_port()
