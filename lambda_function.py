@@ -10,6 +10,9 @@ the ride id:
 and answers `{"batchItemFailures": [...]}`, the records it could not score or write (Lambda's
 ReportBatchItemFailures). With TEST_RUN=True it writes nothing and answers the predictions too.
 In any container: `python -m awslambdaric lambda_function.lambda_handler`.
+
+Locally, `python lambda_function.py < rides.jsonl` hands the handler one Kinesis event made of
+the records on stdin (one record's data per line) and prints its answer.
 """
 
 from __future__ import annotations
@@ -33,3 +36,23 @@ def lambda_handler(event: dict, context: Any) -> dict:
     """Score the Kinesis records of `event`; the batch item failures (and, in a test run, the
     predictions)."""
     return _handler()(event)
+
+
+def main() -> int:
+    """`python lambda_function.py < rides.jsonl`: one event of stdin's records, its answer."""
+    import json
+    import sys
+
+    from ride_duration import cli
+
+    def run() -> None:
+        event = streaming.kinesis_event(line.encode() for line in sys.stdin if line.strip())
+        print(json.dumps(lambda_handler(event, None)))
+
+    return cli.run(run, debug="--debug" in sys.argv[1:])
+
+
+if __name__ == "__main__":
+    from ride_duration import cli
+
+    cli.exit(main())

@@ -22,7 +22,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -190,6 +190,22 @@ def _put_chunk(output: Output, entries: list[tuple[str, dict]]) -> list[str]:
 
 def _refused(sequence: str, reason: str) -> None:
     logger.warning("record %s reported as failed: %s", sequence, reason)
+
+
+def kinesis_event(datas: Iterable[bytes], stream: str = "local") -> dict:
+    """A Lambda Kinesis event holding one record per data, numbered from 1 in one shard."""
+    from ride_duration.consumer import lambda_record
+
+    arn = f"arn:aws:kinesis:local:000000000000:stream/{stream}"
+    records = [
+        lambda_record(
+            {"PartitionKey": str(number), "SequenceNumber": str(number), "Data": data},
+            "shardId-000000000000",
+            arn,
+        )
+        for number, data in enumerate(datas, start=1)
+    ]
+    return {"Records": records}
 
 
 def kinesis_client(settings: Settings) -> Kinesis:

@@ -709,18 +709,19 @@ def run_function(
     env: Mapping[str, str] | None = None,
     python: str | Path = sys.executable,
     ready: bool = True,
+    inherited: Mapping[str, str] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `python -m awslambdaric handler` against `runtime` until the block ends.
 
     The process runs in `cwd` (the task root, from which the handler module is imported), with
-    this process's environment minus Lambda's own variables, plus `runtime.environment(...)`,
-    plus `env`; its stdout and stderr go to `log`. It is attached to `runtime`, so invocations
-    fail at once if it dies. With `ready`, the block starts once the function has initialised
-    (`InitError` if it could not). It runs in its own process group, which is always stopped:
-    SIGTERM, then SIGKILL within 5 seconds (`tests.servers.stop`).
+    `inherited` (default: this process's environment) minus Lambda's own variables, plus
+    `runtime.environment(...)`, plus `env`; its stdout and stderr go to `log`. It is attached to
+    `runtime`, so invocations fail at once if it dies. With `ready`, the block starts once the
+    function has initialised (`InitError` if it could not). It runs in its own process group,
+    which is always stopped: SIGTERM, then SIGKILL within 5 seconds (`tests.servers.stop`).
     """
     cwd = Path(cwd).resolve()  # LAMBDA_TASK_ROOT is absolute, as /var/task is
-    environment = lambda_environment()
+    environment = lambda_environment(inherited)
     environment.update(runtime.environment(handler, cwd))
     environment.update(env or {})
     log.parent.mkdir(parents=True, exist_ok=True)

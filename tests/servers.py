@@ -183,11 +183,13 @@ class CuttableProxy:
 
 
 class RefusingKinesis:
-    """An HTTP proxy on 127.0.0.1 to a Kinesis server that refuses PutRecords entries on demand.
+    """An HTTP proxy on 127.0.0.1 to a Kinesis server that refuses or holds PutRecords calls.
 
     `refuse(partition_key)` says, per entry, how many more times to refuse it. A refused entry
     is taken out of the request before it is forwarded (so it is not written) and comes back
     with an ErrorCode, as Kinesis answers an entry it throttled; everything else passes as is.
+    `hold_after(n)` lets n PutRecords calls through and holds the next ones unanswered (`held`
+    is set when one waits) until `release()`, which drops them: a writer stuck mid-stream.
     """
 
     def __init__(self, target: str) -> None:
@@ -200,6 +202,9 @@ class RefusingKinesis:
         parsed = urllib.parse.urlsplit(target)
         self.refusals: dict[str, int] = {}
         self.refused: list[str] = []
+        self.puts_before_hold: int | None = None
+        self.held = threading.Event()
+        self._released = threading.Event()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -207,6 +212,9 @@ class RefusingKinesis:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 target_name = self.headers.get("X-Amz-Target", "")
                 refused: set[int] = set()
+                if target_name.endswith(".PutRecords") and proxy._hold():
+                    self.close_connection = True
+                    return
                 if target_name.endswith(".PutRecords"):
                     request = json.loads(body)
                     refused = proxy._choose(request["Records"])
@@ -238,7 +246,25 @@ class RefusingKinesis:
     def refuse(self, partition_key: str, times: int) -> None:
         self.refusals[partition_key] = times
 
+    def hold_after(self, puts: int) -> None:
+        self.puts_before_hold = puts
+
+    def release(self) -> None:
+        self._released.set()
+
+    def _hold(self) -> bool:
+        """Whether this PutRecords call is held (then dropped once released)."""
+        if self.puts_before_hold is None:
+            return False
+        if self.puts_before_hold > 0:
+            self.puts_before_hold -= 1
+            return False
+        self.held.set()
+        self._released.wait(timeout=120)
+        return True
+
     def close(self) -> None:
+        self._released.set()
         self._server.shutdown()
         self._server.server_close()
 

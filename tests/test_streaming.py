@@ -188,3 +188,21 @@ def test_a_whole_number_ride_id_keeps_its_integer_partition_key(model):
     streaming.handle(event(record(1, {"ride": RIDE, "ride_id": 156.0})), model, output(client))
     assert client.written[0]["PartitionKey"] == "156"
     assert np.isfinite(json.loads(client.written[0]["Data"])["prediction"]["ride_duration"])
+
+
+@pytest.mark.parametrize("datas", [[], [b'{"ride": {}}'], [b"a", b"b", b"c"]])
+def test_a_local_event_holds_each_data_as_a_numbered_record(datas):
+    records = streaming.kinesis_event(datas)["Records"]
+    assert [base64.b64decode(r["kinesis"]["data"]) for r in records] == datas
+    assert [r["kinesis"]["sequenceNumber"] for r in records] == [
+        str(n) for n in range(1, len(datas) + 1)
+    ]
+    assert all(r["eventSource"] == "aws:kinesis" for r in records)
+
+
+def test_a_local_event_is_scored_as_lambda_would_score_it(model):
+    data = json.dumps({"ride": RIDE, "ride_id": 156}).encode()
+    output = streaming.Output(None, "out")
+    answer = streaming.handle(streaming.kinesis_event([data, b"bad"]), model, output, test_run=True)
+    assert answer["batchItemFailures"] == [{"itemIdentifier": "2"}]
+    assert [p["prediction"]["ride_id"] for p in answer["predictions"]] == [156]

@@ -23,7 +23,8 @@ from ride_duration.consumer import lambda_record
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
 from tests.lambda_runtime import LambdaRuntime, run_function
-from tests.servers import RefusingKinesis, stop
+from tests.servers import RefusingKinesis, free_port, stop
+from tests.support.docs import lambda_recipe
 from tests.test_service import as_rides, prepared
 
 BAD = {
@@ -49,7 +50,7 @@ class Streams:
 
 
 @pytest.fixture
-def streams(services: Services) -> Iterator[Streams]:
+def streams(services: Services, trained: Trained) -> Iterator[Streams]:
     client = boto3.client("kinesis", endpoint_url=services.s3_endpoint, region_name="us-east-1")
     name = f"ride_events-{uuid.uuid4().hex[:8]}"
     output = f"ride_predictions-{uuid.uuid4().hex[:8]}"
@@ -214,9 +215,87 @@ def test_a_test_run_answers_the_predictions_and_writes_nothing(
     assert read_all(streams.client, streams.output) == []
 
 
-def consumer(services: Services, streams: Streams, tmp_path: Path, *args: str) -> subprocess.Popen:
+def run_as_recipe(
+    services: Services, streams: Streams, tmp_path: Path, needed: set[str], **values: str
+) -> dict:
+    """One event through the Lambda function with only what docs/stream.md says it needs: the
+    recipe's variables of `needed` kinds, and what Lambda itself gives (region, credentials;
+    the endpoint stands for AWS)."""
+    recipe = {name for name, kind in lambda_recipe().items() if kind in needed}
+    assert set(values) == recipe, f"the recipe names {sorted(recipe)}"
+    lambda_given = {
+        name: services.env[name]
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
+    }
+    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    with (
+        LambdaRuntime() as runtime,
+        run_function(
+            runtime,
+            "lambda_function.lambda_handler",
+            cwd=REPO,
+            log=tmp_path / "function.log",
+            env={**lambda_given, **values},
+            inherited=bare,
+        ),
+    ):
+        result = runtime.invoke(lambda_event(streams), timeout=120)
+    assert result.error is None, result.error
+    return result.response
+
+
+def test_the_lambda_runs_with_exactly_the_variables_its_recipe_names(
+    services: Services, trained: Trained, streams: Streams, tmp_path: Path
+):
+    rides = good_rides(5)
+    put(streams, [(key, encoded(key, ride)) for key, ride in rides])
+    answer = run_as_recipe(
+        services,
+        streams,
+        tmp_path,
+        {"always"},
+        MLFLOW_TRACKING_URI=services.tracking_uri,
+        PREDICTIONS_STREAM_NAME=streams.output,
+    )
+    assert answer == {"batchItemFailures": []}
+    found = predictions_by_ride(streams.client, streams.output)
+    assert set(found) == {key for key, _ in rides}
+    assert {copy["version"] for copies in found.values() for copy in copies} == {
+        f"ride-duration/{trained.version}"
+    }
+
+
+def test_the_recipes_fallback_serves_when_the_tracking_server_is_down(
+    services: Services, trained: Trained, streams: Streams, tmp_path: Path
+):
+    import mlflow
+
+    mlflow.set_tracking_uri(services.tracking_uri)
+    location = mlflow.MlflowClient().get_model_version_download_uri(
+        "ride-duration", trained.version
+    )
+    rides = good_rides(3)
+    put(streams, [(key, encoded(key, ride)) for key, ride in rides])
+    answer = run_as_recipe(
+        services,
+        streams,
+        tmp_path,
+        {"always", "as a fallback", "with `MODEL_LOCATION`"},
+        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        PREDICTIONS_STREAM_NAME=streams.output,
+        MODEL_LOCATION=location,
+        TRUSTED_MODEL_PREFIXES=f"models:/,runs:/,{location.split('/models/')[0]}/",
+    )
+    assert answer == {"batchItemFailures": []}
+    found = predictions_by_ride(streams.client, streams.output)
+    assert {copy["version"] for copies in found.values() for copy in copies} == {trained.run_id}
+
+
+def consumer(
+    services: Services, streams: Streams, tmp_path: Path, *args: str, **extra: str
+) -> subprocess.Popen:
     env = {
-        **function_env(services, streams),
+        **function_env(services, streams, **extra),
         "INPUT_STREAM_NAME": streams.input,
         "STREAM_CHECKPOINT": str(tmp_path / "checkpoint.json"),
         "STREAM_DEAD_LETTER": str(tmp_path / "dead-letter.jsonl"),
@@ -234,7 +313,7 @@ def consumer(services: Services, streams: Streams, tmp_path: Path, *args: str) -
 
 
 def test_the_consumer_killed_mid_stream_and_restarted_loses_nothing(
-    services: Services, streams: Streams, tmp_path: Path
+    services: Services, trained: Trained, streams: Streams, tmp_path: Path
 ):
     rides = good_rides(400)
     entries = [(key, encoded(key, ride)) for key, ride in rides]
@@ -242,19 +321,23 @@ def test_the_consumer_killed_mid_stream_and_restarted_loses_nothing(
         entries.insert(position, (f"bad-{name}", data))
     put(streams, entries)
 
-    first = consumer(services, streams, tmp_path)
+    # The first consumer writes through a proxy that holds its fifth write unanswered: it is
+    # then mid-stream, whatever the machine's speed, and is killed there.
+    proxy = RefusingKinesis(services.s3_endpoint)
+    proxy.hold_after(4)
+    first = consumer(services, streams, tmp_path, KINESIS_ENDPOINT_URL=proxy.endpoint)
     try:
         deadline = time.monotonic() + 180
-        while len(read_all(streams.client, streams.output)) < 100:  # part of the way through
+        while not proxy.held.wait(timeout=0.2):
             assert first.poll() is None, (tmp_path / "consumer.log").read_text()[-3000:]
             assert time.monotonic() < deadline, (tmp_path / "consumer.log").read_text()[-3000:]
-            time.sleep(0.2)
         os.killpg(first.pid, signal.SIGKILL)  # the container dies
         first.wait()
     finally:
         stop(first)
+        proxy.close()
     written_before = len(read_all(streams.client, streams.output))
-    assert written_before < len(rides)
+    assert 0 < written_before < len(rides)
 
     second = consumer(services, streams, tmp_path, "--until-idle")
     assert second.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
