@@ -10,13 +10,18 @@ export PIPENV_VENV_IN_PROJECT := 1
 export PIPENV_YES := 1
 # Prefect's local server would otherwise phone home at every start.
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
-# Real TLC files for make demo and the extra tests, when a folder of them is at hand.
+# Real TLC files for make demo and the extra tests, when a folder of them is at hand. Absolute,
+# so that commands run from other folders (the tests run many) find the same files.
 TLC_DATA_DIR ?= $(firstword $(wildcard data ../shared/data/tlc))
+override TLC_DATA_DIR := $(if $(TLC_DATA_DIR),$(abspath $(TLC_DATA_DIR)))
 export TLC_DATA_DIR
+# Integration tests run on this many pytest-xdist workers (each with servers of its own).
+TEST_WORKERS ?= 2
 VENV := .venv
 RUN := $(VENV)/bin/python
 
-.PHONY: help install demo server server-stop test test-unit lint format bench bench-web bench-stream image clean
+.PHONY: help install demo template server server-stop test test-unit test-integration lint format docs bench \
+	bench-web bench-stream image clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,19 +29,26 @@ help: ## list the targets
 install: $(VENV)/.installed ## create .venv from Pipfile.lock (pipenv install --dev --deploy)
 
 $(VENV)/.installed: Pipfile Pipfile.lock
-	@command -v pipenv >/dev/null || $(PYTHON) -m pip install --quiet pipenv
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
+	  echo "make: the environment needs Python 3.11, and $(PYTHON) is $$($(PYTHON) -V 2>&1):" \
+	    "run make with PYTHON=python3.11 (or the path of a Python 3.11)" >&2; exit 2; }
+	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
 	$(PYTHON) -m pipenv install --dev --deploy
 	@touch $@
 
+# The trip files make demo reads: INPUT_URI_TEMPLATE, else TLC_DATA_DIR's when it holds the
+# demo's months, else the TLC's public files (the settings' default).
+TEMPLATE := $(or $(INPUT_URI_TEMPLATE),$(if $(wildcard $(TLC_DATA_DIR)/green_tripdata_2021-01.parquet),$(TLC_DATA_DIR)/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet))
+
 demo: install ## train a model into ./mlflow.db and score green 2021-03 into ./output
-	@template="$${INPUT_URI_TEMPLATE:-}"; \
-	if [ -z "$$template" ] && [ -n "$(TLC_DATA_DIR)" ] && [ -f "$(TLC_DATA_DIR)/green_tripdata_2021-01.parquet" ]; then \
-	  template="$(TLC_DATA_DIR)/{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"; fi; \
-	export INPUT_URI_TEMPLATE="$${template:-}"; [ -n "$$template" ] || unset INPUT_URI_TEMPLATE; \
-	echo "== trips from $${template:-the public TLC files}"; \
+	@export INPUT_URI_TEMPLATE='$(TEMPLATE)'; [ -n "$$INPUT_URI_TEMPLATE" ] || unset INPUT_URI_TEMPLATE; \
+	echo "== trips from $${INPUT_URI_TEMPLATE:-the public TLC files}"; \
 	echo "== python train.py green 2021 1"; $(RUN) train.py green 2021 1; \
 	echo "== python score.py green 2021 3"; $(RUN) score.py green 2021 3; \
 	echo "== predictions:"; find output -name '*.parquet' | sort
+
+template: ## print the trip file template make demo reads (for INPUT_URI_TEMPLATE)
+	@echo '$(or $(TEMPLATE),$(shell $(RUN) -c 'from ride_duration.settings import Settings; print(Settings().input_uri_template)'))'
 
 server: install ## start the local Prefect server (UI at http://127.0.0.1:4200) unless one answers
 	$(RUN) -m ride_duration.prefect_server
@@ -44,11 +56,13 @@ server: install ## start the local Prefect server (UI at http://127.0.0.1:4200) 
 server-stop: install ## stop the local Prefect server (prefect server stop)
 	$(VENV)/bin/prefect server stop
 
-test: install ## run every test: unit, then integration against real servers
-	$(RUN) -m pytest
+test: lint test-unit test-integration ## lint, unit tests, then integration tests (stops at the first failure)
 
 test-unit: install ## run the fast unit tests only
 	$(RUN) -m pytest -m "not integration"
+
+test-integration: install ## run the integration tests against real servers, on TEST_WORKERS workers
+	$(RUN) -m pytest -m integration -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 lint: install ## ruff lint and format check, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
@@ -58,6 +72,9 @@ lint: install ## ruff lint and format check, hadolint on the Dockerfile
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+docs: install ## regenerate docs/: the settings table, and the sample manifest from make demo's output
+	$(RUN) docs/generate.py
 
 bench: install ## benchmark a 3M-row month and whole commands beside the course's; RESULTS.md
 	$(RUN) benchmarks/bench.py --rows 3000000 --results benchmarks/RESULTS.md
@@ -69,8 +86,9 @@ bench-web: install ## benchmark the web service beside the course's; writes benc
 bench-stream: install ## benchmark the stream handler beside the course's Lambda; RESULTS.md
 	$(RUN) benchmarks/bench_stream.py --results benchmarks/RESULTS.md
 
-image: ## build the worker image ride-duration:latest (needs a Docker engine)
-	docker build --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" -t ride-duration:latest .
+image: ## build the image ride-duration:latest (needs a Docker engine)
+	docker build --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" \
+	  --build-arg CODE_VERSION="git:$$(git rev-parse --short=12 HEAD)" -t ride-duration:latest .
 
 clean: ## remove local state: mlflow.db, mlruns/, output/
 	rm -rf mlflow.db mlruns mlartifacts output

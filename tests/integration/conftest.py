@@ -3,7 +3,7 @@
 - an S3-compatible moto server, holding trip files, predictions and MLflow's model artifacts;
 - an `mlflow server` with a sqlite backend whose artifact root is on that S3 server;
 - a Prefect API through `prefect_test_harness`, shared with the CLI subprocesses;
-- for the tests of deployments, a `prefect server start` of its own with the README's deployments
+- for the tests of deployments, a `prefect server start` of its own with the documented deployments
   and two process workers.
 Every test here is marked `integration`.
 """
@@ -32,10 +32,25 @@ ARTIFACT_BUCKET = "mlflow-artifacts"
 TEMPLATE = "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
 
 
+# Under pytest-xdist (make test) a module stays on one worker, so that its session servers start
+# once per worker; modules that share the deployment tests' Prefect server and workers share one.
+SHARED_WORKER = {"test_deployments": "prefect-server", "test_ui": "prefect-server"}
+# The longest modules go first, so that the workers finish together (longest first is the
+# usual greedy schedule); the rest keep their order.
+LONGEST_FIRST = ["test_docs", "test_deployments", "test_ui", "test_local_prefect", "test_image"]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        module = item.path.stem
+        return LONGEST_FIRST.index(module) if module in LONGEST_FIRST else len(LONGEST_FIRST)
+
     for item in items:
-        if "/integration/" in str(item.fspath):
+        if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
+            module = item.path.stem
+            item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(module, module)))
+    items.sort(key=lambda item: ("integration" in item.path.parts, rank(item)))
 
 
 @dataclass(frozen=True)
@@ -204,7 +219,7 @@ PROCESS_POOL = "ride-duration-process"
 
 @dataclass
 class PrefectServer:
-    """A `prefect server start` with deployment.yaml deployed as the README says, and workers."""
+    """A `prefect server start` with deployment.yaml deployed as the docs say, and workers."""
 
     api_url: str
     ui_url: str
@@ -214,11 +229,11 @@ class PrefectServer:
     worker_logs: dict[str, Path]
 
 
-def readme_deploy_commands() -> list[str]:
-    """The README's commands that create the work pool and the deployments."""
-    from tests.readme import sections
+def documented_deploy_commands() -> list[str]:
+    """The documented commands that create the work pool and the deployments."""
+    from tests.support.docs import all_sections
 
-    deploying = next(s for s in sections() if s.title == "Deploying with Prefect")
+    deploying = all_sections()["docs/deployments.md#Deploying with Prefect"]
     wanted = [c for c in deploying.commands if " work-pool create " in c or " deploy " in c]
     assert len(wanted) == 2, deploying.commands
     return wanted
@@ -250,7 +265,7 @@ def workers_online(api_url: str, names: list[str]) -> Callable[[], bool]:
 def prefect_server(
     services: Services, trained: Trained, input_dir: Path, tmp_path_factory
 ) -> Iterator[PrefectServer]:
-    """`prefect server start` with its own PREFECT_HOME, the README's deploy, two workers."""
+    """`prefect server start` with its own PREFECT_HOME, the documented deploy, two workers."""
     import time
 
     from tests.servers import stop
@@ -276,7 +291,7 @@ def prefect_server(
         log=workdir / "server.log",
         timeout=180,
     ):
-        for command in readme_deploy_commands():
+        for command in documented_deploy_commands():
             result = subprocess.run(
                 ["bash", "-c", command],
                 env=env,
