@@ -27,75 +27,213 @@ TLC_INPUT_URI_TEMPLATE = (
 RideIdMode = Literal["deterministic", "random"]
 
 
-def variable(name: str, default: Any, *, minimum: int | None = None) -> Any:
-    """A settings field read from the environment variable `name` (blank counts as unset)."""
-    return dataclasses.field(default=default, metadata={"variable": name, "minimum": minimum})
+def variable(
+    name: str,
+    default: Any,
+    meaning: str,
+    *,
+    minimum: int | None = None,
+    shown: str | None = None,
+) -> Any:
+    """A settings field read from the environment variable `name` (blank counts as unset).
+
+    `meaning` is its line in the documentation's configuration table; `shown` words a default
+    that is computed rather than fixed.
+    """
+    metadata = {"variable": name, "minimum": minimum, "meaning": meaning, "shown": shown}
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class Limits:
     """Checks a month must pass before its output is published (None: no limit)."""
 
-    max_drop_ratio: float | None = variable("MAX_DROP_RATIO", 0.5)
-    max_rmse: float | None = variable("MAX_RMSE", None)
-    max_mae: float | None = variable("MAX_MAE", None)
-    max_abs_mean_error: float | None = variable("MAX_ABS_MEAN_ERROR", None)
-    max_unknown_pair_share: float | None = variable("MAX_UNKNOWN_PAIR_SHARE", None)
+    max_drop_ratio: float | None = variable(
+        "MAX_DROP_RATIO",
+        0.5,
+        "fail a month that drops more of its rows than this (`none`: no limit)",
+    )
+    max_rmse: float | None = variable(
+        "MAX_RMSE", None, "fail a month whose RMSE (minutes) is above this"
+    )
+    max_mae: float | None = variable(
+        "MAX_MAE", None, "fail a month whose mean absolute error (minutes) is above this"
+    )
+    max_abs_mean_error: float | None = variable(
+        "MAX_ABS_MEAN_ERROR", None, "fail a month whose mean error (minutes) is further from 0"
+    )
+    max_unknown_pair_share: float | None = variable(
+        "MAX_UNKNOWN_PAIR_SHARE",
+        None,
+        "fail a month with a larger share of pickup/dropoff pairs the model never saw",
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
     """Locations and knobs of a scoring, training or serving run."""
 
-    tracking_uri: str = variable("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")
-    experiment_name: str = variable("MLFLOW_EXPERIMENT_NAME", "ride-duration")
-    model_name: str = variable("MODEL_NAME", "ride-duration")
-    model_alias: str = variable("MODEL_ALIAS", "production")
-    model_uri: str | None = variable("MODEL_URI", None)
-    run_id: str | None = variable("RUN_ID", None)
-    # Where the online modes load the model from when the tracking server does not answer.
-    model_location: str | None = variable("MODEL_LOCATION", None)
-    input_uri_template: str = variable("INPUT_URI_TEMPLATE", TLC_INPUT_URI_TEMPLATE)
-    output_root: str = variable("OUTPUT_ROOT", "output")
-    batch_size: int = variable("BATCH_SIZE", 500_000, minimum=1)
-    ride_id_mode: RideIdMode = variable("RIDE_ID_MODE", "deterministic")
-    mlflow_retries: int = variable("MLFLOW_RETRIES", 2, minimum=0)
-    mlflow_timeout_seconds: int = variable("MLFLOW_TIMEOUT_SECONDS", 10, minimum=1)
-    # The TLC posts month M during month M+2, usually after mid-month; the monthly schedule
-    # fires early in the month, so three months back is the latest month sure to be there.
-    publication_lag_months: int = variable("PUBLICATION_LAG_MONTHS", 3, minimum=0)
-    schedule_timezone: str = variable("SCHEDULE_TIMEZONE", "America/New_York")
-    backfill_month_timeout_seconds: int = variable(
-        "BACKFILL_MONTH_TIMEOUT_SECONDS", 3600, minimum=1
+    # Where the model is.
+    tracking_uri: str = variable(
+        "MLFLOW_TRACKING_URI", "sqlite:///mlflow.db", "MLflow tracking server or store"
+    )
+    experiment_name: str = variable(
+        "MLFLOW_EXPERIMENT_NAME", "ride-duration", "experiment `train.py` logs to"
+    )
+    model_name: str = variable("MODEL_NAME", "ride-duration", "registered model name")
+    model_alias: str = variable(
+        "MODEL_ALIAS", "production", "alias `train.py` moves and scoring uses by default"
+    )
+    model_uri: str | None = variable(
+        "MODEL_URI", None, "model to score with; overrides the two below"
+    )
+    run_id: str | None = variable(
+        "RUN_ID", None, "when set (and `MODEL_URI` is not), score with `runs:/$RUN_ID/model`"
+    )
+    model_location: str | None = variable(
+        "MODEL_LOCATION",
+        None,
+        "artifact folder or `s3://` location the web service and the stream scorer load when "
+        "the tracking server does not answer (a fallback: it must start with a trusted prefix)",
     )
     # Loading a model unpickles it, which runs code: only these locations are loaded.
     trusted_model_prefixes: tuple[str, ...] = variable(
-        "TRUSTED_MODEL_PREFIXES", ("models:/", "runs:/")
+        "TRUSTED_MODEL_PREFIXES",
+        ("models:/", "runs:/"),
+        "comma-separated locations models may be loaded from",
+    )
+    mlflow_retries: int = variable(
+        "MLFLOW_RETRIES",
+        2,
+        "HTTP retries of each MLflow call before the task's own retries "
+        "(sets `MLFLOW_HTTP_REQUEST_MAX_RETRIES` unless that is set)",
+        minimum=0,
+    )
+    mlflow_timeout_seconds: int = variable(
+        "MLFLOW_TIMEOUT_SECONDS",
+        10,
+        "timeout of each MLflow HTTP call (sets `MLFLOW_HTTP_REQUEST_TIMEOUT` unless that is set)",
+        minimum=1,
+    )
+    # Batch scoring.
+    input_uri_template: str = variable(
+        "INPUT_URI_TEMPLATE",
+        TLC_INPUT_URI_TEMPLATE,
+        "where trip files are: local path, `s3://` or `https://`",
+    )
+    output_root: str = variable(
+        "OUTPUT_ROOT", "output", "where predictions go: local folder or `s3://bucket/prefix`"
+    )
+    batch_size: int = variable(
+        "BATCH_SIZE", 500_000, "rows per batch while scoring (bounds memory)", minimum=1
+    )
+    ride_id_mode: RideIdMode = variable(
+        "RIDE_ID_MODE", "deterministic", "`deterministic` or `random` ride ids"
     )
     limits: Limits = dataclasses.field(default_factory=Limits)
-    lock_stale_seconds: int = variable("LOCK_STALE_SECONDS", 6 * 3600, minimum=1)
-    code_version: str | None = variable("CODE_VERSION", None)
-    # The web service (gunicorn.conf.py, ride_duration.online).
-    web_workers: int | None = variable("WEB_WORKERS", None, minimum=1)  # None: one per core
-    web_threads: int = variable("WEB_THREADS", 4, minimum=1)
-    web_timeout_seconds: int = variable("WEB_TIMEOUT_SECONDS", 30, minimum=1)
-    web_max_batch_rides: int = variable("WEB_MAX_BATCH_RIDES", 1000, minimum=1)
-    # The stream scorer (lambda_function.py, stream.py): Kinesis in, Kinesis out.
-    input_stream_name: str = variable("INPUT_STREAM_NAME", "ride_events")
-    predictions_stream_name: str = variable("PREDICTIONS_STREAM_NAME", "ride_predictions")
-    kinesis_endpoint_url: str | None = variable("KINESIS_ENDPOINT_URL", None)
-    test_run: bool = variable("TEST_RUN", False)  # the course's flag: predict, write nothing
-    put_retries: int = variable("PUT_RETRIES", 3, minimum=0)
-    stream_checkpoint: str = variable("STREAM_CHECKPOINT", "stream-checkpoint.json")
-    stream_start: Literal["TRIM_HORIZON", "LATEST"] = variable("STREAM_START", "TRIM_HORIZON")
-    stream_batch_size: int = variable("STREAM_BATCH_SIZE", 100, minimum=1)
-    stream_max_retries: int = variable("STREAM_MAX_RETRIES", 2, minimum=0)
-    stream_dead_letter: str = variable("STREAM_DEAD_LETTER", "stream-dead-letter.jsonl")
+    lock_stale_seconds: int = variable(
+        "LOCK_STALE_SECONDS",
+        6 * 3600,
+        "after this, another host may take over a month's lock",
+        minimum=1,
+    )
+    code_version: str | None = variable(
+        "CODE_VERSION",
+        None,
+        "the code version written into manifests (the image sets it when built)",
+        shown="the git commit",
+    )
+    # Schedules and backfills.
+    # The TLC posts month M during month M+2, usually after mid-month; the monthly schedule
+    # fires early in the month, so three months back is the latest month sure to be there.
+    publication_lag_months: int = variable(
+        "PUBLICATION_LAG_MONTHS",
+        3,
+        "months between a scheduled run and the month it scores",
+        minimum=0,
+    )
+    schedule_timezone: str = variable(
+        "SCHEDULE_TIMEZONE",
+        "America/New_York",
+        "time zone of that computation (the schedules' too)",
+    )
+    backfill_month_timeout_seconds: int = variable(
+        "BACKFILL_MONTH_TIMEOUT_SECONDS",
+        3600,
+        "how long a backfill waits for one month's run on a worker",
+        minimum=1,
+    )
     # Without PREFECT_API_URL, commands share one local Prefect server started on this port.
-    local_prefect_port: int = variable("LOCAL_PREFECT_PORT", 4200, minimum=1)
+    local_prefect_port: int = variable(
+        "LOCAL_PREFECT_PORT",
+        4200,
+        "port of the local Prefect server commands start when no `PREFECT_API_URL` is set",
+        minimum=1,
+    )
     # A fresh server migrates its database first: ~20 s idle, much longer on a busy machine.
     local_prefect_start_timeout_seconds: int = variable(
-        "LOCAL_PREFECT_START_TIMEOUT_SECONDS", 300, minimum=1
+        "LOCAL_PREFECT_START_TIMEOUT_SECONDS",
+        300,
+        "how long a command waits for that server, or for a slow `PREFECT_API_URL`",
+        minimum=1,
+    )
+    # The web service (gunicorn.conf.py, ride_duration.online).
+    web_workers: int | None = variable(
+        "WEB_WORKERS", None, "gunicorn worker processes", minimum=1, shown="one per core"
+    )
+    web_threads: int = variable("WEB_THREADS", 4, "threads per worker", minimum=1)
+    web_timeout_seconds: int = variable(
+        "WEB_TIMEOUT_SECONDS",
+        30,
+        "gunicorn's worker timeout: a worker silent this long is restarted (not a request limit)",
+        minimum=1,
+    )
+    web_max_batch_rides: int = variable(
+        "WEB_MAX_BATCH_RIDES", 1000, "most rides one `POST /predict/batch` may send", minimum=1
+    )
+    # The stream scorer (lambda_function.py, stream.py): Kinesis in, Kinesis out.
+    input_stream_name: str = variable(
+        "INPUT_STREAM_NAME", "ride_events", "the Kinesis stream `stream.py` reads"
+    )
+    predictions_stream_name: str = variable(
+        "PREDICTIONS_STREAM_NAME", "ride_predictions", "the Kinesis stream predictions go to"
+    )
+    kinesis_endpoint_url: str | None = variable(
+        "KINESIS_ENDPOINT_URL",
+        None,
+        "a Kinesis-compatible server (else `AWS_ENDPOINT_URL`, else AWS)",
+    )
+    test_run: bool = variable(
+        "TEST_RUN",
+        False,
+        "`True`: the stream handler writes nothing and answers its predictions (the course's flag)",
+    )
+    put_retries: int = variable(
+        "PUT_RETRIES", 3, "times a prediction refused by `put_records` is sent again", minimum=0
+    )
+    stream_checkpoint: str = variable(
+        "STREAM_CHECKPOINT",
+        "stream-checkpoint.json",
+        "the consumer's last sequence number done per shard",
+    )
+    stream_start: Literal["TRIM_HORIZON", "LATEST"] = variable(
+        "STREAM_START",
+        "TRIM_HORIZON",
+        "where `stream.py` starts a shard it has no checkpoint of (`LATEST`: new records only)",
+    )
+    stream_batch_size: int = variable(
+        "STREAM_BATCH_SIZE", 100, "records per batch the consumer reads and scores", minimum=1
+    )
+    stream_max_retries: int = variable(
+        "STREAM_MAX_RETRIES",
+        2,
+        "times the consumer retries a batch with reported failures",
+        minimum=0,
+    )
+    stream_dead_letter: str = variable(
+        "STREAM_DEAD_LETTER",
+        "stream-dead-letter.jsonl",
+        "where it keeps records still failed after that",
     )
 
     @classmethod
@@ -140,6 +278,23 @@ def variables(kind: type = Settings) -> dict[str, dataclasses.Field]:
         elif dataclasses.is_dataclass(hints[field.name]):
             found |= variables(hints[field.name])
     return found
+
+
+def reference_table() -> str:
+    """The documentation's configuration table: every variable, its default and its meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in variables().items():
+        default = field.metadata["shown"] or _documented(field.default)
+        rows.append(f"| `{name}` | {default} | {field.metadata['meaning']} |")
+    return "\n".join(rows) + "\n"
+
+
+def _documented(default: object) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, tuple):
+        return "`" + ",".join(default) + "`"
+    return f"`{default}`"
 
 
 def _read(kind: type, env: Mapping[str, str]) -> Any:

@@ -1,7 +1,7 @@
 """deployment.yaml on a real Prefect server: deploy, UI runs, scheduled runs, backfills on workers.
 
 The session's `prefect server start` (tests/integration/conftest.py) has deployment.yaml deployed
-with the README's commands and two process workers polling every second.
+with the documented commands and two process workers polling every second.
 """
 
 from __future__ import annotations

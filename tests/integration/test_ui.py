@@ -1,6 +1,6 @@
 """A custom run typed into the Prefect UI, in a real browser (headless Chromium via Playwright).
 
-The session's Prefect server has deployment.yaml deployed as the README says, with process
+The session's Prefect server has deployment.yaml deployed as docs/deployments.md says, with process
 workers. A person opens the `monthly` deployment, picks Run > Custom run, chooses green, types
 2021 and 3, and submits; a worker scores the month, and the run's page shows it Completed with
 its markdown artifact. Screenshots of the form and the finished run are written to

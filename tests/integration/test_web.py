@@ -1,4 +1,4 @@
-"""The web service as it runs: gunicorn started as the README says, on a model in MLflow on S3.
+"""The web service as it runs: gunicorn started as docs/web.md says, on a model in MLflow on S3.
 
 gunicorn runs from the project folder (so gunicorn.conf.py applies), bound to 127.0.0.1 on a
 fresh port, with the session's tracking server and moto S3; each test stops what it started.
@@ -54,7 +54,7 @@ class Web:
 
 
 def _command(port: int) -> list[str]:
-    """The README's command, on a fresh port of 127.0.0.1."""
+    """The documented command, on a fresh port of 127.0.0.1."""
     return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "predict:app"]
 
 

@@ -1,0 +1,297 @@
+"""The documentation keeps its promises: every command block is run, every generated or mirrored
+table matches what it mirrors, every link leads somewhere."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import UTC, datetime
+
+import pytest
+import yaml
+
+from ride_duration import manifest, settings
+from ride_duration.batch import MonthResult
+from ride_duration.model import ModelRef
+from ride_duration.months import Month
+from tests.conftest import REPO
+from tests.support.doc_plans import PLANS
+from tests.support.docs import (
+    all_sections,
+    bare,
+    lambda_recipe,
+    pages,
+    read,
+    section_text,
+    sections,
+    table,
+    untagged_command_blocks,
+)
+
+SECTIONS = list(all_sections().values())
+PAGES = pages()
+GENERATE = REPO / "docs" / "generate.py"
+
+
+def test_every_section_with_commands_has_a_plan_and_every_plan_a_section():
+    assert sorted(PLANS) == sorted(s.key for s in SECTIONS)
+
+
+def test_the_readme_comes_first_then_the_pages():
+    assert next(iter(PLANS)) == "README.md#Quickstart"
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.key)
+def test_a_plan_names_only_commands_of_its_section(section):
+    plan = PLANS[section.key]
+    commands = {bare(c) for c in section.commands}
+    assert set(plan.skip) <= commands, set(plan.skip) - commands
+    assert set(plan.expect) <= commands, set(plan.expect) - commands
+    assert all(reason.strip() for reason in plan.skip.values())
+    assert not set(plan.skip) & set(plan.expect)
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=lambda s: s.key)
+def test_commands_are_shell_words(section):
+    """Each command parses as shell words: an unbalanced quote would break the reader's shell."""
+    for command in section.commands:
+        assert shlex.split(command, comments=True)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_block_of_commands_is_a_console_block(page):
+    """A `$ command` outside a console block would never run in the tests."""
+    assert untagged_command_blocks(read(page)) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("## A\n```console\n$ make demo   # comment\n```\n", [("A", ("make demo   # comment",))]),
+        ("## A\n```\n$ not console\n```\n## B\n```console\n$ x\n$ y\n```\n", [("B", ("x", "y"))]),
+        (
+            "## A\n### Sub\n```console\n$ a\n```\n```console\nprinted\n$ b\n```\n",
+            [("A", ("a", "b"))],
+        ),
+        ("## A\nno blocks\n", []),
+    ],
+)
+def test_sections_are_read_from_console_blocks(text, found):
+    assert [(s.title, s.commands) for s in sections("PAGE.md", text)] == found
+
+
+@pytest.mark.parametrize(
+    ("text", "untagged"),
+    [
+        ("```\n$ make demo\n```\n", ["$ make demo\n"]),
+        ("```sh\nls\n$ x\n```\n", ["ls\n$ x\n"]),
+        ("```console\n$ make demo\n```\n", []),
+        ("```\nprinted output\n```\n", []),
+    ],
+)
+def test_untagged_command_blocks_are_found(text, untagged):
+    assert untagged_command_blocks(text) == untagged
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("make demo     # creates .venv", "make demo"),
+        ("pipenv run python score.py green 2021 3", "pipenv run python score.py green 2021 3"),
+        ("export X='a#b'   # why", "export X='a#b'"),
+    ],
+)
+def test_bare_drops_the_trailing_comment(command, expected):
+    assert bare(command) == expected
+
+
+def test_the_readme_is_short():
+    assert len(read("README.md").splitlines()) <= 200
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_relative_link_leads_to_a_file_and_section(page):
+    for target in re.findall(r"\]\(([^)#\s]+(?:#[^)\s]+)?)\)", read(page)):
+        if re.match(r"\w+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        linked = (REPO / page).parent / path
+        assert linked.exists(), f"{page} links to {target}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), re.MULTILINE)
+            anchors = {
+                re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings
+            }
+            assert anchor in anchors, f"{page} links to {target}: no such section"
+
+
+# --- generated and mirrored tables ----------------------------------------------------------------
+
+
+def generated_part(page: str, name: str) -> str:
+    found = re.search(rf"<!-- begin: {name}[^\n]*-->\n(.*?)<!-- end: {name} -->", read(page), re.S)
+    assert found, f"{page} has no generated part {name!r}"
+    return found.group(1)
+
+
+def test_the_configuration_table_is_the_settings():
+    assert generated_part("docs/configuration.md", "settings table") == settings.reference_table()
+
+
+def test_every_setting_has_a_meaning():
+    for name, field in settings.variables().items():
+        assert field.metadata["meaning"].strip(), name
+
+
+def other_tools_variables() -> dict[str, str]:
+    """The variables of the 'Read by other tools' table, and who reads each."""
+    found = {}
+    for row in table(section_text("docs/configuration.md", "Read by other tools"))[1:]:
+        for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row[0]):
+            found[name] = row[1]
+    return found
+
+
+def test_variables_read_by_other_tools_are_not_settings():
+    assert other_tools_variables()
+    assert not set(other_tools_variables()) & set(settings.variables())
+
+
+# Upper-case names in backticks that are not environment variables.
+NOT_VARIABLES = {"O_EXCL", "PU_DO", "TRIM_HORIZON"}
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_variable_a_page_names_is_a_setting_or_documented_as_another_tools(page):
+    text = read(page)
+    named = set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])\b", text))
+    known = set(settings.variables()) | set(other_tools_variables()) | NOT_VARIABLES
+    unknown = {
+        name
+        for name in named - known
+        if re.search(rf"`[^`\n]*\b{name}\b[^`\n]*`|\${name}\b|\b{name}=", text)
+    }
+    assert not unknown, f"{page} names variables nothing documents: {sorted(unknown)}"
+
+
+def sample_manifest() -> dict:
+    block = generated_part("docs/batch.md", "sample manifest")
+    return json.loads(block.removeprefix("```json\n").removesuffix("```\n"))
+
+
+def shape(value: object) -> object:
+    """The keys of nested objects, the leaves replaced by None."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    return None
+
+
+def test_the_sample_manifest_has_the_fields_build_writes():
+    model = ModelRef("models:/m@a", "models:/m/1", "m", "1", "run")
+    result = MonthResult(
+        "green",
+        Month(2021, 3),
+        "in.parquet",
+        "out.parquet",
+        model,
+        rows_dropped={"duration_out_of_range": 1},
+        metrics={"rmse": 1.0, "mae": 1.0, "mean_error": 0.0, "unknown_pair_share": 0.0},
+        seconds={"read": 0.1, "total": 0.1},
+    )
+    built = manifest.build(
+        result,
+        input_info={"bytes": 1, "etag": None, "modified": "1"},
+        output_info={"bytes": 1, "etag": None, "modified": "1"},
+        flow_run_id="f",
+        started_at=datetime.now(UTC),
+        code_version="git:0",
+    )
+    sample = sample_manifest()
+    # rows dropped, metrics and seconds are keyed by data: the sample's own keys may be more
+    for key in ("rows_dropped", "metrics", "seconds"):
+        assert set(built[key]) <= set(sample[key]), key
+        built[key] = sample[key] = None
+    assert shape(sample) == shape(built)
+    assert sample["model"]["scoring"] == "compiled forest"
+
+
+def deployment_names(prefect_file: str) -> set[str]:
+    """`FLOW/DEPLOYMENT` of each deployment of a prefect.yaml file."""
+    flows = {
+        "score.py:score": "ride-duration-prediction",
+        "score.py:score_scheduled_month": "ride-duration-prediction-scheduled",
+        "backfill.py:backfill": "ride-duration-prediction-backfill",
+    }
+    content = yaml.safe_load((REPO / prefect_file).read_text())
+    return {f"{flows[d['entrypoint']]}/{d['name']}" for d in content["deployments"]}
+
+
+@pytest.mark.parametrize(
+    ("prefect_file", "section"),
+    [("deployment.yaml", "Deploying with Prefect"), ("deployment-docker.yaml", "Scaling out")],
+)
+def test_the_deployment_tables_name_the_deployments_of_their_file(prefect_file, section):
+    rows = table(section_text("docs/deployments.md", section))[1:]
+    documented = {row[0].strip("`") for row in rows if row[0].startswith("`ride-duration")}
+    assert documented == deployment_names(prefect_file)
+
+
+def test_the_score_flows_are_the_entrypoints_deployment_yaml_names():
+    """`deployment_names` maps entry points to flow names: keep it true to the code."""
+    import backfill
+    import score
+
+    assert score.score.name == "ride-duration-prediction"
+    assert score.score_scheduled_month.name == "ride-duration-prediction-scheduled"
+    assert backfill.backfill.name == "ride-duration-prediction-backfill"
+
+
+def test_the_lambda_recipe_names_settings_and_says_when_each_is_needed():
+    recipe = lambda_recipe()
+    assert {name for name, needed in recipe.items() if needed == "always"} == {
+        "MLFLOW_TRACKING_URI",
+        "PREDICTIONS_STREAM_NAME",
+    }
+    assert set(recipe) <= set(settings.variables())
+
+
+def test_the_readmes_performance_figures_are_those_of_the_results():
+    figures = re.findall(r"\d[\d,]*\.\d+ (?:s|ms)\b", section_text("README.md", "Performance"))
+    results = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    assert figures
+    for figure in figures:
+        number = figure.split()[0]
+        assert re.search(rf"(?<![\d.]){re.escape(number)}(?![\d])", results), figure
+
+
+def test_the_generated_parts_are_up_to_date():
+    """`docs/generate.py --check` (what `make docs` would write) finds nothing stale."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(GENERATE), "--check", "--output", str(REPO / "no-such-output")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "expected"),
+    [
+        (
+            "a\n<!-- begin: t (x) -->\nold\n<!-- end: t -->\nb",
+            "new\n",
+            "a\n<!-- begin: t (x) -->\nnew\n<!-- end: t -->\nb",
+        ),
+        ("<!-- begin: t -->\n<!-- end: t -->\n", "x\n", "<!-- begin: t -->\nx\n<!-- end: t -->\n"),
+    ],
+)
+def test_a_generated_part_is_replaced_between_its_markers(text, content, expected):
+    import runpy
+
+    generate = runpy.run_path(str(GENERATE))
+    assert generate["replace"](text, "t", content) == expected
