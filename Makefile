@@ -62,7 +62,7 @@ test-unit: install ## run the fast unit tests only
 	$(RUN) -m pytest -m "not integration"
 
 test-integration: install ## run the integration tests against real servers, on TEST_WORKERS workers
-	$(RUN) -m pytest -m integration -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(RUN) -m pytest -m integration -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install ## ruff lint and format check, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .

@@ -34,6 +34,30 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["TLC_DATA_DIR"] = str(Path(tlc_data_dir).resolve())
 
 
+# Under pytest-xdist with --dist loadfile (make test), each module runs on one worker, so that
+# its session servers start once per worker; the modules of one Prefect server and its workers
+# (the deployments and the UI) share a worker too.
+SHARED_WORKER = {
+    "tests/integration/test_deployments.py": "prefect-server",
+    "tests/integration/test_ui.py": "prefect-server",
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """Keep each module, or each group of SHARED_WORKER, on one worker (pytest-xdist's own
+    xdist_group marker does not reach its scheduler under pytest 9)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class ModuleGroups(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = super()._split_scope(nodeid)
+            return SHARED_WORKER.get(module, module)
+
+    return ModuleGroups(config, log)
+
+
 @pytest.fixture(scope="session")
 def tlc_data_dir() -> Path:
     """The folder of real TLC files named by TLC_DATA_DIR; tests that need it skip without it."""

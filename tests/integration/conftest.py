@@ -32,11 +32,9 @@ ARTIFACT_BUCKET = "mlflow-artifacts"
 TEMPLATE = "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
 
 
-# Under pytest-xdist (make test) a module stays on one worker, so that its session servers start
-# once per worker; modules that share the deployment tests' Prefect server and workers share one.
-SHARED_WORKER = {"test_deployments": "prefect-server", "test_ui": "prefect-server"}
-# The longest modules go first, so that the workers finish together (longest first is the
-# usual greedy schedule); the rest keep their order.
+# The longest modules go first, so that the workers of `make test` finish together (longest first
+# is the usual greedy schedule; tests/conftest.py keeps a module on one worker); the rest keep
+# their order.
 LONGEST_FIRST = ["test_docs", "test_deployments", "test_ui", "test_local_prefect", "test_image"]
 
 
@@ -48,8 +46,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in item.path.parts:
             item.add_marker(pytest.mark.integration)
-            module = item.path.stem
-            item.add_marker(pytest.mark.xdist_group(SHARED_WORKER.get(module, module)))
     items.sort(key=lambda item: ("integration" in item.path.parts, rank(item)))
 
 
