@@ -18,8 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ride_duration import rules
 from ride_duration import trips as t
-from ride_duration.errors import RideError, SchemaError
 from ride_duration.months import Month
 
 MIN_DURATION_MINUTES = 1.0
@@ -81,7 +81,8 @@ def model_columns(raw: pa.Table, source_names: dict[str, str] | None = None) -> 
 
     Ids of any integer width, floats with nulls and numeric text become int64; a null or NaN
     id is an unknown location, and a value that is not a whole number from 0 up rules its row
-    out, never becoming a "43.0"-style key. A distance must be finite and 0 or more.
+    out, never becoming a "43.0"-style key. A distance must be 0 or more and finite as float32
+    (`ride_duration.rules`).
     `source_names` maps canonical names to the file's own, for error messages.
     """
     n = raw.num_rows
@@ -98,8 +99,7 @@ def model_columns(raw: pa.Table, source_names: dict[str, str] | None = None) -> 
         distance = t.to_distance(raw[t.DISTANCE], named(t.DISTANCE, t.DISTANCE))
         columns[t.DISTANCE] = distance
         values = distance.to_numpy(zero_copy_only=False)  # nulls become NaN
-        with np.errstate(invalid="ignore"):
-            distance_ok = np.isfinite(values) & (values >= 0)
+        distance_ok = rules.distance_ok(values)
     return ModelColumns(columns, invalid_location, ~distance_ok)
 
 
@@ -151,114 +151,31 @@ def prepare_trips(
     return PreparedTrips(table=table, dropped=dropped)
 
 
-# The fields of a ride as the web service and the stream scorer receive it.
-RIDE_FIELDS = (t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE)
 RIDES_SCHEMA = pa.schema(
     [(t.PICKUP_LOCATION, pa.int64()), (t.DROPOFF_LOCATION, pa.int64()), (t.DISTANCE, pa.float64())]
 )
 
 
 def rides_table(rides: Sequence[Mapping[str, object]]) -> pa.Table:
-    """Rides as the online modes receive them, checked by `model_columns` as batch checks trips.
-
-    Each ride is a mapping with `PULocationID`, `DOLocationID` (null: an unknown location) and
-    `trip_distance`; other keys are ignored. The first ride that breaks a rule raises
-    RideError naming its position and field (a malformed ride before a bad value). The table
-    has the model's columns.
-    """
-    table, errors = check_rides(rides)
-    if errors:
-        raise errors[0]
-    return table
+    """Rides as the online modes receive them, checked by the batch rules (`rules.check_rides`),
+    as the model's columns. The first ride that breaks a rule raises RideError naming its
+    position and field (a malformed ride before a bad value)."""
+    checked = rules.check_rides(rides)
+    if checked.errors:
+        raise checked.errors[0]
+    return checked_table(checked)
 
 
-def check_rides(rides: Sequence[Mapping[str, object]]) -> tuple[pa.Table, list[RideError]]:
-    """The model columns of the rides that keep the rules, and the first broken rule of each
-    other ride: the malformed rides first, then the bad values, each in ride order.
-
-    One vectorised check of all rides; only the rides it flags are looked at one by one.
-    """
-    malformed = []
-    for index, ride in enumerate(rides):
-        if not isinstance(ride, Mapping):
-            message = "a ride must be an object with " + ", ".join(RIDE_FIELDS)
-            malformed.append(RideError(index, None, message))
-            continue
-        missing = next((name for name in RIDE_FIELDS if name not in ride), None)
-        if missing is not None:
-            malformed.append(RideError(index, missing, f"{missing} is missing"))
-    refused = {error.index for error in malformed}
-    shaped = [index for index in range(len(rides)) if index not in refused]
-    if not shaped:
-        return RIDES_SCHEMA.empty_table(), malformed
-    try:
-        raw = pa.table(
-            {name: pa.array([rides[index][name] for index in shaped]) for name in RIDE_FIELDS}
-        )
-        checked = model_columns(raw)
-        flagged = np.flatnonzero(checked.invalid_location | checked.invalid_distance)
-        suspects = [shaped[position] for position in flagged.tolist()]
-    except _UNFIT:
-        checked, suspects = None, shaped  # a value that does not fit its column
-    bad_values = [error for error in (_ride_problem(rides, index) for index in suspects) if error]
-    bad = {error.index for error in bad_values}
-    good = [index for index in shaped if index not in bad]
-    if not good:
-        table = RIDES_SCHEMA.empty_table()
-    elif checked is None:  # each ride is fine alone (e.g. 130 beside "131"): one at a time
-        table = pa.concat_tables([rides_table([rides[index]]) for index in good])
-    else:
-        table = pa.table(checked.columns)
-        if bad:
-            table = table.filter(pa.array([index not in bad for index in shaped]))
-    return table, malformed + bad_values
-
-
-def _ride_problem(rides: Sequence[Mapping[str, object]], index: int) -> RideError | None:
-    """The first field of ride `index` that breaks its rule, if any."""
-    for name in RIDE_FIELDS:
-        problem = _field_problem(name, rides[index][name])
-        if problem:
-            return RideError(index, name, problem)
-    return None
-
-
-# What arrow raises when a value does not fit a column (text among numbers, a list, ...).
-_UNFIT = (
-    pa.ArrowInvalid,
-    pa.ArrowTypeError,
-    pa.ArrowNotImplementedError,
-    OverflowError,
-    SchemaError,
-)
-_RULES = {
-    t.PICKUP_LOCATION: "must be a whole number from 0 up, or null for an unknown location",
-    t.DROPOFF_LOCATION: "must be a whole number from 0 up, or null for an unknown location",
-    t.DISTANCE: "must be a finite number of miles, 0 or more",
-}
-
-
-def _field_problem(name: str, value: object) -> str | None:
-    """What is wrong with one ride's value of field `name` under the batch rules, if anything."""
-    try:
-        checked = model_columns(pa.table({name: pa.array([value])}))
-    except _UNFIT:
-        checked = None
-    if checked is None or checked.invalid_location.any() or checked.invalid_distance.any():
-        return f"{name} {_RULES[name]}, got {value!r}"
-    return None
-
-
-def ride_id(value: object) -> str | int | None:
-    """A ride's optional id, as the online modes echo it: a string or a whole number (156.0 is
-    156); ValueError for anything else."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and np.isfinite(value) and value.is_integer():
-        return int(value)
-    raise ValueError(f"ride_id must be a string or a whole number, got {value!r}")
+def checked_table(checked: rules.CheckedRides) -> pa.Table:
+    """The kept rides of `checked` as the model's columns (an unknown location is null)."""
+    return pa.table(
+        {
+            t.PICKUP_LOCATION: pa.array(checked.pickup, mask=checked.pickup == UNKNOWN_LOCATION),
+            t.DROPOFF_LOCATION: pa.array(checked.dropoff, mask=checked.dropoff == UNKNOWN_LOCATION),
+            t.DISTANCE: pa.array(checked.distance),
+        },
+        schema=RIDES_SCHEMA,
+    )
 
 
 def pu_do(trips: pa.Table) -> pa.Array:

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ride_duration import features as f
+from ride_duration import rules
 from ride_duration.errors import RideError, ScoringError
 from ride_duration.service import ServingModel
 
@@ -161,7 +161,10 @@ def _json_object() -> dict:
     """The request's JSON object, or a Refused saying what is wrong with the body."""
     if not request.is_json:
         raise Refused(415, "send a JSON object with Content-Type: application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise Refused(400, "the body is nested too deeply") from None
     if body is None:
         raise Refused(400, "the body is not valid JSON")
     if not isinstance(body, dict):
@@ -172,7 +175,7 @@ def _json_object() -> dict:
 def _ride_id(ride: dict, field: str) -> str | int | None:
     """A ride's optional id, echoed back: a string or a whole number."""
     try:
-        return f.ride_id(ride.get("ride_id"))
+        return rules.ride_id(ride.get("ride_id"))
     except ValueError as error:
         raise Refused(400, str(error), field) from None
 

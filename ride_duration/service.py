@@ -40,7 +40,7 @@ class ServingModel:
         """Predicted minutes for each ride, in order, from one vectorised call.
 
         A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch
-        rules (`features.rides_table`): the first that breaks one raises RideError.
+        rules (`rules.check_rides`): the first that breaks one raises RideError.
         """
         return self.predictor.predict(f.rides_table(rides))
 
@@ -82,6 +82,9 @@ def load_for_serving(settings: Settings) -> ServingModel:
             "%s; loading MODEL_LOCATION %s instead", error, display_uri(settings.model_location)
         )
         model = load(settings.model_location, settings.trusted_model_prefixes)
+    # One ride now, so that what the first prediction sets up (arrow's kernels, the forest's
+    # lookups) is ready before gunicorn forks its workers: no first request pays for it.
+    model.predict_rides([{"PULocationID": None, "DOLocationID": None, "trip_distance": 1.0}])
     logger.info(
         "serving %s = %s (run %s) with %s",
         display_uri(model.ref.uri),

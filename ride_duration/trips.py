@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ride_duration import rules
 from ride_duration.errors import SchemaError
 
 TaxiType = Literal["yellow", "green", "fhv", "fhvhv"]
@@ -146,39 +148,35 @@ def to_timestamp(column: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:
 def to_location_id(column: pa.ChunkedArray | pa.Array, name: str) -> tuple[pa.Array, pa.Array]:
     """A location id column as int64 (nulls kept) and a mask of non-null values that are not ids.
 
-    Float columns (ids with nulls in some eras) and numeric text are accepted; a value that is
-    not a whole number from 0 up counts as invalid instead of becoming a "43.0"-style key.
+    Integer columns of any width, float columns (ids with nulls in some eras) and numeric text
+    are accepted; a value that breaks `rules.location_ok` (negative, 43.5, NaN, beyond int64)
+    counts as invalid instead of becoming a "43.0"-style key.
     """
     column = _combine(column)
     kind = column.type
-    if pa.types.is_integer(kind):
-        if kind == pa.uint64():  # beyond int64 is no location id
-            too_big = pc.fill_null(pc.greater(column, pa.scalar(2**63 - 1, kind)), False)
-            column = pc.if_else(too_big, pa.scalar(None, kind), column)
-            values = column.cast(pa.int64())
-            return values, pc.or_(too_big, pc.fill_null(pc.less(values, 0), False))
-        values = column.cast(pa.int64())
-        return values, pc.fill_null(pc.less(values, 0), False)
     if pa.types.is_null(kind):
-        return pa.nulls(len(column), pa.int64()), pa.array([False] * len(column))
+        return pa.nulls(len(column), pa.int64()), pa.array(np.zeros(len(column), dtype=bool))
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         try:
             column = column.cast(pa.float64())
         except pa.ArrowInvalid:
             raise SchemaError(f"column {name} holds text that is not a location id") from None
         kind = column.type
-    if pa.types.is_floating(kind):
-        column = column.cast(pa.float64())
-        # NaN is how pandas writes a missing id: an unknown location, like null.
-        column = pc.if_else(pc.is_nan(column), pa.scalar(None, pa.float64()), column)
-        whole = pc.and_(
-            pc.equal(pc.floor(column), column),
-            pc.and_(pc.greater_equal(column, 0), pc.less(column, 2.0**53)),
-        )
-        invalid = pc.fill_null(pc.invert(whole), False)
-        kept = pc.if_else(invalid, pa.scalar(None, pa.float64()), column)
-        return kept.cast(pa.int64()), invalid
-    raise SchemaError(f"column {name} has type {kind}, expected integer location ids")
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        raise SchemaError(f"column {name} has type {kind}, expected integer location ids")
+    missing = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False)
+    fits = np.ones(len(values), dtype=bool)
+    if values.dtype == np.uint64:  # beyond int64 is no location id
+        fits = values <= np.uint64(2**63 - 1)
+        values = np.where(fits, values, 0).astype(np.int64)
+    elif values.dtype.kind in "iu":
+        values = values.astype(np.int64)
+    else:
+        values = values.astype(np.float64)
+    valid = fits & rules.location_ok(values) & ~missing
+    ids = np.where(valid, values, 0).astype(np.int64)
+    return pa.array(ids, mask=~valid), pa.array(~valid & ~missing)
 
 
 def to_distance(column: pa.ChunkedArray | pa.Array, name: str) -> pa.Array:

@@ -281,12 +281,17 @@ CASES = [
         ),
         Scored(nulls={"PULocationID": NULL_ROWS}),
     ),
-    case(
+    case(  # NaN is no id: pandas writes a missing id as null, and null is the unknown location
         "float ids with NaN",
         lambda x: setting(
             cast(x, IDS, pa.float64()), "DOLocationID", dict.fromkeys(NULL_ROWS, NAN)
         ),
-        Scored(nulls={"DOLocationID": NULL_ROWS}),
+        Scored(dropped={"invalid_location": len(NULL_ROWS)}, bad_rows=NULL_ROWS),
+    ),
+    case(
+        "distances beyond float32",
+        lambda x: setting(x, "trip_distance", {5: 1e39, 6: 1e308}),
+        Scored(dropped={"invalid_distance": 2}, bad_rows=(5, 6)),
     ),
     case(
         "fractional float ids",

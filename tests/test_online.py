@@ -154,6 +154,47 @@ def test_a_batch_is_predicted_in_order_in_one_call(client, predictor, pipeline):
             "ride_id",
         ),
         ("/predict", b"x" * (online.MAX_BODY_BYTES + 1), "application/json", 413, None, "large"),
+        ("/predict", {**RIDE, "trip_distance": 1e39}, None, 400, "trip_distance", "finite"),
+        ("/predict", {**RIDE, "trip_distance": 1e308}, None, 400, "trip_distance", "finite"),
+        (
+            "/predict/batch",
+            {"rides": [RIDE, {**RIDE, "trip_distance": 1e39}, RIDE]},
+            None,
+            400,
+            "rides[1].trip_distance",
+            "finite",
+        ),
+        ("/predict", {**RIDE, "PULocationID": "nan"}, None, 400, "PULocationID", "whole number"),
+        (
+            "/predict",
+            b'{"PULocationID": NaN, "DOLocationID": 2, "trip_distance": 1}',
+            "application/json",
+            400,
+            "PULocationID",
+            "whole number",
+        ),
+        ("/predict", b"[" * 100_000, "application/json", 400, None, "nested too deeply"),
+        ("/predict", b'{"a": ' * 100_000, "application/json", 400, None, "nested too deeply"),
+        ("/predict", {**RIDE, "ride_id": ""}, None, 400, "ride_id", "1 to 256 characters"),
+        ("/predict", {**RIDE, "ride_id": "r" * 257}, None, 400, "ride_id", "1 to 256 characters"),
+        (
+            "/predict",
+            b'{"PULocationID": 1, "DOLocationID": 2, "trip_distance": 1, "ride_id": 1'
+            + b"0" * 300
+            + b"}",
+            "application/json",
+            400,
+            "ride_id",
+            "1 to 256 characters",
+        ),
+        (
+            "/predict",
+            {**RIDE, "trip_distance": "x" * 500_000},
+            None,
+            400,
+            "trip_distance",
+            "...",  # the value is shown cut short
+        ),
     ],
 )
 def test_a_bad_request_gets_a_4xx_json_error_naming_the_field(
@@ -168,6 +209,7 @@ def test_a_bad_request_gets_a_4xx_json_error_naming_the_field(
     assert set(answer) == {"error", "field"}
     assert answer["field"] == field
     assert says in answer["error"]
+    assert len(answer["error"]) < 300  # whatever the value, the line stays short
     assert "Traceback" not in response.get_data(as_text=True)
 
 

@@ -15,8 +15,9 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 
 from ride_duration import features as f
+from ride_duration import rules
 from ride_duration import trips as t
-from ride_duration.errors import RideError
+from ride_duration.errors import RideError, SchemaError
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
 from ride_duration.scoring import PredictionCache, make_predictor
@@ -45,8 +46,8 @@ def forest() -> ServingModel:
 
 def as_rides(trips: pa.Table) -> list[dict]:
     return [
-        {name: row[name] for name in f.RIDE_FIELDS}
-        for row in trips.select(list(f.RIDE_FIELDS)).to_pylist()
+        {name: row[name] for name in rules.RIDE_FIELDS}
+        for row in trips.select(list(rules.RIDE_FIELDS)).to_pylist()
     ]
 
 
@@ -72,9 +73,13 @@ NOON = datetime(2021, 3, 10, 12, 0)
 
 
 def batch_verdict(field: str, value: object) -> str:
-    """What batch scoring does with a trip whose `field` holds `value`: kept or a drop reason."""
+    """What batch scoring does with a trip whose `field` holds `value`: kept, a drop reason, or
+    refused (a column arrow cannot hold, or text that is no number: the whole file is refused)."""
     row = {"PULocationID": 43, "DOLocationID": 151, "trip_distance": 2.5, field: value}
-    columns = {name: pa.array([row[name]]) for name in f.RIDE_FIELDS}
+    try:
+        columns = {name: pa.array([row[name]]) for name in rules.RIDE_FIELDS}
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        return "refused"
     raw = pa.table(
         {
             t.PICKUP: pa.array([NOON], pa.timestamp("us")),
@@ -82,30 +87,67 @@ def batch_verdict(field: str, value: object) -> str:
             **columns,
         }
     )
-    prepared = f.prepare_trips(raw, Month(2021, 3))
+    try:
+        prepared = f.prepare_trips(raw, Month(2021, 3))
+    except SchemaError:
+        return "refused"
     dropped = [reason for reason, count in prepared.dropped.items() if count]
     return dropped[0] if dropped else "kept"
+
+
+LOCATION_CASES = [
+    (130, "kept"),
+    (130.0, "kept"),  # a float id is an id: "130", never "130.0"
+    (None, "kept"),  # an unknown location, -1
+    ("130", "kept"),  # numeric text, as batch reads it
+    ("+130", "kept"),
+    ("1e2", "kept"),
+    ("00130", "kept"),
+    (0, "kept"),
+    (2**62, "kept"),
+    (-0.0, "kept"),
+    (130.5, "invalid_location"),
+    (-3, "invalid_location"),
+    (-1.0, "invalid_location"),
+    (math.nan, "invalid_location"),  # no id: pandas writes a missing id as null, not NaN
+    ("nan", "invalid_location"),
+    (math.inf, "invalid_location"),
+    (1e300, "invalid_location"),
+    (2.0**53, "invalid_location"),
+    (" 130", "refused"),
+    ("1_0", "refused"),
+    ("0x10", "refused"),
+    ("\u0661\u0662", "refused"),  # digits, but not ASCII ones
+    ("", "refused"),
+    (True, "refused"),
+    ([1], "refused"),
+    ({"id": 1}, "refused"),
+    (2**64, "refused"),
+]
+DISTANCE_CASES = [
+    (0, "kept"),
+    (3.66, "kept"),
+    ("2.5", "kept"),
+    (3.4028234e38, "kept"),  # float32's largest
+    (-0.1, "invalid_distance"),
+    (math.nan, "invalid_distance"),
+    ("nan", "invalid_distance"),
+    (math.inf, "invalid_distance"),
+    (None, "invalid_distance"),
+    (1e39, "invalid_distance"),  # beyond float32: scikit-learn would see infinity
+    (1e308, "invalid_distance"),
+    ("far", "refused"),
+    (True, "refused"),
+    (10**400, "refused"),
+]
 
 
 @pytest.mark.parametrize(
     ("field", "value", "verdict"),
     [
-        ("PULocationID", 130, "kept"),
-        ("PULocationID", 130.0, "kept"),  # a float id is an id: "130", never "130.0"
-        ("PULocationID", None, "kept"),  # an unknown location, -1
-        ("PULocationID", "130", "kept"),  # numeric text, as batch reads it
-        ("PULocationID", 0, "kept"),
-        ("PULocationID", 130.5, "invalid_location"),
-        ("PULocationID", -3, "invalid_location"),
-        ("DOLocationID", math.nan, "kept"),  # NaN is how pandas writes a missing id
-        ("DOLocationID", -1.0, "invalid_location"),
-        ("trip_distance", 0, "kept"),
-        ("trip_distance", 3.66, "kept"),
-        ("trip_distance", "2.5", "kept"),
-        ("trip_distance", -0.1, "invalid_distance"),
-        ("trip_distance", math.nan, "invalid_distance"),
-        ("trip_distance", math.inf, "invalid_distance"),
-        ("trip_distance", None, "invalid_distance"),
+        *(("PULocationID", value, verdict) for value, verdict in LOCATION_CASES),
+        *(("DOLocationID", value, verdict) for value, verdict in LOCATION_CASES),
+        *(("trip_distance", value, verdict) for value, verdict in DISTANCE_CASES),
     ],
 )
 def test_a_ride_online_follows_the_rules_a_trip_follows_in_batch(field, value, verdict):
@@ -114,6 +156,9 @@ def test_a_ride_online_follows_the_rules_a_trip_follows_in_batch(field, value, v
     if verdict == "kept":
         table = f.rides_table([ride])
         assert table.schema.field(field).type in (pa.int64(), pa.float64())
+        if field != "trip_distance":
+            batch_id = f.model_columns(pa.table({field: pa.array([value])})).columns[field]
+            assert table[field].to_pylist() == batch_id.to_pylist()
     else:
         with pytest.raises(RideError) as raised:
             f.rides_table([ride])
@@ -156,10 +201,20 @@ def test_the_first_ride_that_breaks_a_rule_is_named(rides, index, field, says):
     ],
 )
 def test_a_batch_keeps_its_good_rides_and_names_each_bad_one(rides, kept, refused):
-    table, errors = f.check_rides(rides)
+    checked = rules.check_rides(rides)
+    table = f.checked_table(checked)
     assert table["PULocationID"].to_pylist() == kept
     assert table.schema == f.RIDES_SCHEMA
-    assert [(error.index, error.field) for error in errors] == refused
+    assert [(error.index, error.field) for error in checked.errors] == refused
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x" * 900_000, [[[[[[[[[[1]]]]]]]]]], 10**299, {"a": "b" * 10_000}],
+)
+def test_a_refused_value_is_shown_cut_short(value):
+    [error] = rules.check_rides([{**RIDE, "trip_distance": value}]).errors
+    assert len(str(error)) < 200
 
 
 def test_rides_of_mixed_but_valid_types_are_scored_one_by_one():
@@ -169,7 +224,7 @@ def test_rides_of_mixed_but_valid_types_are_scored_one_by_one():
 
 def test_unknown_fields_are_ignored_and_unknown_locations_are_minus_one():
     table = f.rides_table([{**RIDE, "PULocationID": None, "ride_id": 156, "extra": "x"}])
-    assert table.column_names == list(f.RIDE_FIELDS)
+    assert table.column_names == list(rules.RIDE_FIELDS)
     assert f.pu_do(table).to_pylist() == ["-1_205"]
 
 

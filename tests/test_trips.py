@@ -237,10 +237,10 @@ def test_to_location_id(column, ids, invalid):
     assert kept == [value for value, bad in zip(ids, invalid, strict=True) if not bad]
 
 
-def test_to_location_id_treats_nan_as_unknown():
+def test_to_location_id_treats_nan_as_no_id():
     values, mask = t.to_location_id(pa.array([43.0, math.nan], pa.float64()), "PULocationID")
     assert values.to_pylist() == [43, None]
-    assert mask.to_pylist() == [False, False]
+    assert mask.to_pylist() == [False, True]
 
 
 @pytest.mark.parametrize(
