@@ -26,9 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import pyarrow as pa
-
 from ride_duration import features as f
+from ride_duration import rules
 from ride_duration.service import ServingModel, load_for_serving
 from ride_duration.settings import Settings
 
@@ -84,34 +83,67 @@ def scorer(
     return model, functools.partial(handle, model=model, output=output, test_run=settings.test_run)
 
 
-def handle(event: dict, model: ServingModel, output: Output, *, test_run: bool = False) -> dict:
-    """Score the records of one Kinesis event; the Lambda answer, with its batchItemFailures."""
-    records = event.get("Records") or []
-    rides, failures = decode(records)
-    rides, table, invalid = _valid(rides)
-    failures += invalid
-    durations = model.predictor.predict(table) if rides else []
+def handle(event: object, model: ServingModel, output: Output, *, test_run: bool = False) -> dict:
+    """Score the records of one Kinesis event; the Lambda answer, with its batchItemFailures.
+
+    Nothing a record holds makes this raise: a record that cannot be decoded, checked or
+    written is reported by its own sequence number, and the others are scored.
+    """
+    rides, failures = decode(_records(event))
+    checked = rules.check_rides([ride.ride for ride in rides])
+    for error in checked.errors:
+        _refused(rides[error.index].sequence_number, str(error))
+    failures += [rides[error.index].sequence_number for error in checked.errors]
+    good = [rides[index] for index in checked.kept]
+    durations = model.predictor.predict(f.checked_table(checked)) if good else []
     predictions = [
         prediction_record(model, duration, ride.ride_id)
-        for ride, duration in zip(rides, durations, strict=True)
+        for ride, duration in zip(good, durations, strict=True)
     ]
     answer: dict[str, Any] = {}
     if test_run:
         answer["predictions"] = predictions
     else:
-        failures += _put(output, rides, predictions)
+        failures += _put(output, good, predictions)
     answer["batchItemFailures"] = [{"itemIdentifier": sequence} for sequence in failures]
     return answer
 
 
-def decode(records: Sequence[dict]) -> tuple[list[Ride], list[str]]:
-    """The rides of Kinesis event records, and the sequence numbers of those that are not."""
+def _records(event: object) -> list:
+    """The event's records: its list of `Records`, or none when it has no such list."""
+    records = event.get("Records") if isinstance(event, dict) else None
+    if records is None:
+        records = []
+    if not isinstance(records, list):
+        logger.error("the event's Records is a %s, not a list: nothing to score", _kind(records))
+        return []
+    return records
+
+
+def decode(records: Sequence[object]) -> tuple[list[Ride], list[str]]:
+    """The rides of Kinesis event records, and the sequence numbers of those that are not.
+
+    A record without a sequence number cannot be reported (Lambda would fail the whole batch
+    for an empty itemIdentifier) and never comes from Kinesis: it is logged and left out.
+    """
     rides, failures = [], []
-    for record in records:
-        kinesis = record.get("kinesis") or {}
-        sequence = str(kinesis.get("sequenceNumber", ""))
+    for position, record in enumerate(records):
+        kinesis = record.get("kinesis") if isinstance(record, dict) else None
+        sequence = kinesis.get("sequenceNumber") if isinstance(kinesis, dict) else None
+        if not isinstance(sequence, str) or not sequence:
+            logger.error(
+                "record %d of the event is not a Kinesis record with a sequence number "
+                "(%s): it cannot be reported, and is left out",
+                position,
+                rules.shown(record),
+            )
+            continue
         try:
             body = json.loads(base64.b64decode(kinesis["data"], validate=True))
+        except RecursionError:
+            _refused(sequence, "the record's JSON is nested too deeply")
+            failures.append(sequence)
+            continue
         except (KeyError, TypeError, ValueError, binascii.Error) as error:
             _refused(sequence, f"the record is not base64 JSON ({type(error).__name__})")
             failures.append(sequence)
@@ -121,7 +153,7 @@ def decode(records: Sequence[dict]) -> tuple[list[Ride], list[str]]:
             failures.append(sequence)
             continue
         try:
-            ride_id = f.ride_id(body.get("ride_id"))
+            ride_id = rules.ride_id(body.get("ride_id"))
         except ValueError as error:
             _refused(sequence, str(error))
             failures.append(sequence)
@@ -140,31 +172,46 @@ def prediction_record(model: ServingModel, duration: float, ride_id: object) -> 
     }
 
 
-def _valid(rides: list[Ride]) -> tuple[list[Ride], pa.Table, list[str]]:
-    """The rides that pass the feature rules and their model columns, and the sequence numbers
-    of those that do not."""
-    table, errors = f.check_rides([ride.ride for ride in rides])
-    for error in errors:
-        _refused(rides[error.index].sequence_number, str(error))
-    refused = {error.index for error in errors}
-    good = [ride for index, ride in enumerate(rides) if index not in refused]
-    return good, table, [rides[error.index].sequence_number for error in errors]
-
-
 def _put(output: Output, rides: list[Ride], predictions: list[dict]) -> list[str]:
-    """Write the predictions; the sequence numbers of rides whose prediction was not written."""
+    """Write the predictions; the sequence numbers of rides whose prediction was not written.
+
+    A prediction's partition key is its ride's id, else (a ride without one) the sequence
+    number of the record it came from.
+    """
     failed: list[str] = []
     entries = [
-        (ride.sequence_number, {"Data": json.dumps(p).encode(), "PartitionKey": str(ride.ride_id)})
-        for ride, p in zip(rides, predictions, strict=True)
+        (
+            ride.sequence_number,
+            {
+                "Data": json.dumps(prediction).encode(),
+                "PartitionKey": ride.sequence_number if ride.ride_id is None else str(ride.ride_id),
+            },
+        )
+        for ride, prediction in zip(rides, predictions, strict=True)
     ]
     for start in range(0, len(entries), PUT_RECORDS_LIMIT):
         failed += _put_chunk(output, entries[start : start + PUT_RECORDS_LIMIT])
     return failed
 
 
+# What Kinesis answers a whole PutRecords call with when an entry of it is unacceptable (its
+# size, its key): halving the call finds the entry, and the others are written.
+_ENTRY_ERRORS = {"ValidationException", "InvalidArgumentException"}
+# What it answers when trying again later may help.
+_TRANSIENT_ERRORS = {
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "ThrottlingException",
+    "InternalFailure",
+    "ServiceUnavailable",
+    "KMSThrottlingException",
+}
+
+
 def _put_chunk(output: Output, entries: list[tuple[str, dict]]) -> list[str]:
-    """PutRecords one chunk, re-sending the entries Kinesis refused, at most `retries` times."""
+    """PutRecords one chunk: re-send the entries Kinesis refused, and a call that failed whole,
+    at most `retries` times; a call refused for one of its entries is split until that entry
+    is alone, so that it never costs the others their write."""
     pending = entries
     for attempt in range(output.retries + 1):
         if attempt:
@@ -173,9 +220,15 @@ def _put_chunk(output: Output, entries: list[tuple[str, dict]]) -> list[str]:
             answer = output.client.put_records(
                 StreamName=output.stream_name, Records=[entry for _, entry in pending]
             )
-        except Exception as error:  # noqa: BLE001 - a call that failed whole is retried whole
+        except Exception as error:  # noqa: BLE001 - sorted by what Kinesis said
+            code = _error_code(error)
             logger.warning("put_records of %d records failed: %s", len(pending), error)
-            continue
+            if code in _ENTRY_ERRORS and len(pending) > 1:
+                middle = len(pending) // 2
+                return _put_chunk(output, pending[:middle]) + _put_chunk(output, pending[middle:])
+            if code is None or code in _TRANSIENT_ERRORS:
+                continue
+            break  # refused for good (the stream, the permissions): no retry helps
         pending = [
             entry
             for entry, result in zip(pending, answer["Records"], strict=True)
@@ -186,6 +239,20 @@ def _put_chunk(output: Output, entries: list[tuple[str, dict]]) -> list[str]:
     for sequence, _ in pending:
         _refused(sequence, f"its prediction was not written after {output.retries} retries")
     return [sequence for sequence, _ in pending]
+
+
+def _error_code(error: Exception) -> str | None:
+    """The AWS error code of a failed call (botocore's ClientError), None for other failures
+    (connections, timeouts), which are worth a retry."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        return str(code) if code else None
+    return None
+
+
+def _kind(value: object) -> str:
+    return type(value).__name__
 
 
 def _refused(sequence: str, reason: str) -> None:

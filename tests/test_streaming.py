@@ -93,6 +93,24 @@ def test_the_course_record_becomes_the_course_prediction_with_the_real_version(m
         (record(2, {"ride": {**RIDE, "trip_distance": -1}, "ride_id": 7}), "negative distance"),
         (record(2, {"ride": {**RIDE, "PULocationID": 1.5}, "ride_id": 7}), "not an id"),
         (record(2, {"ride": RIDE, "ride_id": [7]}), "bad ride id"),
+        (record(2, {"ride": RIDE, "ride_id": ""}), "an empty ride id"),
+        (record(2, {"ride": RIDE, "ride_id": "x" * 257}), "a ride id over 256 characters"),
+        (record(2, {"ride": RIDE, "ride_id": 1e300}), "a ride id of 301 digits"),
+        (record(2, None, raw=b'{"ride": ' * 100_000), "nested 100,000 deep"),
+        (record(2, {"ride": {**RIDE, "trip_distance": 1e39}, "ride_id": 7}), "beyond float32"),
+        (record(2, {"ride": {**RIDE, "PULocationID": "nan"}, "ride_id": 7}), "a NaN location"),
+        (
+            record(
+                2,
+                None,
+                raw=b'{"ride": {"PULocationID": NaN, "DOLocationID": 1, '
+                b'"trip_distance": 1}, "ride_id": 7}',
+            ),
+            "a NaN literal",
+        ),
+        (record(2, {"ride": "x" * 2_000_000, "ride_id": 7}), "a huge ride"),
+        ({"kinesis": {"sequenceNumber": "2", "data": 17}}, "data that is not text"),
+        ({"kinesis": {"sequenceNumber": "2", "data": None}}, "data that is null"),
     ],
 )
 def test_a_bad_record_is_reported_and_never_blocks_the_others(model, bad, why):
@@ -206,3 +224,68 @@ def test_a_local_event_is_scored_as_lambda_would_score_it(model):
     answer = streaming.handle(streaming.kinesis_event([data, b"bad"]), model, output, test_run=True)
     assert answer["batchItemFailures"] == [{"itemIdentifier": "2"}]
     assert [p["prediction"]["ride_id"] for p in answer["predictions"]] == [156]
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [None, 7, "text", [1], {"kinesis": None}, {"kinesis": "x"}, {"kinesis": {"data": "e30="}}],
+)
+def test_a_record_that_is_no_kinesis_record_is_left_out_and_never_fails_the_batch(model, malformed):
+    client = FakeKinesis()
+    good = record(1, {"ride": RIDE, "ride_id": 1})
+    answer = streaming.handle({"Records": [good, malformed]}, model, output(client))
+    assert answer == {"batchItemFailures": []}
+    assert len(client.written) == 1
+
+
+@pytest.mark.parametrize("hostile", [None, 7, "text", [], {"Records": "x"}, {"Records": None}])
+def test_an_event_that_is_no_kinesis_event_holds_nothing_to_score(model, hostile):
+    client = FakeKinesis()
+    assert streaming.handle(hostile, model, output(client)) == {"batchItemFailures": []}
+    assert client.written == []
+
+
+class ValidatingKinesis(FakeKinesis):
+    """Refuses a whole PutRecords call holding an entry whose key it does not accept, as
+    Kinesis answers an invalid partition key (a ValidationException for the call)."""
+
+    def put_records(self, *, StreamName: str, Records: list[dict]) -> dict:
+        if any(len(entry["PartitionKey"]) > 256 for entry in Records):
+            self.calls.append(len(Records))
+            error = Exception("1 validation error detected: partitionKey")
+            error.response = {"Error": {"Code": "ValidationException"}}
+            raise error
+        return super().put_records(StreamName=StreamName, Records=Records)
+
+
+def test_a_call_refused_for_one_entry_is_split_and_the_others_are_written(model):
+    client = ValidatingKinesis()
+    entries = [(str(i), {"Data": b"{}", "PartitionKey": f"ride-{i}"}) for i in range(21)]
+    entries[7] = ("7", {"Data": b"{}", "PartitionKey": "k" * 300})
+    failed = streaming._put_chunk(output(client), entries)
+    assert failed == ["7"]
+    assert sorted(w["PartitionKey"] for w in client.written) == sorted(
+        f"ride-{i}" for i in range(21) if i != 7
+    )
+    assert len(client.calls) <= 2 * 5 + 1  # halving: about 2 log2(21) calls, not 21
+
+
+def test_a_call_refused_for_good_is_not_retried(model):
+    class Missing(FakeKinesis):
+        def put_records(self, *, StreamName: str, Records: list[dict]) -> dict:
+            self.calls.append(len(Records))
+            error = Exception("stream ride_predictions not found")
+            error.response = {"Error": {"Code": "ResourceNotFoundException"}}
+            raise error
+
+    client = Missing()
+    entries = [(str(i), {"Data": b"{}", "PartitionKey": str(i)}) for i in range(3)]
+    assert streaming._put_chunk(output(client), entries) == ["0", "1", "2"]
+    assert client.calls == [3]
+
+
+def test_a_ride_without_an_id_is_keyed_by_its_record(model):
+    client = FakeKinesis()
+    answer = streaming.handle(event(record(42, {"ride": RIDE})), model, output(client))
+    assert answer == {"batchItemFailures": []}
+    assert [w["PartitionKey"] for w in client.written] == ["42"]
