@@ -4,7 +4,8 @@ Reads INPUT_STREAM_NAME (`ride_events`) shard by shard from STREAM_START (TRIM_H
 LATEST) or from its checkpoint (STREAM_CHECKPOINT), hands each batch to the same handler as
 the Lambda function, and keeps going until SIGTERM or Ctrl-C, which stop it after the batch at
 hand. Records the handler still reports failed after STREAM_MAX_RETRIES retries are kept in
-STREAM_DEAD_LETTER. The Kinesis endpoint is KINESIS_ENDPOINT_URL, else AWS_ENDPOINT_URL.
+STREAM_DEAD_LETTER. One consumer at a time reads with a checkpoint; a second is refused. The
+Kinesis endpoint is KINESIS_ENDPOINT_URL, else AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
@@ -35,27 +36,28 @@ def main(argv: list[str] | None = None) -> int:
         from ride_duration.settings import Settings
 
         settings = Settings.from_env()
-        client = streaming.kinesis_client(settings)
-        model, handler = streaming.scorer(settings, client)
-        consumer = Consumer(
-            client=client,
-            stream=settings.input_stream_name,
-            handler=handler,
-            checkpoint=Checkpoint(Path(settings.stream_checkpoint)),
-            dead_letter=Path(settings.stream_dead_letter),
-            start=settings.stream_start,
-            batch_size=settings.stream_batch_size,
-            max_retries=settings.stream_max_retries,
-        )
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: consumer.stop.set())
-        logging.getLogger("stream").info(
-            "reading %s into %s with %s",
-            settings.input_stream_name,
-            settings.predictions_stream_name,
-            model.version,
-        )
-        consumer.run(until_idle=args.until_idle)
+        with Checkpoint(Path(settings.stream_checkpoint)) as checkpoint:
+            client = streaming.kinesis_client(settings)
+            model, handler = streaming.scorer(settings, client)
+            consumer = Consumer(
+                client=client,
+                stream=settings.input_stream_name,
+                handler=handler,
+                checkpoint=checkpoint,
+                dead_letter=Path(settings.stream_dead_letter),
+                start=settings.stream_start,
+                batch_size=settings.stream_batch_size,
+                max_retries=settings.stream_max_retries,
+            )
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: consumer.stop.set())
+            logging.getLogger("stream").info(
+                "reading %s into %s with %s",
+                settings.input_stream_name,
+                settings.predictions_stream_name,
+                model.version,
+            )
+            consumer.run(until_idle=args.until_idle)
 
     return cli.run(run, debug=args.debug)
 

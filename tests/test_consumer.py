@@ -1,0 +1,275 @@
+"""The local consumer (`ride_duration.consumer`) against an in-memory Kinesis: checkpoints,
+retries, the dead letter, throttling, resharding and a second consumer."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from ride_duration.consumer import Checkpoint, CheckpointBusyError, Consumer
+
+
+class KinesisError(Exception):
+    """What botocore raises for an error answer: the code is in `response`."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.response = {"Error": {"Code": code}}
+
+
+class FakeKinesis:
+    """One stream in memory: shards (with parents), records, and failures on demand."""
+
+    def __init__(self) -> None:
+        self.shards: dict[str, dict] = {}
+        self.sequence = 0
+        self.failures: list[str] = []  # error codes the next get_records calls raise
+
+    def add_shard(self, shard_id: str, parent: str | None = None, adjacent: str | None = None):
+        self.shards[shard_id] = {"records": [], "parent": parent, "adjacent": adjacent}
+
+    def put(self, shard_id: str, key: str) -> str:
+        self.sequence += 1
+        number = f"{self.sequence:056d}"
+        self.shards[shard_id]["records"].append(
+            {"SequenceNumber": number, "PartitionKey": key, "Data": key.encode()}
+        )
+        return number
+
+    def close(self, shard_id: str) -> None:
+        self.shards[shard_id]["closed"] = True
+
+    def describe_stream(self, StreamName: str) -> dict:
+        return {"StreamDescription": {"StreamARN": f"arn:aws:kinesis:local:0:stream/{StreamName}"}}
+
+    def list_shards(self, StreamName: str | None = None, NextToken: str | None = None) -> dict:
+        shards = [
+            {
+                "ShardId": shard_id,
+                **({"ParentShardId": s["parent"]} if s["parent"] else {}),
+                **({"AdjacentParentShardId": s["adjacent"]} if s["adjacent"] else {}),
+            }
+            for shard_id, s in self.shards.items()
+        ]
+        start = int(NextToken or 0)  # pages of one shard, as a long listing comes
+        page = {"Shards": shards[start : start + 1]}
+        if start + 1 < len(shards):
+            page["NextToken"] = str(start + 1)
+        return page
+
+    def get_shard_iterator(self, StreamName: str, ShardId: str, ShardIteratorType: str, **at):
+        records = self.shards[ShardId]["records"]
+        numbers = [r["SequenceNumber"] for r in records]
+        position = {
+            "TRIM_HORIZON": 0,
+            "LATEST": len(records),
+            "AT_SEQUENCE_NUMBER": lambda: numbers.index(at["StartingSequenceNumber"]),
+            "AFTER_SEQUENCE_NUMBER": lambda: numbers.index(at["StartingSequenceNumber"]) + 1,
+        }[ShardIteratorType]
+        return {"ShardIterator": f"{ShardId}|{position() if callable(position) else position}"}
+
+    def get_records(self, ShardIterator: str, Limit: int) -> dict:
+        if self.failures:
+            raise KinesisError(self.failures.pop(0))
+        shard_id, position = ShardIterator.split("|")
+        shard = self.shards[shard_id]
+        records = shard["records"][int(position) : int(position) + Limit]
+        end = int(position) + len(records)
+        done = shard.get("closed") and end == len(shard["records"])
+        return {"Records": records, "NextShardIterator": None if done else f"{shard_id}|{end}"}
+
+
+class Handler:
+    """A Lambda handler that records what it saw and fails the keys it is told to."""
+
+    def __init__(self, fail: dict[str, int] | None = None, raises: int = 0) -> None:
+        self.seen: list[str] = []
+        self.fail = dict(fail or {})  # key -> times to report it failed
+        self.raises = raises
+
+    def __call__(self, event: dict) -> dict:
+        if self.raises:
+            self.raises -= 1
+            raise RuntimeError("the model is not loaded")
+        failures = []
+        for record in event["Records"]:
+            key = base64.b64decode(record["kinesis"]["data"]).decode()
+            if self.fail.get(key, 0) > 0:
+                self.fail[key] -= 1
+                failures.append({"itemIdentifier": record["kinesis"]["sequenceNumber"]})
+            else:
+                self.seen.append(key)
+        return {"batchItemFailures": failures}
+
+
+def consume(kinesis, handler, tmp_path: Path, **options) -> Checkpoint:
+    with Checkpoint(tmp_path / "checkpoint.json") as checkpoint:
+        Consumer(
+            client=kinesis,
+            stream="ride_events",
+            handler=handler,
+            checkpoint=checkpoint,
+            dead_letter=tmp_path / "dead-letter.jsonl",
+            batch_size=options.pop("batch_size", 3),
+            idle_seconds=0,
+            **options,
+        ).run(until_idle=True)
+    return checkpoint
+
+
+def dead_letters(tmp_path: Path) -> list[str]:
+    path = tmp_path / "dead-letter.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [json.loads(line)["partition_key"] for line in lines]
+
+
+@pytest.fixture
+def kinesis() -> FakeKinesis:
+    stream = FakeKinesis()
+    for shard in ("shard-0", "shard-1"):
+        stream.add_shard(shard)
+    for i in range(10):
+        stream.put(f"shard-{i % 2}", f"ride-{i}")
+    return stream
+
+
+def test_every_record_of_every_shard_is_handled_once_and_checkpointed(kinesis, tmp_path):
+    handler = Handler()
+    checkpoint = consume(kinesis, handler, tmp_path)
+    assert sorted(handler.seen) == sorted(f"ride-{i}" for i in range(10))
+    saved = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert saved["shards"] == checkpoint.done
+    assert set(saved["shards"]) == {"shard-0", "shard-1"}
+
+
+def test_a_restarted_consumer_continues_after_its_checkpoint(kinesis, tmp_path):
+    consume(kinesis, Handler(), tmp_path)
+    kinesis.put("shard-0", "ride-new")
+    handler = Handler()
+    consume(kinesis, handler, tmp_path)
+    assert handler.seen == ["ride-new"]
+
+
+@pytest.mark.parametrize(
+    ("fail", "raises", "kept"),
+    [
+        ({"ride-4": 1}, 0, []),  # failed once, then scored on the retry
+        ({"ride-4": 99}, 0, ["ride-4"]),  # a poison record: kept aside, the shard moves on
+        ({}, 99, [f"ride-{i}" for i in range(10)]),  # a handler that fails: every record kept
+    ],
+)
+def test_failed_records_are_retried_then_kept_aside_and_the_shard_moves_on(
+    kinesis, tmp_path, fail, raises, kept
+):
+    handler = Handler(fail, raises)
+    consume(kinesis, handler, tmp_path, max_retries=2)
+    assert sorted(dead_letters(tmp_path)) == sorted(kept)
+    assert set(handler.seen) == {f"ride-{i}" for i in range(10)} - set(kept)  # at least once
+
+
+@pytest.mark.parametrize(
+    "codes",
+    [
+        ["ProvisionedThroughputExceededException"] * 3,
+        ["LimitExceededException"],
+        ["ExpiredIteratorException"],
+    ],
+)
+def test_a_throttled_or_expired_read_is_tried_again_and_nothing_is_lost(
+    kinesis, tmp_path, codes, caplog
+):
+    kinesis.failures = list(codes)
+    handler = Handler()
+    with caplog.at_level(logging.WARNING):
+        consume(kinesis, handler, tmp_path)
+    assert sorted(handler.seen) == sorted(f"ride-{i}" for i in range(10))
+
+
+def test_an_error_that_no_wait_mends_stops_the_consumer(kinesis, tmp_path):
+    kinesis.failures = ["AccessDeniedException"]
+    with pytest.raises(KinesisError):
+        consume(kinesis, Handler(), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["", "{", "[1, 2]", '{"shards": {"shard-0": 7}, "finished": []}', '"text"', "\0\0\0"],
+)
+def test_a_checkpoint_that_does_not_read_is_kept_aside_and_the_shards_start_again(
+    kinesis, tmp_path, content, caplog
+):
+    (tmp_path / "checkpoint.json").write_text(content)
+    handler = Handler()
+    with caplog.at_level(logging.WARNING):
+        consume(kinesis, handler, tmp_path)
+    assert sorted(handler.seen) == sorted(f"ride-{i}" for i in range(10))
+    [line] = [r.getMessage() for r in caplog.records if "does not read" in r.getMessage()]
+    assert "checkpoint.json" in line
+    assert "kept as" in line
+    assert [p.read_text() for p in tmp_path.glob("checkpoint.json.unreadable-*")] == [content]
+
+
+def test_an_earlier_consumers_checkpoint_is_read(kinesis, tmp_path):
+    first = kinesis.shards["shard-0"]["records"][-1]["SequenceNumber"]
+    (tmp_path / "checkpoint.json").write_text(json.dumps({"shard-0": first}))
+    handler = Handler()
+    consume(kinesis, handler, tmp_path)
+    assert sorted(handler.seen) == [f"ride-{i}" for i in (1, 3, 5, 7, 9)]
+
+
+def test_a_second_consumer_on_the_same_checkpoint_is_refused(tmp_path):
+    with (
+        Checkpoint(tmp_path / "checkpoint.json"),
+        pytest.raises(CheckpointBusyError) as refused,
+        Checkpoint(tmp_path / "checkpoint.json"),
+    ):
+        pass
+    assert "another consumer" in str(refused.value)
+    assert "STREAM_CHECKPOINT" in str(refused.value)
+    with Checkpoint(tmp_path / "checkpoint.json"):  # free again once the first has stopped
+        pass
+
+
+def resharded() -> FakeKinesis:
+    """Two shards with records, the first split in two, the second merged with a child."""
+    stream = FakeKinesis()
+    stream.add_shard("parent-a")
+    stream.add_shard("parent-b")
+    for i in range(5):
+        stream.put("parent-a", f"a-{i}")
+        stream.put("parent-b", f"b-{i}")
+    stream.close("parent-a")
+    stream.close("parent-b")
+    stream.add_shard("split-1", parent="parent-a")  # parent-a split in two
+    stream.add_shard("split-2", parent="parent-a")
+    stream.add_shard("merged", parent="parent-b", adjacent="split-2")  # then merged
+    for shard in ("split-1", "split-2", "merged"):
+        stream.put(shard, f"{shard}-0")
+    stream.close("split-2")
+    return stream
+
+
+def test_after_a_resharding_children_are_read_once_their_parents_are_done(tmp_path):
+    handler = Handler()
+    checkpoint = consume(resharded(), handler, tmp_path)
+    seen = handler.seen
+    assert sorted(seen) == sorted(
+        [f"a-{i}" for i in range(5)]
+        + [f"b-{i}" for i in range(5)]
+        + ["split-1-0", "split-2-0", "merged-0"]
+    )
+    assert seen.index("split-1-0") > seen.index("a-4")  # each parent before its children
+    assert seen.index("merged-0") > max(seen.index("b-4"), seen.index("split-2-0"))
+    assert checkpoint.finished == {"parent-a", "parent-b", "split-2"}
+
+
+def test_children_of_a_shard_read_to_its_end_are_read_from_their_start(tmp_path):
+    """With STREAM_START=LATEST the first shards start at their end, but nothing written
+    after that is skipped: children of finished parents are read from their first record."""
+    handler = Handler()
+    consume(resharded(), handler, tmp_path, start="LATEST")
+    assert sorted(handler.seen) == ["merged-0", "split-1-0", "split-2-0"]
