@@ -14,6 +14,9 @@ _settings = Settings.from_env()
 bind = "0.0.0.0:9696"
 workers = _settings.web_workers or os.cpu_count() or 1
 threads = _settings.web_threads
+# gthread, with each request read whole before a thread takes it: a slow or lying client holds
+# no thread (ride_duration.web_worker), and gets a 408 after WEB_CLIENT_TIMEOUT_SECONDS.
+worker_class = "ride_duration.web_worker.BufferingWorker"
 timeout = _settings.web_timeout_seconds
 graceful_timeout = 10
 # Load the model once, in the master, before forking: the workers share it, start at once, and

@@ -188,6 +188,12 @@ class Settings:
         "gunicorn's worker timeout: a worker silent this long is restarted (not a request limit)",
         minimum=1,
     )
+    web_client_timeout_seconds: int = variable(
+        "WEB_CLIENT_TIMEOUT_SECONDS",
+        10,
+        "how long a client has to send a whole request (else 408) and to take its answer",
+        minimum=1,
+    )
     web_max_batch_rides: int = variable(
         "WEB_MAX_BATCH_RIDES", 1000, "most rides one `POST /predict/batch` may send", minimum=1
     )

@@ -41,6 +41,7 @@ DEFAULTS = {
     "web_workers": None,
     "web_threads": 4,
     "web_timeout_seconds": 30,
+    "web_client_timeout_seconds": 10,
     "web_max_batch_rides": 1000,
     "input_stream_name": "ride_events",
     "predictions_stream_name": "ride_predictions",

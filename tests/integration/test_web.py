@@ -7,8 +7,11 @@ fresh port, with the session's tracking server and moto S3; each test stops what
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -82,12 +85,183 @@ def _download_uri(services: Services, trained: Trained) -> str:
     return mlflow.MlflowClient().get_model_version_download_uri("ride-duration", trained.version)
 
 
+WORKERS, THREADS, CLIENT_TIMEOUT = 2, 4, 3
+
+
 @pytest.fixture(scope="module")
 def web(services: Services, trained: Trained, tmp_path_factory) -> Iterator[Web]:
     log = tmp_path_factory.mktemp("web") / "gunicorn.log"
-    env = {**services.env, "MODEL_URI": "models:/ride-duration@production"}
+    env = {
+        **services.env,
+        "MODEL_URI": "models:/ride-duration@production",
+        "WEB_WORKERS": str(WORKERS),
+        "WEB_THREADS": str(THREADS),
+        "WEB_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT),
+    }
     with serving(env, log) as running:
         yield running
+
+
+def exchange(web: Web, request: bytes, pause: float = 0, pieces: int = 1) -> tuple[int, bytes]:
+    """Send raw bytes (in `pieces`, `pause` seconds apart) and read the answer: its status and
+    body. The server must answer (or close) within the client timeout and a few seconds."""
+    host, port = web.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=CLIENT_TIMEOUT + 10) as client:
+        size = -(-len(request) // pieces)
+        try:
+            for start in range(0, len(request), size):
+                client.sendall(request[start : start + size])
+                time.sleep(pause)
+        except OSError:
+            pass  # the server may refuse and close before everything is sent
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: *(\d+)", head)
+            if length and len(body) >= int(length.group(1)):
+                break
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else 0
+    return status, answer.partition(b"\r\n\r\n")[2]
+
+
+def post(path: str, body: bytes, extra: str = "") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+    return f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+
+
+RIDE_JSON = b'{"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66'
+HOSTILE = [
+    (
+        "a NaN location",
+        post("/predict", b'{"PULocationID": NaN, "DOLocationID": 1, "trip_distance": 1}'),
+        400,
+    ),
+    (
+        "a 'nan' location",
+        post("/predict", b'{"PULocationID": "nan", "DOLocationID": 1, "trip_distance": 1}'),
+        400,
+    ),
+    (
+        "a distance of 1e39",
+        post("/predict", b'{"PULocationID": 1, "DOLocationID": 1, "trip_distance": 1e39}'),
+        400,
+    ),
+    (
+        "a distance of 1e308 in a batch",
+        post(
+            "/predict/batch",
+            b'{"rides": [' + RIDE_JSON + b'}, {"PULocationID": 1, "DOLocationID": 1, '
+            b'"trip_distance": 1e308}]}',
+        ),
+        400,
+    ),
+    ("a body nested 100,000 deep", post("/predict", b"[" * 100_000), 400),
+    ("an object nested 100,000 deep", post("/predict", b'{"a": ' * 100_000), 400),
+    (
+        "a ride id of 301 digits",
+        post("/predict", RIDE_JSON + b', "ride_id": 1' + b"0" * 300 + b"}"),
+        400,
+    ),
+    (
+        "a body shorter than its length",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100\r\n\r\n" + RIDE_JSON,
+        408,
+    ),
+    ("headers that never end", b"POST /predict HTTP/1.1\r\nHost: x\r\n", 408),
+    (
+        "a body larger than 1 MiB announced",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n\r\nx",
+        413,
+    ),
+    (
+        "headers larger than 64 KiB",
+        b"GET /health HTTP/1.1\r\n" + b"X-A: b\r\n" * 20_000 + b"\r\n",
+        431,
+    ),
+    (
+        "a length that is no number",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        400,
+    ),
+    (
+        "chunks that are no chunks",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + RIDE_JSON + b"}\r\n",
+        400,
+    ),
+    (
+        "both a length and chunks",
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 3"
+        b"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    ("a request line that is none", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\r\n\r\n", 400),
+]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("case", "request_bytes", "status"), HOSTILE, ids=[c[0] for c in HOSTILE])
+def test_a_hostile_request_gets_its_4xx_in_bounded_time_never_a_500(
+    web: Web, case, request_bytes, status
+):
+    started = time.monotonic()
+    code, body = exchange(web, request_bytes)
+    assert code == status, (case, body[:300])
+    assert time.monotonic() - started < CLIENT_TIMEOUT + 5
+    if body.startswith(b"{"):
+        assert len(json.loads(body)["error"]) < 300
+
+
+def test_trickled_headers_get_a_408_after_the_client_timeout(web: Web):
+    """A header line every second: each arrives well within any read timeout, the whole never
+    within the client timeout."""
+    request = b"GET /health HTTP/1.1\r\n" + b"".join(f"X-{i}: y\r\n".encode() for i in range(9))
+    code, _ = exchange(web, request + b"\r\n", pause=1.0, pieces=10)
+    assert code == 408
+
+
+def test_chunked_and_expect_continue_requests_are_answered(web: Web, batch_path):
+    body = b'{"rides": [' + RIDE_JSON + b"}]}"
+    chunked = b"".join(
+        f"{len(part):x}\r\n".encode() + part + b"\r\n" for part in (body[:10], body[10:])
+    )
+    request = (
+        b"POST /predict/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\n\r\n"
+    )
+    code, answer = exchange(web, request, pause=0.2, pieces=5)
+    assert code == 200
+    assert json.loads(answer)["predictions"][0]["duration"] == batch_path([COURSE_RIDE])[0]
+    code, answer = exchange(web, post("/predict", RIDE_JSON + b"}", "Expect: 100-continue\r\n"))
+    assert code == 100  # then the answer: 100 Continue first, as the client asked
+    assert b"HTTP/1.1 200" in answer
+
+
+def test_slow_clients_hold_no_thread_health_and_predict_still_answer(web: Web):
+    """Twice as many slow connections as the service has threads, each half-way through its
+    request: they wait in the workers' event loops, and every thread is free."""
+    host, port = web.url.removeprefix("http://").split(":")
+    slow = []
+    try:
+        for i in range(2 * WORKERS * THREADS):
+            client = socket.create_connection((host, int(port)), timeout=10)
+            client.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\n"
+                if i % 2
+                else b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 500\r\n\r\n{"
+            )
+            slow.append(client)
+        time.sleep(0.5)  # every slow request has reached a worker
+        for path, body in (("/health", None), ("/predict", COURSE_RIDE)):
+            started = time.monotonic()
+            status, _ = web.call(path, body)
+            assert status == 200
+            assert time.monotonic() - started < 1.0, f"{path} waited behind slow clients"
+    finally:
+        for client in slow:
+            client.close()
 
 
 def test_ready_names_the_version_the_alias_pointed_to(web: Web, trained: Trained):
