@@ -187,10 +187,16 @@ def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
             )
         )
-        logs = await client.read_logs(
-            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
-        )
-        return final, month_run, [log.message for log in logs]
+        # A run's logs reach the server in batches, after the run may have ended: wait for them.
+        deadline = time.monotonic() + 60
+        while True:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
+            )
+            messages = [log.message for log in logs]
+            if any("scoring 2021-04" in m for m in messages) or time.monotonic() > deadline:
+                return final, month_run, messages
+            await asyncio.sleep(1)
 
     run, month_run, messages = _api(prefect_server, scheduled_run)
     assert run.state.is_completed(), run.state.message
