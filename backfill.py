@@ -8,7 +8,7 @@ A failed month does not stop the others; the flow fails at the end naming them.
 
 from __future__ import annotations
 
-from ride_duration import cli
+from ride_duration import cli, uris
 
 # The command line is checked before the imports below: --help and argument errors answer at
 # once, without loading Prefect and the scoring libraries.
@@ -28,7 +28,7 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import layout, orchestration, storage
+from ride_duration import layout, orchestration
 from ride_duration.backfilling import (
     Mode,
     MonthOutcome,
@@ -196,7 +196,7 @@ def _score_here(month: PlannedMonth, parameters: dict) -> MonthOutcome:
         taxi_type=month.taxi_type,
         state=state.type.value.lower(),
         seconds=round(seconds, 1),
-        output=storage.display_uri(month.output_uri),
+        output=uris.display_uri(month.output_uri),
         error=message,
     )
 
@@ -206,7 +206,7 @@ def _skipped(month: PlannedMonth) -> MonthOutcome:
         month=str(month.month),
         taxi_type=month.taxi_type,
         state="skipped",
-        output=storage.display_uri(month.output_uri),
+        output=uris.display_uri(month.output_uri),
         error=month.reason,
     )
 

@@ -7,7 +7,7 @@ UUID, predicts its duration with a model from MLflow and writes the predictions 
 
 from __future__ import annotations
 
-from ride_duration import cli
+from ride_duration import cli, uris
 
 # The command line is checked before the imports below: --help and argument errors answer at
 # once, without loading Prefect and the scoring libraries.
@@ -23,7 +23,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import layout, storage
+from ride_duration import layout
 from ride_duration.batch import MonthResult
 from ride_duration.months import FIRST_YEAR, LAST_YEAR, Month, scheduled_month
 from ride_duration.settings import Settings
@@ -72,13 +72,13 @@ def score(
     model = run.model
     logger.info(
         "model %s resolved to %s (run %s)",
-        storage.display_uri(model.uri),
+        uris.display_uri(model.uri),
         model.label,
         model.run_id,
     )
     input_uri = trip_file_uri(run.input_uri_template, taxi_type, chosen)
     output = layout.MonthOutput.of(run.output_root, taxi_type, chosen, model)
-    logger.info("scoring %s %s from %s", taxi_type, chosen, storage.display_uri(input_uri))
+    logger.info("scoring %s %s from %s", taxi_type, chosen, uris.display_uri(input_uri))
 
     result = score_month_task(
         taxi_type,
@@ -120,7 +120,7 @@ def summary(result: MonthResult) -> dict:
         "month": str(result.month),
         "input": result.input_uri,
         "output": result.output_uri,
-        "model_uri": storage.display_uri(result.model.uri),
+        "model_uri": uris.display_uri(result.model.uri),
         "model_version": result.model.label,
         "model_run_id": result.model.run_id,
         "scoring": result.scoring_path,
@@ -142,7 +142,7 @@ def markdown_report(result: MonthResult) -> str:
         "|---|---|",
         f"| input | `{result.input_uri}` |",
         f"| output | `{result.output_uri}` |",
-        f"| model | `{storage.display_uri(result.model.uri)}` = {result.model.label} |",
+        f"| model | `{uris.display_uri(result.model.uri)}` = {result.model.label} |",
         f"| predicted with | {result.scoring_path} |",
         f"| rows read | {result.rows_read:,} |",
         *(

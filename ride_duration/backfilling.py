@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ride_duration import layout, manifest, storage
+from ride_duration import layout, manifest, storage, uris
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
 from ride_duration.sources import trip_file_uri
@@ -70,7 +70,7 @@ def completed_outcome(month: PlannedMonth, seconds: float | None) -> MonthOutcom
         mae=metrics.get("mae"),
         unknown_pair_share=metrics.get("unknown_pair_share"),
         seconds=round(seconds, 1) if seconds is not None else None,
-        output=storage.display_uri(month.output_uri),
+        output=uris.display_uri(month.output_uri),
     )
 
 
@@ -142,7 +142,7 @@ def plan(
             if action == "score" and check_inputs and not storage.exists(input_uri):
                 action, reason = (
                     "input missing",
-                    f"no trip file at {storage.display_uri(input_uri)}",
+                    f"no trip file at {uris.display_uri(input_uri)}",
                 )
             planned.append(PlannedMonth(taxi_type, month, input_uri, output_uri, action, reason))
     return planned

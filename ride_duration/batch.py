@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ride_duration import features as f
-from ride_duration import manifest, quality, ride_ids, sources, storage
+from ride_duration import manifest, quality, ride_ids, sources, storage, uris
 from ride_duration.layout import MonthOutput
 from ride_duration.locks import MonthLock
 from ride_duration.model import ModelRef
@@ -62,7 +62,7 @@ def score_month(
     ride_id_mode: RideIdMode = "deterministic",
     limits: Limits = Limits(),  # noqa: B008 - frozen
     flow_run_id: str | None = None,
-    lock_stale_seconds: float = 6 * 3600,
+    lock_stale_seconds: float = 600,
     code_version: str | None = None,
     timings: dict[str, float] | None = None,
 ) -> MonthResult:
@@ -76,10 +76,10 @@ def score_month(
     result = MonthResult(
         taxi_type=taxi_type,
         month=month,
-        input_uri=storage.display_uri(input_uri),
-        output_uri=storage.display_uri(output.data),
+        input_uri=uris.display_uri(input_uri),
+        output_uri=uris.display_uri(output.data),
         model=model,
-        manifest_uri=storage.display_uri(output.manifest),
+        manifest_uri=uris.display_uri(output.manifest),
         scoring_path=predictor.path,
     )
     started_at = datetime.now(UTC)
@@ -95,7 +95,7 @@ def score_month(
         sources.open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches),
         lock.held(result.label),
     ):
-        _stream(result, batches, columns, output, predictor, ride_id_mode, limits)
+        _stream(result, batches, columns, output, predictor, ride_id_mode, limits, lock)
         result.seconds = {**(timings or {}), **result.seconds}
         result.seconds["total"] = round(time.perf_counter() - started, 3)
         with storage.writing(output.data):
@@ -122,6 +122,7 @@ def _stream(
     predictor: Predictor,
     ride_id_mode: RideIdMode,
     limits: Limits,
+    lock: MonthLock,
 ) -> None:
     """Batches in, predictions out into a staged file that is published only if all is well."""
     seconds: Counter[str] = Counter()
@@ -172,10 +173,11 @@ def _stream(
         result.metrics = totals.metrics()
         quality.check(result.label, result.rows_read, result.rows_dropped, result.metrics, limits)
         clock = time.perf_counter()
+        lock.check()  # a run whose lock was taken over publishes nothing
         with storage.writing(output.data):
-            # Readers must not see the old manifest beside the file replacing its output; a
-            # run that failed before this point leaves the previous complete month untouched.
-            storage.remove(output.manifest)
+            # The previous manifest stays until the new file is in place: then it no longer
+            # matches it (is_complete says so) until the new manifest replaces it. A failed
+            # commit leaves the previous month whole, manifest and all.
             writer.commit()
             writer.remove_stale_staging()
         seconds["write"] += time.perf_counter() - clock

@@ -41,7 +41,6 @@ THROTTLED = {
     "KMSThrottlingException",
 }
 MAX_BACKOFF_SECONDS = 30.0
-RELIST_SECONDS = 60.0  # shards are listed again at least this often (and whenever one closes)
 
 
 class CheckpointBusyError(ScoringError):
@@ -174,32 +173,39 @@ class Consumer:
         """Consume until stopped (or, with `until_idle`, until every shard is caught up)."""
         arn = self.client.describe_stream(StreamName=self.stream)["StreamDescription"]["StreamARN"]
         shards: dict[str, Shard] = {}
-        listed_at = -RELIST_SECONDS
+        self._follow_shards(shards)
         while not self.stop.is_set():
-            if self.clock() - listed_at >= RELIST_SECONDS or any(
-                s.iterator is None for s in shards.values()
-            ):
-                self._follow_shards(shards)
-                listed_at = self.clock()
             busy = False
             for shard in list(shards.values()):
                 if self.stop.is_set():
                     break
                 busy |= self._step(shard, arn)
-            if not busy and any(shard.iterator is None for shard in shards.values()):
-                continue  # a shard closed: its children may be ready
-            if not busy:
-                if until_idle and not any(s.backoff for s in shards.values()):
-                    return
-                self.stop.wait(self.idle_seconds)
+            if busy:
+                continue
+            # Idle: shards may have closed, or been added by a resharding.
+            if self._follow_shards(shards):
+                continue
+            if until_idle and not any(s.backoff for s in shards.values()):
+                return
+            self.stop.wait(self.idle_seconds)
 
-    def _follow_shards(self, shards: dict[str, Shard]) -> None:
-        """Drop shards read to their end, and add those now ready: a shard is read only once
-        its parents are finished (or gone from the stream), as Lambda reads a resharded one."""
+    def _follow_shards(self, shards: dict[str, Shard]) -> bool:
+        """List the stream's shards again: finish those read to their end (Kinesis says their
+        last sequence number once they are closed), add those now ready. A shard is read only
+        once its parents are finished (or gone from the stream), as Lambda reads a resharded
+        stream. Whether anything changed."""
+        changed = False
+        listed = self._shard_list()
+        for description in listed:
+            shard = shards.get(description["ShardId"])
+            ending = description.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
+            done = self.checkpoint.done.get(description["ShardId"])
+            if shard and ending and done and int(done) >= int(ending):
+                shard.iterator = None  # closed, and read to its last record
         for shard_id in [s for s, shard in shards.items() if shard.iterator is None]:
             self.checkpoint.finish(shard_id)
             del shards[shard_id]
-        listed = self._shard_list()
+            changed = True
         present = {s["ShardId"] for s in listed}
         for description in listed:
             shard_id = description["ShardId"]
@@ -212,6 +218,8 @@ class Consumer:
             # A child of a shard this consumer read is read from its start, whatever `start`.
             child = any(p in self.checkpoint.finished for p in parents if p)
             shards[shard_id] = Shard(shard_id, self._iterator(shard_id, from_start=child))
+            changed = True
+        return changed
 
     def _shard_list(self) -> list[dict]:
         shards, token = [], None

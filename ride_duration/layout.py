@@ -5,19 +5,21 @@ A month scored by one model is one data file in a hive-style partition, with its
 
     {root}/taxi_type=green/year=2021/month=03/{run id}.parquet
     {root}/taxi_type=green/year=2021/month=03/_manifest-{run id}.json
-    {root}/taxi_type=green/year=2021/month=03/_lock-{run id}.json
+    {root}/taxi_type=green/year=2021/month=03/_lock-{run id}.{generation}.json
 
 The leading underscore keeps parquet readers (pyarrow datasets, Spark, pandas) off the
-manifest and the lock. Local and S3 outputs differ only in the root.
+manifest and the lock (`ride_duration.locks`: the newest generation is the lock). Local and S3
+outputs differ only in the root.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
+import re
 from dataclasses import dataclass
 
-from ride_duration import storage
+from ride_duration import storage, uris
 from ride_duration.errors import ConfigurationError
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
@@ -33,7 +35,7 @@ class MonthOutput:
     def of(cls, root: str, taxi_type: str, month: Month, model: ModelRef) -> MonthOutput:
         """The output of `taxi_type`'s `month` scored by `model`, under `root`."""
         return cls(
-            storage.join(
+            uris.join(
                 root,
                 f"taxi_type={taxi_type}",
                 f"year={month.year:04d}",
@@ -51,18 +53,44 @@ class MonthOutput:
     def manifest(self) -> str:
         """The manifest: what was read, dropped, scored and written, by which model."""
         folder, stem = self._folder_and_stem
-        return storage.join(folder, f"_manifest-{stem}.json")
+        return uris.join(folder, f"_manifest-{stem}.json")
 
     @property
-    def lock(self) -> str:
-        """The lock a run holds while it scores this month with this model."""
-        folder, stem = self._folder_and_stem
-        return storage.join(folder, f"_lock-{stem}.json")
+    def folder(self) -> str:
+        """The month's partition folder."""
+        return self._folder_and_stem[0]
+
+    @property
+    def lock_stem(self) -> str:
+        """The name every generation of this output's lock starts with."""
+        return f"_lock-{self._folder_and_stem[1]}"
+
+    @property
+    def lock_prefix(self) -> str:
+        """The location every generation of this output's lock starts with."""
+        return uris.join(self.folder, self.lock_stem)
+
+    def lock_file(self, generation: int) -> str:
+        """One generation of the lock a run holds while it scores this month with this model."""
+        return f"{self.lock_prefix}.{generation:06d}.json"
+
+
+# What a run id may be to name a file: MLflow's are 32 hex digits; a registry can say anything.
+SAFE_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
 
 def model_file_stem(model: ModelRef) -> str:
-    """The model's run id, or a short hash of its location when no run is known."""
+    """The model's run id, or a short hash of its location when no run is known.
+
+    A run id that is not a plain name (a registry answered `../x`, `/etc`, ...) never names a
+    file: ConfigurationError.
+    """
     if model.run_id:
+        if not SAFE_RUN_ID.fullmatch(model.run_id):
+            raise ConfigurationError(
+                f"the model's run id {model.run_id[:80]!r} is not a plain name (letters, digits, "
+                "- and _): it cannot name the output file"
+            )
         return model.run_id
     return "model-" + hashlib.sha256(model.resolved_uri.encode()).hexdigest()[:16]
 
@@ -74,13 +102,13 @@ def run_name(taxi_type: str, month: Month) -> str:
 
 def output_root(configured: str, requested: str | None) -> str:
     """The root a run writes under: OUTPUT_ROOT (`configured`), or a location inside it."""
-    storage.check_no_credentials(configured, "OUTPUT_ROOT")
+    uris.check_no_credentials(configured, "OUTPUT_ROOT")
     if not requested:
         return configured
-    storage.check_no_credentials(requested, "output_root")
+    uris.check_no_credentials(requested, "output_root")
     if not storage.is_within(requested, configured):
         raise ConfigurationError(
-            f"output_root {storage.display_uri(requested)} is outside OUTPUT_ROOT "
-            f"{storage.display_uri(configured)}: parameters may only choose a location inside it"
+            f"output_root {uris.display_uri(requested)} is outside OUTPUT_ROOT "
+            f"{uris.display_uri(configured)}: parameters may only choose a location inside it"
         )
     return requested

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ride_duration import storage
+from ride_duration import storage, uris
 from ride_duration.layout import MonthOutput
 
 if TYPE_CHECKING:  # the result type lives with the scoring that produces it
@@ -44,8 +44,8 @@ def build(
         "rows_dropped": result.rows_dropped,
         "rows_scored": result.rows_scored,
         "model": {
-            "uri": storage.display_uri(model.uri),
-            "resolved_uri": storage.display_uri(model.resolved_uri),
+            "uri": uris.display_uri(model.uri),
+            "resolved_uri": uris.display_uri(model.resolved_uri),
             "name": model.name,
             "version": model.version,
             "run_id": model.run_id,
@@ -109,7 +109,7 @@ def is_complete(output_uri: str) -> bool:
     except (FileNotFoundError, OSError, ValueError):
         return False
     return (
-        expected.get("uri") == storage.display_uri(output_uri)
+        expected.get("uri") == uris.display_uri(output_uri)
         and expected.get("bytes") == info["bytes"]
         and expected.get("rows") == rows
         and (expected.get("etag") is None or expected.get("etag") == info["etag"])

@@ -13,6 +13,7 @@ unpickled directly; anything else goes through MLflow as before.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -20,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from ride_duration import registry, storage
+from ride_duration import registry, storage, uris
 from ride_duration.errors import (
     ModelNotFoundError,
     ModelNotTrustedError,
@@ -28,9 +29,13 @@ from ride_duration.errors import (
     first_line,
 )
 from ride_duration.forest import CompiledForest
-from ride_duration.storage import display_uri
+from ride_duration.uris import display_uri
 
 logger = logging.getLogger(__name__)
+
+# The registry and runs of the tracking server, its served artifacts, and the artifact folder
+# a local store keeps beside the current folder (sqlite:///mlflow.db keeps them in ./mlruns).
+DEFAULT_TRUSTED = ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns")
 
 
 @dataclass(frozen=True)
@@ -52,35 +57,62 @@ class ModelRef:
         return self.run_id or display_uri(self.resolved_uri)
 
 
-def check_trusted(uri: str, trusted_prefixes: tuple[str, ...]) -> None:
-    """Refuse a model location outside TRUSTED_MODEL_PREFIXES: loading a pickle runs its code."""
-    if not any(uri.startswith(prefix) for prefix in trusted_prefixes):
+def check_trusted(uri: str, trusted_prefixes: tuple[str, ...], files_of: str | None = None) -> None:
+    """Refuse a model location outside TRUSTED_MODEL_PREFIXES: loading a pickle runs its code.
+
+    Matched by whole path segments and buckets (`uris.is_under`); `files_of` names the model
+    URI whose files `uri` holds, for the message.
+    """
+    if not uris.is_trusted(uri, trusted_prefixes):
+        what = f"model {display_uri(uri)}"
+        if files_of:
+            what = f"model {display_uri(files_of)} has its files at {display_uri(uri)}, which"
         raise ModelNotTrustedError(
-            f"model {display_uri(uri)} is not in a trusted location "
+            f"{what} is not in a trusted location "
             f"({', '.join(trusted_prefixes) or 'none'}): loading a model runs its code, so add "
             "its prefix to TRUSTED_MODEL_PREFIXES only if you trust whoever can write there"
         )
 
 
-def resolve_model(uri: str, trusted_prefixes: tuple[str, ...] = ("models:/", "runs:/")) -> ModelRef:
+def resolve_model(uri: str, trusted_prefixes: tuple[str, ...] = DEFAULT_TRUSTED) -> ModelRef:
     """Pin `uri` to an immutable model: an alias or "latest" becomes a concrete version.
 
-    `models:/` and `runs:/` URIs trust the tracking server's registry; any other location must
-    start with one of `trusted_prefixes`.
+    The URI must lie under one of `trusted_prefixes` (`models:/` and `runs:/` name the tracking
+    server's registry and runs), and so must the location the registry or run says the model's
+    files are at: that location is where they are then read from.
     """
     uri = uri.strip()
-    storage.check_no_credentials(uri, "model URI")
+    uris.check_no_credentials(uri, "model URI")
     check_trusted(uri, trusted_prefixes)
     try:
         if uri.startswith("models:/"):
-            return _resolve_registered(uri)
-        if uri.startswith("runs:/"):
-            return _resolve_run(uri)
-        # A direct artifact location: its MLmodel file says which run logged it.
-        local_path = _download(uri)
-        return ModelRef(uri=uri, resolved_uri=uri, run_id=_read_mlmodel(local_path).run_id)
+            model = _resolve_registered(uri)
+        elif uri.startswith("runs:/"):
+            model = _resolve_run(uri)
+        else:  # a direct artifact location: its MLmodel file says which run logged it
+            local_path = _download(uri)
+            return ModelRef(uri=uri, resolved_uri=uri, run_id=_read_mlmodel(local_path).run_id)
+        if model.location is None:
+            model = dataclasses.replace(model, location=_files_location(model))
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
         raise _as_scoring_error(error, uri) from None
+    uris.check_no_credentials(model.location, "the model's file location")
+    check_trusted(model.location, trusted_prefixes, files_of=model.resolved_uri)
+    return model
+
+
+def _files_location(model: ModelRef) -> str:
+    """Where MLflow says the files of a resolved model are (its artifact location)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    if model.resolved_uri.startswith("runs:/"):
+        run_id, _, path = model.resolved_uri.removeprefix("runs:/").partition("/")
+        return uris.join(client.get_run(run_id).info.artifact_uri, path)
+    if model.name and model.version:
+        return client.get_model_version_download_uri(model.name, model.version)
+    logged = client.get_logged_model(model.resolved_uri.removeprefix("models:/"))
+    return logged.artifact_location
 
 
 def _resolve_registered(uri: str) -> ModelRef:

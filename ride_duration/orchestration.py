@@ -18,7 +18,7 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Crashed
 
-from ride_duration import storage
+from ride_duration import uris
 from ride_duration.backfilling import MonthOutcome, PlannedMonth, completed_outcome
 from ride_duration.errors import first_line
 
@@ -111,6 +111,6 @@ def _outcome(month: PlannedMonth, state: str, seconds: float | None, error: str)
         taxi_type=month.taxi_type,
         state=state,
         seconds=round(seconds, 1) if seconds is not None else None,
-        output=storage.display_uri(month.output_uri),
+        output=uris.display_uri(month.output_uri),
         error=first_line(error) if error.strip() else "",
     )

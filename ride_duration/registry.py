@@ -23,6 +23,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ride_duration.uris import display_uri
+
 logger = logging.getLogger(__name__)
 
 REST_TIMEOUT_SECONDS = 10
@@ -96,7 +98,7 @@ class _Rest:
             with urllib.request.urlopen(url, timeout=REST_TIMEOUT_SECONDS) as response:
                 return json.load(response)
         except urllib.error.HTTPError as error:
-            logger.debug("MLflow answered %s to %s", error.code, url)
+            logger.debug("MLflow answered %s to %s", error.code, display_uri(url))
             return None
 
 

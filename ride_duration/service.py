@@ -19,7 +19,7 @@ from ride_duration.errors import TrackingServerUnreachableError
 from ride_duration.model import ModelRef, load_compiled, load_model, resolve_model
 from ride_duration.scoring import CompiledPredictor, Predictor, make_predictor
 from ride_duration.settings import Settings
-from ride_duration.storage import display_uri
+from ride_duration.uris import display_uri
 
 logger = logging.getLogger(__name__)
 

@@ -99,8 +99,10 @@ class Settings:
     # Loading a model unpickles it, which runs code: only these locations are loaded.
     trusted_model_prefixes: tuple[str, ...] = variable(
         "TRUSTED_MODEL_PREFIXES",
-        ("models:/", "runs:/"),
-        "comma-separated locations models may be loaded from",
+        ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns"),
+        "comma-separated locations models may be named by and loaded from, by whole path "
+        "segments (a relative one from the current folder); a registered model's files must "
+        "be in one too",
     )
     mlflow_retries: int = variable(
         "MLFLOW_RETRIES",
@@ -131,11 +133,13 @@ class Settings:
         "RIDE_ID_MODE", "deterministic", "`deterministic` or `random` ride ids"
     )
     limits: Limits = dataclasses.field(default_factory=Limits)
+    # A run refreshes its month's lock every minute (a quarter of this when shorter).
     lock_stale_seconds: int = variable(
         "LOCK_STALE_SECONDS",
-        6 * 3600,
-        "after this, another host may take over a month's lock",
-        minimum=1,
+        600,
+        "a month's lock not refreshed for this long is taken over (its run refreshes it "
+        "every minute)",
+        minimum=4,
     )
     code_version: str | None = variable(
         "CODE_VERSION",

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import posixpath
-import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -19,12 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ride_duration.errors import (
-    ConfigurationError,
     InputNotFoundError,
     InputUnreadableError,
     OutputWriteError,
     first_line,
 )
+from ride_duration.uris import display_uri
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +48,6 @@ def storage_errors() -> tuple[type[BaseException], ...]:
 
         errors.append(ClientError)
     return tuple(errors)
-
-
-def display_uri(uri: str) -> str:
-    """`uri` without credentials (user:password@ and signed query strings), safe to log."""
-    uri = re.sub(r"(?<=://)[^/@]*@", "", uri)
-    return uri.split("?", 1)[0]
-
-
-def join(root: str, *parts: str) -> str:
-    """`root` and `parts` joined with "/" (for local paths and URLs alike)."""
-    return posixpath.join(root.rstrip("/"), *parts)
 
 
 @contextmanager
@@ -133,11 +122,16 @@ class AtomicParquetWriter:
         self.rows_written += table.num_rows
 
     def commit(self) -> None:
-        """Finish the file and publish it at its final location."""
+        """Finish the file and publish it at its final location (locally: synced, renamed into
+        place, and its folder synced, so that a crash leaves the old file or the new, whole)."""
         self._writer.close()
+        if self._local:
+            self._handle.flush()
+            _sync(self._handle)
         self._handle.close()
         if self._local:
             self._fs.mv(self._staging, self._path)
+            _sync_folder(posixpath.dirname(self._path))
 
     def discard(self) -> None:
         """Drop everything written; nothing appears at the final location. Never raises."""
@@ -173,6 +167,23 @@ class AtomicParquetWriter:
             self.commit()
         else:
             self.discard()
+
+
+def _sync(handle: object) -> None:
+    """fsync a local file's handle (fsspec's local files keep the OS file as `f`)."""
+    raw = getattr(handle, "f", handle)
+    with suppress(AttributeError, OSError, ValueError):
+        os.fsync(raw.fileno())
+
+
+def _sync_folder(directory: str) -> None:
+    """fsync a local folder, so that a rename in it is on disk (POSIX; a no-op elsewhere)."""
+    with suppress(OSError):
+        descriptor = os.open(directory or ".", os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _staging_path(path: str, token: str | None = None) -> str:
@@ -232,8 +243,12 @@ def write_text(uri: str, text: str) -> None:
     _make_folder(fs, posixpath.dirname(path))
     if "file" in _protocols(fs):
         staging = _staging_path(path)
-        fs.pipe_file(staging, text.encode())
-        fs.mv(staging, path)
+        with open(staging, "wb") as handle:
+            handle.write(text.encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+        _sync_folder(posixpath.dirname(path))
     else:
         fs.pipe_file(path, text.encode())  # one PUT: whole or absent
 
@@ -244,8 +259,6 @@ def create_exclusive(uri: str, text: str) -> bool:
     directory, _ = posixpath.split(path)
     _make_folder(fs, directory)
     if "file" in _protocols(fs):
-        import os
-
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
@@ -266,27 +279,37 @@ def create_exclusive(uri: str, text: str) -> bool:
     return True
 
 
+def list_names(folder: str, pattern: str) -> list[str]:
+    """The names of the files in `folder` that match the glob `pattern` ([] without the folder)."""
+    fs, path = fsspec.core.url_to_fs(folder)
+    try:
+        found = fs.glob(posixpath.join(path, pattern))
+    except FileNotFoundError:
+        return []
+    return sorted(posixpath.basename(name) for name in found)
+
+
+def modified(uri: str) -> float | None:
+    """When a file was last written (seconds since the epoch), None when the store says not."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        return None
+    moment = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    if hasattr(moment, "timestamp"):
+        return moment.timestamp()
+    try:
+        return float(moment)
+    except (TypeError, ValueError):
+        return None
+
+
 def remove(uri: str) -> None:
     """Delete a file if it exists."""
     fs, path = fsspec.core.url_to_fs(uri)
     with suppress(FileNotFoundError):
         fs.rm(path)
-
-
-_SECRET_QUERY = re.compile(
-    r"(?i)(signature|credential|token|secret|password|access_key|sig|key)=", re.IGNORECASE
-)
-
-
-def check_no_credentials(uri: str, what: str) -> None:
-    """Refuse a URI carrying credentials: they would end up in parameters, logs, manifests."""
-    userinfo = re.search(r"://([^/@]*)@", uri)
-    query = uri.split("?", 1)[1] if "?" in uri else ""
-    if (userinfo and ":" in userinfo.group(1)) or _SECRET_QUERY.search(query):
-        raise ConfigurationError(
-            f"{what} {display_uri(uri)} carries credentials: give them through the environment "
-            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_TOKEN, ...) instead"
-        )
 
 
 def is_within(uri: str, root: str) -> bool:
@@ -296,8 +319,6 @@ def is_within(uri: str, root: str) -> bool:
     if _protocols(fs_a) != _protocols(fs_b):
         return False
     if "file" in _protocols(fs_a):
-        import os
-
         path_a, path_b = os.path.realpath(path_a), os.path.realpath(path_b)
     else:
         path_a, path_b = posixpath.normpath("/" + path_a), posixpath.normpath("/" + path_b)

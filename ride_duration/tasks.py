@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from ride_duration import batch, layout, service, storage
+from ride_duration import batch, layout, service, uris
 from ride_duration.errors import ScoringError
 from ride_duration.features import available_features
 from ride_duration.model import ModelRef, resolve_model
@@ -105,7 +105,7 @@ def prepare_run(model_uri: str, input_uri_template: str, output_root: str) -> Ru
     settings = Settings.from_env()
     settings.configure_mlflow()
     template = input_uri_template or settings.input_uri_template
-    storage.check_no_credentials(template, "input_uri_template")
+    uris.check_no_credentials(template, "input_uri_template")
     root = layout.output_root(settings.output_root, output_root)
     started = time.perf_counter()
     model = resolve_model_task(

@@ -188,6 +188,7 @@ class RefusingKinesis:
     `refuse(partition_key)` says, per entry, how many more times to refuse it. A refused entry
     is taken out of the request before it is forwarded (so it is not written) and comes back
     with an ErrorCode, as Kinesis answers an entry it throttled; everything else passes as is.
+    `throttled_reads = n` answers the next n GetRecords calls as a throttled shard does.
     `hold_after(n)` lets n PutRecords calls through and holds the next ones unanswered (`held`
     is set when one waits) until `release()`, which drops them: a writer stuck mid-stream.
     """
@@ -203,6 +204,7 @@ class RefusingKinesis:
         self.refusals: dict[str, int] = {}
         self.refused: list[str] = []
         self.puts_before_hold: int | None = None
+        self.throttled_reads = 0  # GetRecords calls answered "rate exceeded" first
         self.held = threading.Event()
         self._released = threading.Event()
         proxy = self
@@ -214,6 +216,20 @@ class RefusingKinesis:
                 refused: set[int] = set()
                 if target_name.endswith(".PutRecords") and proxy._hold():
                     self.close_connection = True
+                    return
+                if target_name.endswith(".GetRecords") and proxy.throttled_reads > 0:
+                    proxy.throttled_reads -= 1
+                    answer = json.dumps(
+                        {
+                            "__type": "ProvisionedThroughputExceededException",
+                            "message": "Rate exceeded for shard",
+                        }
+                    ).encode()
+                    self.send_response(400)
+                    self.send_header("Content-Type", "application/x-amz-json-1.1")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
                     return
                 if target_name.endswith(".PutRecords"):
                     request = json.loads(body)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import socket
 import subprocess
 import time
@@ -32,6 +31,7 @@ from ride_duration import features as f
 from ride_duration import trips as t
 from ride_duration.errors import MonthBusyError, QualityError, SchemaError, ScoringError
 from ride_duration.layout import MonthOutput
+from ride_duration.locks import boot_id, process_start
 from ride_duration.model import ModelRef
 from ride_duration.months import Month
 from ride_duration.scoring import make_predictor
@@ -672,8 +672,8 @@ def test_scoring_a_month_again_replaces_its_output_and_manifest(tmp_path, fitted
 
 
 def lock_file(tmp_path: Path) -> Path:
-    path = Path(MonthOutput(str(tmp_path / "out" / OUTPUT)).lock)
-    assert path.name == "_lock-run1.json"
+    path = Path(MonthOutput(str(tmp_path / "out" / OUTPUT)).lock_file(0))
+    assert path.name == "_lock-run1.000000.json"
     return path
 
 
@@ -684,45 +684,12 @@ def write_lock(tmp_path: Path, **holder) -> Path:
     return path
 
 
-def dead_pid() -> int:
-    process = subprocess.Popen(["true"])
-    process.wait()
-    with pytest.raises(ProcessLookupError):
-        os.kill(process.pid, 0)
-    return process.pid
-
-
-@pytest.mark.parametrize(
-    "holder",
-    [
-        pytest.param(
-            lambda: {"owner": "x", "host": socket.gethostname(), "pid": dead_pid()},
-            id="dead process on this host",
-        ),
-        pytest.param(
-            lambda: {
-                "owner": "x",
-                "host": "elsewhere",
-                "pid": 1,
-                "since_epoch": time.time() - 7 * 3600,
-            },
-            id="older than lock_stale_seconds on another host",
-        ),
-        pytest.param(lambda: "{not json", id="unreadable"),
-    ],
-)
-def test_a_stale_lock_is_taken_over(tmp_path, fitted, holder):
-    content = holder()
-    if isinstance(content, dict):
-        content = json.dumps(
-            {"since": "2021-04-01T00:00:00+00:00", "since_epoch": time.time(), **content}
-        )
-    lock = lock_file(tmp_path)
-    lock.parent.mkdir(parents=True)
-    lock.write_text(content)
+def test_a_stale_lock_is_taken_over(tmp_path, fitted):
+    """Who holds a lock and when it is gone: tests/test_locks.py; here, that scoring takes it."""
+    stale = write_lock(tmp_path, owner="x", host="elsewhere", heartbeat=time.time() - 7200)
     result, source = score(tmp_path, trips(), fitted)
-    assert_published(tmp_path, result, source)  # and the lock is gone
-    assert not lock.exists()
+    assert_published(tmp_path, result, source)
+    assert not stale.exists()
 
 
 @pytest.mark.parametrize(
@@ -735,9 +702,11 @@ def test_a_live_lock_makes_the_month_busy_and_publishes_nothing(tmp_path, fitted
             tmp_path,
             owner="someone-else",
             host=socket.gethostname() if on_this_host else "elsewhere",
+            boot_id=boot_id(),
             pid=sleeper.pid,
+            pid_start=process_start(sleeper.pid),
             since="2021-04-01T00:00:00+00:00",
-            since_epoch=time.time(),
+            heartbeat=time.time(),
         )
         before = lock.read_text()
         with pytest.raises(ScoringError) as excinfo:

@@ -24,9 +24,12 @@ class KinesisError(Exception):
 class FakeKinesis:
     """One stream in memory: shards (with parents), records, and failures on demand."""
 
-    def __init__(self) -> None:
+    def __init__(self, ends_iterators: bool = True) -> None:
         self.shards: dict[str, dict] = {}
         self.sequence = 0
+        # Kinesis ends a closed shard's iterators at its last record and lists its last sequence
+        # number; moto's server only lists it.
+        self.ends_iterators = ends_iterators
         self.failures: list[str] = []  # error codes the next get_records calls raise
 
     def add_shard(self, shard_id: str, parent: str | None = None, adjacent: str | None = None):
@@ -52,6 +55,14 @@ class FakeKinesis:
                 "ShardId": shard_id,
                 **({"ParentShardId": s["parent"]} if s["parent"] else {}),
                 **({"AdjacentParentShardId": s["adjacent"]} if s["adjacent"] else {}),
+                "SequenceNumberRange": {
+                    "StartingSequenceNumber": "0",
+                    **(
+                        {"EndingSequenceNumber": s["records"][-1]["SequenceNumber"]}
+                        if s.get("closed") and s["records"]
+                        else {}
+                    ),
+                },
             }
             for shard_id, s in self.shards.items()
         ]
@@ -79,7 +90,7 @@ class FakeKinesis:
         shard = self.shards[shard_id]
         records = shard["records"][int(position) : int(position) + Limit]
         end = int(position) + len(records)
-        done = shard.get("closed") and end == len(shard["records"])
+        done = self.ends_iterators and shard.get("closed") and end == len(shard["records"])
         return {"Records": records, "NextShardIterator": None if done else f"{shard_id}|{end}"}
 
 
@@ -234,9 +245,9 @@ def test_a_second_consumer_on_the_same_checkpoint_is_refused(tmp_path):
         pass
 
 
-def resharded() -> FakeKinesis:
+def resharded(ends_iterators: bool = True) -> FakeKinesis:
     """Two shards with records, the first split in two, the second merged with a child."""
-    stream = FakeKinesis()
+    stream = FakeKinesis(ends_iterators)
     stream.add_shard("parent-a")
     stream.add_shard("parent-b")
     for i in range(5):
@@ -253,9 +264,10 @@ def resharded() -> FakeKinesis:
     return stream
 
 
-def test_after_a_resharding_children_are_read_once_their_parents_are_done(tmp_path):
+@pytest.mark.parametrize("ends_iterators", [True, False], ids=["kinesis", "moto"])
+def test_after_a_resharding_children_are_read_once_their_parents_are_done(tmp_path, ends_iterators):
     handler = Handler()
-    checkpoint = consume(resharded(), handler, tmp_path)
+    checkpoint = consume(resharded(ends_iterators), handler, tmp_path)
     seen = handler.seen
     assert sorted(seen) == sorted(
         [f"a-{i}" for i in range(5)]

@@ -28,7 +28,7 @@ DEFAULTS = {
     "publication_lag_months": 3,
     "schedule_timezone": "America/New_York",
     "backfill_month_timeout_seconds": 3600,
-    "trusted_model_prefixes": ("models:/", "runs:/"),
+    "trusted_model_prefixes": ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns"),
     "limits": {
         "max_drop_ratio": 0.5,
         "max_rmse": None,
@@ -36,7 +36,7 @@ DEFAULTS = {
         "max_abs_mean_error": None,
         "max_unknown_pair_share": None,
     },
-    "lock_stale_seconds": 21600,
+    "lock_stale_seconds": 600,
     "code_version": None,
     "web_workers": None,
     "web_threads": 4,

@@ -232,47 +232,7 @@ def test_scoring_a_file_of_another_type_is_a_schema_error_and_writes_nothing(tmp
     assert not (tmp_path / "out").exists()
 
 
-# --- display_uri, join, exists -------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("uri", "shown"),
-    [
-        ("s3://user:secret@bucket/key.parquet", "s3://bucket/key.parquet"),
-        ("https://user:secret@example.com/a/b.parquet", "https://example.com/a/b.parquet"),
-        ("https://token@example.com/b.parquet", "https://example.com/b.parquet"),
-        (
-            "https://bucket.s3.amazonaws.com/k.parquet?X-Amz-Algorithm=AWS4&X-Amz-Signature=abc123",
-            "https://bucket.s3.amazonaws.com/k.parquet",
-        ),
-        ("https://example.com/k.parquet?X-Amz-Signature=abc123", "https://example.com/k.parquet"),
-        (
-            "https://user:secret@example.com/k.parquet?X-Amz-Signature=abc123",
-            "https://example.com/k.parquet",
-        ),
-        ("s3://bucket/key@2021.parquet", "s3://bucket/key@2021.parquet"),
-        ("s3://bucket/prefix/key.parquet", "s3://bucket/prefix/key.parquet"),
-        ("/data/green_tripdata_2021-03.parquet", "/data/green_tripdata_2021-03.parquet"),
-        ("output/taxi_type=green/abc.parquet", "output/taxi_type=green/abc.parquet"),
-    ],
-)
-def test_display_uri(uri, shown):
-    assert storage.display_uri(uri) == shown
-    assert "secret" not in storage.display_uri(uri)
-    assert "Signature" not in storage.display_uri(uri)
-
-
-@pytest.mark.parametrize(
-    ("root", "parts", "joined"),
-    [
-        ("output", ("a", "b.parquet"), "output/a/b.parquet"),
-        ("output/", ("a",), "output/a"),
-        ("s3://bucket/prefix/", ("a", "b"), "s3://bucket/prefix/a/b"),
-        ("/tmp/x", (), "/tmp/x"),
-    ],
-)
-def test_join(root, parts, joined):
-    assert storage.join(root, *parts) == joined
+# --- exists ----------------------------------------------------------------------------------
 
 
 def test_exists(tmp_path):

@@ -87,11 +87,14 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
     }
     # Runs may only write inside OUTPUT_ROOT: every test's tmp_path is inside the base folder.
     output_root = str(tmp_path_factory.getbasetemp())
+    # The tracking server hands out s3:// artifact locations: models are loaded from there.
+    trusted = f"models:/,runs:/,s3://{ARTIFACT_BUCKET}/"
     base_env = {
         **os.environ,
         **aws,
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "OUTPUT_ROOT": output_root,
+        "TRUSTED_MODEL_PREFIXES": trusted,
     }
     bin_dir = Path(sys.executable).parent
     with pytest.MonkeyPatch.context() as patch:
@@ -99,6 +102,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
             patch.setenv(name, value)
         patch.setenv("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
         patch.setenv("OUTPUT_ROOT", output_root)
+        patch.setenv("TRUSTED_MODEL_PREFIXES", trusted)
         with running(
             [str(bin_dir / "moto_server"), "-H", "127.0.0.1", "-p", str(s3_port)],
             env=base_env,

@@ -27,8 +27,19 @@ from tests.servers import RefusingKinesis, free_port, stop
 from tests.support.docs import lambda_recipe
 from tests.test_service import as_rides, prepared
 
+COURSE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 BAD = {
     "not json": b"{ride: 1",
+    "nested 10,000 deep": b'{"ride": ' * 10_000,
+    "a distance beyond float32": json.dumps(
+        {"ride": {**COURSE, "trip_distance": 1e39}, "ride_id": "bad-3"}
+    ).encode(),
+    "a NaN location": b'{"ride": {"PULocationID": NaN, "DOLocationID": 1, "trip_distance": 1},'
+    b' "ride_id": "bad-4"}',
+    "an empty ride id": json.dumps({"ride": COURSE, "ride_id": ""}).encode(),
+    "a ride id over 256 characters": json.dumps({"ride": COURSE, "ride_id": "r" * 300}).encode(),
+    "a ride id of 301 digits": json.dumps({"ride": COURSE, "ride_id": 1e300}).encode(),
+    "a ride that is text": json.dumps({"ride": "x" * 100_000, "ride_id": "bad-5"}).encode(),
     "missing field": json.dumps(
         {"ride": {"DOLocationID": 205, "trip_distance": 3.66}, "ride_id": "bad-1"}
     ).encode(),
@@ -253,9 +264,10 @@ def test_the_lambda_runs_with_exactly_the_variables_its_recipe_names(
         services,
         streams,
         tmp_path,
-        {"always"},
+        {"always", "for files on S3"},  # the session's tracking server hands out s3://
         MLFLOW_TRACKING_URI=services.tracking_uri,
         PREDICTIONS_STREAM_NAME=streams.output,
+        TRUSTED_MODEL_PREFIXES="models:/,runs:/,s3://mlflow-artifacts/",
     )
     assert answer == {"batchItemFailures": []}
     found = predictions_by_ride(streams.client, streams.output)
@@ -280,7 +292,7 @@ def test_the_recipes_fallback_serves_when_the_tracking_server_is_down(
         services,
         streams,
         tmp_path,
-        {"always", "as a fallback", "with `MODEL_LOCATION`"},
+        {"always", "for files on S3", "as a fallback"},
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",  # nothing listens there
         PREDICTIONS_STREAM_NAME=streams.output,
         MODEL_LOCATION=location,
@@ -317,8 +329,8 @@ def test_the_consumer_killed_mid_stream_and_restarted_loses_nothing(
 ):
     rides = good_rides(400)
     entries = [(key, encoded(key, ride)) for key, ride in rides]
-    for position, (name, data) in zip((50, 170, 333), BAD.items(), strict=True):
-        entries.insert(position, (f"bad-{name}", data))
+    for i, (name, data) in enumerate(BAD.items()):
+        entries.insert(30 + 37 * i, (f"bad-{name[:30]}", data))
     put(streams, entries)
 
     # The first consumer writes through a proxy that holds its fifth write unanswered: it is
@@ -346,7 +358,7 @@ def test_the_consumer_killed_mid_stream_and_restarted_loses_nothing(
     for copies in found.values():
         assert all(copy == copies[0] for copy in copies)  # duplicates are identical
     kept = [json.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_text().splitlines()]
-    assert sorted(k["partition_key"] for k in kept) == sorted(f"bad-{name}" for name in BAD)
+    assert sorted(k["partition_key"] for k in kept) == sorted(f"bad-{name[:30]}" for name in BAD)
     checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
     assert len(checkpoint) == 2  # both shards
 
@@ -366,3 +378,100 @@ def test_the_consumer_stops_cleanly_on_sigterm(
         assert process.wait(timeout=30) == 0
     finally:
         stop(process)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [None, [], "text", {"Records": "x"}, {"Records": [None, 7, {"kinesis": "x"}]}],
+    ids=["null", "a list", "text", "records that are text", "records that are no records"],
+)
+def test_an_event_that_is_no_kinesis_event_fails_no_invocation(
+    services: Services, streams: Streams, tmp_path: Path, event
+):
+    [result] = invoke(function_env(services, streams), tmp_path / "function.log", event)
+    assert result.error is None, result.error
+    assert result.response == {"batchItemFailures": []}
+
+
+def test_a_second_consumer_on_one_checkpoint_is_refused_with_one_line(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    first = consumer(services, streams, tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while "reading " not in (tmp_path / "consumer.log").read_text():
+            assert first.poll() is None, (tmp_path / "consumer.log").read_text()[-3000:]
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        second = subprocess.run(
+            [sys.executable, str(REPO / "stream.py"), "--until-idle"],
+            env={
+                **function_env(services, streams),
+                "INPUT_STREAM_NAME": streams.input,
+                "STREAM_CHECKPOINT": str(tmp_path / "checkpoint.json"),
+            },
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        stop(first)
+    assert second.returncode == 2
+    [line] = second.stderr.strip().splitlines()[-1:]
+    assert line.startswith("error: another consumer (pid ")
+    assert "STREAM_CHECKPOINT" in line
+
+
+def test_a_consumer_with_a_corrupt_checkpoint_starts_again_and_says_so(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    rides = good_rides(5)
+    put(streams, [(key, encoded(key, ride)) for key, ride in rides])
+    (tmp_path / "checkpoint.json").write_text("")  # a disk that filled up mid-write
+    run = consumer(services, streams, tmp_path, "--until-idle")
+    assert run.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
+    assert "does not read" in (tmp_path / "consumer.log").read_text()
+    assert set(predictions_by_ride(streams.client, streams.output)) == {k for k, _ in rides}
+
+
+def test_a_throttled_consumer_backs_off_and_loses_nothing(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    rides = good_rides(60)
+    put(streams, [(key, encoded(key, ride)) for key, ride in rides])
+    proxy = RefusingKinesis(services.s3_endpoint)
+    proxy.throttled_reads = 12  # beyond botocore's own retries
+    try:
+        run = consumer(
+            services, streams, tmp_path, "--until-idle", KINESIS_ENDPOINT_URL=proxy.endpoint
+        )
+        assert run.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
+    finally:
+        proxy.close()
+    assert proxy.throttled_reads == 0
+    assert set(predictions_by_ride(streams.client, streams.output)) == {k for k, _ in rides}
+
+
+def test_after_a_split_the_consumer_reads_the_parent_then_its_children(
+    services: Services, streams: Streams, tmp_path: Path
+):
+    before = good_rides(30)
+    put(streams, [(key, encoded(key, ride)) for key, ride in before])
+    first = consumer(services, streams, tmp_path, "--until-idle")
+    assert first.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
+    shard = streams.client.list_shards(StreamName=streams.input)["Shards"][0]
+    middle = (
+        int(shard["HashKeyRange"]["StartingHashKey"]) + int(shard["HashKeyRange"]["EndingHashKey"])
+    ) // 2
+    streams.client.split_shard(
+        StreamName=streams.input, ShardToSplit=shard["ShardId"], NewStartingHashKey=str(middle)
+    )
+    after = [(f"after-{key}", ride) for key, ride in good_rides(30)]
+    put(streams, [(key, encoded(key, ride)) for key, ride in after])
+    second = consumer(services, streams, tmp_path, "--until-idle")
+    assert second.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
+    found = predictions_by_ride(streams.client, streams.output)
+    assert set(found) == {key for key, _ in before + after}
+    checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert shard["ShardId"] in checkpoint["finished"]

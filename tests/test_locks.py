@@ -1,0 +1,208 @@
+"""The per-month lock (`ride_duration.locks`): who holds it, takeovers, races, heartbeats."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ride_duration.errors import MonthBusyError
+from ride_duration.layout import MonthOutput
+from ride_duration.locks import MonthLock, boot_id, process_start
+
+STALE = 600
+
+
+def output(tmp_path: Path) -> MonthOutput:
+    return MonthOutput(str(tmp_path / "out" / "taxi_type=green/year=2021/month=03/run1.parquet"))
+
+
+def lock_files(tmp_path: Path) -> list[str]:
+    folder = tmp_path / "out" / "taxi_type=green/year=2021/month=03"
+    return sorted(p.name for p in folder.glob("_lock-*")) if folder.exists() else []
+
+
+def place(tmp_path: Path, content: object, generation: int = 0, age: float = 0) -> Path:
+    """A lock file of some earlier run, written `age` seconds ago."""
+    path = Path(output(tmp_path).lock_file(generation))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    if age:
+        moment = time.time() - age
+        os.utime(path, (moment, moment))
+    return path
+
+
+def dead_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid
+
+
+def holder(**changes: object) -> dict:
+    """A lock as a live run on this host writes it, with `changes`."""
+    return {
+        "owner": "flow-run-1",
+        "token": "t",
+        "host": socket.gethostname(),
+        "boot_id": boot_id(),
+        "pid": os.getpid(),
+        "pid_start": process_start(os.getpid()),
+        "since": "2021-04-01T00:00:00+00:00",
+        "heartbeat": time.time(),
+        "released": False,
+        **changes,
+    }
+
+
+linux = pytest.mark.skipif(boot_id() is None, reason="the system tells no boot id (not Linux)")
+
+
+@pytest.mark.parametrize(
+    ("content", "age", "taken"),
+    [
+        pytest.param(lambda: holder(), 0, False, id="a live run on this host"),
+        pytest.param(
+            lambda: holder(host="elsewhere", pid=1), 0, False, id="a fresh lock of another host"
+        ),
+        pytest.param(
+            lambda: holder(host="elsewhere", heartbeat=time.time() - STALE - 5),
+            0,
+            True,
+            id="a lock of another host, not refreshed",
+        ),
+        pytest.param(
+            lambda: holder(pid=dead_pid()), 0, True, id="a dead run on this host", marks=linux
+        ),
+        pytest.param(
+            lambda: holder(pid_start="1"),
+            0,
+            True,
+            id="a pid reused by another process",
+            marks=linux,
+        ),
+        pytest.param(
+            lambda: holder(boot_id="an-earlier-boot"),
+            0,
+            True,
+            id="this host, before it restarted",
+            marks=linux,
+        ),
+        pytest.param(lambda: "", 0, False, id="created, not yet written"),
+        pytest.param(lambda: "", STALE + 5, True, id="created and never written"),
+        pytest.param(lambda: "{not json", 0, False, id="a fresh file that is no lock"),
+        pytest.param(lambda: "{not json", STALE + 5, True, id="an old file that is no lock"),
+        pytest.param(lambda: "[1, 2]", STALE + 5, True, id="a JSON list"),
+        pytest.param(lambda: holder(heartbeat="soon"), 0, False, id="a time that is no number"),
+        pytest.param(lambda: holder(pid="x"), 0, False, id="a pid that is no number"),
+        pytest.param(lambda: {"owner": "old"}, 0, True, id="a lock without a heartbeat"),
+    ],
+)
+def test_a_lock_is_taken_over_exactly_when_its_run_is_gone(tmp_path, content, age, taken):
+    place(tmp_path, content(), age=age)
+    lock = MonthLock(output(tmp_path), owner="me", stale_after_seconds=STALE)
+    if taken:
+        with lock.held("green 2021-03"):
+            assert lock.generation == 1
+            assert lock_files(tmp_path) == ["_lock-run1.000001.json"]  # the older one is gone
+    else:
+        with pytest.raises(MonthBusyError) as busy, lock.held("green 2021-03"):
+            pass
+        message = str(busy.value)
+        assert message.startswith("green 2021-03 is ")
+        assert "_lock-run1" in message
+        assert len(message.splitlines()) == 1
+        assert lock_files(tmp_path) == ["_lock-run1.000000.json"]
+
+
+def test_a_lock_is_given_back_when_its_run_ends_and_taken_again_by_the_next(tmp_path):
+    lock = MonthLock(output(tmp_path), owner="me", stale_after_seconds=STALE)
+    with lock.held("green 2021-03"):
+        assert lock_files(tmp_path) == ["_lock-run1.000000.json"]
+    assert lock_files(tmp_path) == []
+    again = MonthLock(output(tmp_path), owner="next", stale_after_seconds=STALE)
+    with again.held("green 2021-03"):
+        assert again.generation == 0
+
+
+def test_a_takeover_is_void_when_the_lock_changed_meanwhile(tmp_path):
+    """A racer that judged the old lock stale, then paused: a fresh run holds the month now."""
+    gone = holder(host="elsewhere", heartbeat=time.time() - STALE - 5)
+    place(tmp_path, gone)
+    slow = MonthLock(output(tmp_path), owner="slow", stale_after_seconds=STALE)
+    judged = Path(output(tmp_path).lock_file(0)).read_text()
+    Path(output(tmp_path).lock_file(0)).unlink()  # the lock's run finished meanwhile...
+    fresh = MonthLock(output(tmp_path), owner="fresh", stale_after_seconds=STALE)
+    assert fresh.acquire() is None  # ...and a fresh run took generation 0
+    # The slow racer now creates generation 1 from what it judged: it must not hold the lock.
+    assert judged != Path(output(tmp_path).lock_file(0)).read_text()
+    original = slow._generations
+    slow._generations = lambda: (
+        [0] if not Path(output(tmp_path).lock_file(1)).exists() else original()
+    )
+    assert slow.acquire()["owner"] == "fresh"
+    assert lock_files(tmp_path) == ["_lock-run1.000000.json"]
+    fresh.check()
+
+
+def _race(folder: str, ready, done, results) -> None:
+    lock = MonthLock(MonthOutput(folder), owner=f"racer-{os.getpid()}", stale_after_seconds=STALE)
+    ready.wait()
+    results.put(lock.acquire() is None)
+    done.wait()  # the winner lives on while the others try: a dead winner may be taken over
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+@pytest.mark.parametrize(
+    ("before", "age", "rounds"),
+    [
+        (lambda: holder(host="elsewhere", heartbeat=time.time() - STALE - 5), 0, 50),
+        (lambda: "{not json", STALE + 5, 10),
+        (lambda: None, 0, 10),
+    ],
+    ids=["a stale lock", "an old file that is no lock", "no lock"],
+)
+def test_of_eight_processes_racing_for_a_lock_exactly_one_wins(tmp_path, before, age, rounds):
+    context = multiprocessing.get_context("fork")
+    for round_ in range(rounds):
+        target = output(tmp_path / f"round-{round_}")
+        if before() is not None:
+            place(tmp_path / f"round-{round_}", before(), generation=round_ % 3, age=age)
+        ready, done, results = context.Barrier(8), context.Barrier(8), context.Queue()
+        racers = [
+            context.Process(target=_race, args=(target.data, ready, done, results))
+            for _ in range(8)
+        ]
+        for racer in racers:
+            racer.start()
+        for racer in racers:
+            racer.join(timeout=60)
+        wins = [results.get(timeout=10) for _ in racers]
+        assert wins.count(True) == 1, f"round {round_}: {wins.count(True)} winners"
+
+
+def test_a_live_run_refreshes_its_lock_so_a_long_month_keeps_it(tmp_path):
+    lock = MonthLock(output(tmp_path), owner="long", stale_after_seconds=4)  # refreshed each 1 s
+    with lock.held("green 2021-03"):
+        time.sleep(6)  # longer than the lock would stay fresh unrefreshed
+        other = MonthLock(output(tmp_path), owner="other", stale_after_seconds=4)
+        assert other.acquire()["owner"] == "long"
+        lock.check()  # still ours
+
+
+def test_a_run_whose_lock_was_taken_over_publishes_nothing(tmp_path):
+    lock = MonthLock(output(tmp_path), owner="paused", stale_after_seconds=STALE)
+    with lock.held("green 2021-03"):
+        # A run on another host decided this one was gone (say, it was paused for long).
+        place(tmp_path, holder(owner="usurper", host="elsewhere"), generation=1)
+        with pytest.raises(MonthBusyError) as lost:
+            lock.check()
+    assert "was taken over by usurper" in str(lost.value)
+    content = json.loads(Path(output(tmp_path).lock_file(1)).read_text())
+    assert content["owner"] == "usurper"  # the run does not touch the lock that is not its own
