@@ -107,8 +107,18 @@ def _files_location(model: ModelRef) -> str:
 
     client = MlflowClient()
     if model.resolved_uri.startswith("runs:/"):
+        # MLflow 3 keeps a run's model as a logged model of that name, with its own location.
         run_id, _, path = model.resolved_uri.removeprefix("runs:/").partition("/")
-        return uris.join(client.get_run(run_id).info.artifact_uri, path)
+        name, _, rest = path.partition("/")
+        run = client.get_run(run_id)
+        logged = []
+        if name and "'" not in name:
+            logged = client.search_logged_models(
+                experiment_ids=[run.info.experiment_id], filter_string=f"name = '{name}'"
+            )
+        matched = next((m for m in logged if m.source_run_id == run_id), None)
+        base = matched.artifact_location if matched else uris.join(run.info.artifact_uri, name)
+        return uris.join(base, rest) if rest else base
     if model.name and model.version:
         return client.get_model_version_download_uri(model.name, model.version)
     logged = client.get_logged_model(model.resolved_uri.removeprefix("models:/"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import mlflow.sklearn
@@ -98,13 +99,18 @@ def test_the_tracking_server_is_read_as_mlflow_reads_it(services: Services, trai
     assert registry.lookup(services.tracking_uri, "no-such-model", "1") is None
 
 
+def trusted(store: str) -> tuple[str, ...]:
+    """Names of the store's registry, and its artifacts (kept beside it, not in ./mlruns)."""
+    return ("models:/", "runs:/", str(Path(store.removeprefix("sqlite:///")).parent))
+
+
 def test_a_server_that_does_not_answer_is_left_to_mlflow():
     assert registry.lookup(f"http://127.0.0.1:{free_port()}", "ride-duration", "1") is None
 
 
 def test_a_model_found_by_the_lookup_loads_as_mlflow_loads_it(sqlite_store, monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", sqlite_store)
-    model = resolve_model("models:/small@production")
+    model = resolve_model("models:/small@production", trusted(sqlite_store))
     assert (model.name, model.version, model.resolved_uri) == ("small", "1", "models:/small/1")
     assert model.location
     assert not model.location.startswith("models:/")
@@ -119,7 +125,7 @@ def test_scoring_with_a_registered_model_imports_no_mlflow(sqlite_store, tmp_pat
 import os, sys
 os.environ["MLFLOW_TRACKING_URI"] = {sqlite_store!r}
 from ride_duration.model import load_model, resolve_model
-model = resolve_model("models:/small@production")
+model = resolve_model("models:/small@production", {trusted(sqlite_store)!r})
 pipeline = load_model(model.resolved_uri, model.location)
 pipeline.predict([{{"PU_DO": "1_2", "trip_distance": 3.0}}])
 assert "mlflow" not in sys.modules, sorted(m for m in sys.modules if m.startswith("mlflow"))[:5]

@@ -254,3 +254,20 @@ def test_other_layouts_score_with_the_green_model(
     assert summary["rows_scored"] > 700
     frame = pq.read_table(summary["output"]).to_pandas()
     assert frame["PULocationID"].dtype == "int64"
+
+
+def test_a_registered_version_whose_files_are_elsewhere_is_not_loaded(services: Services):
+    """The registry is trusted for its names, not for wherever an entry says the files are."""
+    from ride_duration.errors import ModelNotTrustedError
+    from ride_duration.model import resolve_model
+
+    planted = "s3://tlc-trips/planted-model"  # a bucket anyone who uploads trips can write to
+    mlflow.set_tracking_uri(services.tracking_uri)
+    client = mlflow.MlflowClient()
+    client.create_registered_model("planted")
+    version = client.create_model_version("planted", source=planted)
+    with pytest.raises(ModelNotTrustedError) as refused:
+        resolve_model(
+            f"models:/planted/{version.version}", ("models:/", "runs:/", "s3://mlflow-artifacts/")
+        )
+    assert f"has its files at {planted}" in str(refused.value)
