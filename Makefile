@@ -48,10 +48,10 @@ demo: install ## train a model into ./mlflow.db and score green 2021-03 into ./o
 	echo "== predictions:"; find output -name '*.parquet' | sort
 
 template: ## print the trip file template make demo reads (for INPUT_URI_TEMPLATE)
-	@echo '$(or $(TEMPLATE),$(shell $(RUN) -c 'from ride_duration.settings import Settings; print(Settings().input_uri_template)'))'
+	@echo '$(or $(TEMPLATE),$(shell $(RUN) -c 'from ride_duration.core.settings import Settings; print(Settings().input_uri_template)'))'
 
 server: install ## start the local Prefect server (UI at http://127.0.0.1:4200) unless one answers
-	$(RUN) -m ride_duration.prefect_server
+	$(RUN) -m ride_duration.orchestration.server
 
 server-stop: install ## stop the local Prefect server (prefect server stop)
 	$(VENV)/bin/prefect server stop

@@ -8,7 +8,7 @@ A failed month does not stop the others; the flow fails at the end naming them.
 
 from __future__ import annotations
 
-from ride_duration import cli, uris
+from ride_duration.core import cli, uris
 
 # The command line is checked before the imports below: --help and argument errors answer at
 # once, without loading Prefect and the scoring libraries.
@@ -28,8 +28,8 @@ from prefect.artifacts import (
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import layout, orchestration
-from ride_duration.backfilling import (
+from ride_duration.batch import layout
+from ride_duration.batch.planning import (
     Mode,
     MonthOutcome,
     PlannedMonth,
@@ -38,11 +38,12 @@ from ride_duration.backfilling import (
     failure_summary,
     plan,
 )
-from ride_duration.errors import BackfillFailedError, first_line
-from ride_duration.months import Month, check_past, month_range
-from ride_duration.settings import Settings
-from ride_duration.tasks import prepare_run
-from ride_duration.trips import TaxiType
+from ride_duration.core.errors import BackfillFailedError, first_line
+from ride_duration.core.months import Month, check_past, month_range
+from ride_duration.core.settings import Settings
+from ride_duration.data.layouts import TaxiType
+from ride_duration.orchestration import deployments as orchestration
+from ride_duration.orchestration.tasks import prepare_run
 from score import score
 
 MonthText = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]

@@ -7,7 +7,7 @@ default) of WEB_THREADS threads each; flags given on the command line win over t
 import gc
 import os
 
-from ride_duration.settings import Settings
+from ride_duration.core.settings import Settings
 
 _settings = Settings.from_env()
 
@@ -15,8 +15,8 @@ bind = "0.0.0.0:9696"
 workers = _settings.web_workers or os.cpu_count() or 1
 threads = _settings.web_threads
 # gthread, with each request read whole before a thread takes it: a slow or lying client holds
-# no thread (ride_duration.web_worker), and gets a 408 after WEB_CLIENT_TIMEOUT_SECONDS.
-worker_class = "ride_duration.web_worker.BufferingWorker"
+# no thread (ride_duration.online.worker), and gets a 408 after WEB_CLIENT_TIMEOUT_SECONDS.
+worker_class = "ride_duration.online.worker.BufferingWorker"
 timeout = _settings.web_timeout_seconds
 graceful_timeout = 10
 # Load the model once, in the master, before forking: the workers share it, start at once, and

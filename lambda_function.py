@@ -21,8 +21,8 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from ride_duration import streaming
-from ride_duration.settings import Settings
+from ride_duration.core.settings import Settings
+from ride_duration.online import stream as streaming
 
 
 @functools.cache
@@ -43,7 +43,7 @@ def main() -> int:
     import json
     import sys
 
-    from ride_duration import cli
+    from ride_duration.core import cli
 
     def run() -> None:
         event = streaming.kinesis_event(line.encode() for line in sys.stdin if line.strip())
@@ -53,6 +53,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    from ride_duration import cli
+    from ride_duration.core import cli
 
     cli.exit(main())

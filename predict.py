@@ -18,9 +18,9 @@ import sys
 
 from flask import Flask
 
-from ride_duration import online
-from ride_duration.service import load_for_serving
-from ride_duration.settings import Settings
+from ride_duration.core.settings import Settings
+from ride_duration.model.service import load_for_serving
+from ride_duration.online import web as online
 
 
 def create_app() -> Flask:

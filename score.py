@@ -7,7 +7,7 @@ UUID, predicts its duration with a model from MLflow and writes the predictions 
 
 from __future__ import annotations
 
-from ride_duration import cli, uris
+from ride_duration.core import cli, uris
 
 # The command line is checked before the imports below: --help and argument errors answer at
 # once, without loading Prefect and the scoring libraries.
@@ -23,13 +23,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration import layout
-from ride_duration.batch import MonthResult
-from ride_duration.months import FIRST_YEAR, LAST_YEAR, Month, scheduled_month
-from ride_duration.settings import Settings
-from ride_duration.sources import trip_file_uri
-from ride_duration.tasks import prepare_run, score_month_task
-from ride_duration.trips import TaxiType
+from ride_duration.batch import layout
+from ride_duration.batch.month import MonthResult
+from ride_duration.core.months import FIRST_YEAR, LAST_YEAR, Month, scheduled_month
+from ride_duration.core.settings import Settings
+from ride_duration.data.layouts import TaxiType
+from ride_duration.data.sources import trip_file_uri
+from ride_duration.orchestration.tasks import prepare_run, score_month_task
 
 # The form's descriptions come from the docstrings' Args (Prefect drops Annotated descriptions);
 # the bounds here become the form's number limits and the server's parameter schema.

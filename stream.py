@@ -15,7 +15,7 @@ import logging
 import signal
 from pathlib import Path
 
-from ride_duration import cli
+from ride_duration.core import cli
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     def run() -> None:
-        from ride_duration import streaming
-        from ride_duration.consumer import Checkpoint, Consumer
-        from ride_duration.settings import Settings
+        from ride_duration.core.settings import Settings
+        from ride_duration.online import stream as streaming
+        from ride_duration.online.consumer import Checkpoint, Consumer
 
         settings = Settings.from_env()
         with Checkpoint(Path(settings.stream_checkpoint)) as checkpoint:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ride_duration import cli
-from ride_duration.months import FIRST_YEAR, Month
-from ride_duration.settings import Settings
-from ride_duration.training import train
-from ride_duration.trips import TAXI_TYPES
+from ride_duration.core import cli
+from ride_duration.core.months import FIRST_YEAR, Month
+from ride_duration.core.settings import Settings
+from ride_duration.data.layouts import TAXI_TYPES
+from ride_duration.model.training import train
 
 
 def main(argv: list[str] | None = None) -> int:

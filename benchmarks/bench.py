@@ -3,7 +3,7 @@
     python benchmarks/bench.py [--rows 3000000] [--results benchmarks/RESULTS.md]
 
 Each measurement runs in its own process, so its peak RSS is its own:
-  (a) product: ride_duration.batch.score_month, read to committed parquet (the score task's body),
+  (a) product: ride_duration.batch.month.score_month, read to committed parquet (the score task's body),
                with the model's compiled forest as the score task loads it;
   (b) naive:   the course's script: whole month in pandas, to_dict(orient="records"),
                pipeline.predict on the dicts, uuid.uuid4() in a Python loop, to_parquet;
@@ -124,8 +124,9 @@ def train_model() -> Path:
         return path
     import mlflow.sklearn
 
-    from ride_duration import features, training
-    from ride_duration.months import Month
+    from ride_duration.core.months import Month
+    from ride_duration.data import features
+    from ride_duration.model import training
 
     folder = tlc_dir()
     if folder:
@@ -133,7 +134,7 @@ def train_model() -> Path:
             str(folder / "green_tripdata_2021-01.parquet"), "green", Month(2021, 1), 500_000
         ).table
     else:
-        from ride_duration import trips as t
+        from ride_duration.data import layouts as t
         from tests.tlc_fake import make_trips
 
         raw = make_trips("green", 2021, 1, 80_000)
@@ -142,8 +143,8 @@ def train_model() -> Path:
         )
         raw = raw.select(list(columns.values())).rename_columns(list(columns))
         trips = features.prepare_trips(raw, Month(2021, 1)).table
-    from ride_duration import forest
     from ride_duration.compile import compile_checked
+    from ride_duration.forest import compiled as forest
 
     records = features.feature_records(trips)
     pipeline = training.make_pipeline("random-forest")
@@ -174,13 +175,13 @@ def peak_rss_mb() -> float:
 
 
 def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
-    from ride_duration import batch
-    from ride_duration.features import available_features
-    from ride_duration.layout import MonthOutput
-    from ride_duration.model import ModelRef
-    from ride_duration.months import Month
-    from ride_duration.service import predictor_for
-    from ride_duration.settings import Settings
+    from ride_duration.batch import month as batch
+    from ride_duration.batch.layout import MonthOutput
+    from ride_duration.core.months import Month
+    from ride_duration.core.settings import Settings
+    from ride_duration.data.features import available_features
+    from ride_duration.model.resolve import ModelRef
+    from ride_duration.model.service import predictor_for
 
     ref = ModelRef(uri=str(model_path), resolved_uri=str(model_path), run_id="bench")
     clock = time.perf_counter()
@@ -247,11 +248,11 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
     """Read the needed columns, predict on a matrix built beforehand, write the output."""
     import mlflow.sklearn
 
-    from ride_duration import features as f
-    from ride_duration import ride_ids
-    from ride_duration import trips as t
-    from ride_duration.months import Month
-    from ride_duration.scoring import DictVectorizerPredictor, output_table
+    from ride_duration.core.months import Month
+    from ride_duration.data import features as f
+    from ride_duration.data import layouts as t
+    from ride_duration.data import ride_ids
+    from ride_duration.model.predictors import DictVectorizerPredictor, output_table
 
     pipeline = mlflow.sklearn.load_model(str(model_path))
     columns = [

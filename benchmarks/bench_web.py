@@ -49,8 +49,8 @@ def rides(count: int) -> list[dict]:
 
     folder = os.environ.get("TLC_DATA_DIR")
     if folder and Path(folder, "green_tripdata_2021-03.parquet").is_file():
-        from ride_duration import training
-        from ride_duration.months import Month
+        from ride_duration.core.months import Month
+        from ride_duration.model import training
 
         path = Path(folder, "green_tripdata_2021-03.parquet")
         trips = training.read_trips(str(path), "green", Month(2021, 3), 500_000).table

@@ -1,6 +1,6 @@
 """Writes the generated parts of the documentation: `python docs/generate.py` (`make docs`).
 
-- docs/configuration.md: the settings table, from `ride_duration.settings`;
+- docs/configuration.md: the settings table, from `ride_duration.core.settings`;
 - docs/batch.md: the sample manifest, from the newest green 2021-03 manifest under `output/`
   (what `make demo` wrote); left as it is, with a note, when there is none.
 
@@ -18,7 +18,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ride_duration.settings import reference_table  # noqa: E402 - after the path is set
+from ride_duration.core.settings import reference_table  # noqa: E402 - after the path is set
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
 BATCH = REPO / "docs" / "batch.md"

@@ -3,7 +3,7 @@
 `train.py` compiles every forest it logs; this command compiles a version logged before. The
 compiled form (`forest.npz`: the vocabulary, the tree arrays and the exact lookup table) is
 checked against scikit-learn with n_jobs=1, bit for bit, on the training rows and around
-every threshold (`ride_duration.forest.verify`), and only then written beside the model's
+every threshold (`ride_duration.forest.compiled.verify`), and only then written beside the model's
 pickle, as an artifact of the same MLflow model. Anything that differs in one bit is refused.
 """
 
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ride_duration import forest
-from ride_duration.errors import ScoringError
+from ride_duration.core.errors import ScoringError
+from ride_duration.forest import compiled as forest
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: `python -m ride_duration.compile MODEL_URI`."""
     import argparse
 
-    from ride_duration import cli
+    from ride_duration.core import cli
 
     parser = argparse.ArgumentParser(
         prog="python -m ride_duration.compile",
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     def run() -> None:
-        from ride_duration.settings import Settings
+        from ride_duration.core.settings import Settings
 
         settings = Settings.from_env()
         settings.configure_mlflow()
@@ -104,7 +104,7 @@ def _registered(uri: str, settings: Any, template: str) -> tuple[str, Any, list,
     """The logged model id, pipeline and training rows of a registered version."""
     import mlflow
 
-    from ride_duration.model import load_model, resolve_model
+    from ride_duration.model.resolve import load_model, resolve_model
 
     model = resolve_model(uri, settings.trusted_model_prefixes)
     if not (model.name and model.version):
@@ -119,10 +119,10 @@ def _registered(uri: str, settings: Any, template: str) -> tuple[str, Any, list,
 
 def _training_rows(client: Any, run_id: str | None, template: str, batch_size: int) -> list[dict]:
     """The feature rows the run trained on (its taxi type and month), if they can be read."""
-    from ride_duration import features as f
-    from ride_duration.months import Month
-    from ride_duration.sources import trip_file_uri
-    from ride_duration.training import read_trips
+    from ride_duration.core.months import Month
+    from ride_duration.data import features as f
+    from ride_duration.data.sources import trip_file_uri
+    from ride_duration.model.training import read_trips
 
     params = client.get_run(run_id).data.params if run_id else {}
     if not {"taxi_type", "train_month"} <= set(params):
@@ -139,6 +139,6 @@ def _training_rows(client: Any, run_id: str | None, template: str, batch_size: i
 
 
 if __name__ == "__main__":
-    from ride_duration import cli
+    from ride_duration.core import cli
 
     cli.exit(main())

@@ -22,7 +22,7 @@ FOREIGN_PREFIXES = ("PREFECT_", "MLFLOW_", "AWS_")
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start from a clean environment, before any test module imports Prefect or MLflow."""
-    from ride_duration.settings import variables
+    from ride_duration.core.settings import variables
 
     tlc_data_dir = os.environ.get("TLC_DATA_DIR")
     for name in list(os.environ):

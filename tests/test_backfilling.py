@@ -1,4 +1,4 @@
-"""Planning a backfill and summing up its outcomes: `ride_duration.backfilling`."""
+"""Planning a backfill and summing up its outcomes: `ride_duration.batch.planning`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from ride_duration import manifest
-from ride_duration.backfilling import (
+from ride_duration.batch import manifest
+from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.planning import (
     MonthOutcome,
     PlannedMonth,
     Progress,
@@ -17,10 +18,9 @@ from ride_duration.backfilling import (
     failure_summary,
     plan,
 )
-from ride_duration.layout import MonthOutput
-from ride_duration.model import ModelRef
-from ride_duration.months import Month
-from ride_duration.scoring import OUTPUT_SCHEMA
+from ride_duration.core.months import Month
+from ride_duration.model.predictors import OUTPUT_SCHEMA
+from ride_duration.model.resolve import ModelRef
 
 MODEL = ModelRef(
     uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3", run_id="run3"

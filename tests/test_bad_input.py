@@ -1,4 +1,4 @@
-"""A bad-input matrix for `ride_duration.batch.score_month` on generated trip files.
+"""A bad-input matrix for `ride_duration.batch.month.score_month` on generated trip files.
 
 Each case takes a clean generated green month, changes it one way with pyarrow, writes it as
 parquet and scores it with a small fitted DictVectorizer + LinearRegression pipeline. A case is
@@ -26,16 +26,17 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from ride_duration import batch, manifest
-from ride_duration import features as f
-from ride_duration import trips as t
-from ride_duration.errors import MonthBusyError, QualityError, SchemaError, ScoringError
-from ride_duration.layout import MonthOutput
-from ride_duration.locks import boot_id, process_start
-from ride_duration.model import ModelRef
-from ride_duration.months import Month
-from ride_duration.scoring import make_predictor
-from ride_duration.settings import Limits
+from ride_duration.batch import manifest
+from ride_duration.batch import month as batch
+from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.locks import boot_id, process_start
+from ride_duration.core.errors import MonthBusyError, QualityError, SchemaError, ScoringError
+from ride_duration.core.months import Month
+from ride_duration.core.settings import Limits
+from ride_duration.data import features as f
+from ride_duration.data import layouts as t
+from ride_duration.model.predictors import make_predictor
+from ride_duration.model.resolve import ModelRef
 from tests.tlc_fake import make_trips, write_trips
 
 ROWS = 300

@@ -1,4 +1,4 @@
-"""Scoring one month end to end on local files: `ride_duration.batch`."""
+"""Scoring one month end to end on local files: `ride_duration.batch.month`."""
 
 from __future__ import annotations
 
@@ -16,16 +16,17 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 import score as score_flow
-from ride_duration import batch, layout
-from ride_duration import features as f
-from ride_duration import trips as t
-from ride_duration.errors import QualityError, SchemaError
-from ride_duration.layout import MonthOutput
-from ride_duration.model import ModelRef
-from ride_duration.months import Month
-from ride_duration.ride_ids import deterministic_ride_ids
-from ride_duration.scoring import OUTPUT_SCHEMA, make_predictor
-from ride_duration.settings import Limits
+from ride_duration.batch import layout
+from ride_duration.batch import month as batch
+from ride_duration.batch.layout import MonthOutput
+from ride_duration.core.errors import QualityError, SchemaError
+from ride_duration.core.months import Month
+from ride_duration.core.settings import Limits
+from ride_duration.data import features as f
+from ride_duration.data import layouts as t
+from ride_duration.data.ride_ids import deterministic_ride_ids
+from ride_duration.model.predictors import OUTPUT_SCHEMA, make_predictor
+from ride_duration.model.resolve import ModelRef
 from tests.tlc_fake import file_name, make_trips, write_trips
 
 MODEL = ModelRef(uri="x", resolved_uri="x", name="m", version="1", run_id="abc")
@@ -249,7 +250,7 @@ def test_without_a_drop_limit_a_month_with_no_scorable_trip_writes_an_empty_file
     tmp_path, trip_files, forest, caplog
 ):
     output = tmp_path / "abc.parquet"
-    with caplog.at_level(logging.WARNING, logger="ride_duration.batch"):
+    with caplog.at_level(logging.WARNING, logger="ride_duration.batch.month"):
         result = score(
             trip_files["green"],
             output,

@@ -1,4 +1,4 @@
-"""Command lines: argument errors of `score.py` / `train.py`, and `ride_duration.cli`."""
+"""Command lines: argument errors of `score.py` / `train.py`, and `ride_duration.core.cli`."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ import pytest
 import backfill
 import score
 import train
-from ride_duration import cli
-from ride_duration.errors import (
+from ride_duration.core import cli
+from ride_duration.core.errors import (
     ConfigurationError,
     InputNotFoundError,
     ModelNotFoundError,
     SchemaError,
     ScoringError,
 )
-from ride_duration.months import current_month
+from ride_duration.core.months import current_month
 
 MAINS = {"score": score.main, "train": train.main}
 

@@ -1,4 +1,4 @@
-"""The local consumer (`ride_duration.consumer`) against an in-memory Kinesis: checkpoints,
+"""The local consumer (`ride_duration.online.consumer`) against an in-memory Kinesis: checkpoints,
 retries, the dead letter, throttling, resharding and a second consumer."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ride_duration.consumer import Checkpoint, CheckpointBusyError, Consumer
+from ride_duration.online.consumer import Checkpoint, CheckpointBusyError, Consumer
 
 
 class KinesisError(Exception):

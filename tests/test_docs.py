@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from ride_duration import manifest, settings
-from ride_duration.batch import MonthResult
-from ride_duration.model import ModelRef
-from ride_duration.months import Month
+from ride_duration.batch import manifest
+from ride_duration.batch.month import MonthResult
+from ride_duration.core import settings
+from ride_duration.core.months import Month
+from ride_duration.model.resolve import ModelRef
 from tests.conftest import REPO
 from tests.support.doc_plans import PLANS
 from tests.support.docs import (

@@ -1,4 +1,4 @@
-"""Trip cleaning and model features: `ride_duration.features`."""
+"""Trip cleaning and model features: `ride_duration.data.features`."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 import pytest
 
-from ride_duration import features as f
-from ride_duration import trips as t
-from ride_duration.months import Month
+from ride_duration.core.months import Month
+from ride_duration.data import features as f
+from ride_duration.data import layouts as t
 from tests.tlc_fake import make_trips
 
 REASONS = [reason.value for reason in f.DropReason]

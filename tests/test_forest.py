@@ -1,4 +1,4 @@
-"""The compiled forest (`ride_duration.forest`): bit for bit scikit-learn's n_jobs=1 predictions."""
+"""The compiled forest (`ride_duration.forest.compiled`): bit for bit scikit-learn's n_jobs=1 predictions."""
 
 from __future__ import annotations
 
@@ -19,10 +19,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from ride_duration import features as f
-from ride_duration import forest
-from ride_duration import trips as t
 from ride_duration.compile import compile_checked
+from ride_duration.data import features as f
+from ride_duration.data import layouts as t
+from ride_duration.forest import compiled as forest
 
 REPO = Path(__file__).resolve().parent.parent
 BOTH = (f.PU_DO, t.DISTANCE)
@@ -694,7 +694,7 @@ def test_loading_and_predicting_import_no_sklearn(compiled, tmp_path):
     code = f"""
 import sys
 import numpy as np
-from ride_duration import forest
+from ride_duration.forest import compiled as forest
 model = forest.load({str(path)!r})
 pairs = model.vocabulary.encode(np.array([3, 20]), np.array([4, 20]))
 print(model.predict(pairs, np.array([2.5, 0.0])).tobytes().hex())

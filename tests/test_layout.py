@@ -1,13 +1,13 @@
-"""Where a month's output goes (`ride_duration.layout`): its files, its lock, its run's name."""
+"""Where a month's output goes (`ride_duration.batch.layout`): its files, its lock, its run's name."""
 
 from __future__ import annotations
 
 import pytest
 
-from ride_duration.errors import ConfigurationError
-from ride_duration.layout import MonthOutput, model_file_stem, output_root, run_name
-from ride_duration.model import ModelRef
-from ride_duration.months import Month
+from ride_duration.batch.layout import MonthOutput, model_file_stem, output_root, run_name
+from ride_duration.core.errors import ConfigurationError
+from ride_duration.core.months import Month
+from ride_duration.model.resolve import ModelRef
 
 
 def model(run_id: str | None) -> ModelRef:

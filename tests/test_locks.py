@@ -1,4 +1,4 @@
-"""The per-month lock (`ride_duration.locks`): who holds it, takeovers, races, heartbeats."""
+"""The per-month lock (`ride_duration.batch.locks`): who holds it, takeovers, races, heartbeats."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ride_duration.errors import MonthBusyError
-from ride_duration.layout import MonthOutput
-from ride_duration.locks import MonthLock, boot_id, process_start
+from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.locks import MonthLock, boot_id, process_start
+from ride_duration.core.errors import MonthBusyError
 
 STALE = 600
 

@@ -1,4 +1,4 @@
-"""Data months: parsing, shifting, ranges and the month a run scores: `ride_duration.months`."""
+"""Data months: parsing, shifting, ranges and the month a run scores: `ride_duration.core.months`."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from ride_duration.errors import ScoringError
-from ride_duration.months import (
+from ride_duration.core.errors import ScoringError
+from ride_duration.core.months import (
     Month,
     MonthError,
     check_past,

@@ -11,12 +11,12 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import make_pipeline
 
-from ride_duration import features as f
-from ride_duration import online
-from ride_duration.errors import ModelNotFoundError
-from ride_duration.model import ModelRef
-from ride_duration.scoring import make_predictor
-from ride_duration.service import ServingModel
+from ride_duration.core.errors import ModelNotFoundError
+from ride_duration.data import features as f
+from ride_duration.model.predictors import make_predictor
+from ride_duration.model.resolve import ModelRef
+from ride_duration.model.service import ServingModel
+from ride_duration.online import web as online
 from tests.test_service import prepared
 
 MODEL = ModelRef(
@@ -268,9 +268,9 @@ def test_an_unexpected_failure_is_a_500_json_without_a_traceback(pipeline):
 
 
 def test_each_request_logs_one_json_line(client, caplog):
-    with caplog.at_level(logging.INFO, logger="ride_duration.online"):
+    with caplog.at_level(logging.INFO, logger="ride_duration.online.web"):
         client.post("/predict/batch", json={"rides": [RIDE, RIDE]})
-    [line] = [r.getMessage() for r in caplog.records if r.name == "ride_duration.online"]
+    [line] = [r.getMessage() for r in caplog.records if r.name == "ride_duration.online.web"]
     entry = json.loads(line)
     assert entry["status"] == 200
     assert entry["rides"] == 2

@@ -1,4 +1,4 @@
-"""Ride ids: `ride_duration.ride_ids`."""
+"""Ride ids: `ride_duration.data.ride_ids`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from ride_duration.months import Month
-from ride_duration.ride_ids import deterministic_ride_ids, random_ride_ids
+from ride_duration.core.months import Month
+from ride_duration.data.ride_ids import deterministic_ride_ids, random_ride_ids
 
 MASK64 = 2**64 - 1
 

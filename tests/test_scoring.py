@@ -1,4 +1,4 @@
-"""Predictions and the output table: `ride_duration.scoring`."""
+"""Predictions and the output table: `ride_duration.model.predictors`."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ride_duration import features as f
-from ride_duration import trips as t
-from ride_duration.months import Month
-from ride_duration.ride_ids import deterministic_ride_ids
-from ride_duration.scoring import (
+from ride_duration.core.months import Month
+from ride_duration.data import features as f
+from ride_duration.data import layouts as t
+from ride_duration.data.ride_ids import deterministic_ride_ids
+from ride_duration.model.predictors import (
     OUTPUT_SCHEMA,
     DictVectorizerPredictor,
     PredictionCache,
@@ -454,7 +454,7 @@ def test_a_big_batch_on_several_threads_is_bitwise_the_forest_with_one_job():
     """Blocks of rows on threads, each with n_jobs=1: exact, unlike the forest's n_jobs=-1."""
     import copy
 
-    from ride_duration import scoring
+    from ride_duration.model import predictors as scoring
 
     rng = np.random.default_rng(3)
     n = 4 * scoring.MIN_BLOCK_ROWS + 123

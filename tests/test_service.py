@@ -1,4 +1,4 @@
-"""The serving core shared by batch, the web service and the stream: `ride_duration.service`."""
+"""The serving core shared by batch, the web service and the stream: `ride_duration.model.service`."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 
-from ride_duration import features as f
-from ride_duration import rules
-from ride_duration import trips as t
-from ride_duration.errors import RideError, SchemaError
-from ride_duration.model import ModelRef
-from ride_duration.months import Month
-from ride_duration.scoring import PredictionCache, make_predictor
-from ride_duration.service import ServingModel
+from ride_duration.core.errors import RideError, SchemaError
+from ride_duration.core.months import Month
+from ride_duration.data import features as f
+from ride_duration.data import layouts as t
+from ride_duration.data import rules
+from ride_duration.model.predictors import PredictionCache, make_predictor
+from ride_duration.model.resolve import ModelRef
+from ride_duration.model.service import ServingModel
 from tests.tlc_fake import make_trips
 
 MODEL = ModelRef(uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3")

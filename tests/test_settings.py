@@ -1,4 +1,4 @@
-"""Configuration from the environment: `ride_duration.settings`."""
+"""Configuration from the environment: `ride_duration.core.settings`."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from ride_duration.errors import ConfigurationError, ScoringError
-from ride_duration.months import Month
-from ride_duration.settings import TLC_INPUT_URI_TEMPLATE, Settings
-from ride_duration.sources import trip_file_uri
+from ride_duration.core.errors import ConfigurationError, ScoringError
+from ride_duration.core.months import Month
+from ride_duration.core.settings import TLC_INPUT_URI_TEMPLATE, Settings
+from ride_duration.data.sources import trip_file_uri
 
 DEFAULTS = {
     "tracking_uri": "sqlite:///mlflow.db",

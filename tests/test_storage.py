@@ -1,4 +1,4 @@
-"""Reading trip files and committing prediction files: `ride_duration.storage`."""
+"""Reading trip files and committing prediction files: `ride_duration.core.storage`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ride_duration import storage
-from ride_duration.batch import score_month
-from ride_duration.errors import InputNotFoundError, InputUnreadableError, SchemaError
-from ride_duration.layout import MonthOutput
-from ride_duration.model import ModelRef
-from ride_duration.months import Month
-from ride_duration.scoring import OUTPUT_SCHEMA, RecordsPredictor
+from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.month import score_month
+from ride_duration.core import storage
+from ride_duration.core.errors import InputNotFoundError, InputUnreadableError, SchemaError
+from ride_duration.core.months import Month
+from ride_duration.model.predictors import OUTPUT_SCHEMA, RecordsPredictor
+from ride_duration.model.resolve import ModelRef
 from tests.tlc_fake import make_trips, write_trips
 
 SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.string())])

@@ -1,4 +1,4 @@
-"""The stream handler on Kinesis-shaped events, with a small real model: `ride_duration.streaming`.
+"""The stream handler on Kinesis-shaped events, with a small real model: `ride_duration.online.stream`.
 
 The Kinesis client here is a recording fake that can refuse entries the way PutRecords does
 (per-entry ErrorCode); tests/integration/test_stream.py runs the same against a Kinesis server.
@@ -12,9 +12,9 @@ import json
 import numpy as np
 import pytest
 
-from ride_duration import streaming
-from ride_duration.scoring import make_predictor
-from ride_duration.service import ServingModel
+from ride_duration.model.predictors import make_predictor
+from ride_duration.model.service import ServingModel
+from ride_duration.online import stream as streaming
 from tests.test_online import MODEL, RIDE, pipeline  # noqa: F401 - the module's model fixture
 
 

@@ -1,4 +1,4 @@
-"""TLC layouts and column conversions: `ride_duration.trips`."""
+"""TLC layouts and column conversions: `ride_duration.data.layouts`."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from ride_duration import trips as t
-from ride_duration.errors import SchemaError
+from ride_duration.core.errors import SchemaError
+from ride_duration.data import layouts as t
 from tests.tlc_fake import make_trips
 
 ALL_FIELDS = [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE]

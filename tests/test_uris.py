@@ -1,11 +1,11 @@
-"""Locations as text (`ride_duration.uris`): safe to log, free of credentials, inside what."""
+"""Locations as text (`ride_duration.core.uris`): safe to log, free of credentials, inside what."""
 
 from __future__ import annotations
 
 import pytest
 
-from ride_duration import uris
-from ride_duration.errors import ConfigurationError
+from ride_duration.core import uris
+from ride_duration.core.errors import ConfigurationError
 
 
 @pytest.mark.parametrize(

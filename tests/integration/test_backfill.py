@@ -21,7 +21,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 
 from backfill import backfill
-from ride_duration.errors import BackfillFailedError
+from ride_duration.core.errors import BackfillFailedError
 from tests.integration.conftest import TEMPLATE, Services, Trained
 from tests.tlc_fake import file_name
 

@@ -20,9 +20,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from ride_duration import features as f
-from ride_duration import forest, training
-from ride_duration.months import Month
+from ride_duration.core.months import Month
+from ride_duration.data import features as f
+from ride_duration.forest import compiled as forest
+from ride_duration.model import training
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
 from tests.tlc_fake import file_name
@@ -77,8 +78,8 @@ def test_the_online_core_loads_it_without_scikit_learn_or_scipy(services: Servic
     """A fresh process, as a web worker or a Lambda container starts."""
     script = """
 import json, sys
-from ride_duration.service import load_for_serving
-from ride_duration.settings import Settings
+from ride_duration.model.service import load_for_serving
+from ride_duration.core.settings import Settings
 model = load_for_serving(Settings.from_env())
 rides = [{"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66},
          {"PULocationID": None, "DOLocationID": 43, "trip_distance": 0.0}]

@@ -29,7 +29,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 
-from ride_duration import manifest
+from ride_duration.batch import manifest
 from tests.conftest import REPO
 from tests.integration.conftest import PROCESS_POOL, PrefectServer, Trained
 

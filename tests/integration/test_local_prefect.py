@@ -101,7 +101,7 @@ def test_a_stopped_local_server_is_started_again_and_the_profile_points_at_it(
     }
     url = f"http://127.0.0.1:{env['LOCAL_PREFECT_PORT']}/api"
     started = subprocess.run(
-        [sys.executable, "-m", "ride_duration.prefect_server"],
+        [sys.executable, "-m", "ride_duration.orchestration.server"],
         env=env,
         cwd=REPO,
         capture_output=True,

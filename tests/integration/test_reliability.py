@@ -26,8 +26,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 
-from ride_duration import manifest
-from ride_duration.layout import MonthOutput
+from ride_duration.batch import manifest
+from ride_duration.batch.layout import MonthOutput
 from tests.conftest import REPO
 from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
 from tests.servers import CuttableProxy, free_port
@@ -351,7 +351,7 @@ def test_no_credential_reaches_logs_parameters_artifacts_manifests_or_errors(
 
 
 def _race_on_s3(folder: str, ready, done, results) -> None:
-    from ride_duration.locks import MonthLock
+    from ride_duration.batch.locks import MonthLock
 
     lock = MonthLock(MonthOutput(folder), owner=f"racer-{os.getpid()}", stale_after_seconds=600)
     ready.wait()

@@ -160,8 +160,9 @@ def test_every_model_uri_form_gives_the_same_predictions(
 def _reference_predictions(services, trained, input_dir, tmp_path) -> list[float]:
     import numpy as np
 
-    from ride_duration import features, training
-    from ride_duration.months import Month
+    from ride_duration.core.months import Month
+    from ride_duration.data import features
+    from ride_duration.model import training
 
     mlflow.set_tracking_uri(services.tracking_uri)
     model = mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
@@ -258,8 +259,8 @@ def test_other_layouts_score_with_the_green_model(
 
 def test_a_registered_version_whose_files_are_elsewhere_is_not_loaded(services: Services):
     """The registry is trusted for its names, not for wherever an entry says the files are."""
-    from ride_duration.errors import ModelNotTrustedError
-    from ride_duration.model import resolve_model
+    from ride_duration.core.errors import ModelNotTrustedError
+    from ride_duration.model.resolve import resolve_model
 
     planted = "s3://tlc-trips/planted-model"  # a bucket anyone who uploads trips can write to
     mlflow.set_tracking_uri(services.tracking_uri)

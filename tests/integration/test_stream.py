@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from ride_duration.consumer import lambda_record
+from ride_duration.online.consumer import lambda_record
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
 from tests.lambda_runtime import LambdaRuntime, run_function

@@ -1,0 +1,221 @@
+"""Trip cleaning and model features, shared by training, batch scoring and the online modes.
+
+A trip is kept when its pickup falls in the scored month, it lasted 1 to 60 minutes, and its
+location ids and distance are usable; every other row is counted under the first reason that
+rejects it. The model sees two features: `PU_DO` ("<pickup id>_<dropoff id>", -1 for an
+unknown location) and `trip_distance`. A ride as the online modes receive it (no times) is
+checked by the very same rules: `model_columns` decides for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ride_duration.core.months import Month
+from ride_duration.data import layouts as t
+from ride_duration.data import rules
+
+MIN_DURATION_MINUTES = 1.0
+MAX_DURATION_MINUTES = 60.0
+UNKNOWN_LOCATION = -1
+
+PU_DO = "PU_DO"
+CATEGORICAL_FEATURES = (PU_DO,)
+NUMERICAL_FEATURES = (t.DISTANCE,)
+ALL_FEATURES = CATEGORICAL_FEATURES + NUMERICAL_FEATURES
+# The canonical trip fields each feature is computed from.
+FEATURE_SOURCES = {
+    PU_DO: (t.PICKUP_LOCATION, t.DROPOFF_LOCATION),
+    t.DISTANCE: (t.DISTANCE,),
+}
+
+ACTUAL_DURATION = "actual_duration"
+ROW_NUMBER = "row_number"
+
+
+class DropReason(StrEnum):
+    """Why a row of the source file is not scored, in the order the checks run."""
+
+    MISSING_DATETIME = "missing_datetime"
+    PICKUP_OUTSIDE_MONTH = "pickup_outside_month"
+    DURATION_OUT_OF_RANGE = "duration_out_of_range"
+    INVALID_LOCATION = "invalid_location"
+    INVALID_DISTANCE = "invalid_distance"
+
+
+@dataclass
+class PreparedTrips:
+    """Trips that pass every check, and the count of rows dropped per reason."""
+
+    table: pa.Table
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def required_fields(features: tuple[str, ...] | frozenset[str]) -> list[str]:
+    """The canonical trip fields needed to compute `features` and the actual duration."""
+    fields = [t.PICKUP, t.DROPOFF]
+    for feature in ALL_FEATURES:
+        if feature in features:
+            fields += [f for f in FEATURE_SOURCES[feature] if f not in fields]
+    return fields
+
+
+@dataclass(frozen=True)
+class ModelColumns:
+    """The feature columns of trips as the model reads them, and the rows they rule out."""
+
+    columns: dict[str, pa.Array]  # location ids as int64 (null: unknown), distance as float64
+    invalid_location: np.ndarray  # a location id that is no id (negative, 43.5, ...)
+    invalid_distance: np.ndarray  # a distance that is null, NaN, infinite or negative
+
+
+def model_columns(raw: pa.Table, source_names: dict[str, str] | None = None) -> ModelColumns:
+    """Location ids and distance of trips (canonical names), cleaned by the product's rules.
+
+    Ids of any integer width, floats with nulls and numeric text become int64; a null or NaN
+    id is an unknown location, and a value that is not a whole number from 0 up rules its row
+    out, never becoming a "43.0"-style key. A distance must be 0 or more and finite as float32
+    (`ride_duration.data.rules`).
+    `source_names` maps canonical names to the file's own, for error messages.
+    """
+    n = raw.num_rows
+    named = (source_names or {}).get
+    columns: dict[str, pa.Array] = {}
+    invalid_location = np.zeros(n, dtype=bool)
+    for name in (t.PICKUP_LOCATION, t.DROPOFF_LOCATION):
+        if name in raw.column_names:
+            ids, invalid = t.to_location_id(raw[name], named(name, name))
+            columns[name] = ids
+            invalid_location |= _mask(invalid)
+    distance_ok = np.ones(n, dtype=bool)
+    if t.DISTANCE in raw.column_names:
+        distance = t.to_distance(raw[t.DISTANCE], named(t.DISTANCE, t.DISTANCE))
+        columns[t.DISTANCE] = distance
+        values = distance.to_numpy(zero_copy_only=False)  # nulls become NaN
+        distance_ok = rules.distance_ok(values)
+    return ModelColumns(columns, invalid_location, ~distance_ok)
+
+
+def prepare_trips(
+    raw: pa.Table,
+    month: Month,
+    first_row: int = 0,
+    source_names: dict[str, str] | None = None,
+) -> PreparedTrips:
+    """Clean one batch of a month's trips whose columns carry canonical names.
+
+    `first_row` is the position of the batch's first row in the source file; each kept trip
+    keeps its position as `row_number`, from which its ride id is derived. `source_names`
+    maps canonical names to the file's own, for error messages.
+    """
+    n = raw.num_rows
+    named = (source_names or {}).get
+    pickup = t.to_timestamp(raw[t.PICKUP], named(t.PICKUP, t.PICKUP))
+    dropoff = t.to_timestamp(raw[t.DROPOFF], named(t.DROPOFF, t.DROPOFF))
+    features = model_columns(raw, source_names)
+    columns: dict[str, pa.Array] = {t.PICKUP: pickup, **features.columns}
+    invalid_location, distance_ok = features.invalid_location, ~features.invalid_distance
+
+    start, end = month.bounds()
+    pickup_us = _micros(pickup)
+    dropoff_us = _micros(dropoff)
+    missing_datetime = _mask(pc.is_null(pickup)) | _mask(pc.is_null(dropoff))
+    outside_month = (pickup_us < _micros_of(start)) | (pickup_us >= _micros_of(end))
+    duration = (dropoff_us - pickup_us) / 60e6
+    out_of_range = (duration < MIN_DURATION_MINUTES) | (duration > MAX_DURATION_MINUTES)
+
+    dropped: dict[str, int] = {}
+    rejected = np.zeros(n, dtype=bool)
+    for reason, mask in (
+        (DropReason.MISSING_DATETIME, missing_datetime),
+        (DropReason.PICKUP_OUTSIDE_MONTH, outside_month),
+        (DropReason.DURATION_OUT_OF_RANGE, out_of_range),
+        (DropReason.INVALID_LOCATION, invalid_location),
+        (DropReason.INVALID_DISTANCE, ~distance_ok),
+    ):
+        newly = mask & ~rejected
+        dropped[reason.value] = int(newly.sum())
+        rejected |= newly
+
+    keep = ~rejected
+    columns[ACTUAL_DURATION] = pa.array(duration)
+    columns[ROW_NUMBER] = pa.array(np.arange(first_row, first_row + n, dtype=np.int64))
+    table = pa.table(columns).filter(pa.array(keep)) if rejected.any() else pa.table(columns)
+    return PreparedTrips(table=table, dropped=dropped)
+
+
+RIDES_SCHEMA = pa.schema(
+    [(t.PICKUP_LOCATION, pa.int64()), (t.DROPOFF_LOCATION, pa.int64()), (t.DISTANCE, pa.float64())]
+)
+
+
+def rides_table(rides: Sequence[Mapping[str, object]]) -> pa.Table:
+    """Rides as the online modes receive them, checked by the batch rules (`rules.check_rides`),
+    as the model's columns. The first ride that breaks a rule raises RideError naming its
+    position and field (a malformed ride before a bad value)."""
+    checked = rules.check_rides(rides)
+    if checked.errors:
+        raise checked.errors[0]
+    return checked_table(checked)
+
+
+def checked_table(checked: rules.CheckedRides) -> pa.Table:
+    """The kept rides of `checked` as the model's columns (an unknown location is null)."""
+    return pa.table(
+        {
+            t.PICKUP_LOCATION: pa.array(checked.pickup, mask=checked.pickup == UNKNOWN_LOCATION),
+            t.DROPOFF_LOCATION: pa.array(checked.dropoff, mask=checked.dropoff == UNKNOWN_LOCATION),
+            t.DISTANCE: pa.array(checked.distance),
+        },
+        schema=RIDES_SCHEMA,
+    )
+
+
+def pu_do(trips: pa.Table) -> pa.Array:
+    """The `PU_DO` feature: "<pickup id>_<dropoff id>", with -1 for an unknown location."""
+    parts = [
+        pc.fill_null(trips[name], UNKNOWN_LOCATION).cast(pa.string())
+        for name in (t.PICKUP_LOCATION, t.DROPOFF_LOCATION)
+    ]
+    return pc.binary_join_element_wise(*parts, "_")
+
+
+def feature_records(trips: pa.Table, features: tuple[str, ...] = ALL_FEATURES) -> list[dict]:
+    """The model input as one dict per trip (what a DictVectorizer pipeline is fitted on)."""
+    columns: dict[str, list] = {}
+    if PU_DO in features:
+        columns[PU_DO] = pu_do(trips).to_pylist()
+    if t.DISTANCE in features:
+        columns[t.DISTANCE] = trips[t.DISTANCE].to_pylist()
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+
+
+def available_features(taxi_type: str) -> tuple[str, ...]:
+    """The features a taxi type's trips can provide (fhv trips have no distance)."""
+    columns = t.LAYOUTS[taxi_type].columns
+    return tuple(
+        feature
+        for feature in ALL_FEATURES
+        if all(source in columns for source in FEATURE_SOURCES[feature])
+    )
+
+
+def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _micros(timestamps: pa.Array) -> np.ndarray:
+    """Microseconds since the epoch as int64; nulls become 0 (they are dropped anyway)."""
+    return pc.fill_null(timestamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+
+
+def _micros_of(moment: datetime) -> int:
+    return int(np.datetime64(moment, "us").astype(np.int64))

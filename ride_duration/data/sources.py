@@ -1,0 +1,61 @@
+"""Where a month's trips come from: the file a URI template names, read as canonical batches.
+
+Training and scoring read trip files the same way: the columns a model needs, found by the
+taxi type's layout, renamed to the canonical trip fields, `batch_size` rows at a time.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pyarrow as pa
+
+from ride_duration.core import storage
+from ride_duration.core.errors import ConfigurationError
+from ride_duration.core.months import Month
+from ride_duration.data import layouts as t
+
+
+def trip_file_uri(template: str, taxi_type: str, month: Month) -> str:
+    """The location of one month's trip file: `template` with `{taxi_type}`, `{year}`, `{month}`.
+
+    Only those three names are allowed (with format specs like `{month:02d}`), and no
+    attribute or index access: a template comes from a flow parameter, and `str.format` would
+    otherwise reach into Python objects.
+    """
+    values = {"taxi_type": taxi_type, "year": month.year, "month": month.month}
+    for _, field_name, _, _ in string.Formatter().parse(template):
+        if field_name is not None and field_name not in values:
+            raise ConfigurationError(
+                f"URI template field {{{field_name}}} is not one of "
+                "{taxi_type}, {year}, {month} (with an optional format like {month:02d})"
+            )
+    try:
+        return template.format(**values)
+    except (ValueError, IndexError) as error:
+        raise ConfigurationError(f"bad URI template {template!r}: {error}") from None
+
+
+@contextmanager
+def open_trips(
+    input_uri: str, taxi_type: str, fields: list[str], batch_size: int
+) -> Iterator[tuple[dict[str, str], Iterator[pa.Table]]]:
+    """A month's trip file as batches of canonical columns, once it is known to have them.
+
+    Yields the canonical-to-source column names and the batches (read while the block runs).
+    """
+    with storage.open_parquet(input_uri) as parquet:
+        columns = t.source_columns(taxi_type, parquet.schema_arrow.names, fields)
+        renamed = {source: canonical for canonical, source in columns.items()}
+        batches = storage.iter_batches(parquet, list(columns.values()), batch_size, input_uri)
+        yield (
+            columns,
+            (
+                pa.Table.from_batches([batch]).rename_columns(
+                    [renamed[name] for name in batch.schema.names]
+                )
+                for batch in batches
+            ),
+        )

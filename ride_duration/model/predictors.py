@@ -1,0 +1,394 @@
+"""Predictions for prepared trips, and the month's output table.
+
+Two paths give the same predictions:
+- a scikit-learn Pipeline whose first step is a DictVectorizer takes the fast path: the sparse
+  matrix is built straight from the vectorizer's vocabulary with numpy, with no dict per trip,
+  and each distinct feature row is predicted once (per call, or per month with a cache);
+- any other model gets one feature dict per trip, as it was trained (the generic path).
+
+A predictor holds only what it was built from: it is safe to share between threads and
+requests. The one piece of state, the month's prediction cache, is passed in by batch scoring.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ride_duration.data import features as f
+from ride_duration.data import layouts as t
+from ride_duration.forest.compiled import (
+    CompiledForest,
+    PairVocabulary,
+    vectorizer_rows,
+    with_one_job,
+)
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+# pandas and scipy are imported where they are used: commands that only plan (a backfill's dry
+# run) or answer --help must not pay for them.
+
+OUTPUT_SCHEMA = pa.schema(
+    [
+        ("ride_id", pa.string()),
+        ("pickup_datetime", pa.timestamp("us")),
+        ("PULocationID", pa.int64()),
+        ("DOLocationID", pa.int64()),
+        ("actual_duration", pa.float64()),
+        ("predicted_duration", pa.float64()),
+        ("diff", pa.float64()),
+        ("model_version", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class BatchPredictions:
+    """The predictions of a batch of trips, and how many had a pair the model never saw."""
+
+    values: np.ndarray
+    unknown_pairs: int | None  # None: the model's features say nothing about pairs
+
+
+class Predictor(Protocol):
+    """Predicts ride durations (minutes) for prepared trips."""
+
+    features: tuple[str, ...]
+    path: str  # how it predicts, for logs and manifests
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """The predictions, one per trip."""
+        ...
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """The predictions of one batch of a month, with `cache` the month's cache."""
+        ...
+
+
+class RecordsPredictor:
+    """The generic path: any model with `predict(list_of_feature_dicts)`."""
+
+    path = "generic (one feature dict per trip)"
+
+    def __init__(self, model: Any, features: tuple[str, ...] = f.ALL_FEATURES) -> None:
+        self.model = model
+        self.features = features
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """Predict from one feature dict per trip."""
+        predictions = self.model.predict(f.feature_records(trips, self.features))
+        return np.asarray(predictions, dtype=np.float64).reshape(-1)
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """As `predict`; an arbitrary model's pairs are unknown to us, and nothing is cached."""
+        return BatchPredictions(self.predict(trips), None)
+
+
+def _encode(
+    vocabulary: PairVocabulary, features: tuple[str, ...], trips: pa.Table
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each trip's column for its pickup/dropoff pair (-1: a pair the model never saw) and its
+    distance, for the features the model reads."""
+    if f.PU_DO in features:
+        pair_column = vocabulary.encode(
+            _ids(trips[t.PICKUP_LOCATION]), _ids(trips[t.DROPOFF_LOCATION])
+        )
+    else:
+        pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
+    distance = None
+    if t.DISTANCE in features:
+        distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
+    return pair_column, distance
+
+
+def _unknown_pairs(pair_column: np.ndarray, features: tuple[str, ...]) -> int | None:
+    """How many trips have a pair the model never saw: a quality metric of the month."""
+    return int((pair_column < 0).sum()) if f.PU_DO in features else None
+
+
+def _features_of(vocabulary: PairVocabulary) -> tuple[str, ...]:
+    """The features a vocabulary reads: PU_DO when it knows pairs, the distance when it has it."""
+    return tuple(
+        feature
+        for feature, used in (
+            (f.PU_DO, len(vocabulary.pair_keys) > 0),
+            (t.DISTANCE, vocabulary.distance_column is not None),
+        )
+        if used
+    )
+
+
+class CompiledPredictor:
+    """The compiled forest (`ride_duration.forest.compiled`): numpy only, the forest's n_jobs=1 exactly.
+
+    Each trip's pair is encoded by the model's own vocabulary and its distance cast as
+    scikit-learn casts it; the lookup table answers a whole month in milliseconds.
+    """
+
+    path = "compiled forest"
+
+    def __init__(self, compiled: CompiledForest) -> None:
+        self.compiled = compiled
+        self.features = _features_of(compiled.vocabulary)
+
+    def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each trip's pair column (-1: unknown) and its distance."""
+        return _encode(self.compiled.vocabulary, self.features, trips)
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """The forest's predictions, one per trip."""
+        return self.compiled.predict(*self.encode(trips))
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """As `predict`, with the count of unseen pairs; the table needs no cache."""
+        pair_column, distance = self.encode(trips)
+        predictions = self.compiled.predict(pair_column, distance)
+        return BatchPredictions(predictions, _unknown_pairs(pair_column, self.features))
+
+
+class DictVectorizerPredictor:
+    """The fast path for Pipeline(DictVectorizer, ...): sparse features without dicts.
+
+    The vectorizer's vocabulary maps "PU_DO=<pu>_<do>" and "trip_distance" to columns. Each
+    trip's (pickup, dropoff) pair is looked up among the known pairs; unknown pairs get no
+    column, exactly as DictVectorizer ignores unseen keys.
+    """
+
+    path = "scikit-learn (DictVectorizer fast path)"
+
+    def __init__(self, pipeline: Any) -> None:
+        vectorizer = pipeline.steps[0][1]
+        self.rest = _one_job(pipeline[1:])
+        self.dtype = vectorizer.dtype
+        self.sparse = vectorizer.sparse
+        self.vocabulary = PairVocabulary.from_dict_vectorizer(vectorizer)
+        self.features = _features_of(self.vocabulary)
+
+    def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each trip's vocabulary column for its PU_DO pair (-1: unknown) and its distance."""
+        return _encode(self.vocabulary, self.features, trips)
+
+    def matrix(self, pair_column: np.ndarray, distance: np.ndarray | None) -> sp.csr_matrix:
+        """The sparse rows of encoded trips: a 1 in the pair's column, the distance in its own."""
+        return vectorizer_rows(self.vocabulary, self.dtype, pair_column, distance)
+
+    def transform(self, trips: pa.Table) -> sp.csr_matrix:
+        """The same matrix as `DictVectorizer.transform(feature_records(trips))`."""
+        return self.matrix(*self.encode(trips))
+
+    def predict(self, trips: pa.Table) -> np.ndarray:
+        """Predict each distinct feature row of `trips` once."""
+        return self.predict_batch(trips).values
+
+    def predict_batch(
+        self, trips: pa.Table, cache: PredictionCache | None = None
+    ) -> BatchPredictions:
+        """Predict each distinct feature row once; rows `cache` saw earlier come from it."""
+        pair_column, distance = self.encode(trips)
+        if cache is None:
+            values = predict_distinct(pair_column, distance, self._predict_rows)
+        else:
+            values = cache.predictions(pair_column, distance, self._predict_rows)
+        return BatchPredictions(values, _unknown_pairs(pair_column, self.features))
+
+    def _predict_rows(self, pair_column: np.ndarray, distance: np.ndarray | None) -> np.ndarray:
+        """Predict rows in blocks on several threads, each block on one thread (exact)."""
+        n = len(pair_column)
+        workers = os.cpu_count() or 1
+        if n < 2 * MIN_BLOCK_ROWS or workers == 1:
+            return self._predict_block(pair_column, distance)
+        # A few blocks per thread keep the threads busy to the end.
+        size = max(MIN_BLOCK_ROWS, -(-n // (4 * workers)))
+        parts = _threads().map(
+            lambda start: self._predict_block(
+                pair_column[start : start + size],
+                None if distance is None else distance[start : start + size],
+            ),
+            range(0, n, size),
+        )
+        return np.concatenate(list(parts))
+
+    def _predict_block(self, pair_column: np.ndarray, distance: np.ndarray | None) -> np.ndarray:
+        matrix = self.matrix(pair_column, distance)
+        if not self.sparse:  # DictVectorizer(sparse=False) hands its next step a dense array
+            matrix = matrix.toarray()
+        return np.asarray(self.rest.predict(matrix), dtype=np.float64).reshape(-1)
+
+
+# A big batch is predicted in blocks of at least this many rows on `_threads()`, each block with
+# the model's n_jobs=1: every row then sums its trees in estimator order, so predictions are bit for
+# bit those of n_jobs=1 (a forest's n_jobs=-1 adds trees in thread-completion order and changes
+# the last bits from run to run), as fast as n_jobs=-1 (tree prediction releases the GIL), and
+# a small call (one ride) pays no thread dispatch at all (~30 ms per call with n_jobs=-1).
+MIN_BLOCK_ROWS = 8_192
+
+
+@functools.cache
+def _threads() -> ThreadPoolExecutor:
+    """The process's prediction threads, one per core, made at the first big batch."""
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="predict")
+
+
+def _one_job(steps: Any) -> Any:
+    """The pipeline's steps with n_jobs=1 wherever a step has it (copies; the model is shared)."""
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([(name, with_one_job(step)) for name, step in steps.steps])
+
+
+class PredictionCache:
+    """Predicts each distinct feature row (PU_DO column, distance) of a month once.
+
+    A trip's prediction depends only on its feature row, and a model gives the same row the same
+    prediction wherever it appears. Within a batch each distinct row is predicted once; across
+    batches, rows seen before are looked up, for as long as that finds any (real TLC months
+    repeat 20 to 40% of their rows) and up to `limit` rows, so memory stays bounded. A month
+    whose rows do not repeat turns the lookup off after its second batch. One cache serves one
+    month in one thread.
+    """
+
+    def __init__(self, limit: int = 1_000_000, min_hit_share: float = 0.05) -> None:
+        import pandas as pd
+
+        self.limit = limit
+        self.min_hit_share = min_hit_share
+        self.enabled = True
+        self.batches = 0
+        self.distances = pd.Index(np.empty(0, dtype=np.int64))  # float64 bits of distances seen
+        self.keys = pd.Index(np.empty(0, dtype=np.int64))
+        self.values = np.empty(0, dtype=np.float64)
+
+    def predictions(
+        self,
+        pair_column: np.ndarray,
+        distance: np.ndarray | None,
+        predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    ) -> np.ndarray:
+        """Predictions for every row, calling `predict` only for rows not seen before."""
+        if not self.enabled:
+            return predict_distinct(pair_column, distance, predict)
+        return predict_distinct(pair_column, distance, predict, lookup=self._lookup_or_predict)
+
+    def _lookup_or_predict(
+        self,
+        pairs: np.ndarray,
+        bits: np.ndarray,
+        distances: np.ndarray | None,
+        predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
+    ) -> np.ndarray:
+        import pandas as pd
+
+        distance_code = self.distances.get_indexer(bits)
+        unseen = distance_code < 0
+        if unseen.any():
+            self.distances = self.distances.append(pd.Index(pd.unique(bits[unseen])))
+            distance_code[unseen] = self.distances.get_indexer(bits[unseen])
+        keys = ((pairs + 1) << 32) | distance_code
+        position = self.keys.get_indexer(keys)
+        cached = position >= 0
+        values = np.empty(len(keys), dtype=np.float64)
+        values[cached] = self.values[position[cached]]
+        new = ~cached
+        if new.any():
+            values[new] = predict(pairs[new], None if distances is None else distances[new])
+        self.batches += 1
+        if self.batches > 1 and cached.mean() < self.min_hit_share:
+            # Rows do not repeat across batches here: stop paying for the lookup.
+            self.enabled = False
+            self.distances = self.keys = pd.Index(np.empty(0, dtype=np.int64))
+            self.values = np.empty(0, dtype=np.float64)
+            return values
+        room = self.limit - len(self.keys)
+        if new.any() and room > 0:
+            self.keys = self.keys.append(pd.Index(keys[new][:room]))
+            self.values = np.concatenate([self.values, values[new][:room]])
+        return values
+
+
+Rows = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
+def predict_distinct(
+    pair_column: np.ndarray,
+    distance: np.ndarray | None,
+    predict: Rows,
+    lookup: Callable[[np.ndarray, np.ndarray, np.ndarray | None, Rows], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Predictions for every row, calling `predict` once per distinct (pair column, distance).
+
+    `lookup(pairs, distance_bits, distances, predict)`, when given, answers the distinct rows
+    instead (a cache that knows some of them).
+    """
+    n = len(pair_column)
+    if n == 0:
+        return np.empty(0, dtype=np.float64)
+    if n == 1 and lookup is None:
+        return predict(pair_column, distance)
+    import pandas as pd
+
+    bits = np.zeros(n, dtype=np.int64) if distance is None else distance.view(np.int64)
+    # Distinct rows, by an exact int64 key: pair column and a code of the distance's bits.
+    local_code, _ = pd.factorize(bits)
+    codes, distinct = pd.factorize(((pair_column + 1) << 32) | local_code)
+    first = np.empty(len(distinct), dtype=np.int64)
+    first[codes[::-1]] = np.arange(n - 1, -1, -1)  # the first row of each distinct key
+    pairs = pair_column[first]
+    distances = None if distance is None else distance[first]
+    if lookup is None:
+        return predict(pairs, distances)[codes]
+    return lookup(pairs, bits[first], distances, predict)[codes]
+
+
+def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
+    """The fastest predictor that gives the model's own predictions."""
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline) and isinstance(model.steps[0][1], DictVectorizer):
+        return DictVectorizerPredictor(model)
+    return RecordsPredictor(model, available)
+
+
+def output_table(
+    trips: pa.Table, ride_ids: pa.Array, predictions: np.ndarray, model_label: str
+) -> pa.Table:
+    """The rows written for scored trips, in `OUTPUT_SCHEMA`."""
+    actual = trips[f.ACTUAL_DURATION].to_numpy()
+    n = trips.num_rows
+    return pa.Table.from_arrays(
+        [
+            ride_ids,
+            trips[t.PICKUP],
+            _optional(trips, t.PICKUP_LOCATION, n),
+            _optional(trips, t.DROPOFF_LOCATION, n),
+            pa.array(actual),
+            pa.array(predictions),
+            pa.array(actual - predictions),
+            pa.repeat(pa.scalar(model_label), n).cast(pa.string()),
+        ],
+        schema=OUTPUT_SCHEMA,
+    )
+
+
+def _optional(trips: pa.Table, name: str, n: int) -> pa.Array:
+    return trips[name] if name in trips.column_names else pa.nulls(n, pa.int64())
+
+
+def _ids(column: pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(column, f.UNKNOWN_LOCATION).to_numpy().astype(np.int64, copy=False)

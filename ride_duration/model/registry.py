@@ -1,0 +1,147 @@
+"""The MLflow model registry, read without importing MLflow, for the setups it covers.
+
+Importing MLflow costs about 1.5 s and its sqlite store 1 to 2 s more (SQLAlchemy, Alembic),
+while a command needs three facts of a registered model: which version an alias or "latest"
+names, which run logged it, and where its files are. This module reads them from:
+
+- an http(s) tracking server, through MLflow's public REST API;
+- a `sqlite:///` store, from its registry tables, read-only.
+
+Whatever it cannot settle exactly (another store, a name it cannot find, a server that does
+not answer, an unexpected answer) comes back as None, and `ride_duration.model.resolve` asks MLflow
+itself, which answers with MLflow's own errors: this module only ever saves time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ride_duration.core.uris import display_uri
+
+logger = logging.getLogger(__name__)
+
+REST_TIMEOUT_SECONDS = 10
+# Model versions MLflow keeps for itself while deleting them (registry's DELETED_INTERNAL).
+DELETED_STAGE = "Deleted_Internal"
+
+
+@dataclass(frozen=True)
+class Version:
+    """A registered model version: its name and number, its run, and where its files are."""
+
+    name: str
+    version: str
+    run_id: str | None
+    location: str  # the artifact location MLflow's get_model_version_download_uri gives
+
+
+def lookup(tracking_uri: str, name: str, selector: str) -> Version | None:
+    """The version of `name` that `selector` names ("@alias", a number, or "latest").
+
+    None when this module cannot tell exactly: ask MLflow then.
+    """
+    try:
+        if tracking_uri.startswith(("http://", "https://")):
+            return _Rest(tracking_uri.rstrip("/")).lookup(name, selector)
+        if tracking_uri.startswith("sqlite:///"):
+            return _Sqlite(_sqlite_path(tracking_uri)).lookup(name, selector)
+    except (OSError, ValueError, KeyError, sqlite3.Error) as error:
+        logger.debug("registry lookup of %s %s left to MLflow: %s", name, selector, error)
+    return None
+
+
+class _Rest:
+    """MLflow's REST API (api/2.0/mlflow), as MlflowClient calls it."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+
+    def lookup(self, name: str, selector: str) -> Version | None:
+        if selector.startswith("@"):
+            found = self._get("registered-models/alias", name=name, alias=selector[1:])
+        elif selector.isdigit():
+            found = self._get("model-versions/get", name=name, version=selector)
+        else:
+            found = self._latest(name)
+        if found is None:
+            return None
+        version = found["model_version"]
+        download = self._get(
+            "model-versions/get-download-uri", name=name, version=version["version"]
+        )
+        if download is None:
+            return None
+        return Version(
+            version["name"],
+            str(version["version"]),
+            version.get("run_id"),
+            download["artifact_uri"],
+        )
+
+    def _latest(self, name: str) -> dict | None:
+        found = self._get("model-versions/search", filter=f"name='{name}'", max_results="10000")
+        versions = (found or {}).get("model_versions") or []
+        if not versions or (found or {}).get("next_page_token"):
+            return None
+        return {"model_version": max(versions, key=lambda v: int(v["version"]))}
+
+    def _get(self, path: str, **query: str) -> dict | None:
+        url = f"{self.base}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
+        try:
+            with urllib.request.urlopen(url, timeout=REST_TIMEOUT_SECONDS) as response:
+                return json.load(response)
+        except urllib.error.HTTPError as error:
+            logger.debug("MLflow answered %s to %s", error.code, display_uri(url))
+            return None
+
+
+class _Sqlite:
+    """The registry tables of an MLflow sqlite store, opened read-only."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        self.uri = f"file:{path}?mode=ro"
+
+    def lookup(self, name: str, selector: str) -> Version | None:
+        with sqlite3.connect(self.uri, uri=True, timeout=REST_TIMEOUT_SECONDS) as db:
+            if selector.startswith("@"):
+                rows = db.execute(
+                    "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                    (name, selector[1:]),
+                ).fetchall()
+            elif selector.isdigit():
+                rows = [(int(selector),)]
+            else:
+                rows = db.execute(
+                    "SELECT MAX(version) FROM model_versions WHERE name = ? AND current_stage != ?",
+                    (name, DELETED_STAGE),
+                ).fetchall()
+            if len(rows) != 1 or rows[0][0] is None:
+                return None  # unknown, or the same name in several workspaces
+            versions = db.execute(
+                "SELECT name, version, run_id, source, storage_location FROM model_versions "
+                "WHERE name = ? AND version = ? AND current_stage != ?",
+                (name, rows[0][0], DELETED_STAGE),
+            ).fetchall()
+        if len(versions) != 1:
+            return None
+        found_name, version, run_id, source, storage_location = versions[0]
+        # MLflow 3 registers a logged model by its models:/ id; the files are then at its
+        # storage location, which get_model_version_download_uri gives first.
+        location = storage_location or source
+        if not location or location.startswith(("models:/", "runs:/")):
+            return None
+        return Version(found_name, str(version), run_id, location)
+
+
+def _sqlite_path(tracking_uri: str) -> Path:
+    """The file of a sqlite:/// URI: relative after three slashes, absolute after four."""
+    return Path(tracking_uri.removeprefix("sqlite:///"))

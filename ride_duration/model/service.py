@@ -1,0 +1,95 @@
+"""The serving core: a model resolved to one version, loaded once, predicting rides.
+
+Batch scoring, the web service and the stream scorer all stand on this module, so the three
+share the model URI forms, the trust rules, the fast path and the feature rules. It imports
+neither Prefect nor a web framework. A `ServingModel` holds no state that changes between
+calls: one instance serves any number of threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ride_duration.core.errors import TrackingServerUnreachableError
+from ride_duration.core.settings import Settings
+from ride_duration.core.uris import display_uri
+from ride_duration.data import features as f
+from ride_duration.model.predictors import CompiledPredictor, Predictor, make_predictor
+from ride_duration.model.resolve import ModelRef, load_compiled, load_model, resolve_model
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """A model pinned to one version, ready to predict."""
+
+    ref: ModelRef
+    predictor: Predictor
+
+    @property
+    def version(self) -> str:
+        """What answers and outputs record: "NAME/VERSION", else the run id."""
+        return self.ref.label
+
+    def predict_rides(self, rides: Sequence[Mapping[str, object]]) -> np.ndarray:
+        """Predicted minutes for each ride, in order, from one vectorised call.
+
+        A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch
+        rules (`rules.check_rides`): the first that breaks one raises RideError.
+        """
+        return self.predictor.predict(f.rides_table(rides))
+
+
+def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
+    """The predictor of a resolved model (loaded once per process), given the features at hand.
+
+    The model's compiled forest when it has one (numpy alone, exactly scikit-learn's answers),
+    else the model itself through scikit-learn or MLflow.
+    """
+    compiled = load_compiled(model.resolved_uri, model.location)
+    if compiled is not None:
+        return CompiledPredictor(compiled)
+    return make_predictor(load_model(model.resolved_uri, model.location), available)
+
+
+def load(uri: str, trusted_prefixes: tuple[str, ...]) -> ServingModel:
+    """Resolve `uri` (an alias becomes a fixed version), load the model, make its predictor."""
+    model = resolve_model(uri, trusted_prefixes)
+    return ServingModel(model, predictor_for(model))
+
+
+def load_for_serving(settings: Settings) -> ServingModel:
+    """The model the online modes serve: the settings' model, pinned to one version.
+
+    When the tracking server does not answer (MLflow's retries are bounded by MLFLOW_RETRIES
+    and MLFLOW_TIMEOUT_SECONDS, so this takes seconds, not minutes), the model comes from
+    MODEL_LOCATION, an artifact folder or s3:// location that must be trusted by prefix too.
+    """
+    settings.configure_mlflow()
+    try:
+        model = load(settings.default_model_uri, settings.trusted_model_prefixes)
+    except TrackingServerUnreachableError as error:
+        if not settings.model_location:
+            raise TrackingServerUnreachableError(
+                f"{error}, or set MODEL_LOCATION to the model's artifact location"
+            ) from None
+        logger.warning(
+            "%s; loading MODEL_LOCATION %s instead", error, display_uri(settings.model_location)
+        )
+        model = load(settings.model_location, settings.trusted_model_prefixes)
+    # One ride now, so that what the first prediction sets up (arrow's kernels, the forest's
+    # lookups) is ready before gunicorn forks its workers: no first request pays for it.
+    model.predict_rides([{"PULocationID": None, "DOLocationID": None, "trip_distance": 1.0}])
+    logger.info(
+        "serving %s = %s (run %s) with %s",
+        display_uri(model.ref.uri),
+        model.version,
+        model.ref.run_id,
+        model.predictor.path,
+    )
+    return model

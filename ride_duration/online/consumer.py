@@ -1,0 +1,369 @@
+"""Reading a Kinesis stream without Lambda: shard by shard, into the Lambda handler, as Lambda does.
+
+Each shard is read from its checkpoint (the last sequence number done), or from TRIM_HORIZON or
+LATEST the first time. Its records go to the handler as a Lambda Kinesis event. When the
+handler reports failures (or fails), the shard is read again from the first failed record, as
+Lambda's event source mapping retries; after `max_retries` such retries the failed records are
+written to the dead-letter file (as an on-failure destination would keep them) and the shard
+moves on. The checkpoint is written after every batch (atomically, and synced), so a consumer
+stopped at any moment continues where it stopped: a record is scored or kept aside, never lost
+(at least once). One consumer at a time holds a checkpoint. The stream's shards are listed
+again as shards close, so that after a resharding every child is read, each once its parents
+are read to their end.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ride_duration.core.errors import ScoringError
+
+logger = logging.getLogger(__name__)
+
+Handler = Callable[[dict], dict]
+
+# What GetRecords answers when the shard is read too fast, or the service is busy: wait, retry.
+THROTTLED = {
+    "ProvisionedThroughputExceededException",
+    "LimitExceededException",
+    "KMSThrottlingException",
+}
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class CheckpointBusyError(ScoringError):
+    """Another consumer is reading with the same checkpoint."""
+
+
+def _synced_write(path: Path, text: str) -> None:
+    """Replace `path` with `text`: written beside it, synced, renamed into place, and the folder
+    synced, so that a crash leaves the old content or the new, whole."""
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with staging.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    staging.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+class Checkpoint:
+    """Per shard, the last sequence number done, and which shards are read to their end.
+
+    A small JSON file, held by one consumer at a time (`CheckpointBusyError` for a second), and
+    rewritten atomically. A file that does not read as a checkpoint is kept aside, said so in
+    one line, and every shard starts again from the consumer's start position (at least once).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.done: dict[str, str] = {}
+        self.finished: set[str] = set()
+        self._lock = None
+
+    def __enter__(self) -> Checkpoint:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = self.path.with_name(self.path.name + ".lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise CheckpointBusyError(
+                f"another consumer (pid {holder}) reads with the checkpoint {self.path}: stop "
+                "it, or give this one a STREAM_CHECKPOINT of its own"
+            ) from None
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        self._lock = lock
+        self._load()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            content = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(content, dict) and "shards" not in content:
+                content = {"shards": content, "finished": []}  # an earlier consumer's file
+            shards, finished = content["shards"], content["finished"]
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in shards.items()):
+                raise ValueError("a shard's sequence number is not text")
+            if not all(isinstance(shard, str) for shard in finished):
+                raise ValueError("a finished shard is not named by text")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+            kept = self.path.with_name(f"{self.path.name}.unreadable-{int(time.time())}")
+            self.path.replace(kept)
+            logger.warning(
+                "the checkpoint %s does not read (%s): kept as %s; every shard starts again "
+                "from the start position",
+                self.path,
+                type(error).__name__,
+                kept.name,
+            )
+            return
+        self.done, self.finished = dict(shards), set(finished)
+
+    def advance(self, shard_id: str, sequence_number: str) -> None:
+        """Record that `shard_id` is done up to `sequence_number`."""
+        self.done[shard_id] = sequence_number
+        self._save()
+
+    def finish(self, shard_id: str) -> None:
+        """Record that `shard_id` is closed and read to its end."""
+        self.finished.add(shard_id)
+        self._save()
+
+    def _save(self) -> None:
+        content = {"shards": self.done, "finished": sorted(self.finished)}
+        _synced_write(self.path, json.dumps(content, indent=2, sort_keys=True))
+
+
+@dataclass
+class Shard:
+    """Where the consumer is in one shard."""
+
+    shard_id: str
+    iterator: str | None
+    attempts: int = 0  # deliveries of the current first record that were reported failed
+    backoff: float = 0.0  # seconds to wait before the next read, after a throttled one
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """Reads `stream` with `client` (boto3 Kinesis) into `handler`, until `stop` is set."""
+
+    client: Any
+    stream: str
+    handler: Handler
+    checkpoint: Checkpoint
+    dead_letter: Path
+    start: str = "TRIM_HORIZON"
+    batch_size: int = 100
+    max_retries: int = 2
+    idle_seconds: float = 1.0
+    stop: threading.Event = field(default_factory=threading.Event)
+    clock: Callable[[], float] = time.monotonic
+
+    def run(self, until_idle: bool = False) -> None:
+        """Consume until stopped (or, with `until_idle`, until every shard is caught up)."""
+        arn = self.client.describe_stream(StreamName=self.stream)["StreamDescription"]["StreamARN"]
+        shards: dict[str, Shard] = {}
+        self._follow_shards(shards)
+        while not self.stop.is_set():
+            busy = False
+            for shard in list(shards.values()):
+                if self.stop.is_set():
+                    break
+                busy |= self._step(shard, arn)
+            if busy:
+                continue
+            # Idle: shards may have closed, or been added by a resharding.
+            if self._follow_shards(shards):
+                continue
+            if until_idle and not any(s.backoff for s in shards.values()):
+                return
+            self.stop.wait(self.idle_seconds)
+
+    def _follow_shards(self, shards: dict[str, Shard]) -> bool:
+        """List the stream's shards again: finish those read to their end (Kinesis says their
+        last sequence number once they are closed), add those now ready. A shard is read only
+        once its parents are finished (or gone from the stream), as Lambda reads a resharded
+        stream. Whether anything changed."""
+        changed = False
+        listed = self._shard_list()
+        for description in listed:
+            shard = shards.get(description["ShardId"])
+            ending = description.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
+            done = self.checkpoint.done.get(description["ShardId"])
+            if shard and ending and done and int(done) >= int(ending):
+                shard.iterator = None  # closed, and read to its last record
+        for shard_id in [s for s, shard in shards.items() if shard.iterator is None]:
+            self.checkpoint.finish(shard_id)
+            del shards[shard_id]
+            changed = True
+        present = {s["ShardId"] for s in listed}
+        for description in listed:
+            shard_id = description["ShardId"]
+            if shard_id in shards or shard_id in self.checkpoint.finished:
+                continue
+            parents = {description.get("ParentShardId"), description.get("AdjacentParentShardId")}
+            waiting = {p for p in parents if p and p in present} - self.checkpoint.finished
+            if waiting:
+                continue
+            # A child of a shard this consumer read is read from its start, whatever `start`.
+            child = any(p in self.checkpoint.finished for p in parents if p)
+            shards[shard_id] = Shard(shard_id, self._iterator(shard_id, from_start=child))
+            changed = True
+        return changed
+
+    def _shard_list(self) -> list[dict]:
+        shards, token = [], None
+        while True:
+            page = (
+                self.client.list_shards(NextToken=token)
+                if token
+                else self.client.list_shards(StreamName=self.stream)
+            )
+            shards += page["Shards"]
+            token = page.get("NextToken")
+            if not token:
+                return shards
+
+    def _iterator(self, shard_id: str, at: str | None = None, from_start: bool = False) -> str:
+        """A shard's iterator: at a record to retry, after the checkpoint, or from `start`."""
+        options: dict[str, str] = {
+            "ShardIteratorType": "TRIM_HORIZON" if from_start else self.start
+        }
+        if at is not None:
+            options = {"ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": at}
+        elif shard_id in self.checkpoint.done:
+            options = {
+                "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                "StartingSequenceNumber": self.checkpoint.done[shard_id],
+            }
+        return self.client.get_shard_iterator(StreamName=self.stream, ShardId=shard_id, **options)[
+            "ShardIterator"
+        ]
+
+    def _read(self, shard: Shard) -> list[dict] | None:
+        """One GetRecords of the shard; None when throttled or expired (to be tried again)."""
+        if self.clock() < shard.not_before:
+            return None
+        try:
+            answer = self.client.get_records(ShardIterator=shard.iterator, Limit=self.batch_size)
+        except Exception as error:
+            code = (getattr(error, "response", None) or {}).get("Error", {}).get("Code")
+            if code == "ExpiredIteratorException":  # idle too long: again after the checkpoint
+                shard.iterator = self._iterator(shard.shard_id)
+                return None
+            if code in THROTTLED or _connection_failed(error):
+                shard.backoff = min(max(2 * shard.backoff, 0.2), MAX_BACKOFF_SECONDS)
+                shard.not_before = self.clock() + shard.backoff
+                logger.warning(
+                    "reading %s failed (%s): trying again in %.1f s",
+                    shard.shard_id,
+                    code or type(error).__name__,
+                    shard.backoff,
+                )
+                return None
+            raise
+        shard.backoff = 0.0
+        shard.iterator = answer.get("NextShardIterator")
+        return answer["Records"]
+
+    def _step(self, shard: Shard, arn: str) -> bool:
+        """One batch of one shard through the handler; whether there was anything to do."""
+        if shard.iterator is None:
+            return False  # a closed shard, read to its end
+        records = self._read(shard)
+        if not records:
+            return False
+        event = {"Records": [lambda_record(r, shard.shard_id, arn) for r in records]}
+        sequences = [r["SequenceNumber"] for r in records]
+        failed = self._failed(event, sequences)
+        if not failed:
+            shard.attempts = 0
+            self.checkpoint.advance(shard.shard_id, sequences[-1])
+            return True
+        first = next(i for i, s in enumerate(sequences) if s in failed)
+        if first:  # the records before the first failure are done
+            self.checkpoint.advance(shard.shard_id, sequences[first - 1])
+            shard.attempts = 0
+        shard.attempts += 1
+        if shard.attempts <= self.max_retries:
+            shard.iterator = self._iterator(shard.shard_id, at=sequences[first])
+            return True
+        # Retries spent: keep the failed records aside, as Lambda's on-failure destination.
+        kept = [r for r in records[first:] if r["SequenceNumber"] in failed]
+        self._keep_aside(shard.shard_id, kept)
+        shard.attempts = 0
+        self.checkpoint.advance(shard.shard_id, sequences[-1])
+        return True
+
+    def _failed(self, event: dict, sequences: list[str]) -> set[str]:
+        """The sequence numbers the handler reports failed; all of them when it fails itself
+        (as Lambda retries a batch whose function raised)."""
+        try:
+            answer = self.handler(event)
+            return {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        except Exception:
+            logger.exception("the handler failed on a batch of %d records", len(sequences))
+            return set(sequences)
+
+    def _keep_aside(self, shard_id: str, records: list[dict]) -> None:
+        with self.dead_letter.open("a", encoding="utf-8") as out:
+            for record in records:
+                out.write(
+                    json.dumps(
+                        {
+                            "shard_id": shard_id,
+                            "sequence_number": record["SequenceNumber"],
+                            "partition_key": record["PartitionKey"],
+                            "data": base64.b64encode(record["Data"]).decode(),
+                            "reason": f"reported failed {self.max_retries + 1} times",
+                        }
+                    )
+                    + "\n"
+                )
+            out.flush()
+            with contextlib.suppress(OSError):  # kept for sure before the checkpoint moves on
+                os.fsync(out.fileno())
+        logger.warning("%d records of %s kept in %s", len(records), shard_id, self.dead_letter)
+
+
+def _connection_failed(error: Exception) -> bool:
+    """Whether a call failed for want of a connection (worth waiting for), not a bug."""
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    try:
+        from botocore.exceptions import ConnectionError as BotocoreConnectionError
+        from botocore.exceptions import HTTPClientError
+    except ImportError:
+        return False
+    return isinstance(error, (BotocoreConnectionError, HTTPClientError))
+
+
+def lambda_record(record: dict, shard_id: str, arn: str) -> dict:
+    """A record from GetRecords as Lambda hands it to a function in a Kinesis event."""
+    arrival = record.get("ApproximateArrivalTimestamp")
+    return {
+        "kinesis": {
+            "kinesisSchemaVersion": "1.0",
+            "partitionKey": record["PartitionKey"],
+            "sequenceNumber": record["SequenceNumber"],
+            "data": base64.b64encode(record["Data"]).decode(),
+            "approximateArrivalTimestamp": (
+                arrival.timestamp() if isinstance(arrival, datetime) else arrival
+            ),
+        },
+        "eventSource": "aws:kinesis",
+        "eventVersion": "1.0",
+        "eventID": f"{shard_id}:{record['SequenceNumber']}",
+        "eventName": "aws:kinesis:record",
+        "eventSourceARN": arn,
+    }

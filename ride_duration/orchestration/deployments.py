@@ -1,0 +1,116 @@
+"""Talking to the Prefect API for backfills: past run states, and months run on workers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterName,
+)
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.deployments.flow_runs import arun_deployment
+from prefect.states import Crashed
+
+from ride_duration.batch.planning import MonthOutcome, PlannedMonth, completed_outcome
+from ride_duration.core import uris
+from ride_duration.core.errors import first_line
+
+logger = logging.getLogger(__name__)
+
+SCORE_FLOW = "ride-duration-prediction"
+
+
+async def last_run_states(run_names: list[str]) -> dict[str, str | None]:
+    """The state type (e.g. "FAILED") of the latest score run with each name."""
+    states: dict[str, str | None] = dict.fromkeys(run_names)
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[SCORE_FLOW])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=run_names)),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+        )
+    for run in runs:  # newest first: keep the first state seen per name
+        if states.get(run.name) is None and run.state is not None:
+            states[run.name] = run.state.type.value
+    return states
+
+
+async def run_on_deployment(
+    *,
+    deployment: str,
+    planned: list[PlannedMonth],
+    parameters: Callable[[PlannedMonth], dict],
+    idempotency_key: Callable[[PlannedMonth], str],
+    max_concurrency: int,
+    month_timeout_seconds: float,
+    on_done: Callable[[MonthOutcome], None],
+    poll_seconds: float = 2.0,
+) -> list[MonthOutcome]:
+    """One flow run of `deployment` per month, at most `max_concurrency` in flight.
+
+    Each run is linked to the calling flow as a subflow. A month whose run does not reach a
+    final state within `month_timeout_seconds` (a worker died with it) is reported failed.
+    `on_done` is called (in a thread) with each month's outcome as soon as it is known.
+    """
+    slots = asyncio.Semaphore(max_concurrency)
+
+    async def one(month: PlannedMonth) -> MonthOutcome:
+        outcome = await watch(month)
+        await asyncio.to_thread(on_done, outcome)
+        return outcome
+
+    async def watch(month: PlannedMonth) -> MonthOutcome:
+        async with slots, get_client() as client:
+            started = time.monotonic()
+            run = await arun_deployment(
+                name=deployment,
+                parameters=parameters(month),
+                timeout=0,
+                idempotency_key=idempotency_key(month),
+                as_subflow=True,
+                client=client,
+            )
+            logger.info(
+                "%s %s: flow run %s on %s", month.taxi_type, month.month, run.name, deployment
+            )
+            while not (run.state and run.state.is_final()):
+                if time.monotonic() - started > month_timeout_seconds:
+                    message = (
+                        f"flow run {run.name} did not finish within {month_timeout_seconds:.0f} s"
+                        f" (state {run.state.type.value if run.state else 'unknown'}); "
+                        "its worker is presumed dead"
+                    )
+                    # Mark it so the UI stops showing it as running and its slot is freed.
+                    await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+                    return _outcome(month, "failed", time.monotonic() - started, message)
+                await asyncio.sleep(poll_seconds)
+                run = await client.read_flow_run(run.id)
+            seconds = run.total_run_time.total_seconds() if run.total_run_time else None
+            if run.state.is_completed():
+                return await asyncio.to_thread(completed_outcome, month, seconds)
+            return _outcome(
+                month,
+                run.state.type.value.lower(),
+                seconds,
+                run.state.message or f"flow run {run.name} ended {run.state.name}",
+            )
+
+    return list(await asyncio.gather(*(one(month) for month in planned)))
+
+
+def _outcome(month: PlannedMonth, state: str, seconds: float | None, error: str) -> MonthOutcome:
+    return MonthOutcome(
+        month=str(month.month),
+        taxi_type=month.taxi_type,
+        state=state,
+        seconds=round(seconds, 1) if seconds is not None else None,
+        output=uris.display_uri(month.output_uri),
+        error=first_line(error) if error.strip() else "",
+    )
