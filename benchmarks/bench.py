@@ -3,7 +3,8 @@
     python benchmarks/bench.py [--rows 3000000] [--results benchmarks/RESULTS.md]
 
 Each measurement runs in its own process, so its peak RSS is its own:
-  (a) product: ride_duration.batch.month.score_month, read to committed parquet (the score task's body),
+  (a) product: ride_duration.batch.month.score_month, read to committed parquet (the score
+               task's body),
                with the model's compiled forest as the score task loads it;
   (b) naive:   the course's script: whole month in pandas, to_dict(orient="records"),
                pipeline.predict on the dicts, uuid.uuid4() in a Python loop, to_parquet;
@@ -144,7 +145,7 @@ def train_model() -> Path:
         raw = raw.select(list(columns.values())).rename_columns(list(columns))
         trips = features.prepare_trips(raw, Month(2021, 1)).table
     from ride_duration.compile import compile_checked
-    from ride_duration.forest import compiled as forest
+    from ride_duration.forest import npz
 
     records = features.feature_records(trips)
     pipeline = training.make_pipeline("random-forest")
@@ -152,7 +153,7 @@ def train_model() -> Path:
     if path.exists():
         shutil.rmtree(path)
     mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
-    forest.save(compile_checked(pipeline, records).forest, path / forest.FILE_NAME)
+    npz.save(compile_checked(pipeline, records).forest, path / npz.FILE_NAME)
     return path
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ride_duration.core.errors import ScoringError
-from ride_duration.forest import compiled as forest
+from ride_duration.forest import compiled, compiler, errors, npz, verify
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ class CompileError(ScoringError):
 class Compiled:
     """A verified compiled form and what the check covered."""
 
-    forest: forest.CompiledForest
-    verification: forest.Verification
+    forest: compiled.CompiledForest
+    verification: verify.Verification
 
     def describe(self) -> str:
         """One line on what was checked."""
@@ -48,12 +48,12 @@ def compile_checked(pipeline: Any, training_rows: Sequence[Mapping[str, Any]]) -
     Raises CompileError when the compiled form differs from scikit-learn, saying where.
     """
     try:
-        compiled = forest.compile_pipeline(pipeline)
-        verification = forest.verify(compiled, pipeline, training_rows)
-    except forest.NotCompilableError as reason:
+        compiled = compiler.compile_pipeline(pipeline)
+        verification = verify.verify(compiled, pipeline, training_rows)
+    except errors.NotCompilableError as reason:
         logger.info("not compiled: %s", reason)
         return None
-    except forest.CompiledMismatchError as mismatch:
+    except errors.CompiledMismatchError as mismatch:
         raise CompileError(f"the compiled forest was refused: {mismatch}") from None
     return Compiled(compiled, verification)
 
@@ -63,7 +63,7 @@ def log_to_model(model_id: str, compiled: Compiled) -> None:
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="ride-duration-compile-") as folder:
-        path = forest.save(compiled.forest, Path(folder) / forest.FILE_NAME)
+        path = npz.save(compiled.forest, Path(folder) / npz.FILE_NAME)
         mlflow.MlflowClient().log_model_artifact(model_id, str(path))
 
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         if compiled is None:
             raise CompileError(f"{label} is not a DictVectorizer + random forest pipeline")
         log_to_model(model_id, compiled)
-        print(f"compiled {label}: {compiled.describe()}; logged as {forest.FILE_NAME}")
+        print(f"compiled {label}: {compiled.describe()}; logged as {npz.FILE_NAME}")
 
     return cli.run(run, debug=args.debug)
 

@@ -1,4 +1,4 @@
-"""The compiled forest (`ride_duration.forest.compiled`): bit for bit scikit-learn's n_jobs=1 predictions."""
+"""The compiled forest (`ride_duration.forest`): bit for bit scikit-learn's n_jobs=1 predictions."""
 
 from __future__ import annotations
 
@@ -22,7 +22,17 @@ from sklearn.tree import DecisionTreeRegressor
 from ride_duration.compile import compile_checked
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
-from ride_duration.forest import compiled as forest
+from ride_duration.forest import compiler, errors, verify
+from ride_duration.forest import npz as forest_file
+from ride_duration.forest.compiled import _WALK_BLOCK, CompiledForest
+from ride_duration.forest.vocabulary import (
+    DISTANCE,
+    PU_DO,
+    UNKNOWN_LOCATION,
+    PairVocabulary,
+    encode_records,
+    pair_key,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 BOTH = (f.PU_DO, t.DISTANCE)
@@ -123,10 +133,10 @@ def references(pipelines):
 
 @pytest.fixture(scope="module")
 def compiled(pipelines):
-    return {name: forest.compile_pipeline(pipeline) for name, pipeline in pipelines.items()}
+    return {name: compiler.compile_pipeline(pipeline) for name, pipeline in pipelines.items()}
 
 
-def predict_both(model: forest.CompiledForest, pickup, dropoff, distance, method):
+def predict_both(model: CompiledForest, pickup, dropoff, distance, method):
     pairs = model.vocabulary.encode(pickup, dropoff)
     return model.predict(pairs, distance, method=method)
 
@@ -144,8 +154,8 @@ def assert_same_bits(got: np.ndarray, expected: np.ndarray) -> None:
 
 
 def test_names_agree_with_the_features_module():
-    assert (forest.PU_DO, forest.DISTANCE) == (f.PU_DO, t.DISTANCE)
-    assert forest.UNKNOWN_LOCATION == f.UNKNOWN_LOCATION
+    assert (PU_DO, DISTANCE) == (f.PU_DO, t.DISTANCE)
+    assert UNKNOWN_LOCATION == f.UNKNOWN_LOCATION
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -170,7 +180,7 @@ def test_the_score_rides_hold_the_awkward_cases(compiled, score_rides):
     assert np.any(np.isin(x32, cuts))  # ties: a distance's float32 on a threshold
     # float32 rounding moves some distances across a threshold
     assert np.any(np.searchsorted(cuts, x32) != np.searchsorted(cuts, distance))
-    assert len(pairs) * len(model.roots) > forest._WALK_BLOCK  # the tree-by-tree walk
+    assert len(pairs) * len(model.roots) > _WALK_BLOCK  # the tree-by-tree walk
 
 
 @pytest.mark.parametrize(
@@ -275,7 +285,7 @@ def test_the_table_is_the_walk(compiled, score_rides):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_verify_passes_on_every_model(name, compiled, pipelines, train_rides):
     rows = records(*train_rides, MODELS[name][1])
-    report = forest.verify(compiled[name], pipelines[name], rows)
+    report = verify.verify(compiled[name], pipelines[name], rows)
     assert report.given_rows == len(rows)
     assert report.grid_rows >= report.pair_classes
     assert pipelines[name][-1].get_params().get("n_jobs") in (-1, None), "the caller's model"
@@ -289,7 +299,7 @@ def test_compile_checked_gives_the_verified_forest(pipelines, train_rides):
 
 def test_the_probe_grid_covers_both_sides_of_every_threshold(compiled):
     model = compiled["forest"]
-    grid = forest.probe_grid(model)
+    grid = verify.probe_grid(model)
     below = float32_below(model.distance_cuts)
     sides = np.concatenate([below, float32_step(below, np.inf), [0.0, -1.0, FLOAT32_MAX]])
     for pair in [-1, *model.split_pair_columns.tolist()]:
@@ -299,7 +309,7 @@ def test_the_probe_grid_covers_both_sides_of_every_threshold(compiled):
 
 def test_a_capped_probe_grid_keeps_every_threshold_for_the_first_pairs(compiled):
     model = compiled["forest"]
-    grid = forest.probe_grid(model, max_rows=20_000, max_walk_rows=8_000)
+    grid = verify.probe_grid(model, max_rows=20_000, max_walk_rows=8_000)
     below = float32_below(model.distance_cuts)
     counts = {pair: np.sum(grid.pairs == pair) for pair in np.unique(grid.pairs).tolist()}
     full = [pair for pair, count in counts.items() if count >= 3 * len(below)]
@@ -356,8 +366,8 @@ def test_verify_refuses_a_tampered_compiled_forest(
     pipeline = pipelines["forest"]
     model = tampered(tamper, compiled["forest"], pipeline, train_rides)
     rows = records(*train_rides) if with_rows else []
-    with pytest.raises(forest.CompiledMismatchError, match=message) as error:
-        forest.verify(model, pipeline, rows)
+    with pytest.raises(errors.CompiledMismatchError, match=message) as error:
+        verify.verify(model, pipeline, rows)
     if tamper != "vocabulary":
         assert re.search(
             r"the first: (PU_DO=-?\d+_-?\d+ \(column \d+\)|an unseen pair), "
@@ -368,7 +378,7 @@ def test_verify_refuses_a_tampered_compiled_forest(
 
 def test_verify_a_forest_without_its_table(compiled, pipelines, train_rides):
     model = replace(compiled["forest"], table=None)
-    report = forest.verify(model, pipelines["forest"], records(*train_rides))
+    report = verify.verify(model, pipelines["forest"], records(*train_rides))
     assert report.walk_grid_rows == report.grid_rows > 100_000
     assert report.thresholds == len(model.distance_cuts)
 
@@ -472,8 +482,8 @@ def test_what_is_not_a_compilable_forest_is_refused(case, train_rides):
     make, reason = NOT_COMPILABLE[case]
     pickup, dropoff, distance = (column[:500] for column in train_rides)
     model = make(records(pickup, dropoff, distance), durations(pickup, dropoff, distance, 0))
-    with pytest.raises(forest.NotCompilableError, match=reason):
-        forest.compile_pipeline(model)
+    with pytest.raises(errors.NotCompilableError, match=reason):
+        compiler.compile_pipeline(model)
 
 
 KNOWN = (3, 4)  # a pair of the training rides
@@ -501,7 +511,7 @@ def test_ids_outside_the_key_range_are_unseen(pickup, dropoff, dtype, compiled):
 
 
 def test_naive_keys_would_alias():
-    keys = forest.pair_key(np.array([2, 2]), np.array([4, 4 + 2**32]))
+    keys = pair_key(np.array([2, 2]), np.array([4, 4 + 2**32]))
     assert keys[0] == keys[1]  # why encode checks ids before it computes keys
 
 
@@ -524,7 +534,7 @@ def test_naive_keys_would_alias():
 def test_the_vocabulary_holds_only_keys_the_features_produce(key, is_pair):
     rows = [{f.PU_DO: key}, {f.PU_DO: "7_8", t.DISTANCE: 1.0}, {"other": 2.0}]
     vectorizer = DictVectorizer().fit(rows)
-    vocabulary = forest.PairVocabulary.from_dict_vectorizer(vectorizer)
+    vocabulary = PairVocabulary.from_dict_vectorizer(vectorizer)
     assert len(vocabulary.pair_keys) == 1 + is_pair
     assert vocabulary.distance_column == vectorizer.vocabulary_[t.DISTANCE]
     assert vocabulary.describe(vectorizer.vocabulary_["PU_DO=7_8"]).startswith("PU_DO=7_8 ")
@@ -532,7 +542,7 @@ def test_the_vocabulary_holds_only_keys_the_features_produce(key, is_pair):
 
 def test_intervals_without_a_float32_get_a_harmless_point():
     cuts = np.array([0.5, 1.0, 1.0 + 2**-30, 1.0 + 2**-29, 2.0])  # 2 cuts inside one gap
-    points = forest._interval_points(cuts)
+    points = compiler.interval_points(cuts)
     assert np.all(points == points.astype(np.float32))
     # intervals 2 and 3 hold no float32 (the next one after 1.0 is 1 + 2**-23): no ride is
     # ever there, and their points fall in interval 4
@@ -576,12 +586,12 @@ def test_predict_refuses_an_unknown_method_and_a_missing_table(compiled):
 )
 def test_encode_records_refuses_what_the_features_never_make(row, match, compiled):
     with pytest.raises(ValueError, match=match):
-        forest.encode_records(compiled["forest"].vocabulary, [row])
+        encode_records(compiled["forest"].vocabulary, [row])
 
 
 def test_encode_records_reads_rows_as_the_vectorizer_does(compiled):
     rows = [{f.PU_DO: "3_4", t.DISTANCE: 2}, {t.DISTANCE: 1.5}, {f.PU_DO: "3_4"}, {}]
-    pairs, distance = forest.encode_records(compiled["forest"].vocabulary, rows)
+    pairs, distance = encode_records(compiled["forest"].vocabulary, rows)
     known = compiled["forest"].vocabulary.encode(np.array([3]), np.array([4]))[0]
     assert pairs.tolist() == [known, -1, known, -1]
     assert distance.tolist() == [2.0, 1.5, 0.0, 0.0]
@@ -590,12 +600,12 @@ def test_encode_records_reads_rows_as_the_vectorizer_does(compiled):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_save_and_load_round_trip(name, compiled, score_rides, tmp_path):
     model = compiled[name]
-    path = forest.save(model, tmp_path)
-    assert path == tmp_path / forest.FILE_NAME
+    path = forest_file.save(model, tmp_path)
+    assert path == tmp_path / forest_file.FILE_NAME
     with np.load(path, allow_pickle=False) as npz:
         assert all(npz[key].dtype != object for key in npz.files)
         assert npz["feature"].dtype == npz["pair_columns"].dtype == np.int32
-    loaded = forest.load(path)
+    loaded = forest_file.load(path)
     for field in ("feature", "threshold", "left", "right", "value", "roots"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(model, field))
         assert getattr(loaded, field).dtype == getattr(model, field).dtype
@@ -609,7 +619,7 @@ def test_save_and_load_round_trip(name, compiled, score_rides, tmp_path):
 
 def test_a_forest_without_its_table_round_trips(compiled, tmp_path):
     model = replace(compiled["forest"], table=None)
-    loaded = forest.load(forest.save(model, tmp_path / "walk-only.npz"))
+    loaded = forest_file.load(forest_file.save(model, tmp_path / "walk-only.npz"))
     assert loaded.table is None
     assert loaded.n_estimators == model.n_estimators == 12
 
@@ -681,21 +691,31 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_a_corrupt_or_foreign_file_is_refused(corruption, compiled, tmp_path):
-    path = forest.save(compiled["forest"], tmp_path / "forest.npz")
+    path = forest_file.save(compiled["forest"], tmp_path / "forest.npz")
     corrupt, match = CORRUPTIONS[corruption]
     corrupt(path)
     with pytest.raises(ValueError, match=match) as error:
-        forest.load(path)
+        forest_file.load(path)
     assert str(path) in str(error.value)
 
 
 def test_loading_and_predicting_import_no_sklearn(compiled, tmp_path):
-    path = forest.save(compiled["forest"], tmp_path)
+    path = forest_file.save(compiled["forest"], tmp_path)
     code = f"""
 import sys
 import numpy as np
-from ride_duration.forest import compiled as forest
-model = forest.load({str(path)!r})
+from ride_duration.forest import compiler, errors, verify
+from ride_duration.forest import npz as forest_file
+from ride_duration.forest.compiled import _WALK_BLOCK, CompiledForest
+from ride_duration.forest.vocabulary import (
+    DISTANCE,
+    PU_DO,
+    UNKNOWN_LOCATION,
+    PairVocabulary,
+    encode_records,
+    pair_key,
+)
+model = forest_file.load({str(path)!r})
 pairs = model.vocabulary.encode(np.array([3, 20]), np.array([4, 20]))
 print(model.predict(pairs, np.array([2.5, 0.0])).tobytes().hex())
 print(model.predict(pairs, np.array([2.5, 0.0]), method="walk").tobytes().hex())

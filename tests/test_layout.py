@@ -1,4 +1,4 @@
-"""Where a month's output goes (`ride_duration.batch.layout`): its files, its lock, its run's name."""
+"""Where a month's output goes (`ride_duration.batch.layout`): its files, lock and run name."""
 
 from __future__ import annotations
 

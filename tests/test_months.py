@@ -1,4 +1,4 @@
-"""Data months: parsing, shifting, ranges and the month a run scores: `ride_duration.core.months`."""
+"""Data months: parsing, shifting, ranges and the month a run scores (`core.months`)."""
 
 from __future__ import annotations
 

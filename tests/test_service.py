@@ -1,4 +1,4 @@
-"""The serving core shared by batch, the web service and the stream: `ride_duration.model.service`."""
+"""The serving core shared by batch, the web service and the stream (`model.service`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The stream handler on Kinesis-shaped events, with a small real model: `ride_duration.online.stream`.
+"""The stream handler on Kinesis-shaped events, with a small real model (`online.stream`).
 
 The Kinesis client here is a recording fake that can refuse entries the way PutRecords does
 (per-entry ErrorCode); tests/integration/test_stream.py runs the same against a Kinesis server.

@@ -1,8 +1,8 @@
 """The manifest of a scored month: what was read, dropped, scored and written, by which model.
 
 Each output file `{run id}.parquet` gets `_manifest-{run id}.json` beside it, written last
-(`ride_duration.batch.layout`): a month counts as done for a model only when that manifest exists and
-matches its file. Its fields are built here, next to the code that reads them.
+(`ride_duration.batch.layout`): a month counts as done for a model only when that manifest
+exists and matches its file. Its fields are built here, next to the code that reads them.
 """
 
 from __future__ import annotations

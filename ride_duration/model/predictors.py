@@ -25,12 +25,9 @@ import pyarrow.compute as pc
 
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
-from ride_duration.forest.compiled import (
-    CompiledForest,
-    PairVocabulary,
-    vectorizer_rows,
-    with_one_job,
-)
+from ride_duration.forest.compiled import CompiledForest
+from ride_duration.forest.reference import vectorizer_rows, with_one_job
+from ride_duration.forest.vocabulary import PairVocabulary
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -133,7 +130,7 @@ def _features_of(vocabulary: PairVocabulary) -> tuple[str, ...]:
 
 
 class CompiledPredictor:
-    """The compiled forest (`ride_duration.forest.compiled`): numpy only, the forest's n_jobs=1 exactly.
+    """The compiled forest (`ride_duration.forest`): numpy only, the forest's n_jobs=1 exactly.
 
     Each trip's pair is encoded by the model's own vocabulary and its distance cast as
     scikit-learn casts it; the lookup table answers a whole month in milliseconds.

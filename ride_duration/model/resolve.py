@@ -200,17 +200,17 @@ def load_compiled(resolved_uri: str, location: str | None = None) -> CompiledFor
     Plain arrays, read with numpy and no pickle: loading it runs no code and needs neither
     scikit-learn nor MLflow. A file that does not load is reported and the pickle is used.
     """
-    from ride_duration.forest import compiled as forest
+    from ride_duration.forest import npz
 
     try:
-        folder = _download(location or resolved_uri, only=("MLmodel", forest.FILE_NAME))
+        folder = _download(location or resolved_uri, only=("MLmodel", npz.FILE_NAME))
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
         raise _as_scoring_error(error, resolved_uri) from None
-    path = os.path.join(folder, forest.FILE_NAME)
+    path = os.path.join(folder, npz.FILE_NAME)
     if not os.path.isfile(path):
         return None
     try:
-        return forest.load(path)
+        return npz.load(path)
     except ValueError as error:
         logger.warning(
             "%s of %s does not load (%s): scoring with scikit-learn",

@@ -202,7 +202,7 @@ def _locked(home: Path) -> Iterator[None]:
 
 
 def main() -> int:
-    """`python -m ride_duration.orchestration.server`: make sure a Prefect API answers; print its URL."""
+    """`python -m ride_duration.orchestration.server`: make sure a Prefect API answers, print it."""
     from ride_duration.core import cli
     from ride_duration.core.settings import Settings
 

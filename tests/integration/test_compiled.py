@@ -22,7 +22,7 @@ import pytest
 
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
-from ride_duration.forest import compiled as forest
+from ride_duration.forest import npz
 from ride_duration.model import training
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
@@ -53,8 +53,8 @@ def test_train_logs_the_compiled_forest_beside_the_pickle(services, trained, tmp
         f"models:/ride-duration/{trained.version}", dst_path=str(tmp_path)
     )
     names = {p.name for p in Path(folder).iterdir()}
-    assert {"MLmodel", "model.pkl", forest.FILE_NAME} <= names
-    compiled = forest.load(Path(folder) / forest.FILE_NAME)
+    assert {"MLmodel", "model.pkl", npz.FILE_NAME} <= names
+    compiled = npz.load(Path(folder) / npz.FILE_NAME)
     assert compiled.table is not None
 
 

@@ -1,5 +1,5 @@
-"""`ride_duration.model.registry` answers what MlflowClient answers, or nothing: against a real sqlite
-store made by MLflow and the session's real tracking server."""
+"""`ride_duration.model.registry` answers what MlflowClient answers, or nothing: against a real
+sqlite store made by MLflow and the session's real tracking server."""
 
 from __future__ import annotations
 
