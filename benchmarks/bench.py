@@ -249,11 +249,12 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
     """Read the needed columns, predict on a matrix built beforehand, write the output."""
     import mlflow.sklearn
 
+    from ride_duration.batch.output import output_table
     from ride_duration.core.months import Month
     from ride_duration.data import features as f
     from ride_duration.data import layouts as t
     from ride_duration.data import ride_ids
-    from ride_duration.model.predictors import DictVectorizerPredictor, output_table
+    from ride_duration.model.predictors import DictVectorizerPredictor
 
     pipeline = mlflow.sklearn.load_model(str(model_path))
     columns = [

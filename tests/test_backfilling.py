@@ -10,6 +10,7 @@ import pytest
 
 from ride_duration.batch import manifest
 from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.batch.planning import (
     MonthOutcome,
     PlannedMonth,
@@ -19,7 +20,6 @@ from ride_duration.batch.planning import (
     plan,
 )
 from ride_duration.core.months import Month
-from ride_duration.model.predictors import OUTPUT_SCHEMA
 from ride_duration.model.resolve import ModelRef
 
 MODEL = ModelRef(

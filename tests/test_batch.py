@@ -19,13 +19,14 @@ import score as score_flow
 from ride_duration.batch import layout
 from ride_duration.batch import month as batch
 from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.core.errors import QualityError, SchemaError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
 from ride_duration.data.ride_ids import deterministic_ride_ids
-from ride_duration.model.predictors import OUTPUT_SCHEMA, make_predictor
+from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
 from tests.tlc_fake import file_name, make_trips, write_trips
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ride_duration.batch import manifest
-from ride_duration.batch.month import MonthResult
+from ride_duration.batch.result import MonthResult
 from ride_duration.core import settings
 from ride_duration.core.months import Month
 from ride_duration.model.resolve import ModelRef

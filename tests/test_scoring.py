@@ -14,18 +14,13 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ride_duration.batch.output import OUTPUT_SCHEMA, output_table
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
 from ride_duration.data.ride_ids import deterministic_ride_ids
-from ride_duration.model.predictors import (
-    OUTPUT_SCHEMA,
-    DictVectorizerPredictor,
-    PredictionCache,
-    RecordsPredictor,
-    make_predictor,
-    output_table,
-)
+from ride_duration.model.distinct import PredictionCache
+from ride_duration.model.predictors import DictVectorizerPredictor, RecordsPredictor, make_predictor
 from tests.tlc_fake import make_trips
 
 WITH_DISTANCE = f.ALL_FEATURES

@@ -19,7 +19,8 @@ from ride_duration.core.months import Month
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
 from ride_duration.data import rules
-from ride_duration.model.predictors import PredictionCache, make_predictor
+from ride_duration.model.distinct import PredictionCache
+from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
 from ride_duration.model.service import ServingModel
 from tests.tlc_fake import make_trips

@@ -11,10 +11,11 @@ import pytest
 
 from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.month import score_month
+from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.core import storage
 from ride_duration.core.errors import InputNotFoundError, InputUnreadableError, SchemaError
 from ride_duration.core.months import Month
-from ride_duration.model.predictors import OUTPUT_SCHEMA, RecordsPredictor
+from ride_duration.model.predictors import RecordsPredictor
 from ride_duration.model.resolve import ModelRef
 from tests.tlc_fake import make_trips, write_trips
 

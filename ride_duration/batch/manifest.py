@@ -18,7 +18,7 @@ from ride_duration.batch.layout import MonthOutput
 from ride_duration.core import storage, uris
 
 if TYPE_CHECKING:  # the result type lives with the scoring that produces it
-    from ride_duration.batch.month import MonthResult
+    from ride_duration.batch.result import MonthResult
 
 MANIFEST_VERSION = 1
 

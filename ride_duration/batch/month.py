@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -18,38 +17,18 @@ import numpy as np
 from ride_duration.batch import manifest, quality
 from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.locks import MonthLock
+from ride_duration.batch.output import OUTPUT_SCHEMA, output_table
+from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage, uris
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits, RideIdMode
 from ride_duration.data import features as f
 from ride_duration.data import ride_ids, sources
-from ride_duration.model.predictors import OUTPUT_SCHEMA, PredictionCache, Predictor, output_table
+from ride_duration.model.distinct import PredictionCache
+from ride_duration.model.predictors import Predictor
 from ride_duration.model.resolve import ModelRef
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class MonthResult:
-    """What scoring one month read, dropped, scored and wrote."""
-
-    taxi_type: str
-    month: Month
-    input_uri: str
-    output_uri: str
-    model: ModelRef
-    rows_read: int = 0
-    rows_dropped: dict[str, int] = field(default_factory=dict)
-    rows_scored: int = 0
-    seconds: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float | None] = field(default_factory=dict)
-    manifest_uri: str = ""
-    scoring_path: str = ""  # how the model predicted: the compiled forest, scikit-learn, ...
-
-    @property
-    def label(self) -> str:
-        """The month as "green 2021-03"."""
-        return f"{self.taxi_type} {self.month}"
 
 
 def score_month(

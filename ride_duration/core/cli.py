@@ -1,4 +1,4 @@
-"""What the command-line entry points share: their arguments, one-line errors, exit codes.
+"""What the command-line entry points share: argument types, one-line errors, exit codes.
 
 This module stays light (no Prefect, pandas, MLflow or scikit-learn): the entry points parse
 their arguments with it before importing anything heavy, so that --help and argument errors
@@ -8,11 +8,10 @@ answer at once.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from ride_duration.core.errors import ScoringError
 
@@ -55,7 +54,9 @@ def exit(code: int) -> None:
     sys.exit(code)
 
 
-def early(parser: argparse.ArgumentParser, check: Callable[[argparse.Namespace], None]) -> None:
+def early(
+    parser: argparse.ArgumentParser, check: Callable[[argparse.Namespace], None] | None = None
+) -> None:
     """Parse the command line and run `check` before anything heavy is imported.
 
     --help and argument errors exit here, at once; a ScoringError from `check` is one line on
@@ -63,84 +64,21 @@ def early(parser: argparse.ArgumentParser, check: Callable[[argparse.Namespace],
     """
     arguments = parser.parse_args()
     try:
-        check(arguments)
+        if check is not None:
+            check(arguments)
     except ScoringError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(error.exit_code)
 
 
-def score_parser() -> argparse.ArgumentParser:
-    """The arguments of `python score.py TAXI_TYPE YEAR MONTH [options]`."""
-    from ride_duration.core.months import FIRST_YEAR, LAST_YEAR
-    from ride_duration.data.layouts import TAXI_TYPES
-
-    parser = argparse.ArgumentParser(
-        prog="score.py", description="Predict ride durations for one month of TLC trips."
-    )
-    parser.add_argument("taxi_type", choices=TAXI_TYPES, help="which TLC trip records")
-    parser.add_argument("year", type=bounded_int(FIRST_YEAR, LAST_YEAR), help="e.g. 2021")
-    parser.add_argument("month", type=bounded_int(1, 12), help="1 to 12; that month is scored")
-    parser.add_argument("--model-uri", default="", help="MLflow model URI or artifact location")
-    parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    return parser
-
-
-def backfill_parser() -> argparse.ArgumentParser:
-    """The arguments of `python backfill.py TAXI_TYPES START END [options]`."""
-    from ride_duration.data.layouts import TAXI_TYPES
-
-    parser = argparse.ArgumentParser(
-        prog="backfill.py", description="Re-score a range of past months of TLC trips."
-    )
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options score.py and backfill.py share: the model, where trips are and go, --debug."""
     parser.add_argument(
-        "taxi_types",
-        type=taxi_types(TAXI_TYPES),
-        help="one or several of yellow,green,fhv,fhvhv, comma-separated",
+        "--model-uri", "--model", dest="model_uri", default="", help="MLflow model URI"
     )
-    parser.add_argument("start", type=month_text, help="first month, YYYY-MM")
-    parser.add_argument("end", type=month_text, help="last month, YYYY-MM (included)")
-    parser.add_argument("--mode", choices=["missing", "failed", "all"], default="missing")
-    parser.add_argument("--dry-run", action="store_true", help="list what would happen")
-    parser.add_argument("--max-concurrency", type=bounded_int(1, 64), default=4)
-    parser.add_argument("--model", dest="model_uri", default="", help="MLflow model URI")
-    parser.add_argument("--deployment", default="", help="run months on its workers")
     parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
     parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    return parser
-
-
-def check_backfill_months(arguments: argparse.Namespace) -> None:
-    """The backfill flow's own month checks (from 2009, over, in order), before Prefect starts."""
-    from ride_duration.core.months import Month, check_past, month_range
-    from ride_duration.core.settings import Settings
-
-    months = month_range(Month.parse(arguments.start), Month.parse(arguments.end))
-    check_past(months, Settings.from_env().schedule_timezone)
-
-
-def no_check(_: argparse.Namespace) -> None:
-    """For commands whose arguments need no check beyond their types."""
-
-
-@contextlib.contextmanager
-def prefect_api() -> Iterator[str]:
-    """Run the block against a Prefect API that answers: the configured one, or a local server."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from ride_duration.core.settings import Settings
-    from ride_duration.orchestration.server import ensure_api
-
-    settings = Settings.from_env()
-    url = ensure_api(
-        port=settings.local_prefect_port,
-        timeout_seconds=settings.local_prefect_start_timeout_seconds,
-        say=say,
-    )
-    with temporary_settings({PREFECT_API_URL: url}):
-        yield url
 
 
 def say(line: str) -> None:

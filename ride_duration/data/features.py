@@ -219,3 +219,8 @@ def _micros(timestamps: pa.Array) -> np.ndarray:
 
 def _micros_of(moment: datetime) -> int:
     return int(np.datetime64(moment, "us").astype(np.int64))
+
+
+def location_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A location column as int64 ids, a missing location as UNKNOWN_LOCATION."""
+    return pc.fill_null(column, UNKNOWN_LOCATION).to_numpy().astype(np.int64, copy=False)

@@ -1,6 +1,7 @@
-"""Predictions for prepared trips, and the month's output table.
+"""Predictions for prepared trips: three paths, chosen in one place (`make_predictor`).
 
-Two paths give the same predictions:
+- a model's compiled forest (`ride_duration.forest`) is evaluated with numpy alone, bit for
+  bit scikit-learn's n_jobs=1 answers;
 - a scikit-learn Pipeline whose first step is a DictVectorizer takes the fast path: the sparse
   matrix is built straight from the vectorizer's vocabulary with numpy, with no dict per trip,
   and each distinct feature row is predicted once (per call, or per month with a cache);
@@ -14,39 +15,25 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
 from ride_duration.forest.compiled import CompiledForest
 from ride_duration.forest.reference import vectorizer_rows, with_one_job
 from ride_duration.forest.vocabulary import PairVocabulary
+from ride_duration.model.distinct import PredictionCache, predict_distinct
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
 
 # pandas and scipy are imported where they are used: commands that only plan (a backfill's dry
 # run) or answer --help must not pay for them.
-
-OUTPUT_SCHEMA = pa.schema(
-    [
-        ("ride_id", pa.string()),
-        ("pickup_datetime", pa.timestamp("us")),
-        ("PULocationID", pa.int64()),
-        ("DOLocationID", pa.int64()),
-        ("actual_duration", pa.float64()),
-        ("predicted_duration", pa.float64()),
-        ("diff", pa.float64()),
-        ("model_version", pa.string()),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -102,7 +89,7 @@ def _encode(
     distance, for the features the model reads."""
     if f.PU_DO in features:
         pair_column = vocabulary.encode(
-            _ids(trips[t.PICKUP_LOCATION]), _ids(trips[t.DROPOFF_LOCATION])
+            f.location_ids(trips[t.PICKUP_LOCATION]), f.location_ids(trips[t.DROPOFF_LOCATION])
         )
     else:
         pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
@@ -228,6 +215,22 @@ class DictVectorizerPredictor:
         return np.asarray(self.rest.predict(matrix), dtype=np.float64).reshape(-1)
 
 
+def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
+    """The fastest predictor that gives the model's own predictions: the one place it is chosen.
+
+    A CompiledForest is evaluated with numpy alone; a Pipeline(DictVectorizer, ...) takes the
+    fast path; any other model gets one feature dict per trip.
+    """
+    if isinstance(model, CompiledForest):
+        return CompiledPredictor(model)
+    from sklearn.feature_extraction import DictVectorizer
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(model, Pipeline) and isinstance(model.steps[0][1], DictVectorizer):
+        return DictVectorizerPredictor(model)
+    return RecordsPredictor(model, available)
+
+
 # A big batch is predicted in blocks of at least this many rows on `_threads()`, each block with
 # the model's n_jobs=1: every row then sums its trees in estimator order, so predictions are bit for
 # bit those of n_jobs=1 (a forest's n_jobs=-1 adds trees in thread-completion order and changes
@@ -247,145 +250,3 @@ def _one_job(steps: Any) -> Any:
     from sklearn.pipeline import Pipeline
 
     return Pipeline([(name, with_one_job(step)) for name, step in steps.steps])
-
-
-class PredictionCache:
-    """Predicts each distinct feature row (PU_DO column, distance) of a month once.
-
-    A trip's prediction depends only on its feature row, and a model gives the same row the same
-    prediction wherever it appears. Within a batch each distinct row is predicted once; across
-    batches, rows seen before are looked up, for as long as that finds any (real TLC months
-    repeat 20 to 40% of their rows) and up to `limit` rows, so memory stays bounded. A month
-    whose rows do not repeat turns the lookup off after its second batch. One cache serves one
-    month in one thread.
-    """
-
-    def __init__(self, limit: int = 1_000_000, min_hit_share: float = 0.05) -> None:
-        import pandas as pd
-
-        self.limit = limit
-        self.min_hit_share = min_hit_share
-        self.enabled = True
-        self.batches = 0
-        self.distances = pd.Index(np.empty(0, dtype=np.int64))  # float64 bits of distances seen
-        self.keys = pd.Index(np.empty(0, dtype=np.int64))
-        self.values = np.empty(0, dtype=np.float64)
-
-    def predictions(
-        self,
-        pair_column: np.ndarray,
-        distance: np.ndarray | None,
-        predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
-    ) -> np.ndarray:
-        """Predictions for every row, calling `predict` only for rows not seen before."""
-        if not self.enabled:
-            return predict_distinct(pair_column, distance, predict)
-        return predict_distinct(pair_column, distance, predict, lookup=self._lookup_or_predict)
-
-    def _lookup_or_predict(
-        self,
-        pairs: np.ndarray,
-        bits: np.ndarray,
-        distances: np.ndarray | None,
-        predict: Callable[[np.ndarray, np.ndarray | None], np.ndarray],
-    ) -> np.ndarray:
-        import pandas as pd
-
-        distance_code = self.distances.get_indexer(bits)
-        unseen = distance_code < 0
-        if unseen.any():
-            self.distances = self.distances.append(pd.Index(pd.unique(bits[unseen])))
-            distance_code[unseen] = self.distances.get_indexer(bits[unseen])
-        keys = ((pairs + 1) << 32) | distance_code
-        position = self.keys.get_indexer(keys)
-        cached = position >= 0
-        values = np.empty(len(keys), dtype=np.float64)
-        values[cached] = self.values[position[cached]]
-        new = ~cached
-        if new.any():
-            values[new] = predict(pairs[new], None if distances is None else distances[new])
-        self.batches += 1
-        if self.batches > 1 and cached.mean() < self.min_hit_share:
-            # Rows do not repeat across batches here: stop paying for the lookup.
-            self.enabled = False
-            self.distances = self.keys = pd.Index(np.empty(0, dtype=np.int64))
-            self.values = np.empty(0, dtype=np.float64)
-            return values
-        room = self.limit - len(self.keys)
-        if new.any() and room > 0:
-            self.keys = self.keys.append(pd.Index(keys[new][:room]))
-            self.values = np.concatenate([self.values, values[new][:room]])
-        return values
-
-
-Rows = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
-
-
-def predict_distinct(
-    pair_column: np.ndarray,
-    distance: np.ndarray | None,
-    predict: Rows,
-    lookup: Callable[[np.ndarray, np.ndarray, np.ndarray | None, Rows], np.ndarray] | None = None,
-) -> np.ndarray:
-    """Predictions for every row, calling `predict` once per distinct (pair column, distance).
-
-    `lookup(pairs, distance_bits, distances, predict)`, when given, answers the distinct rows
-    instead (a cache that knows some of them).
-    """
-    n = len(pair_column)
-    if n == 0:
-        return np.empty(0, dtype=np.float64)
-    if n == 1 and lookup is None:
-        return predict(pair_column, distance)
-    import pandas as pd
-
-    bits = np.zeros(n, dtype=np.int64) if distance is None else distance.view(np.int64)
-    # Distinct rows, by an exact int64 key: pair column and a code of the distance's bits.
-    local_code, _ = pd.factorize(bits)
-    codes, distinct = pd.factorize(((pair_column + 1) << 32) | local_code)
-    first = np.empty(len(distinct), dtype=np.int64)
-    first[codes[::-1]] = np.arange(n - 1, -1, -1)  # the first row of each distinct key
-    pairs = pair_column[first]
-    distances = None if distance is None else distance[first]
-    if lookup is None:
-        return predict(pairs, distances)[codes]
-    return lookup(pairs, bits[first], distances, predict)[codes]
-
-
-def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
-    """The fastest predictor that gives the model's own predictions."""
-    from sklearn.feature_extraction import DictVectorizer
-    from sklearn.pipeline import Pipeline
-
-    if isinstance(model, Pipeline) and isinstance(model.steps[0][1], DictVectorizer):
-        return DictVectorizerPredictor(model)
-    return RecordsPredictor(model, available)
-
-
-def output_table(
-    trips: pa.Table, ride_ids: pa.Array, predictions: np.ndarray, model_label: str
-) -> pa.Table:
-    """The rows written for scored trips, in `OUTPUT_SCHEMA`."""
-    actual = trips[f.ACTUAL_DURATION].to_numpy()
-    n = trips.num_rows
-    return pa.Table.from_arrays(
-        [
-            ride_ids,
-            trips[t.PICKUP],
-            _optional(trips, t.PICKUP_LOCATION, n),
-            _optional(trips, t.DROPOFF_LOCATION, n),
-            pa.array(actual),
-            pa.array(predictions),
-            pa.array(actual - predictions),
-            pa.repeat(pa.scalar(model_label), n).cast(pa.string()),
-        ],
-        schema=OUTPUT_SCHEMA,
-    )
-
-
-def _optional(trips: pa.Table, name: str, n: int) -> pa.Array:
-    return trips[name] if name in trips.column_names else pa.nulls(n, pa.int64())
-
-
-def _ids(column: pa.ChunkedArray) -> np.ndarray:
-    return pc.fill_null(column, f.UNKNOWN_LOCATION).to_numpy().astype(np.int64, copy=False)

@@ -18,7 +18,7 @@ from ride_duration.core.errors import TrackingServerUnreachableError
 from ride_duration.core.settings import Settings
 from ride_duration.core.uris import display_uri
 from ride_duration.data import features as f
-from ride_duration.model.predictors import CompiledPredictor, Predictor, make_predictor
+from ride_duration.model.predictors import Predictor, make_predictor
 from ride_duration.model.resolve import ModelRef, load_compiled, load_model, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -51,10 +51,10 @@ def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) 
     The model's compiled forest when it has one (numpy alone, exactly scikit-learn's answers),
     else the model itself through scikit-learn or MLflow.
     """
-    compiled = load_compiled(model.resolved_uri, model.location)
-    if compiled is not None:
-        return CompiledPredictor(compiled)
-    return make_predictor(load_model(model.resolved_uri, model.location), available)
+    loaded = load_compiled(model.resolved_uri, model.location)
+    if loaded is None:
+        loaded = load_model(model.resolved_uri, model.location)
+    return make_predictor(loaded, available)
 
 
 def load(uri: str, trusted_prefixes: tuple[str, ...]) -> ServingModel:

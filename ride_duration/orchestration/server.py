@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ride_duration.core import cli
 from ride_duration.core.errors import ScoringError
 
 STATE_FILE = "ride-duration-server.json"
@@ -201,21 +202,31 @@ def _locked(home: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def main() -> int:
-    """`python -m ride_duration.orchestration.server`: make sure a Prefect API answers, print it."""
-    from ride_duration.core import cli
+def settings_api() -> str:
+    """`ensure_api` with the settings' port and start timeout, telling the user on stderr."""
     from ride_duration.core.settings import Settings
 
-    def run() -> None:
-        settings = Settings.from_env()
-        url = ensure_api(
-            port=settings.local_prefect_port,
-            timeout_seconds=settings.local_prefect_start_timeout_seconds,
-            say=cli.say,
-        )
-        print(url)
+    settings = Settings.from_env()
+    return ensure_api(
+        port=settings.local_prefect_port,
+        timeout_seconds=settings.local_prefect_start_timeout_seconds,
+        say=cli.say,
+    )
 
-    return cli.run(run, debug=False)
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """Run the block against a Prefect API that answers: the configured one, or a local server."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url = settings_api()
+    with temporary_settings({PREFECT_API_URL: url}):
+        yield url
+
+
+def main() -> int:
+    """`python -m ride_duration.orchestration.server`: make sure a Prefect API answers, print it."""
+    return cli.run(lambda: print(settings_api()), debug=False)
 
 
 if __name__ == "__main__":

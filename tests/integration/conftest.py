@@ -186,7 +186,8 @@ def batch_path(services: Services, trained: Trained) -> Callable[[list[dict]], o
     import mlflow.sklearn
 
     from ride_duration.data import features
-    from ride_duration.model.predictors import PredictionCache, make_predictor
+    from ride_duration.model.distinct import PredictionCache
+    from ride_duration.model.predictors import make_predictor
 
     mlflow.set_tracking_uri(services.tracking_uri)
     predictor = make_predictor(

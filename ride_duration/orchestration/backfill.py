@@ -1,0 +1,215 @@
+"""The steps of a backfill flow: plan and report the months, score them here or on workers.
+
+The backfill flow (backfill.py) calls these in order; the score flow itself is passed in, so
+that this package never imports the entry points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prefect import get_run_logger
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+
+from ride_duration.batch import layout
+from ride_duration.batch.planning import (
+    Mode,
+    MonthOutcome,
+    PlannedMonth,
+    Progress,
+    completed_outcome,
+    failure_summary,
+    plan,
+)
+from ride_duration.core import uris
+from ride_duration.core.errors import BackfillFailedError, first_line
+from ride_duration.core.months import Month
+from ride_duration.orchestration import deployments
+from ride_duration.orchestration.tasks import RunSetup
+
+
+@dataclass(frozen=True)
+class Backfill:
+    """One backfill: its taxi types and months, the pinned model and where trips come and go."""
+
+    taxi_types: list[str]
+    months: list[Month]
+    run: RunSetup
+    key: str  # names its artifacts: "backfill-green-2021-01-2021-05"
+    label: str  # describes them: "green 2021-01..2021-05"
+
+    @property
+    def score_parameters(self) -> dict:
+        """What every month's score run gets besides its taxi type and month."""
+        return {
+            "model_uri": self.run.model.resolved_uri,
+            "input_uri_template": self.run.input_uri_template,
+            "output_root": self.run.output_root,
+        }
+
+
+def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMonth]:
+    """What happens to each month, each said in the log."""
+    names = [layout.run_name(t, m) for t in backfill.taxi_types for m in backfill.months]
+    last_states = asyncio.run(deployments.last_run_states(names)) if mode == "failed" else {}
+    planned = plan(
+        taxi_types=backfill.taxi_types,
+        months=backfill.months,
+        model=backfill.run.model,
+        mode=mode,
+        input_uri_template=backfill.run.input_uri_template,
+        output_root=backfill.run.output_root,
+        last_states=last_states,
+        check_inputs=dry_run,
+    )
+    logger = get_run_logger()
+    for month in planned:
+        logger.info(
+            "%s %s: %s (%s)", month.taxi_type, month.month, _verb(month, dry_run), month.reason
+        )
+    return planned
+
+
+def dry_run_rows(planned: list[PlannedMonth]) -> list[dict]:
+    """What a dry run returns: each month with what would happen to it, and why."""
+    return [
+        {
+            "taxi_type": p.taxi_type,
+            "month": str(p.month),
+            "action": _verb(p, True),
+            "reason": p.reason,
+        }
+        for p in planned
+    ]
+
+
+def progress_reporter(backfill: Backfill, months: int) -> Callable[[MonthOutcome], None]:
+    """A callback for each finished month: a log line and the run's progress artifact."""
+    logger = get_run_logger()
+    progress = Progress(months)
+    progress_id = create_progress_artifact(
+        progress=progress.percent,
+        key=f"{backfill.key}-progress",
+        description=f"Months of {backfill.label} finished",
+    )
+
+    def finished(outcome: MonthOutcome) -> None:
+        logger.info(progress.finished(outcome))
+        update_progress_artifact(progress_id, progress.percent)
+
+    return finished
+
+
+def score_on_workers(
+    backfill: Backfill,
+    to_score: list[PlannedMonth],
+    *,
+    deployment: str,
+    max_concurrency: int,
+    on_done: Callable[[MonthOutcome], None],
+) -> list[MonthOutcome]:
+    """Each month as a flow run of the score deployment, at most `max_concurrency` at once."""
+    model = backfill.run.model
+    return asyncio.run(
+        deployments.run_on_deployment(
+            deployment=deployment,
+            planned=to_score,
+            parameters=lambda p: {
+                "taxi_type": p.taxi_type,
+                "year": p.month.year,
+                "month": p.month.month,
+                **backfill.score_parameters,
+            },
+            idempotency_key=lambda p: f"{flow_run.id}/{p.taxi_type}/{p.month}/{model.label}",
+            max_concurrency=max_concurrency,
+            month_timeout_seconds=backfill.run.settings.backfill_month_timeout_seconds,
+            on_done=on_done,
+        )
+    )
+
+
+def score_here(
+    backfill: Backfill,
+    to_score: list[PlannedMonth],
+    score_flow: Callable[..., object],
+    on_done: Callable[[MonthOutcome], None],
+) -> list[MonthOutcome]:
+    """Each month as a subflow of this process, one after the other; a failure stops none."""
+    scored = []
+    for month in to_score:
+        scored.append(_score_one_here(month, score_flow, backfill.score_parameters))
+        on_done(scored[-1])
+    return scored
+
+
+def finish(
+    backfill: Backfill, planned: list[PlannedMonth], scored: list[MonthOutcome]
+) -> list[dict]:
+    """Each month's outcome, in the table artifact and log; BackfillFailedError if one failed."""
+    by_month = {(o.taxi_type, o.month): o for o in scored}
+    outcomes = [by_month.get((p.taxi_type, str(p.month))) or _skipped(p) for p in planned]
+    create_table_artifact(
+        table=[o.as_row() for o in outcomes],
+        key=backfill.key,
+        description=f"Backfill {backfill.label} with {backfill.run.model.label}",
+    )
+    completed = sum(o.state == "completed" for o in outcomes)
+    skipped = sum(o.state == "skipped" for o in outcomes)
+    get_run_logger().info(
+        "%d months scored, %d skipped, %d failed",
+        completed,
+        skipped,
+        len(outcomes) - completed - skipped,
+    )
+    if completed + skipped < len(outcomes):
+        raise BackfillFailedError(failure_summary(outcomes))
+    return [o.as_row() for o in outcomes]
+
+
+def _verb(month: PlannedMonth, dry_run: bool) -> str:
+    return "would score" if dry_run and month.action == "score" else month.action
+
+
+def _score_one_here(
+    month: PlannedMonth, score_flow: Callable[..., object], parameters: dict
+) -> MonthOutcome:
+    """Score one month as a subflow of this process."""
+    started = time.monotonic()
+    state = score_flow(
+        taxi_type=month.taxi_type,
+        year=month.month.year,
+        month=month.month.month,
+        return_state=True,
+        **parameters,
+    )
+    seconds = time.monotonic() - started
+    if state.is_completed():
+        return completed_outcome(month, seconds)
+    error = state.result(raise_on_failure=False)
+    message = first_line(error) if str(error).strip() else state.name
+    return MonthOutcome(
+        month=str(month.month),
+        taxi_type=month.taxi_type,
+        state=state.type.value.lower(),
+        seconds=round(seconds, 1),
+        output=uris.display_uri(month.output_uri),
+        error=message,
+    )
+
+
+def _skipped(month: PlannedMonth) -> MonthOutcome:
+    return MonthOutcome(
+        month=str(month.month),
+        taxi_type=month.taxi_type,
+        state="skipped",
+        output=uris.display_uri(month.output_uri),
+        error=month.reason,
+    )

@@ -1,0 +1,74 @@
+"""What a scored month tells its user: the flow's result, its log lines, its Prefect artifact."""
+
+from __future__ import annotations
+
+import logging
+
+from ride_duration.batch.result import MonthResult
+from ride_duration.core import uris
+
+
+def log_result(result: MonthResult, logger: logging.Logger | logging.LoggerAdapter) -> None:
+    """The run's closing log lines: rows read, dropped and scored, where they went, quality."""
+    dropped = ", ".join(f"{reason}={count}" for reason, count in result.rows_dropped.items())
+    logger.info(
+        "read %d rows, dropped %d (%s), scored %d with %s; wrote %s and %s",
+        result.rows_read,
+        sum(result.rows_dropped.values()),
+        dropped,
+        result.rows_scored,
+        result.model.label,
+        result.output_uri,
+        result.manifest_uri,
+    )
+    logger.info("predicted with %s", result.scoring_path)
+    logger.info(
+        "quality: %s", ", ".join(f"{name}={value}" for name, value in result.metrics.items())
+    )
+
+
+def summary(result: MonthResult) -> dict:
+    """The result as plain JSON-ready values (what the flow returns and the artifact shows)."""
+    return {
+        "taxi_type": result.taxi_type,
+        "month": str(result.month),
+        "input": result.input_uri,
+        "output": result.output_uri,
+        "model_uri": uris.display_uri(result.model.uri),
+        "model_version": result.model.label,
+        "model_run_id": result.model.run_id,
+        "scoring": result.scoring_path,
+        "rows_read": result.rows_read,
+        "rows_dropped": dict(result.rows_dropped),
+        "rows_scored": result.rows_scored,
+        "metrics": dict(result.metrics),
+        "manifest": result.manifest_uri,
+        "seconds": dict(result.seconds),
+    }
+
+
+def markdown_report(result: MonthResult) -> str:
+    """A short markdown summary of one scored month, for the run's Prefect artifact."""
+    lines = [
+        f"# Ride durations, {result.label}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| input | `{result.input_uri}` |",
+        f"| output | `{result.output_uri}` |",
+        f"| model | `{uris.display_uri(result.model.uri)}` = {result.model.label} |",
+        f"| predicted with | {result.scoring_path} |",
+        f"| rows read | {result.rows_read:,} |",
+        *(
+            f"| dropped: {reason.replace('_', ' ')} | {count:,} |"
+            for reason, count in result.rows_dropped.items()
+        ),
+        f"| rows scored | {result.rows_scored:,} |",
+        *(
+            f"| {name.replace('_', ' ')} | {'n/a' if value is None else f'{value:.4f}'} |"
+            for name, value in result.metrics.items()
+        ),
+        f"| manifest | `{result.manifest_uri}` |",
+        f"| seconds | {result.seconds.get('total', 0):.1f} |",
+    ]
+    return "\n".join(lines) + "\n"
