@@ -144,8 +144,8 @@ def train_model() -> Path:
         )
         raw = raw.select(list(columns.values())).rename_columns(list(columns))
         trips = features.prepare_trips(raw, Month(2021, 1)).table
-    from ride_duration.compile import compile_checked
     from ride_duration.forest import npz
+    from ride_duration.model.compiling import compile_checked
 
     records = features.feature_records(trips)
     pipeline = training.make_pipeline("random-forest")

@@ -19,7 +19,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from ride_duration.compile import compile_checked
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
 from ride_duration.forest import compiler, errors, verify
@@ -33,6 +32,7 @@ from ride_duration.forest.vocabulary import (
     encode_records,
     pair_key,
 )
+from ride_duration.model.compiling import compile_checked
 
 REPO = Path(__file__).resolve().parent.parent
 BOTH = (f.PU_DO, t.DISTANCE)

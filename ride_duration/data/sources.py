@@ -15,6 +15,7 @@ import pyarrow as pa
 from ride_duration.core import storage
 from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.months import Month
+from ride_duration.data import features as f
 from ride_duration.data import layouts as t
 
 
@@ -59,3 +60,18 @@ def open_trips(
                 for batch in batches
             ),
         )
+
+
+def read_trips(input_uri: str, taxi_type: str, month: Month, batch_size: int) -> f.PreparedTrips:
+    """A whole month of clean trips, with the columns its available features need."""
+    fields = f.required_fields(f.available_features(taxi_type))
+    tables, dropped, rows = [], {}, 0
+    with open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches):
+        for raw in batches:
+            prepared = f.prepare_trips(raw, month, first_row=rows, source_names=columns)
+            rows += raw.num_rows
+            tables.append(prepared.table)
+            for reason, count in prepared.dropped.items():
+                dropped[reason] = dropped.get(reason, 0) + count
+    table = pa.concat_tables(tables) if tables else pa.table({})
+    return f.PreparedTrips(table=table, dropped=dropped)

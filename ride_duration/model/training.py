@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import pyarrow as pa
 
-from ride_duration.compile import compile_checked, log_to_model
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
-from ride_duration.data.sources import open_trips, trip_file_uri
+from ride_duration.data.sources import read_trips, trip_file_uri
+from ride_duration.model.compiling import compile_checked, log_to_model
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +35,6 @@ class TrainedModel:
     alias: str
     rmse: float
     compiled: str  # what was checked of the compiled forest logged with it, or why none was
-
-
-def read_trips(input_uri: str, taxi_type: str, month: Month, batch_size: int) -> f.PreparedTrips:
-    """A whole month of clean trips, with the columns its available features need."""
-    fields = f.required_fields(f.available_features(taxi_type))
-    tables, dropped, rows = [], {}, 0
-    with open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches):
-        for raw in batches:
-            prepared = f.prepare_trips(raw, month, first_row=rows, source_names=columns)
-            rows += raw.num_rows
-            tables.append(prepared.table)
-            for reason, count in prepared.dropped.items():
-                dropped[reason] = dropped.get(reason, 0) + count
-    table = pa.concat_tables(tables) if tables else pa.table({})
-    return f.PreparedTrips(table=table, dropped=dropped)
 
 
 def make_pipeline(estimator: Estimator) -> object:
