@@ -22,11 +22,11 @@ FOREIGN_PREFIXES = ("PREFECT_", "MLFLOW_", "AWS_")
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start from a clean environment, before any test module imports Prefect or MLflow."""
-    from ride_duration.core.settings import variables
+    from ride_duration.core.settings import environment_variables
 
     tlc_data_dir = os.environ.get("TLC_DATA_DIR")
     for name in list(os.environ):
-        if name in variables() or name.startswith(FOREIGN_PREFIXES):
+        if name in environment_variables() or name.startswith(FOREIGN_PREFIXES):
             del os.environ[name]
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="ride-duration-tests-prefect-")
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

@@ -141,7 +141,7 @@ def test_the_configuration_table_is_the_settings():
 
 
 def test_every_setting_has_a_meaning():
-    for name, field in settings.variables().items():
+    for name, field in settings.environment_variables().items():
         assert field.metadata["meaning"].strip(), name
 
 
@@ -156,7 +156,7 @@ def other_tools_variables() -> dict[str, str]:
 
 def test_variables_read_by_other_tools_are_not_settings():
     assert other_tools_variables()
-    assert not set(other_tools_variables()) & set(settings.variables())
+    assert not set(other_tools_variables()) & set(settings.environment_variables())
 
 
 # Upper-case names in backticks that are not environment variables.
@@ -167,7 +167,7 @@ NOT_VARIABLES = {"O_EXCL", "PU_DO", "TRIM_HORIZON"}
 def test_every_variable_a_page_names_is_a_setting_or_documented_as_another_tools(page):
     text = read(page)
     named = set(re.findall(r"\b([A-Z][A-Z0-9]*_[A-Z0-9_]*[A-Z0-9])\b", text))
-    known = set(settings.variables()) | set(other_tools_variables()) | NOT_VARIABLES
+    known = set(settings.environment_variables()) | set(other_tools_variables()) | NOT_VARIABLES
     unknown = {
         name
         for name in named - known
@@ -254,7 +254,7 @@ def test_the_lambda_recipe_names_settings_and_says_when_each_is_needed():
         "MLFLOW_TRACKING_URI",
         "PREDICTIONS_STREAM_NAME",
     }
-    assert set(recipe) <= set(settings.variables())
+    assert set(recipe) <= set(settings.environment_variables())
 
 
 def test_the_readmes_performance_figures_are_those_of_the_results():

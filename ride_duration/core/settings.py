@@ -10,14 +10,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ride_duration.core.errors import ConfigurationError
+from ride_duration.core.variables import read_variables, variable, variables
 
 TLC_INPUT_URI_TEMPLATE = (
     "https://d37ci6vzurychx.cloudfront.net/trip-data/"
@@ -25,23 +24,6 @@ TLC_INPUT_URI_TEMPLATE = (
 )
 
 RideIdMode = Literal["deterministic", "random"]
-
-
-def variable(
-    name: str,
-    default: Any,
-    meaning: str,
-    *,
-    minimum: int | None = None,
-    shown: str | None = None,
-) -> Any:
-    """A settings field read from the environment variable `name` (blank counts as unset).
-
-    `meaning` is its line in the documentation's configuration table; `shown` words a default
-    that is computed rather than fixed.
-    """
-    metadata = {"variable": name, "minimum": minimum, "meaning": meaning, "shown": shown}
-    return dataclasses.field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -249,7 +231,7 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from environment variables, with the defaults above for unset ones."""
-        settings = _read(cls, os.environ if environ is None else environ)
+        settings = read_variables(cls, os.environ if environ is None else environ)
         _check_timezone(settings.schedule_timezone)
         return settings
 
@@ -278,22 +260,15 @@ class Settings:
             sys.modules["mlflow"].set_tracking_uri(self.tracking_uri)
 
 
-def variables(kind: type = Settings) -> dict[str, dataclasses.Field]:
+def environment_variables() -> dict[str, dataclasses.Field]:
     """Every environment variable the settings read, and the field that holds it."""
-    found: dict[str, dataclasses.Field] = {}
-    hints = typing.get_type_hints(kind)
-    for field in dataclasses.fields(kind):
-        if "variable" in field.metadata:
-            found[field.metadata["variable"]] = field
-        elif dataclasses.is_dataclass(hints[field.name]):
-            found |= variables(hints[field.name])
-    return found
+    return variables(Settings)
 
 
 def reference_table() -> str:
     """The documentation's configuration table: every variable, its default and its meaning."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in variables().items():
+    for name, field in environment_variables().items():
         default = field.metadata["shown"] or _documented(field.default)
         rows.append(f"| `{name}` | {default} | {field.metadata['meaning']} |")
     return "\n".join(rows) + "\n"
@@ -305,70 +280,6 @@ def _documented(default: object) -> str:
     if isinstance(default, tuple):
         return "`" + ",".join(default) + "`"
     return f"`{default}`"
-
-
-def _read(kind: type, env: Mapping[str, str]) -> Any:
-    """An instance of the settings dataclass `kind`, each field from its variable."""
-    values: dict[str, Any] = {}
-    hints = typing.get_type_hints(kind)
-    for field in dataclasses.fields(kind):
-        hint = hints[field.name]
-        if "variable" not in field.metadata:
-            values[field.name] = _read(hint, env)  # a nested group of settings
-            continue
-        name = field.metadata["variable"]
-        raw = env.get(name, "").strip()
-        if raw:
-            values[field.name] = _parse(name, raw, hint, field.metadata["minimum"])
-    return kind(**values)
-
-
-def _parse(name: str, raw: str, hint: Any, minimum: int | None) -> Any:
-    """The value of variable `name` as the field's type, or a one-line ConfigurationError."""
-    optional = _is_optional(hint)
-    kind = _without_none(hint)
-    if typing.get_origin(kind) is Literal:
-        choices = typing.get_args(kind)
-        if raw not in choices:
-            allowed = " or ".join(repr(choice) for choice in choices)
-            raise ConfigurationError(f"{name} must be {allowed}, got {raw!r}")
-        return raw
-    if kind is bool:
-        if raw.lower() not in ("true", "false", "1", "0", "yes", "no"):
-            raise ConfigurationError(f"{name} must be True or False, got {raw!r}")
-        return raw.lower() in ("true", "1", "yes")
-    if kind is int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
-        if minimum is not None and value < minimum:
-            raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
-        return value
-    if kind is float:
-        if optional and raw.lower() == "none":
-            return None
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigurationError(f"{name} must be a number or 'none', got {raw!r}") from None
-        if not value >= 0:
-            raise ConfigurationError(f"{name} must be 0 or more, got {raw!r}")
-        return value
-    if typing.get_origin(kind) is tuple:
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
-    return raw
-
-
-def _is_optional(hint: Any) -> bool:
-    return isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)
-
-
-def _without_none(hint: Any) -> Any:
-    if not _is_optional(hint):
-        return hint
-    [kind] = [arg for arg in typing.get_args(hint) if arg is not type(None)]
-    return kind
 
 
 def _check_timezone(name: str) -> None:
