@@ -104,7 +104,8 @@ def _registered(uri: str, settings: Any, template: str) -> tuple[str, Any, list,
     """The logged model id, pipeline and training rows of a registered version."""
     import mlflow
 
-    from ride_duration.model.resolve import load_model, resolve_model
+    from ride_duration.model.loading import load_model
+    from ride_duration.model.resolve import resolve_model
 
     model = resolve_model(uri, settings.trusted_model_prefixes)
     if not (model.name and model.version):

@@ -14,23 +14,18 @@ unpickled directly; anything else goes through MLflow as before.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
-from typing import Any
 
-from ride_duration.core import storage, uris
+from ride_duration.core import uris
 from ride_duration.core.errors import (
     ModelNotFoundError,
     ModelNotTrustedError,
-    TrackingServerUnreachableError,
-    first_line,
 )
 from ride_duration.core.uris import display_uri
-from ride_duration.forest.compiled import CompiledForest
 from ride_duration.model import registry
+from ride_duration.model.artifacts import as_scoring_error, download, read_mlmodel
 
 logger = logging.getLogger(__name__)
 
@@ -91,12 +86,12 @@ def resolve_model(uri: str, trusted_prefixes: tuple[str, ...] = DEFAULT_TRUSTED)
         elif uri.startswith("runs:/"):
             model = _resolve_run(uri)
         else:  # a direct artifact location: its MLmodel file says which run logged it
-            local_path = _download(uri)
-            return ModelRef(uri=uri, resolved_uri=uri, run_id=_read_mlmodel(local_path).run_id)
+            local_path = download(uri)
+            return ModelRef(uri=uri, resolved_uri=uri, run_id=read_mlmodel(local_path).run_id)
         if model.location is None:
             model = dataclasses.replace(model, location=_files_location(model))
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
-        raise _as_scoring_error(error, uri) from None
+        raise as_scoring_error(error, uri) from None
     uris.check_no_credentials(model.location, "the model's file location")
     check_trusted(model.location, trusted_prefixes, files_of=model.resolved_uri)
     return model
@@ -191,145 +186,3 @@ def _resolve_run(uri: str) -> ModelRef:
             run_id=run_id,
         )
     return ModelRef(uri=uri, resolved_uri=uri, run_id=run_id)
-
-
-@functools.lru_cache(maxsize=8)
-def load_compiled(resolved_uri: str, location: str | None = None) -> CompiledForest | None:
-    """The model's compiled forest (`forest.npz` beside its pickle), or None when it has none.
-
-    Plain arrays, read with numpy and no pickle: loading it runs no code and needs neither
-    scikit-learn nor MLflow. A file that does not load is reported and the pickle is used.
-    """
-    from ride_duration.forest import npz
-
-    try:
-        folder = _download(location or resolved_uri, only=("MLmodel", npz.FILE_NAME))
-    except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
-        raise _as_scoring_error(error, resolved_uri) from None
-    path = os.path.join(folder, npz.FILE_NAME)
-    if not os.path.isfile(path):
-        return None
-    try:
-        return npz.load(path)
-    except ValueError as error:
-        logger.warning(
-            "%s of %s does not load (%s): scoring with scikit-learn",
-            path,
-            display_uri(resolved_uri),
-            error,
-        )
-        return None
-
-
-@functools.lru_cache(maxsize=8)
-def load_model(resolved_uri: str, location: str | None = None) -> Any:
-    """The model behind a resolved URI, loaded once per process and reused across months.
-
-    `location` is where its files are, when known. A scikit-learn model comes back as the raw
-    estimator (a Pipeline, so scoring can take its fast path); any other flavour comes back as
-    an MLflow pyfunc model.
-    """
-    try:
-        local_path = _download(location or resolved_uri)
-        mlmodel = _read_mlmodel(local_path)
-        if "sklearn" in mlmodel.flavors:
-            return _load_sklearn(local_path, mlmodel.flavors["sklearn"])
-        import mlflow.pyfunc
-
-        return mlflow.pyfunc.load_model(local_path)
-    except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
-        raise _as_scoring_error(error, resolved_uri) from None
-
-
-def _load_sklearn(local_path: str, flavor: dict) -> Any:
-    """The estimator of an sklearn-flavoured model folder, warning when versions differ."""
-    import sklearn
-
-    trained_with = flavor.get("sklearn_version")
-    if trained_with and trained_with != sklearn.__version__:
-        logger.warning(
-            "model was saved with scikit-learn %s but %s is installed; predictions may differ",
-            trained_with,
-            sklearn.__version__,
-        )
-    if flavor.get("serialization_format") in ("cloudpickle", "pickle"):
-        # What mlflow.sklearn.load_model does for these formats, without importing MLflow.
-        import cloudpickle
-
-        with open(os.path.join(local_path, flavor["pickled_model"]), "rb") as handle:
-            return cloudpickle.load(handle)
-    import mlflow.sklearn
-
-    return mlflow.sklearn.load_model(local_path)
-
-
-def _download(uri: str, only: tuple[str, ...] | None = None) -> str:
-    """A local folder holding the model's files: read in place, copied from S3, or by MLflow.
-
-    `only` names the files needed, when not all are (the copy from S3 then skips the others).
-    """
-    if "://" not in uri and os.path.isdir(uri):
-        return uri
-    if uri.startswith("s3://"):
-        folder = tempfile.mkdtemp(prefix="ride-duration-model-")
-        return storage.copy_folder(uri, folder, only)
-    import mlflow.artifacts
-
-    return mlflow.artifacts.download_artifacts(
-        artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="ride-duration-model-")
-    )
-
-
-@dataclass(frozen=True)
-class MLmodel:
-    """What a model folder's MLmodel file says: its flavours and the run that logged it."""
-
-    flavors: dict
-    run_id: str | None
-
-
-def _read_mlmodel(local_path: str) -> MLmodel:
-    import yaml
-
-    path = os.path.join(local_path, "MLmodel")
-    if not os.path.isfile(path):
-        raise ModelNotFoundError(f"no MLflow model at {display_uri(local_path)}: it has no MLmodel")
-    with open(path, encoding="utf-8") as handle:
-        content = yaml.safe_load(handle) or {}
-    return MLmodel(flavors=content.get("flavors") or {}, run_id=content.get("run_id"))
-
-
-def _as_scoring_error(error: Exception, uri: str) -> Exception:
-    """Translate MLflow's errors into one actionable line; leave bugs alone."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(
-        error, (ModelNotFoundError, TrackingServerUnreachableError, ModelNotTrustedError)
-    ):
-        return error
-    if _is_connection_failure(error):
-        import mlflow
-
-        return TrackingServerUnreachableError(
-            f"MLflow tracking server {display_uri(mlflow.get_tracking_uri())} did not answer: "
-            "start it or set MLFLOW_TRACKING_URI"
-        )
-    if isinstance(error, (MlflowException, OSError)):
-        return ModelNotFoundError(f"cannot find model {display_uri(uri)}: {first_line(error)}")
-    return error
-
-
-def _is_connection_failure(error: BaseException) -> bool:
-    import requests
-
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, (requests.ConnectionError, ConnectionError, requests.Timeout)):
-            return True
-        # urllib3 (under requests, under MLflow's REST client) words a dead server this way
-        # when the exception chain lost its type.
-        text = str(seen)
-        if "Max retries exceeded" in text or "Connection refused" in text:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False

@@ -18,8 +18,9 @@ from ride_duration.core.errors import TrackingServerUnreachableError
 from ride_duration.core.settings import Settings
 from ride_duration.core.uris import display_uri
 from ride_duration.data import features as f
+from ride_duration.model.loading import load_compiled, load_model
 from ride_duration.model.predictors import Predictor, make_predictor
-from ride_duration.model.resolve import ModelRef, load_compiled, load_model, resolve_model
+from ride_duration.model.resolve import ModelRef, resolve_model
 
 logger = logging.getLogger(__name__)
 

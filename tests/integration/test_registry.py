@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from ride_duration.model import registry
-from ride_duration.model.resolve import load_model, resolve_model
+from ride_duration.model.loading import load_model
+from ride_duration.model.resolve import resolve_model
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
 from tests.servers import free_port
@@ -124,7 +125,8 @@ def test_scoring_with_a_registered_model_imports_no_mlflow(sqlite_store, tmp_pat
     script = f"""
 import os, sys
 os.environ["MLFLOW_TRACKING_URI"] = {sqlite_store!r}
-from ride_duration.model.resolve import load_model, resolve_model
+from ride_duration.model.resolve import resolve_model
+from ride_duration.model.loading import load_model
 model = resolve_model("models:/small@production", {trusted(sqlite_store)!r})
 pipeline = load_model(model.resolved_uri, model.location)
 pipeline.predict([{{"PU_DO": "1_2", "trip_distance": 3.0}}])
