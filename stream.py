@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         from ride_duration.core.settings import Settings
         from ride_duration.online import stream as streaming
-        from ride_duration.online.consumer import Checkpoint, Consumer
+        from ride_duration.online.checkpoint import Checkpoint
+        from ride_duration.online.consumer import Consumer
 
         settings = Settings.from_env()
         with Checkpoint(Path(settings.stream_checkpoint)) as checkpoint:

@@ -59,7 +59,7 @@ def source_trips() -> tuple[pa.Table, str]:
     """Every real green trip at hand (or generated ones), with the columns of the files."""
     folder = tlc_dir()
     if folder is None:
-        from tests.tlc_fake import make_trips
+        from tests.support.tlc_fake import make_trips
 
         tables = [make_trips("green", 2021, m, 100_000, messy=False) for m in range(1, 13)]
         return pa.concat_tables(tables, promote_options="permissive"), "generated green trips"
@@ -127,22 +127,19 @@ def train_model() -> Path:
 
     from ride_duration.core.months import Month
     from ride_duration.data import features
+    from ride_duration.data.sources import canonical_columns, read_trips
     from ride_duration.model import training
 
     folder = tlc_dir()
     if folder:
-        trips = training.read_trips(
+        trips = read_trips(
             str(folder / "green_tripdata_2021-01.parquet"), "green", Month(2021, 1), 500_000
         ).table
     else:
-        from ride_duration.data import layouts as t
-        from tests.tlc_fake import make_trips
+        from tests.support.tlc_fake import make_trips
 
         raw = make_trips("green", 2021, 1, 80_000)
-        columns = t.source_columns(
-            "green", raw.column_names, features.required_fields(features.ALL_FEATURES)
-        )
-        raw = raw.select(list(columns.values())).rename_columns(list(columns))
+        raw = canonical_columns(raw, "green", features.required_fields(features.ALL_FEATURES))
         trips = features.prepare_trips(raw, Month(2021, 1)).table
     from ride_duration.forest import npz
     from ride_duration.model.compiling import compile_checked

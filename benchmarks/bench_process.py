@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import machine, tlc_dir, versions  # noqa: E402 - after sys.path
 from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
-from tests.servers import free_port, http_ok, running  # noqa: E402 - after sys.path
+from tests.support.servers import free_port, http_ok, running  # noqa: E402 - after sys.path
 
 BIN = Path(sys.executable).parent
 CACHE = REPO / "benchmarks" / ".cache" / "process"
@@ -47,7 +47,7 @@ def trips_folder() -> Path:
     folder = tlc_dir()
     if folder is not None:
         return folder
-    from tests.tlc_fake import file_name, make_trips, write_trips
+    from tests.support.tlc_fake import file_name, make_trips, write_trips
 
     generated = CACHE / "trips"
     for month in (1, 2, 3):

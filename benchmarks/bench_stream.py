@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.bench import machine, train_model, versions  # noqa: E402 - after sys.path
 from benchmarks.bench_web import rides  # noqa: E402 - after sys.path
 from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
-from tests.servers import free_port, http_ok, running  # noqa: E402 - after sys.path
+from tests.support.servers import free_port, http_ok, running  # noqa: E402 - after sys.path
 
 BIN = Path(sys.executable).parent
 SIZES = {1: 30, 100: 7, 1000: 3}  # batch size: batches timed

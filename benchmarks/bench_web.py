@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import machine, train_model, versions  # noqa: E402 - after sys.path
 from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
-from tests.servers import free_port, stop  # noqa: E402 - after sys.path
+from tests.support.servers import free_port, stop  # noqa: E402 - after sys.path
 
 BIN = Path(sys.executable).parent
 RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
@@ -50,10 +50,10 @@ def rides(count: int) -> list[dict]:
     folder = os.environ.get("TLC_DATA_DIR")
     if folder and Path(folder, "green_tripdata_2021-03.parquet").is_file():
         from ride_duration.core.months import Month
-        from ride_duration.model import training
+        from ride_duration.data.sources import read_trips
 
         path = Path(folder, "green_tripdata_2021-03.parquet")
-        trips = training.read_trips(str(path), "green", Month(2021, 3), 500_000).table
+        trips = read_trips(str(path), "green", Month(2021, 3), 500_000).table
     else:
         trips = prepared(2021, 3, count * 2)
     return as_rides(trips.slice(0, count))

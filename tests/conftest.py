@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Variables of other tools the product reads or sets; the project's own come from the settings.
 FOREIGN_PREFIXES = ("PREFECT_", "MLFLOW_", "AWS_")
+# What --help and argument errors must answer without importing.
+HEAVY = ("prefect", "mlflow", "sklearn", "scipy", "pandas")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from ride_duration.batch.layout import MonthOutput
-from ride_duration.core import storage, uris
+from ride_duration.core import storage, uris, writes
 from ride_duration.core.errors import MonthBusyError
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ class MonthLock:
     def held(self, label: str) -> Iterator[MonthLock]:
         """Hold the lock for the block, its heartbeat running; MonthBusyError when another
         live run holds it."""
-        with storage.writing(self.output.data):
+        with writes.writing(self.output.data):
             holder = self.acquire()
         if holder is not None:
             where = uris.display_uri(self.output.lock_prefix) + ".*.json"
@@ -128,7 +128,7 @@ class MonthLock:
                 if not self._is_gone(holder):
                     return holder
             mine = self.output.lock_file(top + 1)
-            if not storage.create_exclusive(mine, self._text()):
+            if not writes.create_exclusive(mine, self._text()):
                 continue  # another run took this generation first
             taken = top < 0 or storage.read_text(self.output.lock_file(top)) == judged
             if not taken or max(self._generations()) != top + 1:
@@ -186,7 +186,7 @@ class MonthLock:
                     self._lost.set()
                     return
                 self.content["heartbeat"] = time.time()
-                storage.write_text(self.output.lock_file(self.generation), self._text())
+                writes.write_text(self.output.lock_file(self.generation), self._text())
             except storage.storage_errors():
                 logger.warning("could not refresh the month's lock", exc_info=True)
 

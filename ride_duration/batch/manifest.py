@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ride_duration.batch.layout import MonthOutput
-from ride_duration.core import storage, uris
+from ride_duration.core import storage, uris, writes
 
 if TYPE_CHECKING:  # the result type lives with the scoring that produces it
     from ride_duration.batch.result import MonthResult
@@ -80,7 +80,7 @@ def git_version() -> str:
 
 def write(output_uri: str, content: dict) -> None:
     """Write the manifest of the output file `output_uri` (atomically), after the file itself."""
-    storage.write_text(
+    writes.write_text(
         MonthOutput(output_uri).manifest, json.dumps(content, indent=2, sort_keys=True)
     )
 

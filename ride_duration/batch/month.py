@@ -19,7 +19,7 @@ from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.locks import MonthLock
 from ride_duration.batch.output import OUTPUT_SCHEMA, output_table
 from ride_duration.batch.result import MonthResult
-from ride_duration.core import storage, uris
+from ride_duration.core import storage, uris, writes
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits, RideIdMode
 from ride_duration.data import features as f
@@ -79,7 +79,7 @@ def score_month(
         _stream(result, batches, columns, output, predictor, ride_id_mode, limits, lock)
         result.seconds = {**(timings or {}), **result.seconds}
         result.seconds["total"] = round(time.perf_counter() - started, 3)
-        with storage.writing(output.data):
+        with writes.writing(output.data):
             output_info = storage.file_info(output.data)
             content = manifest.build(
                 result,
@@ -110,8 +110,8 @@ def _stream(
     dropped: Counter[str] = Counter()
     totals = quality.Totals()
     cache = PredictionCache()
-    with storage.writing(output.data):
-        writer = storage.AtomicParquetWriter(output.data, OUTPUT_SCHEMA)
+    with writes.writing(output.data):
+        writer = writes.AtomicParquetWriter(output.data, OUTPUT_SCHEMA)
     try:
         clock = time.perf_counter()
         for raw in batches:
@@ -145,7 +145,7 @@ def _stream(
             clock = time.perf_counter()
             table = output_table(trips, ids, values, result.model.label)
             totals.add(table["diff"].to_numpy(), unknown)
-            with storage.writing(output.data):
+            with writes.writing(output.data):
                 writer.write(table)
             result.rows_scored += trips.num_rows
             seconds["write"] += time.perf_counter() - clock
@@ -155,7 +155,7 @@ def _stream(
         quality.check(result.label, result.rows_read, result.rows_dropped, result.metrics, limits)
         clock = time.perf_counter()
         lock.check()  # a run whose lock was taken over publishes nothing
-        with storage.writing(output.data):
+        with writes.writing(output.data):
             # The previous manifest stays until the new file is in place: then it no longer
             # matches it (is_complete says so) until the new manifest replaces it. A failed
             # commit leaves the previous month whole, manifest and all.

@@ -49,17 +49,21 @@ def open_trips(
     """
     with storage.open_parquet(input_uri) as parquet:
         columns = t.source_columns(taxi_type, parquet.schema_arrow.names, fields)
-        renamed = {source: canonical for canonical, source in columns.items()}
         batches = storage.iter_batches(parquet, list(columns.values()), batch_size, input_uri)
         yield (
             columns,
-            (
-                pa.Table.from_batches([batch]).rename_columns(
-                    [renamed[name] for name in batch.schema.names]
-                )
-                for batch in batches
-            ),
+            (canonical_table(pa.Table.from_batches([batch]), columns) for batch in batches),
         )
+
+
+def canonical_table(table: pa.Table, columns: dict[str, str]) -> pa.Table:
+    """`table` with just the canonical columns of `columns` (canonical -> source name), renamed."""
+    return table.select(list(columns.values())).rename_columns(list(columns))
+
+
+def canonical_columns(raw: pa.Table, taxi_type: str, fields: list[str]) -> pa.Table:
+    """A raw trip table of `taxi_type` with only `fields`, under their canonical names."""
+    return canonical_table(raw, t.source_columns(taxi_type, raw.column_names, fields))
 
 
 def read_trips(input_uri: str, taxi_type: str, month: Month, batch_size: int) -> f.PreparedTrips:

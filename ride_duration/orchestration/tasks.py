@@ -10,7 +10,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from ride_duration.batch import layout
+from ride_duration.batch import layout, result
 from ride_duration.batch import month as batch
 from ride_duration.core import uris
 from ride_duration.core.errors import ScoringError
@@ -64,7 +64,7 @@ def score_month_task(
     model: ModelRef,
     settings: Settings,
     timings: dict[str, float] | None = None,
-) -> batch.MonthResult:
+) -> result.MonthResult:
     """Stream the month's trips through the model into one committed parquet file.
 
     `timings` are seconds spent before (the model's resolution), kept with the month's own.

@@ -22,8 +22,8 @@ import boto3
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import free_port, http_ok, running
-from tests.tlc_fake import file_name, make_trips, write_trips
+from tests.support.servers import free_port, http_ok, running
+from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 TRAIN_MONTHS = [(2021, 1), (2021, 2), (2021, 3), (2021, 4)]
 INPUT_BUCKET = "tlc-trips"
@@ -269,7 +269,7 @@ def prefect_server(
     """`prefect server start` with its own PREFECT_HOME, the documented deploy, two workers."""
     import time
 
-    from tests.servers import stop
+    from tests.support.servers import stop
 
     workdir = tmp_path_factory.mktemp("prefect-server")
     port = free_port()

@@ -23,7 +23,7 @@ from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 from backfill import backfill
 from ride_duration.core.errors import BackfillFailedError
 from tests.integration.conftest import TEMPLATE, Services, Trained
-from tests.tlc_fake import file_name
+from tests.support.tlc_fake import file_name
 
 
 @pytest.fixture
@@ -191,8 +191,7 @@ def test_a_dry_run_loads_neither_mlflow_nor_scikit_learn_nor_pandas(
     import subprocess
     import sys
 
-    from tests.conftest import REPO
-    from tests.test_cli import HEAVY
+    from tests.conftest import HEAVY, REPO
 
     arguments = ["green", "2021-01", "2021-03", "--dry-run"]
     arguments += ["--input-uri-template", str(inputs / TEMPLATE), "--output-root", str(tmp_path)]

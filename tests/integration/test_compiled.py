@@ -22,11 +22,11 @@ import pytest
 
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
+from ride_duration.data.sources import read_trips
 from ride_duration.forest import npz
-from ride_duration.model import training
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
-from tests.tlc_fake import file_name
+from tests.support.tlc_fake import file_name
 
 
 def one_job(pipeline):
@@ -38,7 +38,7 @@ def one_job(pipeline):
 
 def month_trips(input_dir: Path, month: int):
     uri = str(input_dir / file_name("green", 2021, month))
-    return training.read_trips(uri, "green", Month(2021, month), 500_000).table
+    return read_trips(uri, "green", Month(2021, month), 500_000).table
 
 
 @pytest.fixture(scope="module")

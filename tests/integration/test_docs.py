@@ -24,11 +24,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import stop
 from tests.support.doc_plans import PLANS
 from tests.support.docs import Section, all_sections, bare
 from tests.support.netns import private_network
-from tests.tlc_fake import file_name, make_trips, write_trips
+from tests.support.servers import stop
+from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 # Ports the pages' commands use: free inside the private network, or they must be free here.
 DOC_PORTS = (4200, 5000, 9000, 9696)

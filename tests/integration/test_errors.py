@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
-from tests.servers import free_port
-from tests.tlc_fake import file_name, make_trips, write_trips
+from tests.support.servers import free_port
+from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 
 def _write_inputs(folder: Path) -> None:

@@ -30,7 +30,7 @@ from packaging.version import Version
 
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained
-from tests.servers import free_port, http_ok, running
+from tests.support.servers import free_port, http_ok, running
 
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"

@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
-from tests.servers import free_port, stop
+from tests.support.servers import free_port, stop
 
 BURNERS_PER_CORE = 2
 

@@ -17,7 +17,7 @@ from ride_duration.model.loading import load_model
 from ride_duration.model.resolve import resolve_model
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
-from tests.servers import free_port
+from tests.support.servers import free_port
 
 RECORDS = [{"PU_DO": f"{i % 7}_{i % 5}", "trip_distance": float(i % 11)} for i in range(200)]
 TARGET = [r["trip_distance"] * 2.0 + (i % 7) for i, r in enumerate(RECORDS)]

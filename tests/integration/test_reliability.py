@@ -30,8 +30,8 @@ from ride_duration.batch import manifest
 from ride_duration.batch.layout import MonthOutput
 from tests.conftest import REPO
 from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
-from tests.servers import CuttableProxy, free_port
-from tests.tlc_fake import file_name, make_trips, write_trips
+from tests.support.servers import CuttableProxy, free_port
+from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 BIG_ROWS = 200_000
 

@@ -21,7 +21,7 @@ from tests.integration.conftest import (
     Trained,
     run_cli,
 )
-from tests.tlc_fake import file_name, make_trips, write_trips
+from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 EXPECTED_COLUMNS = [
     "ride_id",
@@ -162,11 +162,11 @@ def _reference_predictions(services, trained, input_dir, tmp_path) -> list[float
 
     from ride_duration.core.months import Month
     from ride_duration.data import features
-    from ride_duration.model import training
+    from ride_duration.data.sources import read_trips
 
     mlflow.set_tracking_uri(services.tracking_uri)
     model = mlflow.sklearn.load_model(f"models:/ride-duration/{trained.version}")
-    trips = training.read_trips(
+    trips = read_trips(
         str(input_dir / file_name("green", 2021, 3)), "green", Month(2021, 3), 10_000
     ).table
     return np.asarray(model.predict(features.feature_records(trips)), dtype=float).tolist()

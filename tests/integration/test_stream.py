@@ -22,10 +22,10 @@ import pytest
 from ride_duration.online.consumer import lambda_record
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
-from tests.lambda_runtime import LambdaRuntime, run_function
-from tests.servers import RefusingKinesis, free_port, stop
 from tests.support.docs import lambda_recipe
-from tests.test_service import as_rides, prepared
+from tests.support.lambda_runtime import LambdaRuntime, run_function
+from tests.support.rides import as_rides, prepared
+from tests.support.servers import RefusingKinesis, free_port, stop
 
 COURSE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 BAD = {

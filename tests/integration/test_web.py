@@ -27,8 +27,8 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
-from tests.servers import free_port, http_ok, stop, wait_until_ready
-from tests.test_service import as_rides, prepared
+from tests.support.rides import as_rides, prepared
+from tests.support.servers import free_port, http_ok, stop, wait_until_ready
 
 BIN = Path(sys.executable).parent
 COURSE_RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}

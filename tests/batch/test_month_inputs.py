@@ -26,7 +26,7 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-from ride_duration.batch import manifest
+from ride_duration.batch import manifest, result
 from ride_duration.batch import month as batch
 from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.locks import boot_id, process_start
@@ -34,10 +34,10 @@ from ride_duration.core.errors import MonthBusyError, QualityError, SchemaError,
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits
 from ride_duration.data import features as f
-from ride_duration.data import layouts as t
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
-from tests.tlc_fake import make_trips, write_trips
+from tests.support.rides import prepare
+from tests.support.tlc_fake import make_trips, write_trips
 
 ROWS = 300
 ZONES = 4  # ids are folded onto 4 zones: 16 pairs, all of them seen in training
@@ -120,9 +120,7 @@ def unseen_pairs(table: pa.Table) -> pa.Table:
 
 
 def prepared(raw: pa.Table) -> pa.Table:
-    columns = t.source_columns("green", raw.column_names, f.required_fields(f.ALL_FEATURES))
-    raw = raw.select(list(columns.values())).rename_columns(list(columns))
-    return f.prepare_trips(raw, Month(2021, 3)).table
+    return prepare(raw, "green", 2021, 3)
 
 
 @dataclass(frozen=True)
@@ -150,7 +148,7 @@ def score(
     *,
     limits: Limits = Limits(),  # noqa: B008 - frozen
     batch_size: int = 128,
-) -> tuple[batch.MonthResult, Path]:
+) -> tuple[result.MonthResult, Path]:
     source = write_trips(tmp_path / "in" / "green_tripdata_2021-03.parquet", table)
     return batch.score_month(
         taxi_type="green",
@@ -178,7 +176,7 @@ def assert_refused(excinfo: pytest.ExceptionInfo, error: type, fragment: str) ->
 
 
 def assert_published(
-    tmp_path: Path, result: batch.MonthResult, source: Path
+    tmp_path: Path, result: result.MonthResult, source: Path
 ) -> tuple[dict, pa.Table]:
     """The checks every scored month passes; returns its manifest and output."""
     output_uri = str(tmp_path / "out" / OUTPUT)

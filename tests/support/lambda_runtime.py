@@ -52,7 +52,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from tests.servers import stop
+from tests.support.servers import stop
 
 API_PREFIX = "/2018-06-01/runtime"
 # The payload limit of a synchronous invocation: Lambda answers a bigger response with 413.
@@ -718,7 +718,7 @@ def run_function(
     `runtime.environment(...)`, plus `env`; its stdout and stderr go to `log`. It is attached to
     `runtime`, so invocations fail at once if it dies. With `ready`, the block starts once the
     function has initialised (`InitError` if it could not). It runs in its own process group,
-    which is always stopped: SIGTERM, then SIGKILL within 5 seconds (`tests.servers.stop`).
+    which is always stopped: SIGTERM, then SIGKILL within 5 seconds (`tests.support.servers.stop`).
     """
     cwd = Path(cwd).resolve()  # LAMBDA_TASK_ROOT is absolute, as /var/task is
     environment = lambda_environment(inherited)

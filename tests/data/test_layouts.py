@@ -11,7 +11,7 @@ import pytest
 
 from ride_duration.core.errors import SchemaError
 from ride_duration.data import layouts as t
-from tests.tlc_fake import make_trips
+from tests.support.tlc_fake import make_trips
 
 ALL_FIELDS = [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE]
 NO_DISTANCE = [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION]

@@ -21,6 +21,7 @@ from ride_duration.core.errors import (
     ScoringError,
 )
 from ride_duration.core.months import current_month
+from tests.conftest import HEAVY
 
 MAINS = {"score": score.main, "train": train.main}
 
@@ -331,8 +332,6 @@ def test_a_backfill_needs_at_least_one_taxi_type_and_months_as_yyyy_mm():
 
 
 # --- what a command imports: --help and argument errors answer before the heavy libraries ----
-
-HEAVY = ("prefect", "mlflow", "sklearn", "scipy", "pandas")
 
 
 def imported_modules(*args: str) -> tuple[int, set[str]]:

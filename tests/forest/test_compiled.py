@@ -33,8 +33,8 @@ from ride_duration.forest.vocabulary import (
     pair_key,
 )
 from ride_duration.model.compiling import compile_checked
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 BOTH = (f.PU_DO, t.DISTANCE)
 METHODS = ("walk", "table")
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -704,17 +704,7 @@ def test_loading_and_predicting_import_no_sklearn(compiled, tmp_path):
     code = f"""
 import sys
 import numpy as np
-from ride_duration.forest import compiler, errors, verify
 from ride_duration.forest import npz as forest_file
-from ride_duration.forest.compiled import _WALK_BLOCK, CompiledForest
-from ride_duration.forest.vocabulary import (
-    DISTANCE,
-    PU_DO,
-    UNKNOWN_LOCATION,
-    PairVocabulary,
-    encode_records,
-    pair_key,
-)
 model = forest_file.load({str(path)!r})
 pairs = model.vocabulary.encode(np.array([3, 20]), np.array([4, 20]))
 print(model.predict(pairs, np.array([2.5, 0.0])).tobytes().hex())

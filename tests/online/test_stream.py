@@ -15,7 +15,7 @@ import pytest
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.service import ServingModel
 from ride_duration.online import stream as streaming
-from tests.test_online import MODEL, RIDE, pipeline  # noqa: F401 - the module's model fixture
+from tests.support.rides import MODEL, RIDE
 
 
 class FakeKinesis:
@@ -53,7 +53,7 @@ def event(*records: dict) -> dict:
 
 
 @pytest.fixture
-def model(pipeline) -> ServingModel:  # noqa: F811 - the fixture of test_online
+def model(pipeline) -> ServingModel:
     return ServingModel(MODEL, make_predictor(pipeline))
 
 

@@ -12,12 +12,12 @@ import pytest
 from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.month import score_month
 from ride_duration.batch.output import OUTPUT_SCHEMA
-from ride_duration.core import storage
+from ride_duration.core import storage, writes
 from ride_duration.core.errors import InputNotFoundError, InputUnreadableError, SchemaError
 from ride_duration.core.months import Month
 from ride_duration.model.predictors import RecordsPredictor
 from ride_duration.model.resolve import ModelRef
-from tests.tlc_fake import make_trips, write_trips
+from tests.support.tlc_fake import make_trips, write_trips
 
 SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.string())])
 MODEL = ModelRef(uri="x", resolved_uri="x", name="m", version="1", run_id="abc")
@@ -60,7 +60,7 @@ def score(input_path, output_path) -> object:
 
 def test_a_committed_file_appears_complete(tmp_path):
     target = tmp_path / "out" / "taxi_type=green" / "abc.parquet"
-    with storage.AtomicParquetWriter(str(target), SCHEMA) as writer:
+    with writes.AtomicParquetWriter(str(target), SCHEMA) as writer:
         writer.write(rows(0, 3))
         writer.write(rows(3, 0))
         writer.write(rows(3, 4))
@@ -74,7 +74,7 @@ def test_a_committed_file_appears_complete(tmp_path):
 
 def test_a_file_with_no_rows_is_committed_with_its_schema(tmp_path):
     target = tmp_path / "empty.parquet"
-    with storage.AtomicParquetWriter(str(target), OUTPUT_SCHEMA):
+    with writes.AtomicParquetWriter(str(target), OUTPUT_SCHEMA):
         pass
     read = pq.read_table(target)
     assert read.num_rows == 0
@@ -83,7 +83,7 @@ def test_a_file_with_no_rows_is_committed_with_its_schema(tmp_path):
 
 def test_the_staging_file_is_hidden_beside_the_target(tmp_path):
     target = tmp_path / "abc.parquet"
-    with storage.AtomicParquetWriter(str(target), SCHEMA) as writer:
+    with writes.AtomicParquetWriter(str(target), SCHEMA) as writer:
         writer.write(rows(0, 2))
         staged = list(tmp_path.iterdir())
         assert len(staged) == 1
@@ -96,7 +96,7 @@ class Boom(Exception):
 
 
 def write_then_fail(target, tables: list[pa.Table]) -> None:
-    with storage.AtomicParquetWriter(str(target), SCHEMA) as writer:
+    with writes.AtomicParquetWriter(str(target), SCHEMA) as writer:
         for table in tables:
             writer.write(table)
         raise Boom
@@ -113,7 +113,7 @@ def test_an_exception_inside_the_with_leaves_nothing(tmp_path, written):
 
 def test_a_failed_write_leaves_an_earlier_file_alone(tmp_path):
     target = tmp_path / "abc.parquet"
-    with storage.AtomicParquetWriter(str(target), SCHEMA) as writer:
+    with writes.AtomicParquetWriter(str(target), SCHEMA) as writer:
         writer.write(rows(0, 5))
     with pytest.raises(Boom):
         write_then_fail(target, [rows(100, 1)])
@@ -125,7 +125,7 @@ def test_a_table_of_another_schema_is_refused_and_discarded(tmp_path):
     target = tmp_path / "abc.parquet"
     with (
         pytest.raises((ValueError, pa.ArrowInvalid)),
-        storage.AtomicParquetWriter(str(target), SCHEMA) as writer,
+        writes.AtomicParquetWriter(str(target), SCHEMA) as writer,
     ):
         writer.write(pa.table({"other": [1]}))
     assert list(tmp_path.iterdir()) == []

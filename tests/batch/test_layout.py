@@ -54,3 +54,57 @@ def test_a_run_may_only_write_inside_output_root(tmp_path, monkeypatch, requeste
     else:
         with pytest.raises(ConfigurationError):
             output_root("output", requested)
+
+
+MODEL = ModelRef(uri="x", resolved_uri="x", name="m", version="1", run_id="abc")
+
+
+# --- output paths ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("root", "taxi_type", "year", "month", "model", "uri"),
+    [
+        (
+            "root",
+            "green",
+            2021,
+            3,
+            MODEL,
+            "root/taxi_type=green/year=2021/month=03/abc.parquet",
+        ),
+        (
+            "root/",
+            "green",
+            2021,
+            3,
+            MODEL,
+            "root/taxi_type=green/year=2021/month=03/abc.parquet",
+        ),
+        (
+            "s3://bucket/predictions",
+            "fhvhv",
+            2023,
+            12,
+            ModelRef(
+                uri="models:/m@prod", resolved_uri="models:/m/4", name="m", version="4", run_id="r9"
+            ),
+            "s3://bucket/predictions/taxi_type=fhvhv/year=2023/month=12/r9.parquet",
+        ),
+    ],
+)
+def test_output_uri(root, taxi_type, year, month, model, uri):
+    assert MonthOutput.of(root, taxi_type, Month(year, month), model).data == uri
+
+
+def test_a_model_without_a_run_is_named_by_a_hash_of_its_location():
+    one = ModelRef(uri="/models/a", resolved_uri="/models/a")
+    other = ModelRef(uri="/models/b", resolved_uri="/models/b")
+    stem = model_file_stem(one)
+    assert stem.startswith("model-")
+    assert len(stem) == len("model-") + 16
+    assert stem == model_file_stem(ModelRef(uri="elsewhere", resolved_uri="/models/a"))
+    assert stem != model_file_stem(other)
+    assert MonthOutput.of("out", "green", Month(2021, 3), one).data.endswith(
+        f"/month=03/{stem}.parquet"
+    )

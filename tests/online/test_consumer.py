@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ride_duration.online.consumer import Checkpoint, CheckpointBusyError, Consumer
+from ride_duration.online.checkpoint import Checkpoint, CheckpointBusyError
+from ride_duration.online.consumer import Consumer
 
 
 class KinesisError(Exception):

@@ -1,4 +1,4 @@
-"""tests/lambda_runtime.py against the real awslambdaric, running handlers written by the tests."""
+"""tests/support/lambda_runtime.py against the real awslambdaric, with handlers the tests write."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lambda_runtime import (
+from tests.support.lambda_runtime import (
     FunctionExited,
     InitError,
     InvocationTimeout,

@@ -15,9 +15,8 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
-import score as score_flow
-from ride_duration.batch import layout
 from ride_duration.batch import month as batch
+from ride_duration.batch import result
 from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.core.errors import QualityError, SchemaError
@@ -28,7 +27,8 @@ from ride_duration.data import layouts as t
 from ride_duration.data.ride_ids import deterministic_ride_ids
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
-from tests.tlc_fake import file_name, make_trips, write_trips
+from tests.support.rides import prepare
+from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 MODEL = ModelRef(uri="x", resolved_uri="x", name="m", version="1", run_id="abc")
 ROWS = 2_000
@@ -36,9 +36,7 @@ REASONS = [reason.value for reason in f.DropReason]
 
 
 def prepared(raw: pa.Table, taxi_type: str, year: int, month: int, features) -> pa.Table:
-    columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
-    raw = raw.select(list(columns.values())).rename_columns(list(columns))
-    return f.prepare_trips(raw, Month(year, month)).table
+    return prepare(raw, taxi_type, year, month, features)
 
 
 def fitted(pipeline: Pipeline, taxi_type: str, features: tuple[str, ...]) -> Pipeline:
@@ -83,7 +81,7 @@ def score(
     batch_size: int = 500,
     ride_id_mode: str = "deterministic",
     limits: Limits = Limits(),  # noqa: B008 - frozen
-) -> batch.MonthResult:
+) -> result.MonthResult:
     return batch.score_month(
         taxi_type=taxi_type,
         month=Month(2021, month),
@@ -279,74 +277,6 @@ def test_an_empty_trip_file_writes_an_empty_file(tmp_path, trip_files, forest):
     assert (result.rows_read, result.rows_scored) == (0, 0)
     assert result.rows_dropped == dict.fromkeys(REASONS, 0)
     assert pq.read_table(output).num_rows == 0
-
-
-# --- output_uri, summary, markdown_report --------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("root", "taxi_type", "year", "month", "model", "uri"),
-    [
-        ("root", "green", 2021, 3, MODEL, "root/taxi_type=green/year=2021/month=03/abc.parquet"),
-        ("root/", "green", 2021, 3, MODEL, "root/taxi_type=green/year=2021/month=03/abc.parquet"),
-        (
-            "s3://bucket/predictions",
-            "fhvhv",
-            2023,
-            12,
-            ModelRef(
-                uri="models:/m@prod", resolved_uri="models:/m/4", name="m", version="4", run_id="r9"
-            ),
-            "s3://bucket/predictions/taxi_type=fhvhv/year=2023/month=12/r9.parquet",
-        ),
-    ],
-)
-def test_output_uri(root, taxi_type, year, month, model, uri):
-    assert layout.MonthOutput.of(root, taxi_type, Month(year, month), model).data == uri
-
-
-def test_a_model_without_a_run_is_named_by_a_hash_of_its_location():
-    one = ModelRef(uri="/models/a", resolved_uri="/models/a")
-    other = ModelRef(uri="/models/b", resolved_uri="/models/b")
-    stem = layout.model_file_stem(one)
-    assert stem.startswith("model-")
-    assert len(stem) == len("model-") + 16
-    assert stem == layout.model_file_stem(ModelRef(uri="elsewhere", resolved_uri="/models/a"))
-    assert stem != layout.model_file_stem(other)
-    assert layout.MonthOutput.of("out", "green", Month(2021, 3), one).data.endswith(
-        f"/month=03/{stem}.parquet"
-    )
-
-
-def test_summary_and_report(tmp_path, trip_files, forest):
-    result = score(trip_files["green"], tmp_path / "abc.parquet", make_predictor(forest))
-    summary = score_flow.summary(result)
-    assert summary["month"] == "2021-03"
-    assert summary["model_version"] == "m/1"
-    assert summary["model_run_id"] == "abc"
-    assert summary["rows_read"] == ROWS
-    assert summary["rows_scored"] == result.rows_scored
-    assert summary["rows_dropped"] == result.rows_dropped
-    report = score_flow.markdown_report(result)
-    assert report.startswith("# Ride durations, green 2021-03\n")
-    assert f"| rows read | {ROWS:,} |" in report
-    assert f"| rows scored | {result.rows_scored:,} |" in report
-    assert "| dropped: pickup outside month |" in report
-
-
-def test_the_summary_and_report_show_no_credentials():
-    result = batch.MonthResult(
-        taxi_type="green",
-        month=Month(2021, 3),
-        input_uri="https://host/green.parquet",
-        output_uri="s3://bucket/out.parquet",
-        model=ModelRef(uri="https://user:secret@host/model?X-Amz-Signature=sig", resolved_uri="x"),
-        rows_dropped=dict.fromkeys(REASONS, 0),
-    )
-    assert score_flow.summary(result)["model_uri"] == "https://host/model"
-    assert "secret" not in str(score_flow.summary(result))
-    assert "secret" not in score_flow.markdown_report(result)
-    assert "sig" not in score_flow.markdown_report(result)
 
 
 def test_the_same_month_scored_twice_is_the_same_file_byte_for_byte(tmp_path):

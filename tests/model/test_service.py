@@ -23,17 +23,10 @@ from ride_duration.model.distinct import PredictionCache
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
 from ride_duration.model.service import ServingModel
-from tests.tlc_fake import make_trips
+from tests.support.rides import as_rides, prepared
 
 MODEL = ModelRef(uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3")
 RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
-
-
-def prepared(year: int, month: int, rows: int) -> pa.Table:
-    raw = make_trips("green", year, month, rows=rows)
-    columns = t.source_columns("green", raw.column_names, f.required_fields(f.ALL_FEATURES))
-    raw = raw.select(list(columns.values())).rename_columns(list(columns))
-    return f.prepare_trips(raw, Month(year, month)).table
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +36,6 @@ def forest() -> ServingModel:
     pipeline = make_pipeline(DictVectorizer(), regressor)
     pipeline.fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
     return ServingModel(MODEL, make_predictor(pipeline))
-
-
-def as_rides(trips: pa.Table) -> list[dict]:
-    return [
-        {name: row[name] for name in rules.RIDE_FIELDS}
-        for row in trips.select(list(rules.RIDE_FIELDS)).to_pylist()
-    ]
 
 
 def test_single_rides_from_eight_threads_equal_the_batch_path(forest: ServingModel):

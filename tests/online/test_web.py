@@ -7,26 +7,13 @@ import logging
 
 import numpy as np
 import pytest
-from sklearn.ensemble import RandomForestRegressor
-from sklearn.feature_extraction import DictVectorizer
-from sklearn.pipeline import make_pipeline
 
 from ride_duration.core.errors import ModelNotFoundError
 from ride_duration.data import features as f
 from ride_duration.model.predictors import make_predictor
-from ride_duration.model.resolve import ModelRef
 from ride_duration.model.service import ServingModel
 from ride_duration.online import web as online
-from tests.test_service import prepared
-
-MODEL = ModelRef(
-    uri="models:/ride-duration@production",
-    resolved_uri="models:/ride-duration/3",
-    name="ride-duration",
-    version="3",
-    run_id="abc123",
-)
-RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
+from tests.support.rides import MODEL, RIDE
 
 
 class CountingPredictor:
@@ -40,14 +27,6 @@ class CountingPredictor:
     def predict(self, trips):
         self.calls.append(trips.num_rows)
         return self.predictor.predict(trips)
-
-
-@pytest.fixture(scope="module")
-def pipeline():
-    trips = prepared(2021, 2, 2_000)
-    regressor = RandomForestRegressor(n_estimators=5, max_depth=8, random_state=0)
-    pipeline = make_pipeline(DictVectorizer(), regressor)
-    return pipeline.fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
 
 
 @pytest.fixture

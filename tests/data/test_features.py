@@ -12,7 +12,8 @@ import pytest
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
-from tests.tlc_fake import make_trips
+from ride_duration.data.sources import canonical_columns
+from tests.support.tlc_fake import make_trips
 
 REASONS = [reason.value for reason in f.DropReason]
 NOON = datetime(2021, 3, 10, 12, 0)
@@ -61,8 +62,7 @@ def counts(**dropped: int) -> dict[str, int]:
 
 def canonical(raw: pa.Table, taxi_type: str, features: tuple[str, ...]) -> pa.Table:
     """A generated TLC table with only the needed columns, under canonical names."""
-    columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
-    return raw.select(list(columns.values())).rename_columns(list(columns))
+    return canonical_columns(raw, taxi_type, f.required_fields(features))
 
 
 # --- prepare_trips: one row, one verdict ---------------------------------------------------

@@ -21,7 +21,7 @@ from ride_duration.data import layouts as t
 from ride_duration.data.ride_ids import deterministic_ride_ids
 from ride_duration.model.distinct import PredictionCache
 from ride_duration.model.predictors import DictVectorizerPredictor, RecordsPredictor, make_predictor
-from tests.tlc_fake import make_trips
+from tests.support import rides
 
 WITH_DISTANCE = f.ALL_FEATURES
 PU_DO_ONLY = (f.PU_DO,)
@@ -29,10 +29,7 @@ DISTANCE_ONLY = (t.DISTANCE,)
 
 
 def prepared(taxi_type: str, year: int, month: int, rows: int, features=WITH_DISTANCE) -> pa.Table:
-    raw = make_trips(taxi_type, year, month, rows=rows)
-    columns = t.source_columns(taxi_type, raw.column_names, f.required_fields(features))
-    raw = raw.select(list(columns.values())).rename_columns(list(columns))
-    return f.prepare_trips(raw, Month(year, month)).table
+    return rides.prepared(year, month, rows, taxi_type, features)
 
 
 def with_unknown_locations(trips: pa.Table, every: int) -> pa.Table:
