@@ -1,6 +1,7 @@
 """Writes the generated parts of the documentation: `python docs/generate.py` (`make docs`).
 
 - docs/configuration.md: the settings table, from `ride_duration.core.settings`;
+- docs/ARCHITECTURE.md: the module table, from each module's first docstring line;
 - docs/batch.md: the sample manifest, from the newest green 2021-03 manifest under `output/`
   (what `make demo` wrote); left as it is, with a note, when there is none.
 
@@ -21,6 +22,8 @@ sys.path.insert(0, str(REPO))
 from ride_duration.core.settings import reference_table  # noqa: E402 - after the path is set
 
 CONFIGURATION = REPO / "docs" / "configuration.md"
+ARCHITECTURE = REPO / "docs" / "ARCHITECTURE.md"
+MODULES_PART = "module table"
 BATCH = REPO / "docs" / "batch.md"
 SETTINGS_PART = "settings table"
 MANIFEST_PART = "sample manifest"
@@ -44,6 +47,18 @@ def replace(text: str, name: str, content: str) -> str:
     return text[: found.start(1)] + content + text[found.end(1) :]
 
 
+def module_table() -> str:
+    """Every module of the package and the first line of its docstring, as a Markdown table."""
+    rows = ["| module | what it is |", "|---|---|"]
+    package = REPO / "ride_duration"
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        first = path.read_text().split("\n", 1)[0].strip().strip('"').replace("|", "\\|")
+        rows.append(f"| `{path.relative_to(package).as_posix()}` | {first} |")
+    return "\n".join(rows) + "\n"
+
+
 def manifest_block(manifest: dict) -> str:
     return "```json\n" + json.dumps(manifest, indent=2, sort_keys=True) + "\n```\n"
 
@@ -62,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     args = parser.parse_args(argv)
 
-    pages = {CONFIGURATION: replace(CONFIGURATION.read_text(), SETTINGS_PART, reference_table())}
+    pages = {
+        CONFIGURATION: replace(CONFIGURATION.read_text(), SETTINGS_PART, reference_table()),
+        ARCHITECTURE: replace(ARCHITECTURE.read_text(), MODULES_PART, module_table()),
+    }
     source = newest_manifest(args.output)
     if source is not None:
         sample = manifest_block(json.loads(source.read_text()))
