@@ -12,13 +12,10 @@ import json
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage, uris, writes
-
-if TYPE_CHECKING:  # the result type lives with the scoring that produces it
-    from ride_duration.batch.result import MonthResult
 
 MANIFEST_VERSION = 1
 

@@ -24,8 +24,6 @@ from ride_duration.core.errors import (
 )
 from ride_duration.core.uris import display_uri
 
-pass
-
 logger = logging.getLogger(__name__)
 
 READ_BUFFER_BYTES = 8 << 20

@@ -48,7 +48,10 @@ _SHOWN.maxlevel = 3
 
 def shown(value: object) -> str:
     """A value as error messages and logs show it: its repr, cut short (a ride may carry MBs)."""
-    return _SHOWN.repr(value)
+    try:
+        return _SHOWN.repr(value)
+    except ValueError:  # an int too long to write out (Python's 4,300-digit limit)
+        return f"<{type(value).__name__} of {value.bit_length()} bits>"
 
 
 def location_ok(ids: np.ndarray) -> np.ndarray:

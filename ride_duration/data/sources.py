@@ -27,13 +27,13 @@ def trip_file_uri(template: str, taxi_type: str, month: Month) -> str:
     otherwise reach into Python objects.
     """
     values = {"taxi_type": taxi_type, "year": month.year, "month": month.month}
-    for _, field_name, _, _ in string.Formatter().parse(template):
-        if field_name is not None and field_name not in values:
-            raise ConfigurationError(
-                f"URI template field {{{field_name}}} is not one of "
-                "{taxi_type}, {year}, {month} (with an optional format like {month:02d})"
-            )
     try:
+        for _, field_name, _, _ in string.Formatter().parse(template):
+            if field_name is not None and field_name not in values:
+                raise ConfigurationError(
+                    f"URI template field {{{field_name}}} is not one of "
+                    "{taxi_type}, {year}, {month} (with an optional format like {month:02d})"
+                )
         return template.format(**values)
     except (ValueError, IndexError) as error:
         raise ConfigurationError(f"bad URI template {template!r}: {error}") from None

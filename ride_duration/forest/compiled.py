@@ -2,7 +2,7 @@
 
 `CompiledForest.predict` gives exactly what the pipeline's `predict` gives with `n_jobs=1`
 (with more jobs scikit-learn's own sum of the trees changes from run to run), because it does
-what scikit-learn does, each measured on real months (docs/ARCHITECTURE.md, forest):
+what scikit-learn does (each checked by `ride_duration.forest.verify` and the tests):
 float32(x) <= threshold goes left; every one-hot pair split is at 0.5 and an unseen pair is 0
 in every column; the prediction is zeros plus each tree's leaf in estimator order, divided by
 the number of trees. NaN, infinite distances and distances beyond float32 are refused.

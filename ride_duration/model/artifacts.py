@@ -15,8 +15,6 @@ from ride_duration.core.errors import (
 )
 from ride_duration.core.uris import display_uri
 
-pass
-
 
 def download(uri: str, only: tuple[str, ...] | None = None) -> str:
     """A local folder holding the model's files: read in place, copied from S3, or by MLflow.

@@ -1,0 +1,62 @@
+"""Loading a resolved model once (`model.loading`): its compiled forest first, else its pickle."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.feature_extraction import DictVectorizer
+from sklearn.pipeline import make_pipeline
+
+from ride_duration.forest import compiler, npz
+from ride_duration.model import loading
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """A model folder as MLflow saves a scikit-learn model, with its compiled forest beside it."""
+    import mlflow.sklearn
+
+    rows = [{"PU_DO": f"{i % 7}_{i % 5}", "trip_distance": float(i % 11)} for i in range(300)]
+    target = np.array([row["trip_distance"] * 2.0 + len(row["PU_DO"]) for row in rows])
+    pipeline = make_pipeline(
+        DictVectorizer(), RandomForestRegressor(n_estimators=3, random_state=0)
+    )
+    pipeline.fit(rows, target)
+    folder = tmp_path_factory.mktemp("model") / "model"
+    mlflow.sklearn.save_model(pipeline, str(folder), serialization_format="cloudpickle")
+    npz.save(compiler.compile_pipeline(pipeline), folder / npz.FILE_NAME)
+    return folder, pipeline, rows
+
+
+def test_the_compiled_forest_loads_without_the_pickle_and_predicts_the_same(saved):
+    folder, pipeline, _ = saved
+    compiled = loading.load_compiled(str(folder))
+    pairs = compiled.vocabulary.encode(np.array([1, 3]), np.array([1, 3]))
+    got = compiled.predict(pairs, np.array([2.0, 5.0]))
+    expected = pipeline.predict(
+        [{"PU_DO": "1_1", "trip_distance": 2.0}, {"PU_DO": "3_3", "trip_distance": 5.0}]
+    )
+    assert got.tobytes() == np.asarray(expected, dtype=np.float64).tobytes()
+
+
+def test_the_pickle_loads_through_its_flavour_once_per_process(saved):
+    folder, pipeline, rows = saved
+    model = loading.load_model(str(folder))
+    assert model is loading.load_model(str(folder))
+    assert model.predict(rows[:5]).tolist() == pipeline.predict(rows[:5]).tolist()
+
+
+def test_a_model_without_a_compiled_forest_has_none(tmp_path):
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    assert loading.load_compiled(str(tmp_path)) is None
+
+
+def test_a_compiled_forest_that_does_not_load_is_said_and_skipped(tmp_path, caplog):
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    (tmp_path / npz.FILE_NAME).write_bytes(b"not a zip file")
+    with caplog.at_level(logging.WARNING):
+        assert loading.load_compiled(str(tmp_path), str(tmp_path)) is None
+    assert "does not load" in caplog.text

@@ -1,0 +1,68 @@
+"""The registry read without MLflow (`model.registry`): exact answers, else None.
+
+Against stores MLflow itself made: tests/integration/test_registry.py. Here the tables are the
+columns this module reads, so each case the code decides on is one row of a table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from ride_duration.model import registry
+
+
+@pytest.fixture
+def store(tmp_path):
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE registered_model_aliases (name TEXT, alias TEXT, version INT)")
+        db.execute(
+            "CREATE TABLE model_versions (name TEXT, version INT, run_id TEXT, source TEXT, "
+            "storage_location TEXT, current_stage TEXT)"
+        )
+        db.executemany(
+            "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                ("ride", 1, "r1", "mlruns/1/a/artifacts", None, "None"),
+                ("ride", 2, "r2", "models:/m-2", "mlruns/1/models/m-2/artifacts", "None"),
+                ("ride", 3, "r3", "mlruns/1/c/artifacts", None, "Deleted_Internal"),
+                ("logged", 1, "r4", "models:/m-4", None, "None"),
+            ],
+        )
+        db.execute("INSERT INTO registered_model_aliases VALUES ('ride', 'production', 1)")
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize(
+    ("name", "selector", "expected"),
+    [
+        ("ride", "@production", registry.Version("ride", "1", "r1", "mlruns/1/a/artifacts")),
+        ("ride", "2", registry.Version("ride", "2", "r2", "mlruns/1/models/m-2/artifacts")),
+        ("ride", "latest", registry.Version("ride", "2", "r2", "mlruns/1/models/m-2/artifacts")),
+        ("ride", "3", None),  # being deleted
+        ("ride", "@staging", None),
+        ("other", "latest", None),
+        ("logged", "1", None),  # files only MLflow can locate
+    ],
+)
+def test_a_sqlite_store_answers_exactly_or_not_at_all(store, name, selector, expected):
+    assert registry.lookup(store, name, selector) == expected
+
+
+@pytest.mark.parametrize(
+    "tracking_uri",
+    ["", "file:///tmp/mlruns", "databricks", "sqlite:////no/such/mlflow.db", "postgresql://h/db"],
+)
+def test_other_stores_are_left_to_mlflow(tracking_uri):
+    assert registry.lookup(tracking_uri, "ride", "@production") is None
+
+
+def test_a_tracking_server_that_does_not_answer_is_left_to_mlflow():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert registry.lookup(f"http://127.0.0.1:{port}", "ride", "1") is None

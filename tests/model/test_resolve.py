@@ -1,0 +1,74 @@
+"""Resolving a model URI (`model.resolve`): trusted locations only, pinned to one version.
+
+The registry and runs of a real tracking server are tests/integration/test_registry.py's and
+test_score.py's; these are the rules, on model folders.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ride_duration.core.errors import ConfigurationError, ModelNotFoundError, ModelNotTrustedError
+from ride_duration.model.resolve import ModelRef, check_trusted, resolve_model
+
+
+@pytest.fixture
+def folder(tmp_path):
+    model = tmp_path / "models" / "ride"
+    model.mkdir(parents=True)
+    (model / "MLmodel").write_text("run_id: r42\nflavors: {}\n")
+    return model
+
+
+@pytest.mark.parametrize(
+    ("model", "label"),
+    [
+        (ModelRef(uri="u", resolved_uri="models:/m/3", name="m", version="3", run_id="r"), "m/3"),
+        (ModelRef(uri="u", resolved_uri="runs:/r/model", run_id="r"), "r"),
+        (ModelRef(uri="u", resolved_uri="https://user:pw@host/m"), "https://host/m"),
+    ],
+)
+def test_a_models_label(model, label):
+    assert model.label == label
+
+
+def test_a_trusted_folder_resolves_to_itself_with_the_run_that_logged_it(folder):
+    model = resolve_model(f" {folder} ", (str(folder.parent),))
+    assert model == ModelRef(uri=str(folder), resolved_uri=str(folder), run_id="r42")
+
+
+@pytest.mark.parametrize(
+    ("location", "prefixes"),
+    [
+        ("/srv/models/../../tmp/x", ("/srv/models",)),
+        ("/srv/models-scratch/x", ("/srv/models",)),
+        ("s3://company-models-public/x", ("s3://company-models",)),
+        ("/anywhere", ()),
+    ],
+)
+def test_a_location_outside_the_trusted_prefixes_is_refused(location, prefixes):
+    with pytest.raises(ModelNotTrustedError, match="not in a trusted location"):
+        check_trusted(location, prefixes)
+
+
+def test_a_refusal_of_a_registered_models_files_names_both():
+    with pytest.raises(ModelNotTrustedError, match="models:/m/1 has its files at /tmp/x"):
+        check_trusted("/tmp/x", ("models:/",), files_of="models:/m/1")
+
+
+@pytest.mark.parametrize(
+    ("uri", "error"),
+    [
+        ("https://user:secret@host/model", ConfigurationError),
+        ("https://host/model?X-Amz-Signature=abc", ConfigurationError),
+        ("/not/trusted", ModelNotTrustedError),
+    ],
+)
+def test_a_uri_with_credentials_or_outside_the_prefixes_is_refused_before_any_read(uri, error):
+    with pytest.raises(error):
+        resolve_model(uri, ("models:/", "https://host/model"))
+
+
+def test_a_trusted_folder_without_a_model_is_not_found(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no MLmodel"):
+        resolve_model(str(tmp_path), (str(tmp_path),))
