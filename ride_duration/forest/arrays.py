@@ -33,6 +33,7 @@ def next_down32(x: np.ndarray) -> np.ndarray:
 def check_array(
     name: str, array: Any, dtype: type, length: int | None = None, ndim: int = 1
 ) -> None:
+    """ValueError unless `array` is an `ndim`-d numpy array of `dtype` (with `length` rows)."""
     if not isinstance(array, np.ndarray) or array.dtype != dtype or array.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-d {np.dtype(dtype)} array")
     if length is not None and len(array) != length:

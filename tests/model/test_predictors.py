@@ -14,12 +14,8 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ride_duration.batch.output import OUTPUT_SCHEMA, output_table
-from ride_duration.core.months import Month
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
-from ride_duration.data.ride_ids import deterministic_ride_ids
-from ride_duration.model.distinct import PredictionCache
 from ride_duration.model.predictors import DictVectorizerPredictor, RecordsPredictor, make_predictor
 from tests.support import rides
 
@@ -344,102 +340,6 @@ def test_the_generic_path_passes_the_available_features(available, keys, score_t
     assert predictions.shape == (score_trips.num_rows,)
     if t.DISTANCE in keys:
         np.testing.assert_array_equal(predictions, 2 * score_trips[t.DISTANCE].to_numpy())
-
-
-# --- output_table --------------------------------------------------------------------------
-
-
-def test_output_table(score_trips):
-    trips = score_trips
-    predictions = np.linspace(1.0, 30.0, trips.num_rows)
-    ids = deterministic_ride_ids("green", Month(2021, 2), trips[f.ROW_NUMBER].to_numpy())
-    table = output_table(trips, ids, predictions, "ride-duration/3")
-    assert table.schema == OUTPUT_SCHEMA
-    assert table.num_rows == trips.num_rows
-    actual = trips[f.ACTUAL_DURATION].to_numpy()
-    np.testing.assert_array_equal(table["actual_duration"].to_numpy(), actual)
-    np.testing.assert_array_equal(table["predicted_duration"].to_numpy(), predictions)
-    np.testing.assert_array_equal(table["diff"].to_numpy(), actual - predictions)
-    assert table["ride_id"].to_pylist() == ids.to_pylist()
-    assert table["pickup_datetime"].equals(trips[t.PICKUP])
-    assert table["PULocationID"].equals(trips[t.PICKUP_LOCATION])
-    assert table["DOLocationID"].equals(trips[t.DROPOFF_LOCATION])
-    assert set(table["model_version"].to_pylist()) == {"ride-duration/3"}
-
-
-def test_output_table_of_trips_without_locations():
-    trips = odd_trips().select([t.PICKUP, t.DISTANCE, f.ACTUAL_DURATION, f.ROW_NUMBER])
-    predictions = np.full(trips.num_rows, 12.5)
-    table = output_table(
-        trips, deterministic_ride_ids("fhv", Month(2021, 2), np.arange(10)), predictions, "run"
-    )
-    assert table.schema == OUTPUT_SCHEMA
-    assert table["PULocationID"].null_count == table["DOLocationID"].null_count == 10
-    assert table["diff"].to_pylist() == [-2.5] * 10
-
-
-def test_output_table_of_no_trips(score_trips):
-    trips = score_trips.slice(0, 0)
-    table = output_table(
-        trips, deterministic_ride_ids("green", Month(2021, 2), np.arange(0)), np.empty(0), "m/1"
-    )
-    assert table.schema == OUTPUT_SCHEMA
-    assert table.num_rows == 0
-
-
-class CountingModel:
-    """A model whose prediction is a pure function of its row, counting the rows it predicts."""
-
-    def __init__(self) -> None:
-        self.rows = 0
-
-    def __call__(self, pair_column, distance):
-        self.rows += len(pair_column)
-        return pair_column * 1000.0 + (0.0 if distance is None else distance)
-
-
-@pytest.mark.parametrize(
-    ("batches", "with_distance", "limit", "expected_rows_predicted"),
-    [
-        ([[1, 1, 1, 2]], True, 100, 2),  # duplicates inside one batch
-        ([[1, 2], [2, 1, 3]], True, 100, 3),  # rows from an earlier batch come cached
-        ([[1, 2], [2, 1, 3]], True, 1, 4),  # the cache keeps at most `limit` rows
-        ([[-1, -1, 5]], False, 100, 2),  # unknown pairs and no distance feature
-        ([[]], True, 100, 0),
-    ],
-)
-def test_the_prediction_cache_predicts_each_distinct_row_once_and_exactly(
-    batches, with_distance, limit, expected_rows_predicted
-):
-    model = CountingModel()
-    cache = PredictionCache(limit=limit)
-    for batch in batches:
-        pairs = np.asarray(batch, dtype=np.int64)
-        distance = (np.abs(pairs) * 0.5 + 0.25) if with_distance else None
-        got = cache.predictions(pairs, distance, model)
-        np.testing.assert_array_equal(got, CountingModel()(pairs, distance))
-    assert model.rows == expected_rows_predicted
-
-
-def test_same_pair_with_other_distances_are_distinct_rows():
-    model = CountingModel()
-    pairs = np.array([7, 7, 7, 7], dtype=np.int64)
-    distance = np.array([1.0, 2.0, 1.0, 0.1 + 0.2])
-    got = PredictionCache().predictions(pairs, distance, model)
-    np.testing.assert_array_equal(got, [7001.0, 7002.0, 7001.0, 7000.0 + (0.1 + 0.2)])
-    assert model.rows == 3
-
-
-def test_the_cross_batch_lookup_turns_itself_off_when_rows_do_not_repeat():
-    model = CountingModel()
-    cache = PredictionCache()
-    for start in (0, 100, 200):
-        pairs = np.arange(start, start + 100, dtype=np.int64)
-        got = cache.predictions(pairs, pairs * 0.5, model)
-        np.testing.assert_array_equal(got, pairs * 1000.0 + pairs * 0.5)
-    assert not cache.enabled
-    assert len(cache.keys) == 0
-    assert model.rows == 300
 
 
 def test_a_big_batch_on_several_threads_is_bitwise_the_forest_with_one_job():
