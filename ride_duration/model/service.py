@@ -43,7 +43,7 @@ class ServingModel:
         A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch
         rules (`rules.check_rides`): the first that breaks one raises RideError.
         """
-        return self.predictor.predict(f.rides_table(rides))
+        return self.predictor.predict(rides.rides_table(rides))
 
 
 def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
