@@ -18,6 +18,7 @@ from ride_duration.core.errors import TrackingServerUnreachableError
 from ride_duration.core.settings import Settings
 from ride_duration.core.uris import display_uri
 from ride_duration.data import features as f
+from ride_duration.data.rides import rides_table
 from ride_duration.model.loading import load_compiled, load_model
 from ride_duration.model.predictors import Predictor, make_predictor
 from ride_duration.model.resolve import ModelRef, resolve_model
@@ -43,7 +44,7 @@ class ServingModel:
         A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch
         rules (`rules.check_rides`): the first that breaks one raises RideError.
         """
-        return self.predictor.predict(rides.rides_table(rides))
+        return self.predictor.predict(rides_table(rides))
 
 
 def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:

@@ -185,6 +185,7 @@ def batch_path(services: Services, trained: Trained) -> Callable[[list[dict]], o
     import mlflow
     import mlflow.sklearn
 
+    from ride_duration.data.rides import rides_table
     from ride_duration.model.distinct import PredictionCache
     from ride_duration.model.predictors import make_predictor
 
@@ -194,7 +195,7 @@ def batch_path(services: Services, trained: Trained) -> Callable[[list[dict]], o
     )
 
     def predict(rides: list[dict]) -> object:
-        return predictor.predict_batch(rides.rides_table(rides), PredictionCache()).values
+        return predictor.predict_batch(rides_table(rides), PredictionCache()).values
 
     return predict
 

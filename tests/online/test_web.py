@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ride_duration.core.errors import ModelNotFoundError
+from ride_duration.data.rides import rides_table
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.service import ServingModel
 from ride_duration.online import web as online
@@ -40,7 +41,7 @@ def client(predictor):
 
 
 def expected(pipeline, rides: list[dict]) -> list[float]:
-    table = rides.rides_table(rides)
+    table = rides_table(rides)
     return make_predictor(pipeline).predict(table).tolist()
 
 
