@@ -39,7 +39,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from pydantic import Field
 
-from ride_duration.batch import layout
+from ride_duration.batch import paths
 from ride_duration.core import uris
 from ride_duration.core.months import FIRST_YEAR, LAST_YEAR, Month
 from ride_duration.core.settings import Settings
@@ -58,7 +58,7 @@ MonthNumber = Annotated[int, Field(ge=1, le=12)]
 def run_name() -> str:
     """Flow run names like "score-green-2021-03"."""
     parameters = flow_run.parameters
-    return layout.run_name(parameters["taxi_type"], Month(parameters["year"], parameters["month"]))
+    return paths.run_name(parameters["taxi_type"], Month(parameters["year"], parameters["month"]))
 
 
 @flow(name="ride-duration-prediction", flow_run_name=run_name)
@@ -92,7 +92,7 @@ def score(
         "model %s resolved to %s (run %s)", uris.display_uri(model.uri), model.label, model.run_id
     )
     input_uri = trip_file_uri(run.input_uri_template, taxi_type, chosen)
-    output = layout.MonthOutput.of(run.output_root, taxi_type, chosen, model)
+    output = paths.MonthOutput.of(run.output_root, taxi_type, chosen, model)
     logger.info("scoring %s %s from %s", taxi_type, chosen, uris.display_uri(input_uri))
     result = score_month_task(
         taxi_type,
@@ -106,7 +106,7 @@ def score(
     report.log_result(result, logger)
     create_markdown_artifact(
         markdown=report.markdown_report(result),
-        key=layout.run_name(taxi_type, chosen),
+        key=paths.run_name(taxi_type, chosen),
         description=f"Ride-duration predictions for {result.label}",
     )
     return report.summary(result)

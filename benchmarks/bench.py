@@ -174,7 +174,7 @@ def peak_rss_mb() -> float:
 
 def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
     from ride_duration.batch import month as batch
-    from ride_duration.batch.layout import MonthOutput
+    from ride_duration.batch.paths import MonthOutput
     from ride_duration.core.months import Month
     from ride_duration.core.settings import Settings
     from ride_duration.data.features import available_features

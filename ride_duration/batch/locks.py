@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.core import storage, uris, writes
 from ride_duration.core.errors import MonthBusyError
 

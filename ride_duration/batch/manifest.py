@@ -1,7 +1,7 @@
 """The manifest of a scored month: what was read, dropped, scored and written, by which model.
 
 Each output file `{run id}.parquet` gets `_manifest-{run id}.json` beside it, written last
-(`ride_duration.batch.layout`): a month counts as done for a model only when that manifest
+(`ride_duration.batch.paths`): a month counts as done for a model only when that manifest
 exists and matches its file. Its fields are built here, next to the code that reads them.
 """
 
@@ -13,7 +13,7 @@ import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage, uris, writes
 

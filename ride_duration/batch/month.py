@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ride_duration.batch import manifest, quality
-from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.locks import MonthLock
 from ride_duration.batch.output import OUTPUT_SCHEMA, output_table
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage, uris, writes
 from ride_duration.core.months import Month

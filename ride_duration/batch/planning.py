@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ride_duration.batch import layout, manifest
+from ride_duration.batch import manifest, paths
 from ride_duration.core import storage, uris
 from ride_duration.core.months import Month
 from ride_duration.data.sources import trip_file_uri
@@ -35,7 +35,7 @@ class PlannedMonth:
     @property
     def run_name(self) -> str:
         """The score flow's run name for this month (as `score.run_name` builds it)."""
-        return layout.run_name(self.taxi_type, self.month)
+        return paths.run_name(self.taxi_type, self.month)
 
 
 @dataclass
@@ -137,8 +137,8 @@ def plan(
     for taxi_type in taxi_types:
         for month in months:
             input_uri = trip_file_uri(input_uri_template, taxi_type, month)
-            output_uri = layout.MonthOutput.of(output_root, taxi_type, month, model).data
-            name = layout.run_name(taxi_type, month)
+            output_uri = paths.MonthOutput.of(output_root, taxi_type, month, model).data
+            name = paths.run_name(taxi_type, month)
             action, reason = _decide(mode, manifest.is_complete(output_uri), last_states.get(name))
             if action == "score" and check_inputs and not storage.exists(input_uri):
                 action, reason = (

@@ -19,7 +19,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
-from ride_duration.batch import layout
+from ride_duration.batch import paths
 from ride_duration.batch.planning import (
     Mode,
     MonthOutcome,
@@ -58,7 +58,7 @@ class Backfill:
 
 def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMonth]:
     """What happens to each month, each said in the log."""
-    names = [layout.run_name(t, m) for t in backfill.taxi_types for m in backfill.months]
+    names = [paths.run_name(t, m) for t in backfill.taxi_types for m in backfill.months]
     last_states = asyncio.run(deployments.last_run_states(names)) if mode == "failed" else {}
     planned = plan(
         taxi_types=backfill.taxi_types,

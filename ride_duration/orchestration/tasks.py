@@ -10,8 +10,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from ride_duration.batch import layout, result
 from ride_duration.batch import month as batch
+from ride_duration.batch import paths, result
 from ride_duration.core import uris
 from ride_duration.core.errors import ScoringError
 from ride_duration.core.months import Month
@@ -60,7 +60,7 @@ def score_month_task(
     taxi_type: str,
     month: Month,
     input_uri: str,
-    output: layout.MonthOutput,
+    output: paths.MonthOutput,
     model: ModelRef,
     settings: Settings,
     timings: dict[str, float] | None = None,
@@ -109,7 +109,7 @@ def prepare_run(model_uri: str, input_uri_template: str, output_root: str) -> Ru
     settings.configure_mlflow()
     template = input_uri_template or settings.input_uri_template
     uris.check_no_credentials(template, "input_uri_template")
-    root = layout.output_root(settings.output_root, output_root)
+    root = paths.output_root(settings.output_root, output_root)
     started = time.perf_counter()
     model = resolve_model_task(
         model_uri or settings.default_model_uri, settings.trusted_model_prefixes

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.locks import MonthLock, boot_id, process_start
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.errors import MonthBusyError
 
 STALE = 600

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from ride_duration.batch import manifest
-from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage
 from ride_duration.core.months import Month

@@ -17,8 +17,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 
 from ride_duration.batch import month as batch
 from ride_duration.batch import result
-from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.output import OUTPUT_SCHEMA
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.errors import QualityError, SchemaError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits

@@ -28,8 +28,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 
 from ride_duration.batch import manifest, result
 from ride_duration.batch import month as batch
-from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.locks import boot_id, process_start
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.errors import MonthBusyError, QualityError, SchemaError, ScoringError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits

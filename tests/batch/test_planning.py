@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from ride_duration.batch import manifest
-from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.output import OUTPUT_SCHEMA
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.planning import (
     MonthOutcome,
     PlannedMonth,

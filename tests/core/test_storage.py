@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ride_duration.batch.layout import MonthOutput
 from ride_duration.batch.month import score_month
+from ride_duration.batch.paths import MonthOutput
 from ride_duration.core import storage
 from ride_duration.core.errors import InputNotFoundError, InputUnreadableError, SchemaError
 from ride_duration.core.months import Month

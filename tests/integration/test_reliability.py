@@ -27,7 +27,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 
 from ride_duration.batch import manifest
-from ride_duration.batch.layout import MonthOutput
+from ride_duration.batch.paths import MonthOutput
 from tests.conftest import REPO
 from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
 from tests.support.servers import CuttableProxy, free_port

@@ -1,10 +1,10 @@
-"""Where a month's output goes (`ride_duration.batch.layout`): its files, lock and run name."""
+"""Where a month's output goes (`ride_duration.batch.paths`): its files, lock and run name."""
 
 from __future__ import annotations
 
 import pytest
 
-from ride_duration.batch.layout import MonthOutput, model_file_stem, output_root, run_name
+from ride_duration.batch.paths import MonthOutput, model_file_stem, output_root, run_name
 from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.months import Month
 from ride_duration.model.resolve import ModelRef
