@@ -196,7 +196,7 @@ def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
         output=MonthOutput(str(output)),
         model=ref,
         predictor=predictor,
-        batch_size=Settings.from_env().batch_size,
+        settings=Settings.from_env(),
     )
     seconds = time.perf_counter() - started
     return {

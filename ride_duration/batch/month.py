@@ -10,9 +10,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 
 from ride_duration.batch import manifest, quality
 from ride_duration.batch.locks import MonthLock
@@ -21,7 +25,7 @@ from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage, uris, writes
 from ride_duration.core.months import Month
-from ride_duration.core.settings import Limits, RideIdMode
+from ride_duration.core.settings import RideIdMode, Settings
 from ride_duration.data import features as f
 from ride_duration.data import ride_ids, sources
 from ride_duration.model.distinct import PredictionCache
@@ -39,20 +43,16 @@ def score_month(
     output: MonthOutput,
     model: ModelRef,
     predictor: Predictor,
-    batch_size: int,
-    ride_id_mode: RideIdMode = "deterministic",
-    limits: Limits = Limits(),  # noqa: B008 - frozen
+    settings: Settings,
     flow_run_id: str | None = None,
-    lock_stale_seconds: float = 600,
-    code_version: str | None = None,
     timings: dict[str, float] | None = None,
 ) -> MonthResult:
     """Read, clean, identify, predict and write one month, then its manifest.
 
     The input and its columns are checked before the output location is touched; then the
-    month is claimed with its lock, streamed into a staged file, checked against `limits`,
-    and only then published. Any failure publishes nothing. `timings` (seconds spent before,
-    such as the model's load) go into the result's and the manifest's seconds.
+    month is claimed with its lock, streamed into a staged file, checked against the settings'
+    limits, and only then published. Any failure publishes nothing. `timings` (seconds spent
+    before, such as the model's load) go into the result's and the manifest's seconds.
     """
     result = MonthResult(
         taxi_type=taxi_type,
@@ -69,25 +69,28 @@ def score_month(
         input_info = storage.file_info(input_uri)
     except FileNotFoundError:
         input_info = {}  # reading it below fails with the clear "no trip file" error
-    lock = MonthLock(output, owner=flow_run_id or "cli", stale_after_seconds=lock_stale_seconds)
+    lock = MonthLock(
+        output, owner=flow_run_id or "cli", stale_after_seconds=settings.lock_stale_seconds
+    )
     fields = f.required_fields(predictor.features)
     # The input and its columns are checked (opening it) before the lock is taken.
     with (
-        sources.open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches),
+        sources.open_trips(input_uri, taxi_type, fields, settings.batch_size) as (columns, batches),
         lock.held(result.label),
     ):
-        _stream(result, batches, columns, output, predictor, ride_id_mode, limits, lock)
-        result.seconds = {**(timings or {}), **result.seconds}
+        streamed = _stream(result, batches, columns, output, predictor, settings.ride_id_mode)
+        streamed.check(result, settings, lock)
+        streamed.commit(output)
+        result.seconds = {**(timings or {}), **streamed.stages.rounded()}
         result.seconds["total"] = round(time.perf_counter() - started, 3)
         with writes.writing(output.data):
-            output_info = storage.file_info(output.data)
             content = manifest.build(
                 result,
                 input_info=input_info,
-                output_info=output_info,
+                output_info=storage.file_info(output.data),
                 flow_run_id=flow_run_id,
                 started_at=started_at,
-                code_version=code_version,
+                code_version=settings.code_version,
             )
             manifest.write(output.data, content)
     if result.rows_scored == 0:
@@ -95,74 +98,121 @@ def score_month(
     return result
 
 
+@dataclass
+class Stages:
+    """Seconds spent in each stage of a month: read, prepare, ride_ids, predict, write."""
+
+    seconds: Counter[str] = field(default_factory=Counter)
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        """Count the block's time to `stage`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - started
+
+    def reading(self, batches: Iterable) -> Iterator:
+        """`batches`, the time each takes to arrive counted as "read"."""
+        iterator = iter(batches)
+        while True:
+            with self.timing("read"):
+                batch = next(iterator, None)
+            if batch is None:
+                return
+            yield batch
+
+    def rounded(self) -> dict[str, float]:
+        return {stage: round(value, 3) for stage, value in self.seconds.items()}
+
+
+@dataclass
+class Streamed:
+    """A month streamed into its staged file: the writer, its totals and its stages' times."""
+
+    writer: writes.AtomicParquetWriter
+    stages: Stages
+    dropped: Counter[str]
+    totals: quality.Totals
+
+    def check(self, result: MonthResult, settings: Settings, lock: MonthLock) -> None:
+        """Record the month's drops and metrics, then fail it (nothing published) if a limit is
+        crossed or its lock was taken over."""
+        result.rows_dropped = {r.value: self.dropped.get(r.value, 0) for r in f.DropReason}
+        result.metrics = self.totals.metrics()
+        try:
+            quality.check(
+                result.label, result.rows_read, result.rows_dropped, result.metrics, settings.limits
+            )
+            lock.check()  # a run whose lock was taken over publishes nothing
+        except BaseException:
+            self.writer.discard()
+            raise
+
+    def commit(self, output: MonthOutput) -> None:
+        """Publish the staged file. The previous manifest stays until the new file is in place:
+        then it no longer matches it (is_complete says so) until the new manifest replaces it,
+        so a failed commit leaves the previous month whole, manifest and all."""
+        try:
+            with self.stages.timing("write"), writes.writing(output.data):
+                self.writer.commit()
+                self.writer.remove_stale_staging()
+        except BaseException:
+            self.writer.discard()
+            raise
+
+
 def _stream(
     result: MonthResult,
-    batches,  # noqa: ANN001 - the batches of sources.open_trips
+    batches: Iterable,
     columns: dict[str, str],
     output: MonthOutput,
     predictor: Predictor,
     ride_id_mode: RideIdMode,
-    limits: Limits,
-    lock: MonthLock,
-) -> None:
-    """Batches in, predictions out into a staged file that is published only if all is well."""
-    seconds: Counter[str] = Counter()
-    dropped: Counter[str] = Counter()
-    totals = quality.Totals()
-    cache = PredictionCache()
+) -> Streamed:
+    """Batches in, predictions out into a staged file, published later only if all is well."""
     with writes.writing(output.data):
         writer = writes.AtomicParquetWriter(output.data, OUTPUT_SCHEMA)
+    streamed = Streamed(writer, Stages(), Counter(), quality.Totals())
+    stages, cache = streamed.stages, PredictionCache()
     try:
-        clock = time.perf_counter()
-        for raw in batches:
-            seconds["read"] += time.perf_counter() - clock
-
-            clock = time.perf_counter()
-            prepared = f.prepare_trips(
-                raw, result.month, first_row=result.rows_read, source_names=columns
-            )
+        for raw in stages.reading(batches):
+            with stages.timing("prepare"):
+                prepared = f.prepare_trips(
+                    raw, result.month, first_row=result.rows_read, source_names=columns
+                )
             result.rows_read += raw.num_rows
-            dropped.update(prepared.dropped)
+            streamed.dropped.update(prepared.dropped)
             trips = prepared.table
-            seconds["prepare"] += time.perf_counter() - clock
-
-            clock = time.perf_counter()
-            if ride_id_mode == "random":
-                ids = ride_ids.random_ride_ids(trips.num_rows)
-            else:
-                rows = trips[f.ROW_NUMBER].to_numpy()
-                ids = ride_ids.deterministic_ride_ids(result.taxi_type, result.month, rows)
-            seconds["ride_ids"] += time.perf_counter() - clock
-
-            clock = time.perf_counter()
-            if trips.num_rows:
-                predictions = predictor.predict_batch(trips, cache)
-                values, unknown = predictions.values, predictions.unknown_pairs
-            else:
-                values, unknown = np.empty(0, dtype=np.float64), 0
-            seconds["predict"] += time.perf_counter() - clock
-
-            clock = time.perf_counter()
-            table = output_table(trips, ids, values, result.model.label)
-            totals.add(table["diff"].to_numpy(), unknown)
-            with writes.writing(output.data):
-                writer.write(table)
+            with stages.timing("ride_ids"):
+                ids = _ride_ids(result, trips, ride_id_mode)
+            with stages.timing("predict"):
+                values, unknown = _predict(predictor, trips, cache)
+            with stages.timing("write"):
+                table = output_table(trips, ids, values, result.model.label)
+                streamed.totals.add(table["diff"].to_numpy(), unknown)
+                with writes.writing(output.data):
+                    writer.write(table)
             result.rows_scored += trips.num_rows
-            seconds["write"] += time.perf_counter() - clock
-            clock = time.perf_counter()
-        result.rows_dropped = {r.value: dropped.get(r.value, 0) for r in f.DropReason}
-        result.metrics = totals.metrics()
-        quality.check(result.label, result.rows_read, result.rows_dropped, result.metrics, limits)
-        clock = time.perf_counter()
-        lock.check()  # a run whose lock was taken over publishes nothing
-        with writes.writing(output.data):
-            # The previous manifest stays until the new file is in place: then it no longer
-            # matches it (is_complete says so) until the new manifest replaces it. A failed
-            # commit leaves the previous month whole, manifest and all.
-            writer.commit()
-            writer.remove_stale_staging()
-        seconds["write"] += time.perf_counter() - clock
     except BaseException:
         writer.discard()
         raise
-    result.seconds = {stage: round(value, 3) for stage, value in seconds.items()}
+    return streamed
+
+
+def _ride_ids(result: MonthResult, trips: pa.Table, mode: RideIdMode) -> pa.Array:
+    if mode == "random":
+        return ride_ids.random_ride_ids(trips.num_rows)
+    rows = trips[f.ROW_NUMBER].to_numpy()
+    return ride_ids.deterministic_ride_ids(result.taxi_type, result.month, rows)
+
+
+def _predict(
+    predictor: Predictor, trips: pa.Table, cache: PredictionCache
+) -> tuple[np.ndarray, int | None]:
+    """The batch's predictions and its count of trips with an unseen pair."""
+    if not trips.num_rows:
+        return np.empty(0, dtype=np.float64), 0
+    predictions = predictor.predict_batch(trips, cache)
+    return predictions.values, predictions.unknown_pairs

@@ -79,12 +79,8 @@ def score_month_task(
         output=output,
         model=model,
         predictor=predictor,
-        batch_size=settings.batch_size,
-        ride_id_mode=settings.ride_id_mode,
-        limits=settings.limits,
+        settings=settings,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
-        lock_stale_seconds=settings.lock_stale_seconds,
-        code_version=settings.code_version,
         timings=timings,
     )
 

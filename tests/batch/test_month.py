@@ -21,7 +21,7 @@ from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.errors import QualityError, SchemaError
 from ride_duration.core.months import Month
-from ride_duration.core.settings import Limits
+from ride_duration.core.settings import Limits, Settings
 from ride_duration.data import features as f
 from ride_duration.data import layouts as t
 from ride_duration.data.ride_ids import deterministic_ride_ids
@@ -89,9 +89,7 @@ def score(
         output=MonthOutput(str(output_path)),
         model=MODEL,
         predictor=predictor,
-        batch_size=batch_size,
-        limits=limits,
-        ride_id_mode=ride_id_mode,
+        settings=Settings(batch_size=batch_size, limits=limits, ride_id_mode=ride_id_mode),
     )
 
 

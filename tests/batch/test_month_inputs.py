@@ -32,7 +32,7 @@ from ride_duration.batch.locks import boot_id, process_start
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.errors import MonthBusyError, QualityError, SchemaError, ScoringError
 from ride_duration.core.months import Month
-from ride_duration.core.settings import Limits
+from ride_duration.core.settings import Limits, Settings
 from ride_duration.data import features as f
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
@@ -157,8 +157,7 @@ def score(
         output=MonthOutput(str(tmp_path / "out" / OUTPUT)),
         model=MODEL,
         predictor=make_predictor(fitted.pipeline),
-        batch_size=batch_size,
-        limits=limits,
+        settings=Settings(batch_size=batch_size, limits=limits),
     ), source
 
 

@@ -14,6 +14,7 @@ from ride_duration.batch.paths import MonthOutput
 from ride_duration.core import storage
 from ride_duration.core.errors import InputNotFoundError, InputUnreadableError, SchemaError
 from ride_duration.core.months import Month
+from ride_duration.core.settings import Settings
 from ride_duration.model.predictors import RecordsPredictor
 from ride_duration.model.resolve import ModelRef
 from tests.support.tlc_fake import make_trips, write_trips
@@ -50,7 +51,7 @@ def score(input_path, output_path) -> object:
         output=MonthOutput(str(output_path)),
         model=MODEL,
         predictor=RecordsPredictor(Constant()),
-        batch_size=100,
+        settings=Settings(batch_size=100),
     )
 
 
