@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pyarrow as pa
 
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
 from ride_duration.data.sources import read_trips, trip_file_uri
-from ride_duration.model.compiling import compile_checked, log_to_model
+from ride_duration.model.compiling import Compiled, compile_checked, log_to_model
 
 logger = logging.getLogger(__name__)
 
@@ -65,21 +66,16 @@ def train(
 ) -> TrainedModel:
     """Fit on one month, validate on the next, log to MLflow, register and move the alias."""
     import mlflow
-    import mlflow.sklearn
-    import sklearn
-    from sklearn.metrics import root_mean_squared_error
 
-    features = f.available_features(taxi_type)
     valid_month = month.shift(1)
-    train_uri = trip_file_uri(input_uri_template, taxi_type, month)
-    valid_uri = trip_file_uri(input_uri_template, taxi_type, valid_month)
-    train_trips = read_trips(train_uri, taxi_type, month, batch_size).table
-    valid_trips = read_trips(valid_uri, taxi_type, valid_month, batch_size).table
+    train_trips, valid_trips = (
+        read_trips(trip_file_uri(input_uri_template, taxi_type, m), taxi_type, m, batch_size).table
+        for m in (month, valid_month)
+    )
     logger.info(
         "training on %d trips, validating on %d", train_trips.num_rows, valid_trips.num_rows
     )
-
-    pipeline = make_pipeline(estimator)
+    features = f.available_features(taxi_type)
     mlflow.set_experiment(experiment_name)
     with mlflow.start_run() as run:
         mlflow.log_params(
@@ -93,27 +89,11 @@ def train(
                 **(RANDOM_FOREST_PARAMS if estimator == "random-forest" else {}),
             }
         )
-        training_rows = f.feature_records(train_trips, features)
-        pipeline.fit(training_rows, train_trips[f.ACTUAL_DURATION].to_numpy())
-        predictions = pipeline.predict(f.feature_records(valid_trips, features))
-        rmse = float(
-            root_mean_squared_error(valid_trips[f.ACTUAL_DURATION].to_numpy(), predictions)
-        )
+        pipeline, training_rows, rmse = _fit(estimator, features, train_trips, valid_trips)
         mlflow.log_metric("rmse", rmse)
-        # No signature: with one, pyfunc would turn the dict input into a DataFrame.
-        # skops (the default format) rejects RandomForest's tree type, hence cloudpickle.
         # Compiled and verified before anything is logged: a mismatch logs nothing.
         compiled = compile_checked(pipeline, training_rows)
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            serialization_format="cloudpickle",
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
-            registered_model_name=model_name,
-        )
-        if compiled is not None:
-            log_to_model(info.model_id, compiled)
-    version = str(info.registered_model_version)
+        version = _log(pipeline, compiled, model_name)
     mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
     return TrainedModel(
         run_id=run.info.run_id,
@@ -123,3 +103,36 @@ def train(
         rmse=rmse,
         compiled=compiled.describe() if compiled else "not a forest: scored with scikit-learn",
     )
+
+
+def _fit(
+    estimator: Estimator, features: tuple[str, ...], train_trips: pa.Table, valid_trips: pa.Table
+) -> tuple[object, list[dict], float]:
+    """The fitted pipeline, the feature rows it was fitted on, and its RMSE on the next month."""
+    from sklearn.metrics import root_mean_squared_error
+
+    pipeline = make_pipeline(estimator)
+    training_rows = f.feature_records(train_trips, features)
+    pipeline.fit(training_rows, train_trips[f.ACTUAL_DURATION].to_numpy())
+    predictions = pipeline.predict(f.feature_records(valid_trips, features))
+    actual = valid_trips[f.ACTUAL_DURATION].to_numpy()
+    return pipeline, training_rows, float(root_mean_squared_error(actual, predictions))
+
+
+def _log(pipeline: object, compiled: Compiled | None, model_name: str) -> str:
+    """Log the pipeline (and its compiled forest beside it) to the active run; its version."""
+    import mlflow.sklearn
+    import sklearn
+
+    # No signature: with one, pyfunc would turn the dict input into a DataFrame.
+    # skops (the default format) rejects RandomForest's tree type, hence cloudpickle.
+    info = mlflow.sklearn.log_model(
+        pipeline,
+        name="model",
+        serialization_format="cloudpickle",
+        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
+        registered_model_name=model_name,
+    )
+    if compiled is not None:
+        log_to_model(info.model_id, compiled)
+    return str(info.registered_model_version)

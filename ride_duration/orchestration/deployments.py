@@ -1,4 +1,4 @@
-"""Talking to the Prefect API for backfills: past run states, and months run on workers."""
+"""Months as flow runs of a deployment, on its workers; and the states of past score runs."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import logging
 import time
 from collections.abc import Callable
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
     FlowRunFilterName,
 )
+from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Crashed
@@ -62,11 +63,6 @@ async def run_on_deployment(
     slots = asyncio.Semaphore(max_concurrency)
 
     async def one(month: PlannedMonth) -> MonthOutcome:
-        outcome = await watch(month)
-        await asyncio.to_thread(on_done, outcome)
-        return outcome
-
-    async def watch(month: PlannedMonth) -> MonthOutcome:
         async with slots, get_client() as client:
             started = time.monotonic()
             run = await arun_deployment(
@@ -80,29 +76,39 @@ async def run_on_deployment(
             logger.info(
                 "%s %s: flow run %s on %s", month.taxi_type, month.month, run.name, deployment
             )
-            while not (run.state and run.state.is_final()):
-                if time.monotonic() - started > month_timeout_seconds:
-                    message = (
-                        f"flow run {run.name} did not finish within {month_timeout_seconds:.0f} s"
-                        f" (state {run.state.type.value if run.state else 'unknown'}); "
-                        "its worker is presumed dead"
-                    )
-                    # Mark it so the UI stops showing it as running and its slot is freed.
-                    await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
-                    return _outcome(month, "failed", time.monotonic() - started, message)
-                await asyncio.sleep(poll_seconds)
-                run = await client.read_flow_run(run.id)
-            seconds = run.total_run_time.total_seconds() if run.total_run_time else None
-            if run.state.is_completed():
-                return await asyncio.to_thread(completed_outcome, month, seconds)
-            return _outcome(
-                month,
-                run.state.type.value.lower(),
-                seconds,
-                run.state.message or f"flow run {run.name} ended {run.state.name}",
-            )
+            outcome = await _watch(client, run, month, started, month_timeout_seconds, poll_seconds)
+        await asyncio.to_thread(on_done, outcome)
+        return outcome
 
     return list(await asyncio.gather(*(one(month) for month in planned)))
+
+
+async def _watch(
+    client: PrefectClient,
+    run: FlowRun,
+    month: PlannedMonth,
+    started: float,
+    timeout_seconds: float,
+    poll_seconds: float,
+) -> MonthOutcome:
+    """Poll `run` until it ends, or mark it crashed after `timeout_seconds`; its outcome."""
+    while not (run.state and run.state.is_final()):
+        if time.monotonic() - started > timeout_seconds:
+            message = (
+                f"flow run {run.name} did not finish within {timeout_seconds:.0f} s"
+                f" (state {run.state.type.value if run.state else 'unknown'}); "
+                "its worker is presumed dead"
+            )
+            # Mark it so the UI stops showing it as running and its slot is freed.
+            await client.set_flow_run_state(run.id, Crashed(message=message), force=True)
+            return _outcome(month, "failed", time.monotonic() - started, message)
+        await asyncio.sleep(poll_seconds)
+        run = await client.read_flow_run(run.id)
+    seconds = run.total_run_time.total_seconds() if run.total_run_time else None
+    if run.state.is_completed():
+        return await asyncio.to_thread(completed_outcome, month, seconds)
+    message = run.state.message or f"flow run {run.name} ended {run.state.name}"
+    return _outcome(month, run.state.type.value.lower(), seconds, message)
 
 
 def _outcome(month: PlannedMonth, state: str, seconds: float | None, error: str) -> MonthOutcome:
