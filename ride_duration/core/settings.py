@@ -24,6 +24,9 @@ TLC_INPUT_URI_TEMPLATE = (
 )
 
 RideIdMode = Literal["deterministic", "random"]
+# The registry and runs of the tracking server, its served artifacts, and the artifact folder
+# a local store keeps beside the current folder (sqlite:///mlflow.db keeps them in ./mlruns).
+TRUSTED_MODEL_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns")
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Settings:
     # Loading a model unpickles it, which runs code: only these locations are loaded.
     trusted_model_prefixes: tuple[str, ...] = variable(
         "TRUSTED_MODEL_PREFIXES",
-        ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns"),
+        TRUSTED_MODEL_PREFIXES,
         "comma-separated locations models may be named by and loaded from, by whole path "
         "segments (a relative one from the current folder); a registered model's files must "
         "be in one too",

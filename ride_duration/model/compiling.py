@@ -107,7 +107,7 @@ def _registered(uri: str, settings: Any, template: str) -> tuple[str, Any, list,
     from ride_duration.model.loading import load_model
     from ride_duration.model.resolve import resolve_model
 
-    model = resolve_model(uri, settings.trusted_model_prefixes)
+    model = resolve_model(uri, settings.trusted_model_prefixes, tracking_uri=settings.tracking_uri)
     if not (model.name and model.version):
         raise CompileError(f"{uri} is not a registered model version: give models:/NAME/VERSION")
     client = mlflow.MlflowClient()

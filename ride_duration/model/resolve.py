@@ -23,15 +23,12 @@ from ride_duration.core.errors import (
     ModelNotFoundError,
     ModelNotTrustedError,
 )
+from ride_duration.core.settings import TRUSTED_MODEL_PREFIXES
 from ride_duration.core.uris import display_uri
 from ride_duration.model import registry
 from ride_duration.model.artifacts import as_scoring_error, download, read_mlmodel
 
 logger = logging.getLogger(__name__)
-
-# The registry and runs of the tracking server, its served artifacts, and the artifact folder
-# a local store keeps beside the current folder (sqlite:///mlflow.db keeps them in ./mlruns).
-DEFAULT_TRUSTED = ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns")
 
 
 @dataclass(frozen=True)
@@ -70,19 +67,27 @@ def check_trusted(uri: str, trusted_prefixes: tuple[str, ...], files_of: str | N
         )
 
 
-def resolve_model(uri: str, trusted_prefixes: tuple[str, ...] = DEFAULT_TRUSTED) -> ModelRef:
+def resolve_model(
+    uri: str,
+    trusted_prefixes: tuple[str, ...] = TRUSTED_MODEL_PREFIXES,
+    *,
+    tracking_uri: str | None = None,
+) -> ModelRef:
     """Pin `uri` to an immutable model: an alias or "latest" becomes a concrete version.
 
     The URI must lie under one of `trusted_prefixes` (`models:/` and `runs:/` name the tracking
     server's registry and runs), and so must the location the registry or run says the model's
-    files are at: that location is where they are then read from.
+    files are at: that location is where they are then read from. `tracking_uri` is the
+    registry's (the settings'); None: what MLflow itself reads, MLFLOW_TRACKING_URI.
     """
+    if tracking_uri is None:
+        tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
     uri = uri.strip()
     uris.check_no_credentials(uri, "model URI")
     check_trusted(uri, trusted_prefixes)
     try:
         if uri.startswith("models:/"):
-            model = _resolve_registered(uri)
+            model = _resolve_registered(uri, tracking_uri)
         elif uri.startswith("runs:/"):
             model = _resolve_run(uri)
         else:  # a direct artifact location: its MLmodel file says which run logged it
@@ -121,7 +126,7 @@ def _files_location(model: ModelRef) -> str:
     return logged.artifact_location
 
 
-def _resolve_registered(uri: str) -> ModelRef:
+def _resolve_registered(uri: str, tracking_uri: str) -> ModelRef:
     path = uri.removeprefix("models:/").strip("/")
     name, _, suffix = path.partition("/")
     # Which version: "@alias", a number, "latest", or "" (a logged model's id in `name`).
@@ -130,7 +135,7 @@ def _resolve_registered(uri: str) -> ModelRef:
         name, alias = name.rsplit("@", 1)
         selector = f"@{alias}"
     if selector.startswith("@") or selector.isdigit() or selector == "latest":
-        quick = registry.lookup(os.environ.get("MLFLOW_TRACKING_URI", ""), name, selector)
+        quick = registry.lookup(tracking_uri, name, selector)
         if quick is not None:
             return ModelRef(
                 uri=uri,

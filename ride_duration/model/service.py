@@ -59,9 +59,9 @@ def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) 
     return make_predictor(loaded, available)
 
 
-def load(uri: str, trusted_prefixes: tuple[str, ...]) -> ServingModel:
+def load(uri: str, settings: Settings) -> ServingModel:
     """Resolve `uri` (an alias becomes a fixed version), load the model, make its predictor."""
-    model = resolve_model(uri, trusted_prefixes)
+    model = resolve_model(uri, settings.trusted_model_prefixes, tracking_uri=settings.tracking_uri)
     return ServingModel(model, predictor_for(model))
 
 
@@ -74,7 +74,7 @@ def load_for_serving(settings: Settings) -> ServingModel:
     """
     settings.configure_mlflow()
     try:
-        model = load(settings.default_model_uri, settings.trusted_model_prefixes)
+        model = load(settings.default_model_uri, settings)
     except TrackingServerUnreachableError as error:
         if not settings.model_location:
             raise TrackingServerUnreachableError(
@@ -83,7 +83,7 @@ def load_for_serving(settings: Settings) -> ServingModel:
         logger.warning(
             "%s; loading MODEL_LOCATION %s instead", error, display_uri(settings.model_location)
         )
-        model = load(settings.model_location, settings.trusted_model_prefixes)
+        model = load(settings.model_location, settings)
     # One ride now, so that what the first prediction sets up (arrow's kernels, the forest's
     # lookups) is ready before gunicorn forks its workers: no first request pays for it.
     model.predict_rides([{"PULocationID": None, "DOLocationID": None, "trip_distance": 1.0}])

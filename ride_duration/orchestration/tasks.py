@@ -44,9 +44,11 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
 )
-def resolve_model_task(model_uri: str, trusted_prefixes: tuple[str, ...]) -> ModelRef:
+def resolve_model_task(
+    model_uri: str, trusted_prefixes: tuple[str, ...], tracking_uri: str
+) -> ModelRef:
     """Pin the model URI to one version (an alias is resolved here, once)."""
-    return resolve_model(model_uri, trusted_prefixes)
+    return resolve_model(model_uri, trusted_prefixes, tracking_uri=tracking_uri)
 
 
 @task(
@@ -108,6 +110,8 @@ def prepare_run(model_uri: str, input_uri_template: str, output_root: str) -> Ru
     root = paths.output_root(settings.output_root, output_root)
     started = time.perf_counter()
     model = resolve_model_task(
-        model_uri or settings.default_model_uri, settings.trusted_model_prefixes
+        model_uri or settings.default_model_uri,
+        settings.trusted_model_prefixes,
+        settings.tracking_uri,
     )
     return RunSetup(settings, template, root, model, round(time.perf_counter() - started, 3))
