@@ -68,10 +68,12 @@ class Reference:
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """The pipeline's predictions for feature dicts."""
-        out = [
-            np.asarray(self.pipeline.predict(records[start : start + REFERENCE_BLOCK]))
-            for start in range(0, len(records), REFERENCE_BLOCK)
-        ]
+        # As in predict_rows: the float32 extremes overflow scikit-learn's quick finiteness sum.
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = [
+                np.asarray(self.pipeline.predict(records[start : start + REFERENCE_BLOCK]))
+                for start in range(0, len(records), REFERENCE_BLOCK)
+            ]
         return np.concatenate(out).astype(np.float64, copy=False).reshape(-1)
 
     def predict_rows(self, pairs: np.ndarray, distance: np.ndarray | None) -> np.ndarray:
