@@ -31,7 +31,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="list what would happen")
     parser.add_argument("--max-concurrency", type=cli.bounded_int(1, 64), default=4)
     parser.add_argument("--deployment", default="", help="run months on its workers")
-    cli.add_run_options(parser)
+    cli.add_options(parser)
     return parser
 
 

@@ -23,7 +23,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("taxi_type", choices=TAXI_TYPES, help="which TLC trip records")
     parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, LAST_YEAR), help="e.g. 2021")
     parser.add_argument("month", type=cli.bounded_int(1, 12), help="1 to 12; that month is scored")
-    cli.add_run_options(parser)
+    cli.add_options(parser)
     return parser
 
 

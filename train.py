@@ -26,8 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, 2100))
     parser.add_argument("month", type=cli.bounded_int(1, 12))
     parser.add_argument("--estimator", choices=["random-forest", "linear"], default="random-forest")
-    parser.add_argument("--input-uri-template", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    cli.add_options(parser, model=False, output=False)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import machine, tlc_dir, versions  # noqa: E402 - after sys.path
-from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
+from benchmarks.results import check_table, publish, table  # noqa: E402 - after sys.path
 from tests.support.servers import free_port, http_ok, running  # noqa: E402 - after sys.path
 
 BIN = Path(sys.executable).parent
@@ -208,14 +208,20 @@ def main() -> int:
         f"({'real' if tlc_dir() else 'generated'}), the model train.py registers in a sqlite "
         f"store; wall seconds of each process, median of {args.rounds} interleaved rounds.",
         "",
-        "| command | seconds (median) | all rounds | vs course script (runs:/) |",
-        "|---|---:|---|---:|",
+        *table(
+            ["command", "seconds (median)", "all rounds", "vs course script (runs:/)"],
+            (
+                [
+                    name,
+                    f"{medians[name]:.2f}",
+                    ", ".join(f"{v:.2f}" for v in values),
+                    f"{medians[name] / naive_time:.2f}x",
+                ]
+                for name, values in samples.items()
+            ),
+            align="lrlr",
+        ),
     ]
-    for name, values in samples.items():
-        lines.append(
-            f"| {name} | {medians[name]:.2f} | {', '.join(f'{v:.2f}' for v in values)} | "
-            f"{medians[name] / naive_time:.2f}x |"
-        )
     lines += [
         "",
         f"Where the seconds of the last `{server_run}` go:",

@@ -36,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import machine, train_model, versions  # noqa: E402 - after sys.path
-from benchmarks.results import check_table, publish  # noqa: E402 - after sys.path
+from benchmarks.results import check_table, publish, table  # noqa: E402 - after sys.path
 from tests.support.servers import free_port, stop  # noqa: E402 - after sys.path
 
 BIN = Path(sys.executable).parent
@@ -209,14 +209,21 @@ def main() -> int:
         f"all. {args.requests:,} requests of real rides from {args.clients} client threads, "
         "after 50 to warm up; the one-client column is the median of 300 requests in a row.",
         "",
-        "| service | p50 ms | p99 ms | requests/s | one client p50 ms | startup s |",
-        "|---|---:|---:|---:|---:|---:|",
+        *table(
+            ["service", "p50 ms", "p99 ms", "requests/s", "one client p50 ms", "startup s"],
+            (
+                [
+                    name,
+                    f"{r['p50_ms']:.1f}",
+                    f"{r['p99_ms']:.1f}",
+                    f"{r['rps']:,.0f}",
+                    f"{r['single_ms']:.1f}",
+                    f"{r['startup_s']:.1f}",
+                ]
+                for name, r in results.items()
+            ),
+        ),
     ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['rps']:,.0f} | "
-            f"{r['single_ms']:.1f} | {r['startup_s']:.1f} |"
-        )
     lines += [
         "",
         f"`POST /predict/batch` of 1,000 rides, median of 40: {ours['batch_ms']:.1f} ms; with "

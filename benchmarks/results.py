@@ -16,6 +16,18 @@ def check_table(checks: Iterable[tuple[str, str, bool]]) -> list[str]:
     ]
 
 
+def table(header: list[str], rows: Iterable[Iterable[object]], align: str = "") -> list[str]:
+    """The lines of a Markdown table; `align` has an l or r per column (default: the first
+    left, the others right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = "|" + "".join("---|" if a == "l" else "---:|" for a in align)
+    return [
+        "| " + " | ".join(header) + " |",
+        rule,
+        *("| " + " | ".join(str(cell) for cell in row) + " |" for row in rows),
+    ]
+
+
 def publish(text: str, results: Path | None, name: str) -> None:
     """Print a benchmark's report, and write it as section `name` of `results` when given."""
     print(text)

@@ -1,7 +1,39 @@
-"""`python -m ride_duration.compile MODEL_URI`: compile a logged forest (`model.compiling`)."""
+"""Compile a registered model's forest: `python -m ride_duration.compile models:/ride-duration/3`.
+
+The compiled form is verified bit for bit against scikit-learn and logged beside the model's
+pickle (`ride_duration.model.compiling`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
 
 from ride_duration.core import cli
-from ride_duration.model.compiling import main
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line: `python -m ride_duration.compile MODEL_URI [options]`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m ride_duration.compile",
+        description="Compile a registered model's forest, verify it, log it beside the model.",
+    )
+    parser.add_argument("model_uri", help="e.g. models:/ride-duration/3 or models:/NAME@ALIAS")
+    cli.add_options(parser, model=False, output=False)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    def run() -> None:
+        from ride_duration.core.settings import Settings
+        from ride_duration.model.compiling import compile_registered
+
+        settings = Settings.from_env()
+        settings.configure_mlflow()
+        template = args.input_uri_template or settings.input_uri_template
+        print(compile_registered(args.model_uri, settings, template))
+
+    return cli.run(run, debug=args.debug)
+
 
 if __name__ == "__main__":
     cli.exit(main())

@@ -71,13 +71,17 @@ def early(
         sys.exit(error.exit_code)
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The options score.py and backfill.py share: the model, where trips are and go, --debug."""
-    parser.add_argument(
-        "--model-uri", "--model", dest="model_uri", default="", help="MLflow model URI"
-    )
+def add_options(
+    parser: argparse.ArgumentParser, *, model: bool = True, output: bool = True
+) -> None:
+    """The options the commands share: the model, where trips are (and go), and --debug."""
+    if model:
+        parser.add_argument(
+            "--model-uri", "--model", dest="model_uri", default="", help="MLflow model URI"
+        )
     parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
+    if output:
+        parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 

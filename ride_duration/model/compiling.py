@@ -1,4 +1,4 @@
-"""Compiling a model's forest: `python -m ride_duration.compile models:/ride-duration/3`.
+"""Compiling a model's forest (the command `python -m ride_duration.compile MODEL_URI`).
 
 `train.py` compiles every forest it logs; this command compiles a version logged before. The
 compiled form (`forest.npz`: the vocabulary, the tree arrays and the exact lookup table) is
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ride_duration.core.errors import ScoringError
+from ride_duration.core.settings import Settings
 from ride_duration.forest import compiled, compiler, errors, npz, verify
 
 logger = logging.getLogger(__name__)
@@ -67,40 +68,18 @@ def log_to_model(model_id: str, compiled: Compiled) -> None:
         mlflow.MlflowClient().log_model_artifact(model_id, str(path))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: `python -m ride_duration.compile MODEL_URI`."""
-    import argparse
-
-    from ride_duration.core import cli
-
-    parser = argparse.ArgumentParser(
-        prog="python -m ride_duration.compile",
-        description="Compile a registered model's forest, verify it, log it beside the model.",
-    )
-    parser.add_argument("model_uri", help="e.g. models:/ride-duration/3 or models:/NAME@ALIAS")
-    parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-    def run() -> None:
-        from ride_duration.core.settings import Settings
-
-        settings = Settings.from_env()
-        settings.configure_mlflow()
-        model_id, pipeline, rows, label = _registered(
-            args.model_uri, settings, args.input_uri_template or settings.input_uri_template
-        )
-        compiled = compile_checked(pipeline, rows)
-        if compiled is None:
-            raise CompileError(f"{label} is not a DictVectorizer + random forest pipeline")
-        log_to_model(model_id, compiled)
-        print(f"compiled {label}: {compiled.describe()}; logged as {npz.FILE_NAME}")
-
-    return cli.run(run, debug=args.debug)
+def compile_registered(uri: str, settings: Settings, template: str) -> str:
+    """Compile, verify and log the forest of registered version `uri`; one line on what was
+    checked. CompileError when it is not a forest or differs from scikit-learn."""
+    model_id, pipeline, rows, label = _registered(uri, settings, template)
+    compiled = compile_checked(pipeline, rows)
+    if compiled is None:
+        raise CompileError(f"{label} is not a DictVectorizer + random forest pipeline")
+    log_to_model(model_id, compiled)
+    return f"compiled {label}: {compiled.describe()}; logged as {npz.FILE_NAME}"
 
 
-def _registered(uri: str, settings: Any, template: str) -> tuple[str, Any, list, str]:
+def _registered(uri: str, settings: Settings, template: str) -> tuple[str, Any, list, str]:
     """The logged model id, pipeline and training rows of a registered version."""
     import mlflow
 

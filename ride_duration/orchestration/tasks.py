@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,13 +38,17 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-@task(
-    name="resolve-model",
+# A task retried on I/O failures only (is_transient), never cached: a month is scored anew.
+io_task = functools.partial(
+    task,
     retries=len(RETRY_DELAYS_SECONDS),
     retry_delay_seconds=RETRY_DELAYS_SECONDS,
     retry_condition_fn=is_transient,
     cache_policy=NO_CACHE,
 )
+
+
+@io_task(name="resolve-model")
 def resolve_model_task(
     model_uri: str, trusted_prefixes: tuple[str, ...], tracking_uri: str
 ) -> ModelRef:
@@ -51,13 +56,7 @@ def resolve_model_task(
     return resolve_model(model_uri, trusted_prefixes, tracking_uri=tracking_uri)
 
 
-@task(
-    name="score-month",
-    retries=len(RETRY_DELAYS_SECONDS),
-    retry_delay_seconds=RETRY_DELAYS_SECONDS,
-    retry_condition_fn=is_transient,
-    cache_policy=NO_CACHE,
-)
+@io_task(name="score-month")
 def score_month_task(
     taxi_type: str,
     month: Month,
