@@ -133,6 +133,8 @@ def main() -> int:
         "MLFLOW_TRACKING_URI": f"sqlite:///{CACHE / 'mlflow.db'}",
         "INPUT_URI_TEMPLATE": str(trips / "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # The store keeps its artifacts beside it, not in the folder the commands run in.
+        "TRUSTED_MODEL_PREFIXES": f"models:/,runs:/,{CACHE / 'mlruns'}",
     }
     run_id, location = registered_model({**base, "PREFECT_HOME": str(WORK / "train-home")})
     score = [sys.executable, str(REPO / "score.py"), *MONTH]

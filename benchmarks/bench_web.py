@@ -45,7 +45,7 @@ RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 
 def rides(count: int) -> list[dict]:
     """Rides of real green 2021-03 trips (generated ones without TLC_DATA_DIR)."""
-    from tests.test_service import as_rides, prepared
+    from tests.support.rides import as_rides, prepared
 
     folder = os.environ.get("TLC_DATA_DIR")
     if folder and Path(folder, "green_tripdata_2021-03.parquet").is_file():
