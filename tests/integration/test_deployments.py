@@ -7,6 +7,7 @@ with the documented commands and two process workers polling every second.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
@@ -31,7 +32,8 @@ from prefect.states import Scheduled
 
 from ride_duration.batch import manifest
 from tests.conftest import REPO
-from tests.integration.conftest import PROCESS_POOL, PrefectServer, Trained
+from tests.integration.conftest import PROCESS_POOL, TEMPLATE, PrefectServer, Trained
+from tests.support.tlc_fake import file_name
 
 MONTHLY = "ride-duration-prediction/monthly"
 BACKFILL = "ride-duration-prediction-backfill/backfill"
@@ -305,14 +307,32 @@ def _flow_run_processes(flow_run_id: str) -> list[int]:
 
 
 def test_killing_a_worker_mid_backfill_leaves_every_month_done_or_reported_failed(
-    prefect_server: PrefectServer, tmp_path: Path, trained: Trained
+    prefect_server: PrefectServer, tmp_path: Path, trained: Trained, input_dir: Path
 ):
+    # January's trip file is a pipe no one writes to: its run stays in flight until the kill,
+    # so the machine always dies mid-month (a run that had just finished would not test this).
+    trips = tmp_path / "trips"
+    trips.mkdir()
+    for month in (1, 2, 3, 4):
+        name = file_name("green", 2021, month)
+        if month == 1:
+            os.mkfifo(trips / name)
+        else:
+            (trips / name).symlink_to(input_dir / name)
     output_root = tmp_path / "out"
     output_root.mkdir()
     log = tmp_path / "backfill.log"
+    stuck: list[int] = []
     with log.open("w") as out:
         backfill = _backfill_cli(
-            prefect_server, output_root, "--mode", "all", stdout=out, stderr=subprocess.STDOUT
+            prefect_server,
+            output_root,
+            "--mode",
+            "all",
+            "--input-uri-template",
+            str(trips / TEMPLATE),
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         try:
             victim = None
@@ -320,40 +340,43 @@ def test_killing_a_worker_mid_backfill_leaves_every_month_done_or_reported_faile
             while victim is None:
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 for run in _score_runs_of_backfill(prefect_server, "backfill-2021-01-2021-04"):
-                    if run.state.is_running() and (name := _executed_by(prefect_server, run.id)):
-                        victim = (name, run)
+                    if run.name == "score-green-2021-01" and run.state.is_running():
+                        name = _executed_by(prefect_server, run.id)
+                        stuck = _flow_run_processes(str(run.id))
+                        if name and stuck:
+                            victim = (name, run)
                 time.sleep(0.5)
             name, run = victim
             # The machine dies: the worker and the process running its month.
             os.killpg(prefect_server.workers[name].pid, signal.SIGKILL)
-            for pid in _flow_run_processes(str(run.id)):
+            for pid in stuck:
                 os.kill(pid, signal.SIGKILL)
             returncode = backfill.wait(timeout=300)
         finally:
             if backfill.poll() is None:
                 backfill.kill()
+            for pid in stuck:  # never leave a process blocked on the pipe
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     text = log.read_text()
-    assert returncode == 1, text[-3000:]  # the months that died are reported, the flow fails
+    assert returncode == 1, text[-3000:]  # the month that died is reported, the flow fails
     error = next(line for line in text.splitlines() if line.startswith("error: "))
-    assert "did not finish within 45 s" in error
-    assert f"green {run.name.removeprefix('score-green-')}" in error
+    assert error.startswith("error: 1 of 4 months failed"), error
+    assert "green 2021-01 (" in error, error
+    assert "did not finish within 45 s" in error, error
     done = {
         path.parent.name.removeprefix("month="): path for path in output_root.rglob("*.parquet")
     }
-    failed = {month for month in ("01", "02", "03", "04") if f"green 2021-{month} (" in error}
-    # Every month is either a whole file at its final path or named as failed, never both.
-    assert failed.isdisjoint(done)
-    assert failed | set(done) == {"01", "02", "03", "04"}
-    assert error.startswith(f"error: {len(failed)} of 4 months failed")
-    for path in done.values():  # whole files, each with the manifest that matches it
+    # Every other month is a whole file at its final path, with the manifest that matches it.
+    assert set(done) == {"02", "03", "04"}
+    for path in done.values():
         assert manifest.is_complete(str(path))
-    for month in failed:  # neither a file nor a manifest for a month that died
-        partition = output_root / f"taxi_type=green/year=2021/month={month}"
-        assert not list(partition.glob("*.parquet"))
-        assert not list(partition.glob("_manifest-*"))
+    # Neither a file nor a manifest for the month that died.
+    partition = output_root / "taxi_type=green/year=2021/month=01"
+    assert not list(partition.glob("*.parquet"))
+    assert not list(partition.glob("_manifest-*"))
 
     rerun = _backfill_cli(prefect_server, output_root)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    summary = f"{len(failed)} months scored, {len(done)} skipped, 0 failed"
-    assert summary in rerun.stdout + rerun.stderr
+    assert "1 months scored, 3 skipped, 0 failed" in rerun.stdout + rerun.stderr
     assert len(sorted(output_root.rglob("*.parquet"))) == 4
