@@ -8,7 +8,6 @@ pipeline as MODEL_NAME and points MODEL_ALIAS at the new version.
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ride_duration.core import cli
 from ride_duration.core.months import FIRST_YEAR, Month
@@ -26,9 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, 2100))
     parser.add_argument("month", type=cli.bounded_int(1, 12))
     parser.add_argument("--estimator", choices=["random-forest", "linear"], default="random-forest")
-    cli.add_options(parser, model=False, output=False)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = cli.parse_tool(parser, argv)
 
     def run() -> None:
         settings = Settings.from_env()

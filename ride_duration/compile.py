@@ -7,7 +7,6 @@ pickle (`ride_duration.model.compiling`).
 from __future__ import annotations
 
 import argparse
-import logging
 
 from ride_duration.core import cli
 
@@ -19,9 +18,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Compile a registered model's forest, verify it, log it beside the model.",
     )
     parser.add_argument("model_uri", help="e.g. models:/ride-duration/3 or models:/NAME@ALIAS")
-    cli.add_options(parser, model=False, output=False)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = cli.parse_tool(parser, argv)
 
     def run() -> None:
         from ride_duration.core.settings import Settings

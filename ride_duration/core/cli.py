@@ -85,6 +85,18 @@ def add_options(
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 
+def parse_tool(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the command line of a tool that reads trips (train, compile) and log plainly.
+
+    Such a tool takes --input-uri-template and --debug besides its own arguments; its INFO
+    lines are its progress, so they are printed as they are.
+    """
+    add_options(parser, model=False, output=False)
+    arguments = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    return arguments
+
+
 def say(line: str) -> None:
     """Tell the user what a command is doing, on stderr (stdout carries its results)."""
     print(line, file=sys.stderr, flush=True)
