@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from ride_duration.forest.arrays import check_array
+from ride_duration.forest.arrays import check_array, distinct
 from ride_duration.forest.table import LookupTable
 from ride_duration.forest.vocabulary import DISTANCE, PairVocabulary
 
@@ -104,12 +104,12 @@ class CompiledForest:
     def split_pair_columns(self) -> np.ndarray:
         """The sorted distinct pair columns that some split tests."""
         tested = self.feature[self.feature >= 0]
-        return np.unique(tested[tested != self._distance_code]).astype(np.int64)
+        return distinct(tested[tested != self._distance_code]).astype(np.int64)
 
     @property
     def distance_cuts(self) -> np.ndarray:
         """The sorted distinct distance thresholds (float64)."""
-        return np.unique(self.threshold[self.feature == self._distance_code])
+        return distinct(self.threshold[self.feature == self._distance_code])
 
     @property
     def _distance_code(self) -> int:
@@ -261,22 +261,26 @@ def tree_levels(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
     n = len(left)
     if not len(roots) or roots[0] != 0 or np.any(np.diff(roots) <= 0) or roots[-1] >= n:
         raise ValueError("roots do not start trees in order")
-    ends = np.append(roots[1:], n)[np.searchsorted(roots, np.arange(n), side="right") - 1]
+    starts_and_end = np.append(roots, n)
+    ends = np.repeat(starts_and_end[1:], np.diff(starts_and_end))  # each node's tree's end
     index = np.arange(n)
     internal = left != LEAF
     for children in (left, right):
         inside = (children > index) & (children < ends)
         if np.any(internal & ~inside) or np.any(~internal & (children != LEAF)):
             raise ValueError("a node's child is outside its tree or before it")
-    seen = np.zeros(n, dtype=np.int64)
-    frontier, levels = roots.astype(np.intp), 0
-    while True:
-        np.add.at(seen, frontier, 1)  # a node reached twice in one level counts twice
-        frontier = frontier[internal[frontier]]
-        if not len(frontier):
+    reached, frontier, levels = [], roots.astype(np.intp), 0
+    while len(frontier):
+        reached.append(frontier)
+        if sum(map(len, reached)) > n:  # a node reached twice: stop before the frontier grows
             break
+        frontier = frontier[internal[frontier]]
         frontier = np.concatenate([left[frontier], right[frontier]]).astype(np.intp)
-        levels += 1
-    if np.any(seen != 1):
+        levels += bool(len(frontier))
+    # Every node reached exactly once: all levels' frontiers together are n distinct nodes.
+    everyone = np.concatenate(reached)
+    seen = np.zeros(n, dtype=bool)
+    seen[everyone] = True
+    if len(everyone) != n or not seen.all():
         raise ValueError("some nodes are not reached exactly once from their tree's root")
     return levels

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ride_duration.forest.arrays import check_array
+from ride_duration.forest.arrays import check_array, distinct
 
 # The names of ride_duration.data.features and .layouts, repeated here because those modules
 # import pyarrow, which prediction must not need (tests check that they agree).
@@ -56,7 +56,7 @@ class PairVocabulary:
         columns = self.pair_columns
         if len(columns) and (columns.min() < 0 or columns.max() >= self.n_columns):
             raise ValueError(f"pair_columns outside [0, {self.n_columns})")
-        if len(np.unique(columns)) != len(columns):
+        if len(distinct(columns)) != len(columns):
             raise ValueError("two pairs share a column")
         column = self.distance_column
         if column is not None and (not 0 <= column < self.n_columns or column in columns):

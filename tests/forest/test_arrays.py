@@ -8,6 +8,7 @@ import pytest
 from ride_duration.forest.arrays import (
     FLOAT32_MAX,
     check_array,
+    distinct,
     next_down32,
     next_up32,
     round_down32,
@@ -50,3 +51,22 @@ def test_check_array_refuses_what_the_evaluator_cannot_index(array, length, ndim
     with pytest.raises(ValueError, match=says):
         check_array("roots", array, np.int64, length, ndim)
     check_array("roots", np.zeros(2, dtype=np.int64), np.int64, 2)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([], dtype=np.int64),
+        np.array([7], dtype=np.int64),
+        np.array([3, 1, 3, 2, 1], dtype=np.int64),
+        np.array([2**62, -(2**62), 0, 2**62], dtype=np.int64),
+        np.array([0.5, -0.0, 0.0, 1e-300, 0.5, 3.75]),
+        np.array([5, 5, 5], dtype=np.int32),
+    ],
+    ids=["empty", "one", "repeats", "extremes", "floats-with-signed-zero", "all-equal"],
+)
+def test_distinct_is_np_unique(values):
+    got = distinct(values)
+    expected = np.unique(values)
+    assert got.dtype == expected.dtype
+    assert got.tobytes() == expected.tobytes()

@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ride_duration.forest.compiled import _WALK_BLOCK
+from ride_duration.forest.compiled import _WALK_BLOCK, LEAF, tree_levels
 from tests.support.forests import (
     BOTH,
     FLOAT32_MAX,
@@ -149,3 +149,48 @@ def test_predict_refuses_an_unknown_method_and_a_missing_table(compiled):
         model.predict(np.array([-1]), np.array([1.0]), method="fast")
     with pytest.raises(ValueError, match="no lookup table"):
         replace(model, table=None).predict(np.array([-1]), np.array([1.0]), method="table")
+
+
+def _nodes(*pairs: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    left, right = zip(*pairs, strict=True)
+    return np.array(left, dtype=np.int32), np.array(right, dtype=np.int32)
+
+
+# A chain of 64 nodes whose left and right child are both the next node: reached 2**63 times
+# if followed level by level; the check stops at the first level that reaches a node twice.
+CHAIN = [(i + 1, i + 1) for i in range(63)] + [(LEAF, LEAF)]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "roots", "levels", "error"),
+    [
+        ([(LEAF, LEAF)], [0], 0, None),
+        ([(1, 2), (LEAF, LEAF), (LEAF, LEAF)], [0], 1, None),
+        ([(1, 2), (LEAF, LEAF), (3, 4), (LEAF, LEAF), (LEAF, LEAF), (LEAF, LEAF)], [0, 5], 2, None),
+        ([(1, 1), (LEAF, LEAF), (LEAF, LEAF)], [0], None, "not reached exactly once"),
+        ([(1, 2), (LEAF, LEAF), (LEAF, LEAF), (LEAF, LEAF)], [0], None, "not reached exactly once"),
+        (CHAIN, [0], None, "not reached exactly once"),
+        ([(1, 2), (LEAF, LEAF), (LEAF, LEAF)], [1], None, "roots do not start trees"),
+        ([(2, 1), (LEAF, LEAF), (LEAF, LEAF)], [0, 2], None, "outside its tree"),
+        ([(0, 1), (LEAF, LEAF)], [0], None, "outside its tree or before it"),
+    ],
+    ids=[
+        "a leaf",
+        "one split",
+        "two trees",
+        "one child twice",
+        "a node nobody reaches",
+        "a chain of shared children",
+        "roots not from 0",
+        "a child in the next tree",
+        "a node its own child",
+    ],
+)
+def test_tree_levels_checks_the_nodes_form_trees(nodes, roots, levels, error):
+    left, right = _nodes(*nodes)
+    roots = np.array(roots, dtype=np.int32)
+    if error is None:
+        assert tree_levels(left, right, roots) == levels
+    else:
+        with pytest.raises(ValueError, match=error):
+            tree_levels(left, right, roots)
