@@ -1,7 +1,8 @@
 """Where bytes live: reading trip files and committing prediction files, locally or remotely.
 
-This is the only module that knows about URLs and fsspec. Local paths, `s3://` (set
-`AWS_ENDPOINT_URL` for an S3-compatible server) and `https://` all go through fsspec.
+This is the only module that knows about fsspec: local paths, `s3://` (set `AWS_ENDPOINT_URL`
+for an S3-compatible server) and `https://` all go through it. A model's own files on S3 are
+copied by `core.objects` with boto3 alone, which the serving install has without fsspec.
 """
 
 from __future__ import annotations
@@ -168,21 +169,6 @@ def is_within(uri: str, root: str) -> bool:
     else:
         path_a, path_b = posixpath.normpath("/" + path_a), posixpath.normpath("/" + path_b)
     return path_a == path_b or path_a.startswith(path_b.rstrip("/") + "/")
-
-
-def copy_folder(uri: str, local_folder: str, only: tuple[str, ...] | None = None) -> str:
-    """Copy the files below `uri` (an object store prefix) into `local_folder`; return it.
-
-    With `only`, just those files of the folder's top level, the ones that exist.
-    """
-    fs, path = fsspec.core.url_to_fs(uri)
-    if only is None:
-        fs.get(path.rstrip("/") + "/", local_folder.rstrip("/") + "/", recursive=True)
-        return local_folder
-    for name in only:
-        with suppress(FileNotFoundError):
-            fs.get(posixpath.join(path, name), posixpath.join(local_folder, name))
-    return local_folder
 
 
 def protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

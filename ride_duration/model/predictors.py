@@ -1,4 +1,4 @@
-"""Predictions for prepared trips: three paths, chosen in one place (`make_predictor`).
+"""Predicting trip tables and checked rides: three paths, chosen in one place (`make_predictor`).
 
 - a model's compiled forest (`ride_duration.forest`) is evaluated with numpy alone, bit for
   bit scikit-learn's n_jobs=1 answers;
@@ -15,25 +15,25 @@ from __future__ import annotations
 
 import functools
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-import pyarrow as pa
 
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data.rules import DISTANCE, DROPOFF_LOCATION, PICKUP_LOCATION, CheckedRides
 from ride_duration.forest.compiled import CompiledForest
 from ride_duration.forest.reference import vectorizer_rows, with_one_job
-from ride_duration.forest.vocabulary import PairVocabulary
+from ride_duration.forest.vocabulary import PU_DO, PairVocabulary
 from ride_duration.model.distinct import PredictionCache, predict_distinct
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pyarrow as pa
     import scipy.sparse as sp
 
-# pandas and scipy are imported where they are used: commands that only plan (a backfill's dry
-# run) or answer --help must not pay for them.
+# pyarrow and scipy are imported where used: --help and dry runs do not pay for them, and the
+# serving install, which predicts checked rides with the compiled forest, has neither.
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class Predictor(Protocol):
         """The predictions, one per trip."""
         ...
 
+    def predict_checked(self, rides: CheckedRides) -> np.ndarray:
+        """The predictions of the kept rides of an online request or stream batch, in order."""
+        ...
+
     def predict_batch(
         self, trips: pa.Table, cache: PredictionCache | None = None
     ) -> BatchPredictions:
@@ -66,14 +70,24 @@ class RecordsPredictor:
 
     path = "generic (one feature dict per trip)"
 
-    def __init__(self, model: Any, features: tuple[str, ...] = f.ALL_FEATURES) -> None:
+    def __init__(self, model: Any, features: tuple[str, ...] | None = None) -> None:
+        from ride_duration.data.features import ALL_FEATURES
+
         self.model = model
-        self.features = features
+        self.features = ALL_FEATURES if features is None else features
 
     def predict(self, trips: pa.Table) -> np.ndarray:
         """Predict from one feature dict per trip."""
-        predictions = self.model.predict(f.feature_records(trips, self.features))
+        from ride_duration.data.features import feature_records
+
+        predictions = self.model.predict(feature_records(trips, self.features))
         return np.asarray(predictions, dtype=np.float64).reshape(-1)
+
+    def predict_checked(self, rides: CheckedRides) -> np.ndarray:
+        """Predict checked rides as a table of trips (this path needs pyarrow anyway)."""
+        from ride_duration.data.rides import checked_table
+
+        return self.predict(checked_table(rides))
 
     def predict_batch(
         self, trips: pa.Table, cache: PredictionCache | None = None
@@ -83,25 +97,42 @@ class RecordsPredictor:
 
 
 def _encode(
+    vocabulary: PairVocabulary,
+    features: tuple[str, ...],
+    pickup: np.ndarray,
+    dropoff: np.ndarray,
+    distance: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Each ride's column for its pickup/dropoff pair (-1: a pair the model never saw) and its
+    distance, for the features the model reads. Ids are int64, -1 for an unknown location."""
+    if PU_DO in features:
+        pair_column = vocabulary.encode(pickup, dropoff)
+    else:
+        pair_column = np.full(len(pickup), -1, dtype=np.int64)
+    return pair_column, distance if DISTANCE in features else None
+
+
+def _encode_trips(
     vocabulary: PairVocabulary, features: tuple[str, ...], trips: pa.Table
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Each trip's column for its pickup/dropoff pair (-1: a pair the model never saw) and its
-    distance, for the features the model reads."""
-    if f.PU_DO in features:
-        pair_column = vocabulary.encode(
-            f.location_ids(trips[t.PICKUP_LOCATION]), f.location_ids(trips[t.DROPOFF_LOCATION])
-        )
-    else:
-        pair_column = np.full(trips.num_rows, -1, dtype=np.int64)
+    """`_encode` of a table of trips (a trip without a distance column has no distance)."""
+    from ride_duration.data.features import location_ids
+
     distance = None
-    if t.DISTANCE in features:
-        distance = np.asarray(trips[t.DISTANCE].to_numpy(), dtype=np.float64)
-    return pair_column, distance
+    if DISTANCE in features:
+        distance = np.asarray(trips[DISTANCE].to_numpy(), dtype=np.float64)
+    return _encode(
+        vocabulary,
+        features,
+        location_ids(trips[PICKUP_LOCATION]),
+        location_ids(trips[DROPOFF_LOCATION]),
+        distance,
+    )
 
 
 def _unknown_pairs(pair_column: np.ndarray, features: tuple[str, ...]) -> int | None:
     """How many trips have a pair the model never saw: a quality metric of the month."""
-    return int((pair_column < 0).sum()) if f.PU_DO in features else None
+    return int((pair_column < 0).sum()) if PU_DO in features else None
 
 
 def _features_of(vocabulary: PairVocabulary) -> tuple[str, ...]:
@@ -109,8 +140,8 @@ def _features_of(vocabulary: PairVocabulary) -> tuple[str, ...]:
     return tuple(
         feature
         for feature, used in (
-            (f.PU_DO, len(vocabulary.pair_keys) > 0),
-            (t.DISTANCE, vocabulary.distance_column is not None),
+            (PU_DO, len(vocabulary.pair_keys) > 0),
+            (DISTANCE, vocabulary.distance_column is not None),
         )
         if used
     )
@@ -131,11 +162,18 @@ class CompiledPredictor:
 
     def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
         """Each trip's pair column (-1: unknown) and its distance."""
-        return _encode(self.compiled.vocabulary, self.features, trips)
+        return _encode_trips(self.compiled.vocabulary, self.features, trips)
 
     def predict(self, trips: pa.Table) -> np.ndarray:
         """The forest's predictions, one per trip."""
         return self.compiled.predict(*self.encode(trips))
+
+    def predict_checked(self, rides: CheckedRides) -> np.ndarray:
+        """The forest's predictions of checked rides, with numpy alone."""
+        vocabulary, features = self.compiled.vocabulary, self.features
+        return self.compiled.predict(
+            *_encode(vocabulary, features, rides.pickup, rides.dropoff, rides.distance)
+        )
 
     def predict_batch(
         self, trips: pa.Table, cache: PredictionCache | None = None
@@ -166,7 +204,7 @@ class DictVectorizerPredictor:
 
     def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
         """Each trip's vocabulary column for its PU_DO pair (-1: unknown) and its distance."""
-        return _encode(self.vocabulary, self.features, trips)
+        return _encode_trips(self.vocabulary, self.features, trips)
 
     def matrix(self, pair_column: np.ndarray, distance: np.ndarray | None) -> sp.csr_matrix:
         """The sparse rows of encoded trips: a 1 in the pair's column, the distance in its own."""
@@ -179,6 +217,13 @@ class DictVectorizerPredictor:
     def predict(self, trips: pa.Table) -> np.ndarray:
         """Predict each distinct feature row of `trips` once."""
         return self.predict_batch(trips).values
+
+    def predict_checked(self, rides: CheckedRides) -> np.ndarray:
+        """Predict each distinct feature row of checked rides once."""
+        encoded = _encode(
+            self.vocabulary, self.features, rides.pickup, rides.dropoff, rides.distance
+        )
+        return predict_distinct(*encoded, self._predict_rows)
 
     def predict_batch(
         self, trips: pa.Table, cache: PredictionCache | None = None
@@ -215,11 +260,12 @@ class DictVectorizerPredictor:
         return np.asarray(self.rest.predict(matrix), dtype=np.float64).reshape(-1)
 
 
-def make_predictor(model: Any, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
+def make_predictor(model: Any, available: tuple[str, ...] | None = None) -> Predictor:
     """The fastest predictor that gives the model's own predictions: the one place it is chosen.
 
     A CompiledForest is evaluated with numpy alone; a Pipeline(DictVectorizer, ...) takes the
-    fast path; any other model gets one feature dict per trip.
+    fast path; any other model gets one feature dict per trip, of the `available` features
+    (None: all of them).
     """
     if isinstance(model, CompiledForest):
         return CompiledPredictor(model)
@@ -242,6 +288,8 @@ MIN_BLOCK_ROWS = 8_192
 @functools.cache
 def _threads() -> ThreadPoolExecutor:
     """The process's prediction threads, one per core, made at the first big batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
     return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="predict")
 
 

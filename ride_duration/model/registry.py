@@ -9,7 +9,8 @@ names, which run logged it, and where its files are. This module reads them from
 
 Whatever it cannot settle exactly (another store, a name it cannot find, a server that does
 not answer, an unexpected answer) comes back as None, and `ride_duration.model.resolve` asks MLflow
-itself, which answers with MLflow's own errors: this module only ever saves time.
+itself, which answers with MLflow's own errors: this module only ever saves time. Where MLflow
+is not installed (the serving install), a server that does not answer is said so here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ride_duration.core.uris import display_uri
+from ride_duration.model.artifacts import mlflow_installed, server_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +44,11 @@ class Version:
     location: str  # the artifact location MLflow's get_model_version_download_uri gives
 
 
+def covers(tracking_uri: str) -> bool:
+    """Whether this module reads the registry of `tracking_uri` (an http(s) or sqlite store)."""
+    return tracking_uri.startswith(("http://", "https://", "sqlite:///"))
+
+
 def lookup(tracking_uri: str, name: str, selector: str) -> Version | None:
     """The version of `name` that `selector` names ("@alias", a number, or "latest").
 
@@ -52,6 +59,10 @@ def lookup(tracking_uri: str, name: str, selector: str) -> Version | None:
             return _Rest(tracking_uri.rstrip("/")).lookup(name, selector)
         if tracking_uri.startswith("sqlite:///"):
             return _Sqlite(_sqlite_path(tracking_uri)).lookup(name, selector)
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+        if not mlflow_installed():  # nobody to ask after this module: the server is down
+            raise server_unreachable(tracking_uri) from None
+        logger.debug("registry lookup of %s %s left to MLflow: %s", name, selector, error)
     except (OSError, ValueError, KeyError, sqlite3.Error) as error:
         logger.debug("registry lookup of %s %s left to MLflow: %s", name, selector, error)
     return None

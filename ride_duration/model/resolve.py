@@ -25,8 +25,13 @@ from ride_duration.core.errors import (
 )
 from ride_duration.core.settings import TRUSTED_MODEL_PREFIXES
 from ride_duration.core.uris import display_uri
-from ride_duration.model import registry
-from ride_duration.model.artifacts import as_scoring_error, download, read_mlmodel
+from ride_duration.model.artifacts import (
+    as_scoring_error,
+    download,
+    mlflow_installed,
+    read_run_id,
+    require_mlflow,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +96,8 @@ def resolve_model(
         elif uri.startswith("runs:/"):
             model = _resolve_run(uri)
         else:  # a direct artifact location: its MLmodel file says which run logged it
-            local_path = download(uri)
-            return ModelRef(uri=uri, resolved_uri=uri, run_id=read_mlmodel(local_path).run_id)
+            local_path = download(uri, only=("MLmodel",))
+            return ModelRef(uri=uri, resolved_uri=uri, run_id=read_run_id(local_path))
         if model.location is None:
             model = dataclasses.replace(model, location=_files_location(model))
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
@@ -104,9 +109,7 @@ def resolve_model(
 
 def _files_location(model: ModelRef) -> str:
     """Where MLflow says the files of a resolved model are (its artifact location)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
+    client = _client(model.resolved_uri)
     if model.resolved_uri.startswith("runs:/"):
         # MLflow 3 keeps a run's model as a logged model of that name, with its own location.
         run_id, _, path = model.resolved_uri.removeprefix("runs:/").partition("/")
@@ -127,6 +130,8 @@ def _files_location(model: ModelRef) -> str:
 
 
 def _resolve_registered(uri: str, tracking_uri: str) -> ModelRef:
+    from ride_duration.model import registry  # its HTTP client and sqlite, only when needed
+
     path = uri.removeprefix("models:/").strip("/")
     name, _, suffix = path.partition("/")
     # Which version: "@alias", a number, "latest", or "" (a logged model's id in `name`).
@@ -145,9 +150,12 @@ def _resolve_registered(uri: str, tracking_uri: str) -> ModelRef:
                 run_id=quick.run_id,
                 location=quick.location,
             )
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
+        if registry.covers(tracking_uri) and not mlflow_installed():
+            raise ModelNotFoundError(
+                f"cannot find model {display_uri(uri)} in the registry at "
+                f"{display_uri(tracking_uri)}"
+            )
+    client = _client(uri)
     if selector.startswith("@"):
         version = client.get_model_version_by_alias(name, selector[1:])
     elif selector.isdigit():
@@ -176,10 +184,8 @@ def _resolve_registered(uri: str, tracking_uri: str) -> ModelRef:
 
 
 def _resolve_run(uri: str) -> ModelRef:
-    from mlflow import MlflowClient
-
     run_id = uri.removeprefix("runs:/").split("/", 1)[0]
-    client = MlflowClient()
+    client = _client(uri)
     client.get_run(run_id)  # fails clearly for an unknown run
     registered = client.search_model_versions(f"run_id = '{run_id}'")
     if len(registered) == 1:
@@ -191,3 +197,11 @@ def _resolve_run(uri: str) -> ModelRef:
             run_id=run_id,
         )
     return ModelRef(uri=uri, resolved_uri=uri, run_id=run_id)
+
+
+def _client(uri: str):  # noqa: ANN202 - an MlflowClient, imported only here
+    """MLflow's client, for what `registry` cannot settle; one line when MLflow is not here."""
+    require_mlflow(f"resolving {display_uri(uri)}")
+    from mlflow import MlflowClient
+
+    return MlflowClient()

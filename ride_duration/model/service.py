@@ -8,17 +8,17 @@ calls: one instance serves any number of threads.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ride_duration.core.errors import TrackingServerUnreachableError
+from ride_duration.core.errors import ConfigurationError, TrackingServerUnreachableError
 from ride_duration.core.settings import Settings
 from ride_duration.core.uris import display_uri
-from ride_duration.data import features as f
-from ride_duration.data.rides import rides_table
+from ride_duration.data import rules
 from ride_duration.model.loading import load_compiled, load_model
 from ride_duration.model.predictors import Predictor, make_predictor
 from ride_duration.model.resolve import ModelRef, resolve_model
@@ -44,17 +44,28 @@ class ServingModel:
         A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch
         rules (`rules.check_rides`): the first that breaks one raises RideError.
         """
-        return self.predictor.predict(rides_table(rides))
+        checked = rules.check_rides(rides)
+        if checked.errors:
+            raise checked.errors[0]
+        return self.predictor.predict_checked(checked)
 
 
-def predictor_for(model: ModelRef, available: tuple[str, ...] = f.ALL_FEATURES) -> Predictor:
-    """The predictor of a resolved model (loaded once per process), given the features at hand.
+def predictor_for(model: ModelRef, available: tuple[str, ...] | None = None) -> Predictor:
+    """The predictor of a resolved model (loaded once per process), given the features at hand
+    (None: all of them).
 
     The model's compiled forest when it has one (numpy alone, exactly scikit-learn's answers),
-    else the model itself through scikit-learn or MLflow.
+    else the model itself through scikit-learn or MLflow, which the serving install leaves out:
+    there, a model without a compiled forest is refused in one line.
     """
     loaded = load_compiled(model.resolved_uri, model.location)
     if loaded is None:
+        if importlib.util.find_spec("sklearn") is None:
+            raise ConfigurationError(
+                f"model {display_uri(model.uri)} has no compiled forest, and this install has "
+                f"no scikit-learn: compile it with `python -m ride_duration.compile "
+                f"{display_uri(model.resolved_uri)}` or use the full image"
+            )
         loaded = load_model(model.resolved_uri, model.location)
     return make_predictor(loaded, available)
 
@@ -84,8 +95,8 @@ def load_for_serving(settings: Settings) -> ServingModel:
             "%s; loading MODEL_LOCATION %s instead", error, display_uri(settings.model_location)
         )
         model = load(settings.model_location, settings)
-    # One ride now, so that what the first prediction sets up (arrow's kernels, the forest's
-    # lookups) is ready before gunicorn forks its workers: no first request pays for it.
+    # One ride now, so that what the first prediction sets up (the forest's lookups, or
+    # scikit-learn's) is ready before gunicorn forks its workers: no first request pays for it.
     model.predict_rides([{"PULocationID": None, "DOLocationID": None, "trip_distance": 1.0}])
     logger.info(
         "serving %s = %s (run %s) with %s",

@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 from ride_duration.core.settings import Settings
 from ride_duration.data import rules
-from ride_duration.data.rides import checked_table
 from ride_duration.model.service import ServingModel, load_for_serving
 
 logger = logging.getLogger(__name__)
@@ -95,7 +94,7 @@ def handle(event: object, model: ServingModel, output: Output, *, test_run: bool
         _refused(rides[error.index].sequence_number, str(error))
     failures += [rides[error.index].sequence_number for error in checked.errors]
     good = [rides[index] for index in checked.kept]
-    durations = model.predictor.predict(checked_table(checked)) if good else []
+    durations = model.predictor.predict_checked(checked) if good else []
     predictions = [
         prediction_record(model, duration, ride.ride_id)
         for ride, duration in zip(good, durations, strict=True)

@@ -7,6 +7,7 @@ import requests
 from mlflow.exceptions import MlflowException
 
 from ride_duration.core.errors import (
+    ConfigurationError,
     ModelNotFoundError,
     ModelNotTrustedError,
     TrackingServerUnreachableError,
@@ -52,6 +53,7 @@ def refused() -> Exception:
         (MlflowException("RESOURCE_DOES_NOT_EXIST: no such model"), ModelNotFoundError),
         (FileNotFoundError("no such file"), ModelNotFoundError),
         (ModelNotTrustedError("not trusted"), ModelNotTrustedError),
+        (ConfigurationError("needs MLflow"), ConfigurationError),
         (ValueError("a bug"), ValueError),
     ],
 )
@@ -60,3 +62,61 @@ def test_failures_become_one_actionable_error_and_bugs_stay_bugs(error, becomes)
     assert type(translated) is becomes
     if becomes is ModelNotFoundError:
         assert str(translated).startswith("cannot find model models:/m/1: ")
+
+
+RUN = "2cd527170d754944bccd4ae48a9d80ae"
+
+
+@pytest.mark.parametrize(
+    ("content", "run_id"),
+    [
+        (f"artifact_path: x\nrun_id: {RUN}\nutc_time_created: '2026'\n", RUN),  # MLflow's
+        (f"run_id: {RUN}\n", RUN),
+        (f"run_id: '{RUN}'\n", RUN),  # quoted: parsed
+        ("run_id: null\n", None),
+        ("run_id: r42\n", "r42"),  # not 32 hex digits: parsed
+        (f"run_id: {RUN}\nrun_id: {RUN[::-1]}\n", RUN[::-1]),  # twice: YAML's last one
+        (f"'run_id': other\nrun_id: {RUN}\n", RUN),
+        (f"{{run_id: {RUN}}}\n", RUN),  # flow style: parsed
+        (f"flavors:\n  x:\n    run_id: {RUN}\n", None),  # not the top level
+        ("flavors: {}\n", None),
+    ],
+)
+def test_the_run_id_is_what_yaml_reads(tmp_path, content, run_id):
+    (tmp_path / "MLmodel").write_text(content)
+    assert artifacts.read_run_id(str(tmp_path)) == run_id
+    assert artifacts.read_run_id(str(tmp_path)) == artifacts.read_mlmodel(str(tmp_path)).run_id
+
+
+def test_mlflows_own_run_id_line_is_read_without_importing_yaml(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "MLmodel").write_text(f"artifact_path: x\nflavors: {{}}\nrun_id: {RUN}\n")
+    code = (
+        "import sys; from ride_duration.model.artifacts import read_run_id; "
+        f"print(read_run_id({str(tmp_path)!r}), 'yaml' in sys.modules)"
+    )
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert answer.stdout.split() == [RUN, "False"], answer.stderr
+
+
+@pytest.mark.parametrize("uri", ["runs:/abc/model", "mlflow-artifacts:/1/abc", "models:/m-1"])
+def test_without_mlflow_what_only_mlflow_reads_is_refused_in_one_line(not_installed, uri):
+    not_installed("mlflow")
+    with pytest.raises(ConfigurationError, match="needs MLflow, which the serving") as error:
+        artifacts.download(uri)
+    assert "\n" not in str(error.value)
+
+
+def test_without_mlflow_a_failure_is_translated_without_importing_it(not_installed, monkeypatch):
+    import sys
+
+    not_installed("mlflow")
+    for name in [m for m in sys.modules if m == "mlflow" or m.startswith("mlflow.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://user:pw@127.0.0.1:5000")
+    translated = artifacts.as_scoring_error(ConnectionRefusedError("refused"), "models:/m/1")
+    assert str(translated).startswith("MLflow tracking server http://127.0.0.1:5000 did not")
+    assert type(artifacts.as_scoring_error(OSError("gone"), "m")) is ModelNotFoundError
+    assert "mlflow" not in sys.modules

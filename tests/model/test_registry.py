@@ -10,6 +10,7 @@ import sqlite3
 
 import pytest
 
+from ride_duration.core.errors import TrackingServerUnreachableError
 from ride_duration.model import registry
 
 
@@ -59,10 +60,37 @@ def test_other_stores_are_left_to_mlflow(tracking_uri):
     assert registry.lookup(tracking_uri, "ride", "@production") is None
 
 
-def test_a_tracking_server_that_does_not_answer_is_left_to_mlflow():
+def closed_port() -> int:
     import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    assert registry.lookup(f"http://127.0.0.1:{port}", "ride", "1") is None
+        return sock.getsockname()[1]
+
+
+def test_a_tracking_server_that_does_not_answer_is_left_to_mlflow():
+    assert registry.lookup(f"http://127.0.0.1:{closed_port()}", "ride", "1") is None
+
+
+def test_without_mlflow_a_tracking_server_that_does_not_answer_is_said_so(not_installed):
+    """Nobody is asked after this module in the serving install: MODEL_LOCATION's fallback
+    needs to hear that the server is down."""
+    not_installed("mlflow")
+    with pytest.raises(TrackingServerUnreachableError, match="did not answer"):
+        registry.lookup(f"http://127.0.0.1:{closed_port()}", "ride", "1")
+
+
+@pytest.mark.parametrize(
+    ("tracking_uri", "covered"),
+    [
+        ("http://h:5000", True),
+        ("https://h", True),
+        ("sqlite:///mlflow.db", True),
+        ("sqlite:////abs/mlflow.db", True),
+        ("file:///tmp/mlruns", False),
+        ("databricks", False),
+        ("", False),
+    ],
+)
+def test_which_stores_this_module_reads(tracking_uri, covered):
+    assert registry.covers(tracking_uri) is covered

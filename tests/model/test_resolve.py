@@ -72,3 +72,48 @@ def test_a_uri_with_credentials_or_outside_the_prefixes_is_refused_before_any_re
 def test_a_trusted_folder_without_a_model_is_not_found(tmp_path):
     with pytest.raises(ModelNotFoundError, match="no MLmodel"):
         resolve_model(str(tmp_path), (str(tmp_path),))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path, folder):
+    """A sqlite store whose registry has ride-duration/1 at `folder` (its production alias)."""
+    import sqlite3
+
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE registered_model_aliases (name TEXT, alias TEXT, version INT)")
+        db.execute(
+            "CREATE TABLE model_versions (name TEXT, version INT, run_id TEXT, source TEXT, "
+            "storage_location TEXT, current_stage TEXT)"
+        )
+        db.execute(
+            "INSERT INTO model_versions VALUES ('ride-duration', 1, 'r42', ?, NULL, 'None')",
+            (str(folder),),
+        )
+        db.execute("INSERT INTO registered_model_aliases VALUES ('ride-duration', 'production', 1)")
+    return f"sqlite:///{path}"
+
+
+@pytest.mark.parametrize(
+    ("uri", "error", "match"),
+    [
+        ("models:/ride-duration@production", None, None),
+        ("models:/ride-duration/1", None, None),
+        ("models:/ride-duration@staging", ModelNotFoundError, "in the registry at sqlite:///"),
+        ("models:/ride-duration/7", ModelNotFoundError, "in the registry at sqlite:///"),
+        ("models:/m-0123", ConfigurationError, "resolving models:/m-0123 needs MLflow"),
+        ("runs:/r42/model", ConfigurationError, "resolving runs:/r42/model needs MLflow"),
+    ],
+)
+def test_without_mlflow_the_registry_is_read_directly_or_refused_in_one_line(
+    not_installed, sqlite_store, folder, uri, error, match
+):
+    not_installed("mlflow")
+    prefixes = ("models:/", "runs:/", str(folder.parent))
+    if error is None:
+        model = resolve_model(uri, prefixes, tracking_uri=sqlite_store)
+        found = (model.label, model.location, model.run_id)
+        assert found == ("ride-duration/1", str(folder), "r42")
+    else:
+        with pytest.raises(error, match=match):
+            resolve_model(uri, prefixes, tracking_uri=sqlite_store)

@@ -11,11 +11,15 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 
+from ride_duration.core.errors import ConfigurationError
 from ride_duration.data import features as f
+from ride_duration.data import rules
+from ride_duration.data.rides import checked_table
+from ride_duration.model.compiling import compile_checked
 from ride_duration.model.distinct import PredictionCache
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
-from ride_duration.model.service import ServingModel
+from ride_duration.model.service import ServingModel, predictor_for
 from tests.support.rides import as_rides, prepared
 
 MODEL = ModelRef(uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3")
@@ -56,3 +60,45 @@ def test_a_model_that_is_not_a_dict_vectorizer_pipeline_serves_through_the_gener
     model = ServingModel(MODEL, make_predictor(scaled))
     expected = scaled.predict([{"PU_DO": "130_205", "trip_distance": 3.66}])
     np.testing.assert_allclose(model.predict_rides([RIDE]), expected, rtol=0, atol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def predictors() -> dict:
+    """The three paths for one fitted forest: compiled, scikit-learn's fast path, generic."""
+    from ride_duration.model.predictors import RecordsPredictor
+
+    trips = prepared(2021, 2, 3_000)
+    fitted = make_pipeline(
+        DictVectorizer(), RandomForestRegressor(n_estimators=10, max_depth=10, random_state=0)
+    ).fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
+    return {
+        "compiled": make_predictor(compile_checked(fitted, f.feature_records(trips)).forest),
+        "scikit-learn fast path": make_predictor(fitted),
+        "generic": RecordsPredictor(fitted),
+    }
+
+
+@pytest.mark.parametrize("path", ["compiled", "scikit-learn fast path", "generic"])
+def test_checked_rides_are_predicted_as_their_table_is_bit_for_bit(predictors, path):
+    rides = [*as_rides(prepared(2021, 3, 800)), {**RIDE, "PULocationID": None}, RIDE]
+    rides.append({**RIDE, "DOLocationID": "205", "trip_distance": "0"})
+    checked = rules.check_rides(rides)
+    assert not checked.errors
+    predictor = predictors[path]
+    got = predictor.predict_checked(checked)
+    assert got.tobytes() == predictor.predict(checked_table(checked)).tobytes()
+    assert got.tobytes() == predictors["scikit-learn fast path"].predict_checked(checked).tobytes()
+
+
+def test_without_scikit_learn_a_model_with_no_compiled_forest_is_refused_in_one_line(
+    not_installed, tmp_path
+):
+    (tmp_path / "MLmodel").write_text("flavors:\n  sklearn: {pickled_model: model.pkl}\n")
+    not_installed("sklearn")
+    model = ModelRef(uri=str(tmp_path), resolved_uri=str(tmp_path))
+    with pytest.raises(ConfigurationError) as error:
+        predictor_for(model)
+    assert str(error.value) == (
+        f"model {tmp_path} has no compiled forest, and this install has no scikit-learn: "
+        f"compile it with `python -m ride_duration.compile {tmp_path}` or use the full image"
+    )

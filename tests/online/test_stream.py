@@ -128,9 +128,9 @@ def test_all_good_records_are_predicted_in_one_call(model):
     class Counting:
         features = predictor.features
 
-        def predict(self, trips):
-            calls.append(trips.num_rows)
-            return predictor.predict(trips)
+        def predict_checked(self, rides):
+            calls.append(len(rides.kept))
+            return predictor.predict_checked(rides)
 
     counted = ServingModel(model.ref, Counting())
     records = [

@@ -24,9 +24,9 @@ class CountingPredictor:
         self.features = predictor.features
         self.calls: list[int] = []
 
-    def predict(self, trips):
-        self.calls.append(trips.num_rows)
-        return self.predictor.predict(trips)
+    def predict_checked(self, rides):
+        self.calls.append(len(rides.kept))
+        return self.predictor.predict_checked(rides)
 
 
 @pytest.fixture
