@@ -1,25 +1,67 @@
-# The ride-duration scorer, one image for every way of running it (there is no ENTRYPOINT: each
-# way sends its own command):
+# The ride-duration scorer: two images from this one file and one lock.
+#
+# The full image (the default target) runs every role; there is no ENTRYPOINT, each way sends
+# its own command:
 #   a month:           docker run IMAGE python score.py green 2021 3
 #   a docker pool:     the Prefect worker's own command
 #   the web service:   docker run -p 9696:9696 IMAGE gunicorn predict:app
 #   AWS Lambda:        image command python -m awslambdaric lambda_function.lambda_handler
 #   a stream consumer: docker run IMAGE python stream.py
 # Only the runtime ([packages]) section of Pipfile.lock is installed.
-# tests/integration/test_image.py replays the install step and the COPYs without Docker.
-FROM python:3.11-slim
+#
+# The serving image (`docker build --target serving`, `make image-serving`) runs the last three
+# with a compiled model, from the lock's [serving] section alone: numpy, flask, gunicorn, boto3
+# and awslambdaric, no pandas, pyarrow, scikit-learn, MLflow or Prefect. Its install step is
+# scripts/install_serving.py, the one `make serving-env` runs outside Docker.
+#
+# tests/integration/test_image.py replays the full image's install step and COPYs without
+# Docker; tests/integration/test_serving.py runs the online modes from `make serving-env`.
+FROM python:3.11-slim AS base
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-
-# The index the Pipfile's source (${PIP_INDEX_URL}) stands for; pip's default when empty.
-ARG PIP_INDEX_URL
-ARG PIPENV_VERSION=2026.10.3
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PREFECT_SERVER_ANALYTICS_ENABLED=false
+
+# An unprivileged user (app, uid 10001) that owns /app, where the default output/ and
+# mlflow.db go; the code itself stays owned by root.
+RUN useradd --create-home --no-log-init --uid 10001 --user-group app \
+    && install -d -o app -g app /app
+WORKDIR /app
+
+
+FROM base AS serving
+
+# The index the Pipfile's source (${PIP_INDEX_URL}) stands for; pip's default when empty.
+ARG PIP_INDEX_URL
+
+COPY Pipfile.lock scripts/install_serving.py /tmp/serving/
+RUN PIP_INDEX_URL="${PIP_INDEX_URL:-$(python -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')}" \
+    python /tmp/serving/install_serving.py --system --lock /tmp/serving/Pipfile.lock \
+    && rm -rf /tmp/serving /root/.cache
+
+ARG CODE_VERSION
+ENV CODE_VERSION=${CODE_VERSION}
+
+COPY predict.py gunicorn.conf.py lambda_function.py stream.py ./
+COPY ride_duration/ ./ride_duration/
+# Byte-compiled now, so that no cold start compiles the code (PYTHONDONTWRITEBYTECODE keeps a
+# running container from writing into /app).
+RUN python -m compileall -q -j 0 /app
+
+USER 10001:10001
+EXPOSE 9696
+
+CMD ["gunicorn", "predict:app"]
+
+
+FROM base AS full
+
+ARG PIP_INDEX_URL
+ARG PIPENV_VERSION=2026.10.3
 
 # pipenv must run in the interpreter it installs into: with --system it installs into the first
 # python3 on PATH but decides what is "already installed" from its own interpreter, so a pipenv
@@ -32,12 +74,6 @@ RUN PIP_INDEX_URL="${PIP_INDEX_URL:-$(python -c 'from pip._internal.models.index
     && PIPENV_PIPFILE=/tmp/pipenv/Pipfile PIP_NO_CACHE_DIR=1 pipenv install --system --deploy \
     && rm -rf /tmp/pipenv /root/.cache
 
-# An unprivileged user (app, uid 10001) that owns /app, where the default output/ and
-# mlflow.db go; the code itself stays owned by root.
-RUN useradd --create-home --no-log-init --uid 10001 --user-group app \
-    && install -d -o app -g app /app
-WORKDIR /app
-
 # The commit the image is built from (`make image` passes it), recorded in every manifest. Set
 # here, after the install, so that a new commit does not rebuild the layers above.
 ARG CODE_VERSION
@@ -46,6 +82,7 @@ ENV CODE_VERSION=${CODE_VERSION}
 COPY score.py backfill.py train.py predict.py gunicorn.conf.py lambda_function.py stream.py \
      deployment.yaml ./
 COPY ride_duration/ ./ride_duration/
+RUN python -m compileall -q -j 0 /app
 
 USER 10001:10001
 EXPOSE 9696

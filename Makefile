@@ -19,9 +19,16 @@ export TLC_DATA_DIR
 TEST_WORKERS ?= 2
 VENV := .venv
 RUN := $(VENV)/bin/python
+# The serving install (web service, Lambda, stream consumer with a compiled model): numpy,
+# flask, gunicorn, boto3, awslambdaric and nothing else. The tests run the online modes from it.
+SERVING_VENV ?= .venv-serving
+override SERVING_VENV := $(abspath $(SERVING_VENV))
+export SERVING_VENV
+# What the serving role runs, byte-compiled when it is installed (the image does the same).
+SERVING_CODE := ride_duration predict.py gunicorn.conf.py lambda_function.py stream.py
 
-.PHONY: help install demo template server server-stop test test-unit test-integration lint format docs bench \
-	bench-web bench-stream image clean
+.PHONY: help install serving-env demo template server server-stop test test-unit test-integration lint format docs bench \
+	bench-web bench-stream bench-serving image image-serving clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -34,6 +41,12 @@ $(VENV)/.installed: Pipfile Pipfile.lock
 	    "run make with PYTHON=python3.11 (or the path of a Python 3.11)" >&2; exit 2; }
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
 	$(PYTHON) -m pipenv install --dev --deploy
+	@touch $@
+
+serving-env: $(SERVING_VENV)/.installed ## the serving install in SERVING_VENV (.venv-serving)
+
+$(SERVING_VENV)/.installed: Pipfile.lock scripts/install_serving.py
+	$(PYTHON) scripts/install_serving.py --venv $(SERVING_VENV) --compile $(SERVING_CODE)
 	@touch $@
 
 # The trip files make demo reads: INPUT_URI_TEMPLATE, else TLC_DATA_DIR's when it holds the
@@ -61,7 +74,7 @@ test: lint test-unit test-integration ## lint, unit tests, then integration test
 test-unit: install ## run the fast unit tests only
 	$(RUN) -m pytest -m "not integration"
 
-test-integration: install ## run the integration tests against real servers, on TEST_WORKERS workers
+test-integration: install serving-env ## run the integration tests against real servers, on TEST_WORKERS workers
 	$(RUN) -m pytest -m integration -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: install ## ruff lint and format check, hadolint on the Dockerfile
@@ -86,9 +99,17 @@ bench-web: install ## benchmark the web service beside the course's; writes benc
 bench-stream: install ## benchmark the stream handler beside the course's Lambda; RESULTS.md
 	$(RUN) benchmarks/bench_stream.py --results benchmarks/RESULTS.md
 
+bench-serving: install serving-env ## benchmark the serving install beside the full one; RESULTS.md
+	$(RUN) benchmarks/bench_serving.py --results benchmarks/RESULTS.md
+
 image: ## build the image ride-duration:latest (needs a Docker engine)
 	docker build --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" \
 	  --build-arg CODE_VERSION="git:$$(git rev-parse --short=12 HEAD)" -t ride-duration:latest .
+
+image-serving: ## build the serving image ride-duration-serving:latest (needs a Docker engine)
+	docker build --target serving --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" \
+	  --build-arg CODE_VERSION="git:$$(git rev-parse --short=12 HEAD)" \
+	  -t ride-duration-serving:latest .
 
 clean: ## remove local state: mlflow.db, mlruns/, output/
 	rm -rf mlflow.db mlruns mlartifacts output

@@ -64,6 +64,39 @@ class Services:
 
 
 @dataclass(frozen=True)
+class Install:
+    """The environment a served process runs from: the full install (`.venv`, this one) or the
+    serving install (`make serving-env`: numpy, flask, gunicorn, boto3, awslambdaric)."""
+
+    name: str
+    bin: Path
+
+    @property
+    def python(self) -> Path:
+        return self.bin / "python"
+
+    def env(self, env: dict[str, str]) -> dict[str, str]:
+        """`env` with this install's commands first on PATH."""
+        return {**env, "PATH": f"{self.bin}{os.pathsep}{env.get('PATH', os.defpath)}"}
+
+
+def serving_install() -> Install:
+    """The serving install `make serving-env` built (SERVING_VENV, else .venv-serving)."""
+    venv = Path(os.environ.get("SERVING_VENV") or REPO / ".venv-serving")
+    if not (venv / ".installed").is_file():
+        pytest.fail(f"no serving install at {venv}: run `make serving-env` (make test does)")
+    return Install("serving", venv / "bin")
+
+
+@pytest.fixture(scope="module", params=["full", "serving"])
+def install(request: pytest.FixtureRequest) -> Install:
+    """Each online test runs once from each install: the same answers, bit for bit."""
+    if request.param == "full":
+        return Install("full", Path(sys.executable).parent)
+    return serving_install()
+
+
+@dataclass(frozen=True)
 class Trained:
     """The model `train.py` registered in the session's MLflow server."""
 

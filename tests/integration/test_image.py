@@ -62,17 +62,29 @@ class Copy:
     into_dir: bool  # dest is a directory the sources go into
 
 
-def copies() -> list[Copy]:
-    """The COPY/ADD instructions of the final image, in order."""
-    result, workdir = [], PurePosixPath("/")
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's instructions, with those of the stage it starts FROM before its own."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
     for keyword, arguments in instructions():
         if keyword == "FROM":
-            result, workdir = [], PurePosixPath("/")
-        elif keyword == "WORKDIR":
+            words = arguments.split()
+            current = list(found.get(words[0], []))
+            found[words[2] if len(words) == 3 and words[1].upper() == "AS" else words[0]] = current
+        current.append((keyword, arguments))
+    return found
+
+
+def copies(stage: str | None = None) -> list[Copy]:
+    """The COPY/ADD instructions of a stage (by default the last: the default image), in order."""
+    result, workdir = [], PurePosixPath("/")
+    steps = stages()[stage] if stage else list(stages().values())[-1]
+    for keyword, arguments in steps:
+        if keyword == "WORKDIR":
             workdir = workdir / arguments
         elif keyword in {"COPY", "ADD"}:
             words = json.loads(arguments) if arguments.startswith("[") else shlex.split(arguments)
-            assert not any(w.startswith("--from") for w in words), "multi-stage COPY: update me"
+            assert not any(w.startswith("--from") for w in words), "COPY --from: update me"
             words = [w for w in words if not w.startswith("--")]
             *sources, dest = words
             into_dir = dest.endswith("/") or len(sources) > 1 or (REPO / sources[0]).is_dir()
@@ -100,8 +112,10 @@ def dockerfile_env(build_args: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def last(keyword: str) -> str | None:
-    values = [arguments for kw, arguments in instructions() if kw == keyword]
+def last(keyword: str, stage: str | None = None) -> str | None:
+    """The last `keyword` instruction's arguments in a stage (by default the default image's)."""
+    steps = stages()[stage] if stage else list(stages().values())[-1]
+    values = [arguments for kw, arguments in steps if kw == keyword]
     return values[-1] if values else None
 
 
@@ -140,7 +154,7 @@ def test_hadolint_finds_nothing():
 
 
 def test_installs_the_runtime_packages_from_the_lock_only():
-    runs = [arguments for keyword, arguments in instructions() if keyword == "RUN"]
+    runs = [arguments for keyword, arguments in list(stages().values())[-1] if keyword == "RUN"]
     install = [run for run in runs if "pipenv install" in run]
     assert len(install) == 1, "one RUN step installs the lock with pipenv"
     assert re.search(r"\bpipenv install --system --deploy\b", install[0])
@@ -170,9 +184,39 @@ def test_the_image_records_the_commit_it_is_built_from():
     assert '--build-arg CODE_VERSION="git:$(git rev-parse --short=12 HEAD)"' in image
 
 
+def test_the_serving_image_is_the_serving_install_and_the_online_code():
+    """`docker build --target serving` installs with the script `make serving-env` runs,
+    compiles its code and serves the web service by default."""
+    runs = [arguments for keyword, arguments in stages()["serving"] if keyword == "RUN"]
+    assert any("install_serving.py --system --lock" in run for run in runs)
+    assert not any("pipenv" in run for run in runs)
+    assert any(run.startswith("python -m compileall") and "/app" in run for run in runs)
+    make = subprocess.run(
+        ["make", "-n", "-B", "serving-env", "SERVING_VENV=/tmp/x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "scripts/install_serving.py --venv /tmp/x --compile ride_duration " in make
+    sources = {source for copy in copies("serving") for source in copy.sources}
+    assert sources == {
+        "Pipfile.lock",
+        "scripts/install_serving.py",
+        "predict.py",
+        "gunicorn.conf.py",
+        "lambda_function.py",
+        "stream.py",
+        "ride_duration/",
+    }
+    assert json.loads(last("CMD", "serving")) == ["gunicorn", "predict:app"]
+    assert last("USER", "serving").split(":")[0] not in {"root", "0"}
+    assert last("WORKDIR", "serving") == "/app"
+
+
 def test_every_copied_path_exists_and_reaches_the_build_context():
-    sources = [source for copy in copies() for source in copy.sources]
-    assert {"Pipfile", "Pipfile.lock", "score.py"} <= set(sources)
+    sources = [source for stage in stages() for copy in copies(stage) for source in copy.sources]
+    assert {"Pipfile", "Pipfile.lock", "score.py", "scripts/install_serving.py"} <= set(sources)
     missing = [source for source in sources if not (REPO / source).exists()]
     assert not missing, f"the Dockerfile COPYs paths that do not exist: {missing}"
     ignored = [source for source in sources if dockerignored(source.rstrip("/"))]

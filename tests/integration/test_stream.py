@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ import pytest
 
 from ride_duration.online.consumer import lambda_record
 from tests.conftest import REPO
-from tests.integration.conftest import Services, Trained
+from tests.integration.conftest import Install, Services, Trained
 from tests.support.docs import lambda_recipe
 from tests.support.lambda_runtime import LambdaRuntime, run_function
 from tests.support.rides import as_rides, prepared
@@ -54,14 +53,17 @@ BAD = {
 
 @dataclass(frozen=True)
 class Streams:
+    """A test's input and output streams, and the install its function and consumer run from."""
+
     client: object
     input: str
     output: str
     arn: str
+    install: Install
 
 
 @pytest.fixture
-def streams(services: Services, trained: Trained) -> Iterator[Streams]:
+def streams(services: Services, trained: Trained, install: Install) -> Iterator[Streams]:
     client = boto3.client("kinesis", endpoint_url=services.s3_endpoint, region_name="us-east-1")
     name = f"ride_events-{uuid.uuid4().hex[:8]}"
     output = f"ride_predictions-{uuid.uuid4().hex[:8]}"
@@ -71,7 +73,7 @@ def streams(services: Services, trained: Trained) -> Iterator[Streams]:
         client.get_waiter("stream_exists").wait(StreamName=stream)
     arn = client.describe_stream(StreamName=name)["StreamDescription"]["StreamARN"]
     try:
-        yield Streams(client, name, output, arn)
+        yield Streams(client, name, output, arn, install)
     finally:
         for stream in (name, output):
             client.delete_stream(StreamName=stream)
@@ -124,19 +126,22 @@ def encoded(ride_id: str, ride: dict) -> bytes:
 
 def function_env(services: Services, streams: Streams, **extra: str) -> dict[str, str]:
     return {
-        **services.env,
+        **streams.install.env(services.env),
         "MODEL_URI": "models:/ride-duration@production",
         "PREDICTIONS_STREAM_NAME": streams.output,
         **extra,
     }
 
 
-def invoke(env: dict[str, str], log: Path, *events: dict) -> list:
+def invoke(streams: Streams, env: dict[str, str], log: Path, *events: dict) -> list:
     """Each event through `lambda_function.lambda_handler`, as AWS runs it (awslambdaric), in
-    one warm execution environment."""
+    one warm execution environment of the streams' install."""
+    python = streams.install.python
     with (
         LambdaRuntime() as runtime,
-        run_function(runtime, "lambda_function.lambda_handler", cwd=REPO, log=log, env=env),
+        run_function(
+            runtime, "lambda_function.lambda_handler", cwd=REPO, log=log, env=env, python=python
+        ),
     ):
         return [runtime.invoke(event, timeout=120) for event in events]
 
@@ -166,7 +171,8 @@ def test_the_lambda_scores_good_records_and_reports_exactly_the_bad_ones(
     assert len(bad_sequences) == len(BAD)
 
     # Lambda delivers at least once: the same event twice.
-    first, second = invoke(function_env(services, streams), tmp_path / "function.log", event, event)
+    env = function_env(services, streams)
+    first, second = invoke(streams, env, tmp_path / "function.log", event, event)
     assert first.error is None, first.error
     assert {i["itemIdentifier"] for i in first.response["batchItemFailures"]} == bad_sequences
     assert second.response == first.response
@@ -197,7 +203,7 @@ def test_refused_writes_are_retried_and_still_refused_ones_reported(
     proxy.refuse("ride-7", 99)  # never written
     try:
         env = function_env(services, streams, KINESIS_ENDPOINT_URL=proxy.endpoint)
-        [result] = invoke(env, tmp_path / "function.log", event)
+        [result] = invoke(streams, env, tmp_path / "function.log", event)
     finally:
         proxy.close()
     answer = result.response
@@ -217,7 +223,7 @@ def test_a_test_run_answers_the_predictions_and_writes_nothing(
     rides = good_rides(3)
     put(streams, [(key, encoded(key, ride)) for key, ride in rides])
     env = function_env(services, streams, TEST_RUN="True")
-    [result] = invoke(env, tmp_path / "function.log", lambda_event(streams))
+    [result] = invoke(streams, env, tmp_path / "function.log", lambda_event(streams))
     answer = result.response
     assert answer["batchItemFailures"] == []
     assert sorted(p["prediction"]["ride_id"] for p in answer["predictions"]) == sorted(
@@ -238,7 +244,7 @@ def run_as_recipe(
         name: services.env[name]
         for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL")
     }
-    bare = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    bare = {"PATH": streams.install.env(dict(os.environ))["PATH"], "HOME": str(tmp_path)}
     with (
         LambdaRuntime() as runtime,
         run_function(
@@ -248,6 +254,7 @@ def run_as_recipe(
             log=tmp_path / "function.log",
             env={**lambda_given, **values},
             inherited=bare,
+            python=streams.install.python,
         ),
     ):
         result = runtime.invoke(lambda_event(streams), timeout=120)
@@ -315,7 +322,7 @@ def consumer(
     }
     with (tmp_path / "consumer.log").open("ab") as log:  # the process keeps its own copy
         return subprocess.Popen(
-            [sys.executable, str(REPO / "stream.py"), *args],
+            [str(streams.install.python), str(REPO / "stream.py"), *args],
             env=env,
             cwd=tmp_path,
             stdout=log,
@@ -388,7 +395,7 @@ def test_the_consumer_stops_cleanly_on_sigterm(
 def test_an_event_that_is_no_kinesis_event_fails_no_invocation(
     services: Services, streams: Streams, tmp_path: Path, event
 ):
-    [result] = invoke(function_env(services, streams), tmp_path / "function.log", event)
+    [result] = invoke(streams, function_env(services, streams), tmp_path / "function.log", event)
     assert result.error is None, result.error
     assert result.response == {"batchItemFailures": []}
 
@@ -404,7 +411,7 @@ def test_a_second_consumer_on_one_checkpoint_is_refused_with_one_line(
             assert time.monotonic() < deadline
             time.sleep(0.2)
         second = subprocess.run(
-            [sys.executable, str(REPO / "stream.py"), "--until-idle"],
+            [str(streams.install.python), str(REPO / "stream.py"), "--until-idle"],
             env={
                 **function_env(services, streams),
                 "INPUT_STREAM_NAME": streams.input,

@@ -10,7 +10,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,11 +25,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import Services, Trained
+from tests.integration.conftest import Install, Services, Trained
 from tests.support.rides import as_rides, prepared
 from tests.support.servers import free_port, http_ok, stop, wait_until_ready
 
-BIN = Path(sys.executable).parent
 COURSE_RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 
 
@@ -56,18 +54,18 @@ class Web:
             return error.code, json.load(error)
 
 
-def _command(port: int) -> list[str]:
-    """The documented command, on a fresh port of 127.0.0.1."""
-    return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "predict:app"]
+def _command(install: Install, port: int) -> list[str]:
+    """The documented command, on a fresh port of 127.0.0.1, from `install`."""
+    return [str(install.bin / "gunicorn"), "--bind", f"127.0.0.1:{port}", "predict:app"]
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path) -> Iterator[Web]:
+def serving(install: Install, env: dict[str, str], log: Path) -> Iterator[Web]:
     port = free_port()
     with log.open("wb") as out:
         process = subprocess.Popen(
-            _command(port),
-            env=env,
+            _command(install, port),
+            env=install.env(env),
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -89,7 +87,7 @@ WORKERS, THREADS, CLIENT_TIMEOUT = 2, 4, 3
 
 
 @pytest.fixture(scope="module")
-def web(services: Services, trained: Trained, tmp_path_factory) -> Iterator[Web]:
+def web(services: Services, trained: Trained, install: Install, tmp_path_factory) -> Iterator[Web]:
     log = tmp_path_factory.mktemp("web") / "gunicorn.log"
     env = {
         **services.env,
@@ -98,7 +96,7 @@ def web(services: Services, trained: Trained, tmp_path_factory) -> Iterator[Web]
         "WEB_THREADS": str(THREADS),
         "WEB_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT),
     }
-    with serving(env, log) as running:
+    with serving(install, env, log) as running:
         yield running
 
 
@@ -324,7 +322,7 @@ def test_eight_clients_get_two_thousand_correct_answers(web: Web, batch_path):
 
 
 def test_with_the_tracking_server_down_it_serves_model_location(
-    services: Services, trained: Trained, tmp_path: Path, batch_path
+    services: Services, trained: Trained, install: Install, tmp_path: Path, batch_path
 ):
     env = {
         **services.env,
@@ -332,7 +330,7 @@ def test_with_the_tracking_server_down_it_serves_model_location(
         "MODEL_LOCATION": _download_uri(services, trained),
         "TRUSTED_MODEL_PREFIXES": "models:/,runs:/,s3://mlflow-artifacts/",
     }
-    with serving(env, tmp_path / "gunicorn.log") as web:
+    with serving(install, env, tmp_path / "gunicorn.log") as web:
         status, answer = web.call("/predict", COURSE_RIDE)
     assert status == 200
     assert answer["run_id"] == trained.run_id
@@ -343,10 +341,17 @@ def test_with_the_tracking_server_down_it_serves_model_location(
     assert "loading MODEL_LOCATION" in log
 
 
-def test_with_no_model_reachable_it_exits_with_one_line(services: Services, tmp_path: Path):
+def test_with_no_model_reachable_it_exits_with_one_line(
+    services: Services, install: Install, tmp_path: Path
+):
     env = {**services.env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
     result = subprocess.run(
-        _command(free_port()), env=env, cwd=REPO, capture_output=True, text=True, timeout=120
+        _command(install, free_port()),
+        env=install.env(env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
