@@ -71,7 +71,7 @@ class CompiledForest:
         check_array("roots", self.roots, np.int32, self.n_estimators)
         if self.n_estimators < 1 or (not self.average and self.n_estimators != 1):
             raise ValueError(f"{self.n_estimators} trees, average={self.average}")
-        self._levels  # noqa: B018 - computed here, it checks that the nodes form trees
+        check_trees(self.left, self.right, self.roots)
         self._check_splits()
         if self.table is not None:
             self._check_table(self.table)
@@ -147,7 +147,7 @@ class CompiledForest:
 
     @cached_property
     def _levels(self) -> int:
-        """The forest's depth, once the nodes are checked to form trees."""
+        """The forest's depth, for the walk (the lookup table needs none)."""
         return tree_levels(self.left, self.right, self.roots)
 
     def _checked_pairs(self, pair_column: np.ndarray) -> np.ndarray:
@@ -234,7 +234,8 @@ class CompiledForest:
             raise ValueError("a node tests a column outside the vocabulary")
         is_distance = features == self._distance_code
         pair_features = features[~is_distance]
-        known = np.isin(pair_features, self.vocabulary.pair_columns)
+        # "table": a lookup over the columns' range (at most n_columns), not a sort of them all.
+        known = np.isin(pair_features, self.vocabulary.pair_columns, kind="table")
         if not known.all():
             raise ValueError(f"a node tests column {pair_features[~known][0]}, not a feature")
         thresholds = self.threshold[internal]
@@ -252,12 +253,10 @@ class CompiledForest:
             raise ValueError("the table's cuts are not the trees' distance thresholds")
 
 
-def tree_levels(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
-    """The forest's depth, after checking that the nodes form trees starting at `roots`.
-
-    Each tree's nodes are the range from its root to the next root; a node's children lie
-    after it in its own tree, and every node is reached from its root exactly once.
-    """
+def check_trees(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> None:
+    """ValueError unless the nodes form trees starting at `roots`: each tree's nodes are the
+    range from its root to the next root, a node's children lie after it in its own tree, and
+    every node is reached from its root exactly once."""
     n = len(left)
     if not len(roots) or roots[0] != 0 or np.any(np.diff(roots) <= 0) or roots[-1] >= n:
         raise ValueError("roots do not start trees in order")
@@ -269,18 +268,21 @@ def tree_levels(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
         inside = (children > index) & (children < ends)
         if np.any(internal & ~inside) or np.any(~internal & (children != LEAF)):
             raise ValueError("a node's child is outside its tree or before it")
-    reached, frontier, levels = [], roots.astype(np.intp), 0
-    while len(frontier):
-        reached.append(frontier)
-        if sum(map(len, reached)) > n:  # a node reached twice: stop before the frontier grows
-            break
-        frontier = frontier[internal[frontier]]
-        frontier = np.concatenate([left[frontier], right[frontier]]).astype(np.intp)
-        levels += bool(len(frontier))
-    # Every node reached exactly once: all levels' frontiers together are n distinct nodes.
-    everyone = np.concatenate(reached)
-    seen = np.zeros(n, dtype=bool)
-    seen[everyone] = True
-    if len(everyone) != n or not seen.all():
+    # Children come after their parents, in their tree: each node but the roots being exactly
+    # one node's child is then each node being reached exactly once (by induction on index).
+    children = np.concatenate([left[internal], right[internal]])
+    is_child = np.zeros(n, dtype=bool)
+    is_child[children] = True
+    is_child[roots] = ~is_child[roots]  # a root must be nobody's child
+    if len(children) != n - len(roots) or not is_child.all():
         raise ValueError("some nodes are not reached exactly once from their tree's root")
+
+
+def tree_levels(left: np.ndarray, right: np.ndarray, roots: np.ndarray) -> int:
+    """The forest's depth: the most splits from a root to a leaf (nodes `check_trees` took)."""
+    internal = left != LEAF
+    frontier, levels = roots.astype(np.intp), 0
+    while len(frontier := frontier[internal[frontier]]):
+        frontier = np.concatenate([left[frontier], right[frontier]]).astype(np.intp)
+        levels += 1
     return levels

@@ -83,10 +83,13 @@ _RUN_ID_KEY = re.compile(r"""^["']?run_id["']?\s*:""", re.MULTILINE)
 def read_run_id(local_path: str) -> str | None:
     """The run that logged a model folder, from its MLmodel file.
 
-    MLflow's plain `run_id: <32 hex digits>` line is read as it is, sparing the YAML parser's
-    import (a tenth of a serving cold start); an MLmodel written any other way is parsed.
+    MLflow's plain `run_id: <32 hex digits>` line is read as it is, and a file that never says
+    "run_id" (a model saved outside a run) has none, sparing the YAML parser's import (a tenth
+    of a serving cold start); an MLmodel written any other way is parsed.
     """
     text = _mlmodel_text(local_path)
+    if "run_id" not in text:
+        return None
     plain = _PLAIN_RUN_ID.findall(text)
     if len(plain) == 1 and len(_RUN_ID_KEY.findall(text)) == 1:
         return plain[0]

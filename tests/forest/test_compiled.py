@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from ride_duration.forest.compiled import _WALK_BLOCK, LEAF, tree_levels
+from ride_duration.forest.compiled import _WALK_BLOCK, LEAF, check_trees, tree_levels
 from tests.support.forests import (
     BOTH,
     FLOAT32_MAX,
@@ -157,7 +157,7 @@ def _nodes(*pairs: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 # A chain of 64 nodes whose left and right child are both the next node: reached 2**63 times
-# if followed level by level; the check stops at the first level that reaches a node twice.
+# if followed level by level; the check follows no level.
 CHAIN = [(i + 1, i + 1) for i in range(63)] + [(LEAF, LEAF)]
 
 
@@ -186,11 +186,12 @@ CHAIN = [(i + 1, i + 1) for i in range(63)] + [(LEAF, LEAF)]
         "a node its own child",
     ],
 )
-def test_tree_levels_checks_the_nodes_form_trees(nodes, roots, levels, error):
+def test_the_nodes_must_form_trees_and_their_depth_is_counted(nodes, roots, levels, error):
     left, right = _nodes(*nodes)
     roots = np.array(roots, dtype=np.int32)
     if error is None:
+        check_trees(left, right, roots)
         assert tree_levels(left, right, roots) == levels
     else:
         with pytest.raises(ValueError, match=error):
-            tree_levels(left, right, roots)
+            check_trees(left, right, roots)

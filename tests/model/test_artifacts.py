@@ -88,17 +88,22 @@ def test_the_run_id_is_what_yaml_reads(tmp_path, content, run_id):
     assert artifacts.read_run_id(str(tmp_path)) == artifacts.read_mlmodel(str(tmp_path)).run_id
 
 
-def test_mlflows_own_run_id_line_is_read_without_importing_yaml(tmp_path):
+@pytest.mark.parametrize(
+    ("content", "run_id"),
+    [(f"artifact_path: x\nflavors: {{}}\nrun_id: {RUN}\n", RUN), ("flavors: {}\n", "None")],
+    ids=["mlflow's own line", "no run"],
+)
+def test_mlflows_own_run_id_line_or_none_is_read_without_importing_yaml(tmp_path, content, run_id):
     import subprocess
     import sys
 
-    (tmp_path / "MLmodel").write_text(f"artifact_path: x\nflavors: {{}}\nrun_id: {RUN}\n")
+    (tmp_path / "MLmodel").write_text(content)
     code = (
         "import sys; from ride_duration.model.artifacts import read_run_id; "
         f"print(read_run_id({str(tmp_path)!r}), 'yaml' in sys.modules)"
     )
     answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert answer.stdout.split() == [RUN, "False"], answer.stderr
+    assert answer.stdout.split() == [run_id, "False"], answer.stderr
 
 
 @pytest.mark.parametrize("uri", ["runs:/abc/model", "mlflow-artifacts:/1/abc", "models:/m-1"])
