@@ -99,8 +99,11 @@ bench-web: install ## benchmark the web service beside the course's; writes benc
 bench-stream: install ## benchmark the stream handler beside the course's Lambda; RESULTS.md
 	$(RUN) benchmarks/bench_stream.py --results benchmarks/RESULTS.md
 
+# What the serving benchmark compares with: main before the serving install.
+SERVING_BASELINE ?= 9f32c59
+
 bench-serving: install serving-env ## benchmark the serving install beside the full one; RESULTS.md
-	$(RUN) benchmarks/bench_serving.py --results benchmarks/RESULTS.md
+	$(RUN) benchmarks/bench_serving.py --before $(SERVING_BASELINE) --results benchmarks/RESULTS.md
 
 image: ## build the image ride-duration:latest (needs a Docker engine)
 	docker build --build-arg PIP_INDEX_URL="$$PIP_INDEX_URL" \

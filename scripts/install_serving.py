@@ -80,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if sys.version_info[:2] != (3, 11):
-        print(f"error: the serving install needs Python 3.11, not {sys.version.split()[0]}")
+        print(
+            f"error: the serving install needs Python 3.11, and this is {sys.version.split()[0]}:"
+            " run it with a Python 3.11 (make serving-env PYTHON=python3.11)",
+            file=sys.stderr,
+        )
         return 2
     if args.system:
         python = Path(sys.executable)
