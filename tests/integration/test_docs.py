@@ -144,6 +144,7 @@ def _copy_project(target: Path) -> None:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)  # keeps mtimes: make sees .venv up to date
     (target / ".venv").symlink_to(REPO / ".venv")
+    (target / ".venv-serving").symlink_to(REPO / ".venv-serving")  # make test built it
     # A clone is a git repository: manifests record its commit, and the tests list its pages.
     git = ["git", "-c", "user.name=reader", "-c", "user.email=reader@localhost"]
     for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "clone"]):
@@ -184,7 +185,14 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
             name: value
             for name, value in os.environ.items()
             if not name.startswith(("PREFECT_", "MLFLOW_", "AWS_", "PIPENV_"))
-            and name not in {"INPUT_URI_TEMPLATE", "OUTPUT_ROOT", "TLC_DATA_DIR", "VIRTUAL_ENV"}
+            and name
+            not in {
+                "INPUT_URI_TEMPLATE",
+                "OUTPUT_ROOT",
+                "TLC_DATA_DIR",
+                "VIRTUAL_ENV",
+                "SERVING_VENV",
+            }
         }
         env |= {"HOME": str(home), "PREFECT_HOME": str(home / ".prefect")}
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

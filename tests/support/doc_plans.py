@@ -152,6 +152,13 @@ PLANS: dict[str, Plan] = {
             "curl -s http://127.0.0.1:9696/ready": ('"status":"ready"',),
         }
     ),
+    "docs/web.md#The serving install": Plan(
+        expect={
+            "make serving-env": ("serving-env",),  # built by make test: nothing to do
+            # make demo's forest, compiled; version 3 (the linear baseline) has no compiled form
+            PREDICT: ('{"duration":', '"model_version":"ride-duration/1"'),
+        }
+    ),
     "docs/stream.md#Scoring a stream": Plan(
         expect={
             "pipenv run python stream.py --until-idle": (
@@ -159,6 +166,17 @@ PLANS: dict[str, Plan] = {
             ),
             READ_PREDICTIONS: ('"model": "ride_duration_prediction_model"', '"ride_id": 156'),
             LAMBDA_LOCALLY: ('"ride_id": 156', '"batchItemFailures": []'),
+        }
+    ),
+    "docs/stream.md#From the serving install": Plan(
+        expect={
+            'echo \'{"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": '
+            '3.66}, "ride_id": 156}\' | TEST_RUN=True MODEL_URI=models:/ride-duration/1 '
+            ".venv-serving/bin/python lambda_function.py": (
+                '"version": "ride-duration/1"',
+                '"ride_id": 156',
+                '"batchItemFailures": []',
+            ),
         }
     ),
     "docs/configuration.md#S3 and a remote MLflow server": Plan(
@@ -173,6 +191,8 @@ PLANS: dict[str, Plan] = {
             "make test": THE_SUITE,
             "make bench": "it takes minutes and rewrites benchmarks/RESULTS.md; it is run by "
             "hand and its results are committed",
+            "make bench-serving": "it rewrites benchmarks/RESULTS.md and checks out an older "
+            "commit to compare with; it is run by hand and its results are committed",
         },
         expect={
             "make test-unit": (" passed",),
