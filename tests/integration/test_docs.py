@@ -73,7 +73,8 @@ class Terminal:
         log = self.logs / f"background-{len(os.listdir(self.logs))}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [*self.enter, "bash", "-c", self.script(f"exec {command}")],
+                # As typed (a reader's `VAR=value command` too); stopped by its process group.
+                [*self.enter, "bash", "-c", self.script(command)],
                 cwd=self.cwd,
                 env=self.env,
                 stdout=out,
