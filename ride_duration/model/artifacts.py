@@ -1,8 +1,9 @@
 """A model's files: fetched from MLflow or a store, its MLmodel read, failures made clear.
 
 MLflow is imported only to download from what only MLflow reads (`runs:/`, `models:/` without
-a known location, `mlflow-artifacts:/`); the serving install, which has no MLflow, reads
-local folders and S3 and is told in one line what it cannot read.
+a known location, a whole served `mlflow-artifacts:/` folder); the serving install, which has no
+MLflow, reads local folders, S3 and a served folder's named files (`model.rest`), and is told in
+one line what it cannot read.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def download(uri: str, only: tuple[str, ...] | None = None) -> str:
     if uri.startswith("s3://"):
         folder = tempfile.mkdtemp(prefix="ride-duration-model-")
         return objects.copy_folder(uri, folder, only)
+    if uri.startswith("mlflow-artifacts:") and only is not None and not mlflow_installed():
+        from ride_duration.model import rest
+
+        folder = tempfile.mkdtemp(prefix="ride-duration-model-")
+        return rest.download_served(uri, _tracking_uri(), folder, only)
     require_mlflow(f"reading model files from {display_uri(uri)}")
     import mlflow.artifacts
 

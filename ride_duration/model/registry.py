@@ -4,7 +4,7 @@ Importing MLflow costs about 1.5 s and its sqlite store 1 to 2 s more (SQLAlchem
 while a command needs three facts of a registered model: which version an alias or "latest"
 names, which run logged it, and where its files are. This module reads them from:
 
-- an http(s) tracking server, through MLflow's public REST API;
+- an http(s) tracking server, through MLflow's public REST API (`model.rest`);
 - a `sqlite:///` store, from its registry tables, read-only.
 
 Whatever it cannot settle exactly (another store, a name it cannot find, a server that does
@@ -20,11 +20,10 @@ import logging
 import sqlite3
 import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from ride_duration.core.uris import display_uri
+from ride_duration.model import rest
 from ride_duration.model.artifacts import mlflow_installed, server_unreachable
 
 logger = logging.getLogger(__name__)
@@ -104,13 +103,11 @@ class _Rest:
         return {"model_version": max(versions, key=lambda v: int(v["version"]))}
 
     def _get(self, path: str, **query: str) -> dict | None:
-        url = f"{self.base}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}"
-        try:
-            with urllib.request.urlopen(url, timeout=REST_TIMEOUT_SECONDS) as response:
-                return json.load(response)
-        except urllib.error.HTTPError as error:
-            logger.debug("MLflow answered %s to %s", error.code, display_uri(url))
+        answer = rest.open_url(f"{self.base}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}")
+        if answer is None:
             return None
+        with answer:
+            return json.load(answer)
 
 
 class _Sqlite:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
@@ -16,8 +17,15 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from tests.conftest import REPO
-from tests.integration.conftest import Install, Services, Trained, serving_install
-from tests.support.servers import free_port
+from tests.integration.conftest import (
+    TEMPLATE,
+    Install,
+    Services,
+    Trained,
+    run_cli,
+    serving_install,
+)
+from tests.support.servers import free_port, http_ok, running
 
 FULL_STACK = ["sklearn", "scipy", "pandas", "pyarrow", "mlflow", "prefect", "fsspec", "s3fs"]
 RIDE = {"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, "ride_id": 1}
@@ -171,3 +179,62 @@ def test_what_needs_mlflow_or_is_not_registered_is_refused_in_one_line(
     )
     assert result.returncode == 2
     assert one_line_error(result).startswith(says)
+
+
+@pytest.fixture(scope="module")
+def served_artifacts(services: Services, input_dir: Path, tmp_path_factory) -> Iterator[str]:
+    """An `mlflow server` as its defaults run it: the model's files served by the server
+    itself (`mlflow-artifacts:/` locations), with train.py's model registered in it."""
+    workdir = tmp_path_factory.mktemp("served")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri"]
+    command += [f"sqlite:///{workdir / 'mlflow.db'}", "--artifacts-destination"]
+    command += [str(workdir / "artifacts"), "--host", "127.0.0.1", "--port", str(port)]
+    with running(
+        [*command, "--workers", "1"],
+        env=services.env,
+        ready=http_ok(f"{url}/health"),
+        log=workdir / "mlflow.log",
+        timeout=120,
+    ):
+        env = {**services.env, "MLFLOW_TRACKING_URI": url}
+        trained = run_cli(
+            "train.py",
+            "green",
+            "2021",
+            "1",
+            env={**env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)},
+            cwd=workdir,
+        )
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        yield url
+
+
+def test_a_model_whose_files_the_tracking_server_serves_is_served_the_same(
+    services: Services, serving: Install, served_artifacts: str
+):
+    """The registry says `mlflow-artifacts:/...`: the serving install reads those files over
+    the server's REST API, as MLflow would, and answers what the full install answers."""
+    answers = []
+    for python in (serving.python, Path(sys.executable)):
+        result = subprocess.run(
+            [str(python), "lambda_function.py"],
+            input=json.dumps(RIDE),
+            env={
+                **services.env,
+                "MLFLOW_TRACKING_URI": served_artifacts,
+                "TEST_RUN": "True",
+                "MODEL_URI": "models:/ride-duration@production",
+                "TRUSTED_MODEL_PREFIXES": "models:/,mlflow-artifacts:/",
+            },
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        [prediction] = json.loads(result.stdout)["predictions"]
+        answers.append((prediction["version"], prediction["prediction"]["ride_duration"]))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == "ride-duration/1"
