@@ -44,9 +44,10 @@ $(VENV)/.installed: Pipfile Pipfile.lock
 	@touch $@
 
 serving-env: $(SERVING_VENV)/.installed ## the serving install in SERVING_VENV (.venv-serving)
+	@$(SERVING_VENV)/bin/python -m compileall -q $(SERVING_CODE)
 
 $(SERVING_VENV)/.installed: Pipfile.lock scripts/install_serving.py
-	$(PYTHON) scripts/install_serving.py --venv $(SERVING_VENV) --compile $(SERVING_CODE)
+	$(PYTHON) scripts/install_serving.py --venv $(SERVING_VENV)
 	@touch $@
 
 # The trip files make demo reads: INPUT_URI_TEMPLATE, else TLC_DATA_DIR's when it holds the

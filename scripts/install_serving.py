@@ -6,9 +6,10 @@
 The web service, the Lambda function and the stream consumer need, with a compiled model, only
 numpy, flask and gunicorn, boto3 and awslambdaric (Pipfile's [serving]). Both ways install the
 same files: the locked versions and hashes of Pipfile.lock's `serving` section, with pip's
-`--require-hashes --no-deps`, then check that nothing they need is missing (`pip check`) and
-byte-compile what `--compile` names, so that no cold start compiles the code. The venv has no
-pip of its own: the pip running this script installs into it (`pip --python`).
+`--require-hashes --no-deps` (which byte-compiles them), then check that nothing they need is
+missing (`pip check`). The venv has no pip of its own: the pip running this script installs
+into it (`pip --python`). The code itself is byte-compiled by the caller once it is in place
+(`make serving-env`, the Dockerfile), so that no cold start compiles it.
 
 Standard library only: it runs before anything is installed.
 """
@@ -38,8 +39,8 @@ def requirements(lock: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def install(python: Path, lock: Path, compile_paths: list[Path], *, cache: bool = True) -> None:
-    """Install the serving section into `python`'s environment, check it, compile the code.
+def install(python: Path, lock: Path, *, cache: bool = True) -> None:
+    """Install the serving section into `python`'s environment and check it.
 
     `cache`: let pip keep the files it downloads (not in an image, where they would stay).
     """
@@ -64,9 +65,6 @@ def install(python: Path, lock: Path, compile_paths: list[Path], *, cache: bool 
             check=True,
         )
         subprocess.run([*pip, "check"], check=True, stdout=subprocess.DEVNULL)
-    if compile_paths:
-        command = [str(python), "-m", "compileall", "-q", "-j", "0"]
-        subprocess.run([*command, *map(str, compile_paths)], check=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--venv", type=Path, help="create this virtual environment and fill it")
     where.add_argument("--system", action="store_true", help="install into this interpreter")
     parser.add_argument("--lock", type=Path, default=ROOT / "Pipfile.lock")
-    parser.add_argument(
-        "--compile", type=Path, nargs="*", default=[], help="code to byte-compile after"
-    )
     args = parser.parse_args(argv)
     if sys.version_info[:2] != (3, 11):
         print(
@@ -92,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         venv = [sys.executable, "-m", "venv", "--clear", "--without-pip", str(args.venv)]
         subprocess.run(venv, check=True)
         python = args.venv / "bin" / "python"
-    install(python, args.lock, args.compile, cache=not args.system)
+    install(python, args.lock, cache=not args.system)
     return 0
 
 

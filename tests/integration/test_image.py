@@ -198,7 +198,8 @@ def test_the_serving_image_is_the_serving_install_and_the_online_code():
         text=True,
         check=True,
     ).stdout
-    assert "scripts/install_serving.py --venv /tmp/x --compile ride_duration " in make
+    assert "scripts/install_serving.py --venv /tmp/x\n" in make
+    assert "/tmp/x/bin/python -m compileall -q ride_duration predict.py" in make
     sources = {source for copy in copies("serving") for source in copy.sources}
     assert sources == {
         "Pipfile.lock",

@@ -154,7 +154,6 @@ PLANS: dict[str, Plan] = {
     ),
     "docs/web.md#The serving install": Plan(
         expect={
-            "make serving-env": ("serving-env",),  # built by make test: nothing to do
             # make demo's forest, compiled; version 3 (the linear baseline) has no compiled form
             PREDICT: ('{"duration":', '"model_version":"ride-duration/1"'),
         }
