@@ -6,34 +6,25 @@ columns this module reads, so each case the code decides on is one row of a tabl
 
 from __future__ import annotations
 
-import sqlite3
-
 import pytest
 
 from ride_duration.core.errors import TrackingServerUnreachableError
 from ride_duration.model import registry
+from tests.support.registry_store import sqlite_registry
 
 
 @pytest.fixture
 def store(tmp_path):
-    path = tmp_path / "mlflow.db"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE registered_model_aliases (name TEXT, alias TEXT, version INT)")
-        db.execute(
-            "CREATE TABLE model_versions (name TEXT, version INT, run_id TEXT, source TEXT, "
-            "storage_location TEXT, current_stage TEXT)"
-        )
-        db.executemany(
-            "INSERT INTO model_versions VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                ("ride", 1, "r1", "mlruns/1/a/artifacts", None, "None"),
-                ("ride", 2, "r2", "models:/m-2", "mlruns/1/models/m-2/artifacts", "None"),
-                ("ride", 3, "r3", "mlruns/1/c/artifacts", None, "Deleted_Internal"),
-                ("logged", 1, "r4", "models:/m-4", None, "None"),
-            ],
-        )
-        db.execute("INSERT INTO registered_model_aliases VALUES ('ride', 'production', 1)")
-    return f"sqlite:///{path}"
+    return sqlite_registry(
+        tmp_path / "mlflow.db",
+        [
+            ("ride", 1, "r1", "mlruns/1/a/artifacts", None, "None"),
+            ("ride", 2, "r2", "models:/m-2", "mlruns/1/models/m-2/artifacts", "None"),
+            ("ride", 3, "r3", "mlruns/1/c/artifacts", None, "Deleted_Internal"),
+            ("logged", 1, "r4", "models:/m-4", None, "None"),
+        ],
+        [("ride", "production", 1)],
+    )
 
 
 @pytest.mark.parametrize(

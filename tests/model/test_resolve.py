@@ -10,6 +10,7 @@ import pytest
 
 from ride_duration.core.errors import ConfigurationError, ModelNotFoundError, ModelNotTrustedError
 from ride_duration.model.resolve import ModelRef, check_trusted, resolve_model
+from tests.support.registry_store import sqlite_registry
 
 
 @pytest.fixture
@@ -77,21 +78,11 @@ def test_a_trusted_folder_without_a_model_is_not_found(tmp_path):
 @pytest.fixture
 def sqlite_store(tmp_path, folder):
     """A sqlite store whose registry has ride-duration/1 at `folder` (its production alias)."""
-    import sqlite3
-
-    path = tmp_path / "mlflow.db"
-    with sqlite3.connect(path) as db:
-        db.execute("CREATE TABLE registered_model_aliases (name TEXT, alias TEXT, version INT)")
-        db.execute(
-            "CREATE TABLE model_versions (name TEXT, version INT, run_id TEXT, source TEXT, "
-            "storage_location TEXT, current_stage TEXT)"
-        )
-        db.execute(
-            "INSERT INTO model_versions VALUES ('ride-duration', 1, 'r42', ?, NULL, 'None')",
-            (str(folder),),
-        )
-        db.execute("INSERT INTO registered_model_aliases VALUES ('ride-duration', 'production', 1)")
-    return f"sqlite:///{path}"
+    return sqlite_registry(
+        tmp_path / "mlflow.db",
+        [("ride-duration", 1, "r42", str(folder), None, "None")],
+        [("ride-duration", "production", 1)],
+    )
 
 
 @pytest.mark.parametrize(
