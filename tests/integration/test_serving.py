@@ -29,7 +29,12 @@ from tests.support.servers import free_port, http_ok, running
 
 FULL_STACK = ["sklearn", "scipy", "pandas", "pyarrow", "mlflow", "prefect", "fsspec", "s3fs"]
 RIDE = {"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, "ride_id": 1}
-SERVING_CODE = ["ride_duration", "predict.py", "gunicorn.conf.py", "lambda_function.py"]
+
+
+def serving_code() -> list[str]:
+    """What the serving role runs: the Makefile's SERVING_CODE, which make serving-env compiles."""
+    makefile = (REPO / "Makefile").read_text().splitlines()
+    return next(line for line in makefile if line.startswith("SERVING_CODE :=")).split()[2:]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,7 @@ def test_its_code_and_packages_are_byte_compiled(serving: Install):
         "print(len(sources), missing[:5])\n"
     )
     result = subprocess.run(
-        [str(serving.python), "-c", code, *(str(REPO / path) for path in SERVING_CODE)],
+        [str(serving.python), "-c", code, *(str(REPO / path) for path in serving_code())],
         capture_output=True,
         text=True,
         timeout=120,
