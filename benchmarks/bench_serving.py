@@ -32,12 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.bench import WORK, machine, train_model, versions  # noqa: E402 - after sys.path
+from benchmarks.bench_stream import event  # noqa: E402 - after sys.path
 from benchmarks.bench_web import load, rides, start  # noqa: E402 - after sys.path
 from benchmarks.results import check_table, publish, table  # noqa: E402 - after sys.path
 from tests.support.servers import free_port, stop  # noqa: E402 - after sys.path
 
 RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
-# A fresh handler process: one Kinesis record of the course's ride, as Lambda hands it over.
+# A fresh handler process, given one Kinesis event (its first argument) as Lambda hands it over.
 # It reports where its time went (numpy's import apart: it is most of it) and its peak RSS
 # (VmHWM counts from exec; the parent's rusage would count the fork before it).
 FIRST_ANSWER = """
@@ -45,12 +46,10 @@ import time
 started = time.perf_counter()
 import numpy
 numpy_done = time.perf_counter()
-import base64, json
+import json, sys
 import lambda_function
 imported = time.perf_counter()
-data = base64.b64encode(json.dumps({"ride": %r, "ride_id": 156}).encode()).decode()
-event = {"Records": [{"kinesis": {"sequenceNumber": "1", "partitionKey": "1", "data": data}}]}
-answer = lambda_function.lambda_handler(event, None)
+answer = lambda_function.lambda_handler(json.loads(sys.argv[1]), None)
 answered = time.perf_counter()
 assert answer["batchItemFailures"] == [], answer
 status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
@@ -90,7 +89,7 @@ def first_answer(python: Path, code_dir: Path, model_dir: Path) -> dict:
     }
     started = time.perf_counter()
     process = subprocess.Popen(
-        [str(python), "-c", FIRST_ANSWER % (RIDE,)],
+        [str(python), "-c", FIRST_ANSWER, json.dumps(event([RIDE]))],
         cwd=code_dir,
         env=env,
         stdout=subprocess.PIPE,

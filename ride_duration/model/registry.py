@@ -28,7 +28,7 @@ from ride_duration.model.artifacts import mlflow_installed, server_unreachable
 
 logger = logging.getLogger(__name__)
 
-REST_TIMEOUT_SECONDS = 10
+SQLITE_TIMEOUT_SECONDS = 10  # waiting for a store another process writes
 # Model versions MLflow keeps for itself while deleting them (registry's DELETED_INTERNAL).
 DELETED_STAGE = "Deleted_Internal"
 
@@ -58,11 +58,12 @@ def lookup(tracking_uri: str, name: str, selector: str) -> Version | None:
             return _Rest(tracking_uri.rstrip("/")).lookup(name, selector)
         if tracking_uri.startswith("sqlite:///"):
             return _Sqlite(_sqlite_path(tracking_uri)).lookup(name, selector)
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
-        if not mlflow_installed():  # nobody to ask after this module: the server is down
-            raise server_unreachable(tracking_uri) from None
-        logger.debug("registry lookup of %s %s left to MLflow: %s", name, selector, error)
     except (OSError, ValueError, KeyError, sqlite3.Error) as error:
+        # A server that does not answer (URLError, ConnectionError and TimeoutError are
+        # OSErrors): where MLflow is not installed, nobody is asked after this module.
+        unanswered = isinstance(error, (urllib.error.URLError, ConnectionError, TimeoutError))
+        if unanswered and not mlflow_installed():
+            raise server_unreachable(tracking_uri) from None
         logger.debug("registry lookup of %s %s left to MLflow: %s", name, selector, error)
     return None
 
@@ -119,7 +120,7 @@ class _Sqlite:
         self.uri = f"file:{path}?mode=ro"
 
     def lookup(self, name: str, selector: str) -> Version | None:
-        with sqlite3.connect(self.uri, uri=True, timeout=REST_TIMEOUT_SECONDS) as db:
+        with sqlite3.connect(self.uri, uri=True, timeout=SQLITE_TIMEOUT_SECONDS) as db:
             if selector.startswith("@"):
                 rows = db.execute(
                     "SELECT version FROM registered_model_aliases WHERE name = ? AND alias = ?",

@@ -30,7 +30,7 @@ def open_url(url: str):  # noqa: ANN201 - an http.client.HTTPResponse, or None
     error (a 404, a 401), which is logged at DEBUG. A server that does not answer raises
     URLError."""
     try:
-        return urllib.request.urlopen(_request(url), timeout=TIMEOUT_SECONDS)
+        return _open(url)
     except urllib.error.HTTPError as error:
         logger.debug("MLflow answered %s to %s", error.code, display_uri(url))
         error.close()
@@ -63,7 +63,7 @@ def download_served(uri: str, tracking_uri: str, local_folder: str, only: tuple[
     for name in only:
         url = served_file_url(uri, tracking_uri, name)
         try:
-            answer = urllib.request.urlopen(_request(url), timeout=TIMEOUT_SECONDS)
+            answer = _open(url)
         except urllib.error.HTTPError as error:
             error.close()
             if error.code == 404:
@@ -74,8 +74,10 @@ def download_served(uri: str, tracking_uri: str, local_folder: str, only: tuple[
     return local_folder
 
 
-def _request(url: str) -> urllib.request.Request:
-    return urllib.request.Request(url, headers=_credentials())
+def _open(url: str):  # noqa: ANN202 - an http.client.HTTPResponse
+    """GET `url` with the tracking server's credentials; HTTPError for a refusal."""
+    request = urllib.request.Request(url, headers=_credentials())
+    return urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)
 
 
 def _credentials() -> dict[str, str]:

@@ -191,13 +191,7 @@ def test_the_serving_image_is_the_serving_install_and_the_online_code():
     assert any("install_serving.py --system --lock" in run for run in runs)
     assert not any("pipenv" in run for run in runs)
     assert any(run.startswith("python -m compileall") and "/app" in run for run in runs)
-    make = subprocess.run(
-        ["make", "-n", "-B", "serving-env", "SERVING_VENV=/tmp/x"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    make = run(["make", "-n", "-B", "serving-env", "SERVING_VENV=/tmp/x"], cwd=REPO).stdout
     assert "scripts/install_serving.py --venv /tmp/x\n" in make
     assert "/tmp/x/bin/python -m compileall -q ride_duration predict.py" in make
     sources = {source for copy in copies("serving") for source in copy.sources}

@@ -48,6 +48,19 @@ def run(python: Path, code: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def one_ride(python: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`python lambda_function.py` with one ride on stdin, in a test run (nothing written)."""
+    return subprocess.run(
+        [str(python), "lambda_function.py"],
+        input=json.dumps(RIDE),
+        env={**env, "TEST_RUN": "True"},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_it_holds_the_locks_serving_section_and_nothing_else(serving: Install):
     listing = run(
         serving.python,
@@ -145,15 +158,7 @@ def test_a_model_without_a_compiled_forest_is_refused_at_start(
             command, env=env, cwd=REPO, capture_output=True, text=True, timeout=120
         )
     else:
-        result = subprocess.run(
-            [str(serving.python), "lambda_function.py"],
-            input=json.dumps(RIDE),
-            env={**env, "TEST_RUN": "True"},
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = one_ride(serving.python, env)
     assert result.returncode == 2
     assert one_line_error(result) == (
         f"error: model {uncompiled} has no compiled forest, and this install has no "
@@ -173,15 +178,7 @@ def test_what_needs_mlflow_or_is_not_registered_is_refused_in_one_line(
     services: Services, trained: Trained, serving: Install, model_uri: str, says: str
 ):
     model_uri, says = (text.format(run_id=trained.run_id) for text in (model_uri, says))
-    result = subprocess.run(
-        [str(serving.python), "lambda_function.py"],
-        input=json.dumps(RIDE),
-        env=serving.env({**services.env, "TEST_RUN": "True", "MODEL_URI": model_uri}),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = one_ride(serving.python, serving.env({**services.env, "MODEL_URI": model_uri}))
     assert result.returncode == 2
     assert one_line_error(result).startswith(says)
 
@@ -203,15 +200,12 @@ def served_artifacts(services: Services, input_dir: Path, tmp_path_factory) -> I
         log=workdir / "mlflow.log",
         timeout=120,
     ):
-        env = {**services.env, "MLFLOW_TRACKING_URI": url}
-        trained = run_cli(
-            "train.py",
-            "green",
-            "2021",
-            "1",
-            env={**env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)},
-            cwd=workdir,
-        )
+        env = {
+            **services.env,
+            "MLFLOW_TRACKING_URI": url,
+            "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+        }
+        trained = run_cli("train.py", "green", "2021", "1", env=env, cwd=workdir)
         assert trained.returncode == 0, trained.stderr[-3000:]
         yield url
 
@@ -221,23 +215,15 @@ def test_a_model_whose_files_the_tracking_server_serves_is_served_the_same(
 ):
     """The registry says `mlflow-artifacts:/...`: the serving install reads those files over
     the server's REST API, as MLflow would, and answers what the full install answers."""
+    env = {
+        **services.env,
+        "MLFLOW_TRACKING_URI": served_artifacts,
+        "MODEL_URI": "models:/ride-duration@production",
+        "TRUSTED_MODEL_PREFIXES": "models:/,mlflow-artifacts:/",
+    }
     answers = []
     for python in (serving.python, Path(sys.executable)):
-        result = subprocess.run(
-            [str(python), "lambda_function.py"],
-            input=json.dumps(RIDE),
-            env={
-                **services.env,
-                "MLFLOW_TRACKING_URI": served_artifacts,
-                "TEST_RUN": "True",
-                "MODEL_URI": "models:/ride-duration@production",
-                "TRUSTED_MODEL_PREFIXES": "models:/,mlflow-artifacts:/",
-            },
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = one_ride(python, env)
         assert result.returncode == 0, result.stderr[-3000:]
         [prediction] = json.loads(result.stdout)["predictions"]
         answers.append((prediction["version"], prediction["prediction"]["ride_duration"]))
