@@ -27,8 +27,18 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("start", type=cli.month_text, help="first month, YYYY-MM")
     parser.add_argument("end", type=cli.month_text, help="last month, YYYY-MM (included)")
-    parser.add_argument("--mode", choices=["missing", "failed", "all"], default="missing")
-    parser.add_argument("--dry-run", action="store_true", help="list what would happen")
+    parser.add_argument(
+        "--mode",
+        choices=["missing", "stale", "failed", "all"],
+        default="missing",
+        help="which months to score: missing (default: no set from this model version), "
+        "stale (the input or the model changed since), failed (the last run failed or died), "
+        "all",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="list what would happen, and why")
+    parser.add_argument(
+        "--status", action="store_true", help="show the state of every month, and score nothing"
+    )
     parser.add_argument("--max-concurrency", type=cli.bounded_int(1, 64), default=4)
     parser.add_argument("--deployment", default="", help="run months on its workers")
     cli.add_options(parser)
@@ -57,10 +67,12 @@ from pydantic import Field
 from ride_duration.batch.planning import (
     Mode,
 )
+from ride_duration.core.errors import BackfillFailedError
 from ride_duration.core.months import Month, check_past, month_range
 from ride_duration.core.settings import Settings
 from ride_duration.data.layouts import TaxiType
 from ride_duration.orchestration import backfill as steps
+from ride_duration.orchestration import report
 from ride_duration.orchestration.server import prefect_api
 from ride_duration.orchestration.tasks import prepare_run
 from score import score
@@ -81,6 +93,7 @@ def backfill(
     mode: Mode = "missing",
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 4,
     dry_run: bool = False,
+    status: bool = False,
     deployment: str = "",
     input_uri_template: str = "",
     output_root: str = "",
@@ -93,10 +106,13 @@ def backfill(
         end: Last month, as YYYY-MM, included; a month that is over.
         model_uri: The model, as in the score flow. Empty: MODEL_URI, else runs:/$RUN_ID/model,
             else models:/ride-duration@production. An alias is resolved once, here.
-        mode: missing (default) scores months without a complete output for this model
-            version; failed re-runs months whose last attempt failed; all re-scores every month.
+        mode: missing (default) scores months without a set from this model version; stale
+            re-scores months whose input or model changed since their set was made; failed
+            re-runs months whose last attempt failed or died; all re-scores every month.
         max_concurrency: Months in flight at once on workers (with deployment), 1 to 64.
-        dry_run: List what would happen to each month, and write nothing.
+        dry_run: List what would happen to each month, and why, and write nothing.
+        status: List the state of every month (done, stale, missing, failed, running, not
+            published, unscorable), and score nothing.
         deployment: Run each month as a flow run of this score deployment, e.g.
             ride-duration-prediction/monthly, on its workers. Empty: in this process.
         input_uri_template: As in the score flow. Empty: INPUT_URI_TEMPLATE.
@@ -110,6 +126,8 @@ def backfill(
     key = "backfill-" + "-".join(taxi_types) + f"-{start}-{end}"
     label = f"{', '.join(taxi_types)} {start}..{end}"
     backfill = steps.Backfill(taxi_types=taxi_types, months=months, run=run, key=key, label=label)
+    if status:
+        return steps.status_rows(backfill)
     planned = steps.plan_months(backfill, mode, dry_run)
     if dry_run:
         return steps.dry_run_rows(planned)
@@ -135,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> None:
         check_months(args)  # a typo fails in a blink, before Prefect starts
         with prefect_api():
-            rows = backfill(
+            state = backfill(
                 taxi_types=args.taxi_types,
                 start=args.start,
                 end=args.end,
@@ -143,12 +161,19 @@ def main(argv: list[str] | None = None) -> int:
                 mode=args.mode,
                 max_concurrency=args.max_concurrency,
                 dry_run=args.dry_run,
+                status=args.status,
                 deployment=args.deployment,
                 input_uri_template=args.input_uri_template,
                 output_root=args.output_root,
+                return_state=True,
             )
-        for row in rows:
-            print("  ".join(f"{value}" for value in row.values() if value not in (None, "")))
+        outcome = state.result(raise_on_failure=False)
+        rows = outcome.rows if isinstance(outcome, BackfillFailedError) else outcome
+        if isinstance(rows, list):  # the table ends the output, on failure too
+            columns = report.STATUS_COLUMNS if args.status else report.BACKFILL_COLUMNS
+            print(report.text_table(rows, columns), flush=True)
+        if isinstance(outcome, BaseException):
+            raise outcome
 
     return cli.run(run, debug=args.debug)
 

@@ -2,7 +2,8 @@
 
 The Prefect flow `ride-duration-prediction` reads the month's trip file, gives every ride a
 UUID, predicts its duration with a model from MLflow and writes the predictions as parquet to
-`{OUTPUT_ROOT}/taxi_type=.../year=.../month=.../{model run id}.parquet`.
+`{OUTPUT_ROOT}/taxi_type=.../year=.../month=.../predictions.parquet`, the month's current set
+(each model version's set is kept under `{OUTPUT_ROOT}/_versions/`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from ride_duration.batch import paths
+from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core import uris
 from ride_duration.core.months import FIRST_YEAR, LAST_YEAR, Month
 from ride_duration.core.settings import Settings
@@ -81,7 +83,8 @@ def score(
             runs:/$RUN_ID/model, else models:/ride-duration@production.
         input_uri_template: Where trip files are, with {taxi_type}, {year} and
             {month} placeholders. Empty: INPUT_URI_TEMPLATE, else the TLC's public files.
-        output_root: Where predictions go: OUTPUT_ROOT or a folder inside it.
+        output_root: Where predictions go: OUTPUT_ROOT, or a folder inside it whose name
+            starts with _ (e.g. output/_experiments), which readers of OUTPUT_ROOT skip.
             Empty: OUTPUT_ROOT (default "output").
     """
     logger = get_run_logger()
@@ -92,13 +95,15 @@ def score(
         "model %s resolved to %s (run %s)", uris.display_uri(model.uri), model.label, model.run_id
     )
     input_uri = trip_file_uri(run.input_uri_template, taxi_type, chosen)
-    output = paths.MonthOutput.of(run.output_root, taxi_type, chosen, model)
+    sink = ParquetFolder(
+        paths.MonthOutput(run.output_root, taxi_type, chosen), run.settings.lock_stale_seconds
+    )
     logger.info("scoring %s %s from %s", taxi_type, chosen, uris.display_uri(input_uri))
     result = score_month_task(
         taxi_type,
         chosen,
         input_uri,
-        output,
+        sink,
         model,
         run.settings,
         timings={"model_resolve": run.resolve_seconds},

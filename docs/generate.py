@@ -2,7 +2,7 @@
 
 - docs/configuration.md: the settings table, from `ride_duration.core.settings`;
 - docs/ARCHITECTURE.md: the module table, from each module's first docstring line;
-- docs/batch.md: the sample manifest, from the newest green 2021-03 manifest under `output/`
+- docs/batch.md: the sample manifest, from green 2021-03's manifest under `output/`
   (what `make demo` wrote); left as it is, with a note, when there is none.
 
 Each part sits between a `<!-- begin: ... -->` and an `<!-- end: ... -->` line.
@@ -64,11 +64,8 @@ def manifest_block(manifest: dict) -> str:
 
 
 def newest_manifest(output: Path) -> Path | None:
-    found = sorted(
-        output.glob("taxi_type=green/year=2021/month=03/_manifest-*.json"),
-        key=lambda path: path.stat().st_mtime,
-    )
-    return found[-1] if found else None
+    found = output / "taxi_type=green/year=2021/month=03/_manifest.json"
+    return found if found.is_file() else None
 
 
 def main(argv: list[str] | None = None) -> int:

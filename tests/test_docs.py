@@ -200,13 +200,16 @@ def test_the_sample_manifest_has_the_fields_build_writes():
         metrics={"rmse": 1.0, "mae": 1.0, "mean_error": 0.0, "unknown_pair_share": 0.0},
         seconds={"read": 0.1, "total": 0.1},
     )
-    built = manifest.build(
-        result,
-        input_info={"bytes": 1, "etag": None, "modified": "1"},
-        output_info={"bytes": 1, "etag": None, "modified": "1"},
-        flow_run_id="f",
-        started_at=datetime.now(UTC),
-        code_version="git:0",
+    built = manifest.with_file(  # _manifest.json: the manifest, and the file it describes
+        manifest.build(
+            result,
+            input_info={"bytes": 1, "etag": None, "modified": "1"},
+            version_uri="out/_versions/run.parquet",
+            flow_run_id="f",
+            started_at=datetime.now(UTC),
+            code_version="git:0",
+        ),
+        {"bytes": 1, "etag": None, "modified": "1"},
     )
     sample = sample_manifest()
     # rows dropped, metrics and seconds are keyed by data: the sample's own keys may be more

@@ -1,7 +1,7 @@
-"""The per-month lock: one run at a time scores a month with a model.
+"""The per-month lock: one run at a time scores a month.
 
 A lock is a small file beside the month's output, one file per generation:
-`_lock-{stem}.{generation}.json`. The newest generation is the lock; a run takes it by creating
+`_lock.{generation}.json`. The newest generation is the lock; a run takes it by creating
 the next generation with an atomic exclusive create (a local O_EXCL file, an S3 If-None-Match
 PUT), so that of any number of runs racing for a free or stale lock exactly one succeeds, and
 no run can ever create a generation that already exists. The holder rewrites its file while
@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from ride_duration.batch.paths import MonthOutput
+from ride_duration.batch.paths import LockFiles
 from ride_duration.core import storage, uris, writes
 from ride_duration.core.errors import MonthBusyError
 
@@ -60,10 +60,10 @@ def process_start(pid: int) -> str | None:
 
 
 class MonthLock:
-    """An exclusive claim on (month, model) while a run scores it."""
+    """An exclusive claim on a month while a run scores it."""
 
-    def __init__(self, output: MonthOutput, owner: str, stale_after_seconds: float) -> None:
-        self.output = output
+    def __init__(self, files: LockFiles, owner: str, stale_after_seconds: float) -> None:
+        self.files = files
         self.stale_after_seconds = stale_after_seconds
         self.refresh_seconds = max(1.0, min(60.0, stale_after_seconds / 4))
         self.generation: int | None = None
@@ -84,10 +84,10 @@ class MonthLock:
     def held(self, label: str) -> Iterator[MonthLock]:
         """Hold the lock for the block, its heartbeat running; MonthBusyError when another
         live run holds it."""
-        with writes.writing(self.output.data):
+        with writes.writing(self.files.prefix):
             holder = self.acquire()
         if holder is not None:
-            where = uris.display_uri(self.output.lock_prefix) + ".*.json"
+            where = uris.display_uri(self.files.prefix) + ".*.json"
             if "unreadable_age" in holder:
                 raise MonthBusyError(
                     f"{label} is locked by {where}, which does not read as a lock (written "
@@ -95,7 +95,7 @@ class MonthLock:
                     "LOCK_STALE_SECONDS; delete it if no run is scoring this month"
                 )
             raise MonthBusyError(
-                f"{label} is being scored with this model by {holder.get('owner')} on "
+                f"{label} is being scored by {holder.get('owner')} on "
                 f"{holder.get('host')} since {holder.get('since')}: wait for it, or delete "
                 f"{where} if that run is dead"
             )
@@ -121,25 +121,31 @@ class MonthLock:
             top = max(generations, default=-1)
             judged = None
             if top >= 0:
-                judged = storage.read_text(self.output.lock_file(top))
+                judged = storage.read_text(self.files.file(top))
                 if judged is None:
                     continue  # released meanwhile: look again
                 holder = self._parse(judged, top)
                 if not self._is_gone(holder):
                     return holder
-            mine = self.output.lock_file(top + 1)
+            mine = self.files.file(top + 1)
             if not writes.create_exclusive(mine, self._text()):
                 continue  # another run took this generation first
-            taken = top < 0 or storage.read_text(self.output.lock_file(top)) == judged
+            taken = top < 0 or storage.read_text(self.files.file(top)) == judged
             if not taken or max(self._generations()) != top + 1:
                 storage.remove(mine)  # the lock moved on while this run looked: look again
                 continue
             self.generation = top + 1
             for older in generations:
-                storage.remove(self.output.lock_file(older))
+                storage.remove(self.files.file(older))
             return None
         top = max(self._generations(), default=-1)
         return self._read(top) or {"owner": "unknown"}
+
+    def live_holder(self) -> dict | None:
+        """The description of the live run that holds the lock now, None when none does."""
+        top = max(self._generations(), default=-1)
+        holder = self._read(top)
+        return None if holder is None or self._is_gone(holder) else holder
 
     def check(self) -> None:
         """Raise MonthBusyError unless this run still holds the lock (call before publishing).
@@ -156,7 +162,7 @@ class MonthLock:
                 break  # ours is gone: taken over for good
         if self._lost.is_set() or not holder or holder.get("token") != self.content["token"]:
             raise MonthBusyError(
-                f"the lock of {uris.display_uri(self.output.data)} was taken over by "
+                f"the lock of {uris.display_uri(self.files.folder)} was taken over by "
                 f"{(holder or {}).get('owner', 'another run')} while this run scored: nothing "
                 "was published (raise LOCK_STALE_SECONDS if runs pause that long)"
             )
@@ -169,7 +175,7 @@ class MonthLock:
         """
         if self.generation is None:
             return
-        uri = self.output.lock_file(self.generation)
+        uri = self.files.file(self.generation)
         try:
             holder = self._read(self.generation)
             if holder and holder.get("token") == self.content["token"]:
@@ -186,7 +192,7 @@ class MonthLock:
                     self._lost.set()
                     return
                 self.content["heartbeat"] = time.time()
-                writes.write_text(self.output.lock_file(self.generation), self._text())
+                writes.write_text(self.files.file(self.generation), self._text())
             except storage.storage_errors():
                 logger.warning("could not refresh the month's lock", exc_info=True)
 
@@ -194,15 +200,15 @@ class MonthLock:
         return json.dumps(self.content)
 
     def _generations(self) -> list[int]:
-        pattern = re.compile(rf"{re.escape(self.output.lock_stem)}\.(\d+)\.json")
-        names = storage.list_names(self.output.folder, f"{self.output.lock_stem}.*.json")
+        pattern = re.compile(rf"{re.escape(self.files.stem)}\.(\d+)\.json")
+        names = storage.list_names(self.files.folder, f"{self.files.stem}.*.json")
         return [int(found.group(1)) for name in names if (found := pattern.fullmatch(name))]
 
     def _read(self, generation: int | None) -> dict | None:
         """A generation's lock as a dict (None when there is none)."""
         if generation is None or generation < 0:
             return None
-        text = storage.read_text(self.output.lock_file(generation))
+        text = storage.read_text(self.files.file(generation))
         return None if text is None else self._parse(text, generation)
 
     def _parse(self, text: str, generation: int) -> dict:
@@ -214,7 +220,7 @@ class MonthLock:
             float(content.get("heartbeat", 0))
             return content
         except (ValueError, TypeError, RecursionError):
-            written = storage.modified(self.output.lock_file(generation)) or time.time()
+            written = storage.modified(self.files.file(generation)) or time.time()
             return {"unreadable_age": time.time() - written}
 
     def _is_gone(self, holder: dict) -> bool:

@@ -1,12 +1,15 @@
 """The manifest of a scored month: what was read, dropped, scored and written, by which model.
 
-Each output file `{run id}.parquet` gets `_manifest-{run id}.json` beside it, written last
-(`ride_duration.batch.paths`): a month counts as done for a model only when that manifest
-exists and matches its file. Its fields are built here, next to the code that reads them.
+A month's manifest travels inside its data file, as key-value metadata in the parquet footer
+(`ride_duration.manifest`), so that the one atomic step that publishes a set publishes its
+manifest with it: a file never stands under another file's manifest. `_manifest.json` beside
+the current set is a readable copy, written right after it with the file's size and version
+tag; where that copy does not match the file (a run died between the two), the footer says.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import subprocess
@@ -17,26 +20,31 @@ from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage, uris, writes
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+FOOTER_KEY = b"ride_duration.manifest"
 
 
 def build(
     result: MonthResult,
     *,
     input_info: dict,
-    output_info: dict,
+    version_uri: str,
     flow_run_id: str | None,
     started_at: datetime,
     code_version: str | None,
 ) -> dict:
-    """The manifest of a scored month, from its result and the files' sizes and versions."""
+    """The manifest of a scored month, from its result and its input's size and version."""
     model = result.model
     return {
         "manifest_version": MANIFEST_VERSION,
         "taxi_type": result.taxi_type,
         "month": str(result.month),
         "input": {"uri": result.input_uri, **input_info},
-        "output": {"uri": result.output_uri, "rows": result.rows_scored, **output_info},
+        "output": {
+            "uri": result.output_uri,
+            "version_uri": uris.display_uri(version_uri),
+            "rows": result.rows_scored,
+        },
         "rows_read": result.rows_read,
         "rows_dropped": result.rows_dropped,
         "rows_scored": result.rows_scored,
@@ -75,39 +83,69 @@ def git_version() -> str:
         return "unknown"
 
 
-def write(output_uri: str, content: dict) -> None:
-    """Write the manifest of the output file `output_uri` (atomically), after the file itself."""
-    writes.write_text(
-        MonthOutput(output_uri).manifest, json.dumps(content, indent=2, sort_keys=True)
-    )
+def footer(content: dict) -> dict[bytes, bytes]:
+    """The manifest as the key-value metadata of its data file's parquet footer."""
+    return {FOOTER_KEY: json.dumps(content, sort_keys=True).encode()}
 
 
-def read(output_uri: str) -> dict | None:
-    """The manifest of the output file `output_uri`, or None if it is missing or unreadable."""
-    text = storage.read_text(MonthOutput(output_uri).manifest)
+def with_file(content: dict, info: dict) -> dict:
+    """The manifest with the size and version tag (`storage.file_info`) of the file it is in."""
+    described = copy.deepcopy(content)
+    described["output"] = {**described.get("output", {}), **info}
+    return described
+
+
+def write(output: MonthOutput, content: dict) -> None:
+    """Write the readable copy of the current set's manifest (atomically), after the set."""
+    writes.write_text(output.manifest, json.dumps(content, indent=2, sort_keys=True))
+
+
+def current(output: MonthOutput) -> dict | None:
+    """The manifest of the month's current set, None when it has none.
+
+    From `_manifest.json` when it describes the file there now (size and version tag), else
+    from the file's own footer; a file without one (not written by this product) has none.
+    """
+    try:
+        info = storage.file_info(output.current)
+    except FileNotFoundError:
+        return None
+    try:
+        copied = parse(storage.read_text(output.manifest))
+    except UnicodeDecodeError:  # not text: no copy of ours
+        copied = None
+    if copied is not None and _describes(copied, info):
+        return copied
+    content = from_footer(output.current)
+    return None if content is None else with_file(content, info)
+
+
+def from_footer(uri: str) -> dict | None:
+    """The manifest a data file carries in its footer, None when it carries none."""
+    try:
+        _, metadata = storage.parquet_footer(uri)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # not a parquet file: no manifest of ours
+        return None
+    return parse(metadata.get(FOOTER_KEY, b"").decode("utf-8", "replace") or None)
+
+
+def parse(text: str | None) -> dict | None:
+    """A manifest from its JSON text, None when it is missing, no object or of another version."""
     if text is None:
         return None
     try:
         content = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
-    return content if isinstance(content, dict) else None
+    if not isinstance(content, dict) or content.get("manifest_version") != MANIFEST_VERSION:
+        return None
+    return content
 
 
-def is_complete(output_uri: str) -> bool:
-    """Whether `output_uri` holds a whole month: a valid manifest that matches the file."""
-    content = read(output_uri)
-    if not content or content.get("manifest_version") != MANIFEST_VERSION:
+def _describes(content: dict, info: dict) -> bool:
+    described = content.get("output")
+    if not isinstance(described, dict):
         return False
-    expected = content.get("output", {})
-    try:
-        info = storage.file_info(output_uri)
-        rows = storage.parquet_rows(output_uri)
-    except (FileNotFoundError, OSError, ValueError):
-        return False
-    return (
-        expected.get("uri") == uris.display_uri(output_uri)
-        and expected.get("bytes") == info["bytes"]
-        and expected.get("rows") == rows
-        and (expected.get("etag") is None or expected.get("etag") == info["etag"])
-    )
+    return all(described.get(key) == info[key] for key in ("bytes", "etag", "modified"))

@@ -1,8 +1,8 @@
-"""Scoring one month in batch: stream the trip file, score each batch, commit the output once.
+"""Scoring one month in batch: stream the trip file, score each batch, publish the set once.
 
 Memory is bounded by the batch size (plus the parquet row group being decoded): the month is
-never held whole, and nothing appears at the output location until every batch is written
-and the month passed its checks; its manifest comes last.
+never held whole, and readers see nothing of it until every batch is written and the month
+passed its checks; then its sink publishes it, manifest and all, in one switch.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ import numpy as np
 import pyarrow as pa
 
 from ride_duration.batch import manifest, quality
-from ride_duration.batch.locks import MonthLock
-from ride_duration.batch.output import OUTPUT_SCHEMA, output_table
-from ride_duration.batch.paths import MonthOutput
+from ride_duration.batch.output import output_table
 from ride_duration.batch.result import MonthResult
-from ride_duration.core import storage, uris, writes
+from ride_duration.batch.sink import Claim, MonthSink, StagedSet
+from ride_duration.core import storage, uris
 from ride_duration.core.months import Month
 from ride_duration.core.settings import RideIdMode, Settings
 from ride_duration.data import features as f
@@ -40,27 +39,27 @@ def score_month(
     taxi_type: str,
     month: Month,
     input_uri: str,
-    output: MonthOutput,
+    sink: MonthSink,
     model: ModelRef,
     predictor: Predictor,
     settings: Settings,
     flow_run_id: str | None = None,
     timings: dict[str, float] | None = None,
 ) -> MonthResult:
-    """Read, clean, identify, predict and write one month, then its manifest.
+    """Read, clean, identify, predict and publish one month, with its manifest.
 
-    The input and its columns are checked before the output location is touched; then the
-    month is claimed with its lock, streamed into a staged file, checked against the settings'
-    limits, and only then published. Any failure publishes nothing. `timings` (seconds spent
-    before, such as the model's load) go into the result's and the manifest's seconds.
+    The input and its columns are checked before the output is touched; then the month is
+    claimed, streamed into a staged set, checked against the settings' limits, and only then
+    published. Any failure publishes nothing. `timings` (seconds spent before, such as the
+    model's load) go into the result's and the manifest's seconds.
     """
     result = MonthResult(
         taxi_type=taxi_type,
         month=month,
         input_uri=uris.display_uri(input_uri),
-        output_uri=uris.display_uri(output.data),
+        output_uri=uris.display_uri(sink.current_uri),
         model=model,
-        manifest_uri=uris.display_uri(output.manifest),
+        manifest_uri=uris.display_uri(sink.manifest_uri),
         scoring_path=predictor.path,
     )
     started_at = datetime.now(UTC)
@@ -69,30 +68,27 @@ def score_month(
         input_info = storage.file_info(input_uri)
     except FileNotFoundError:
         input_info = {}  # reading it below fails with the clear "no trip file" error
-    lock = MonthLock(
-        output, owner=flow_run_id or "cli", stale_after_seconds=settings.lock_stale_seconds
-    )
     fields = f.required_fields(predictor.features)
-    # The input and its columns are checked (opening it) before the lock is taken.
+    # The input and its columns are checked (opening it) before the month is claimed.
     with (
         sources.open_trips(input_uri, taxi_type, fields, settings.batch_size) as (columns, batches),
-        lock.held(result.label),
+        sink.claim(flow_run_id or "cli", result.label) as claim,
     ):
-        streamed = _stream(result, batches, columns, output, predictor, settings.ride_id_mode)
-        streamed.check(result, settings, lock)
-        streamed.commit(output)
+        streamed = _stream(result, batches, columns, sink, predictor, settings.ride_id_mode)
+        streamed.check(result, settings, claim)
         result.seconds = {**(timings or {}), **streamed.stages.rounded()}
         result.seconds["total"] = round(time.perf_counter() - started, 3)
-        with writes.writing(output.data):
-            content = manifest.build(
-                result,
-                input_info=input_info,
-                output_info=storage.file_info(output.data),
-                flow_run_id=flow_run_id,
-                started_at=started_at,
-                code_version=settings.code_version,
-            )
-            manifest.write(output.data, content)
+        content = manifest.build(
+            result,
+            input_info=input_info,
+            version_uri=streamed.staged.uri,
+            flow_run_id=flow_run_id,
+            started_at=started_at,
+            code_version=settings.code_version,
+        )
+        with streamed.stages.timing("publish"):
+            sink.publish(streamed.staged, content)
+        result.seconds["publish"] = round(streamed.stages.seconds["publish"], 3)
     if result.rows_scored == 0:
         logger.warning("%s: no trip could be scored; the output file is empty", result.label)
     return result
@@ -129,37 +125,25 @@ class Stages:
 
 @dataclass
 class Streamed:
-    """A month streamed into its staged file: the writer, its totals and its stages' times."""
+    """A month streamed into its staged set: the set, its totals and its stages' times."""
 
-    writer: writes.AtomicParquetWriter
+    staged: StagedSet
     stages: Stages
     dropped: Counter[str]
     totals: quality.Totals
 
-    def check(self, result: MonthResult, settings: Settings, lock: MonthLock) -> None:
+    def check(self, result: MonthResult, settings: Settings, claim: Claim) -> None:
         """Record the month's drops and metrics, then fail it (nothing published) if a limit is
-        crossed or its lock was taken over."""
+        crossed or its claim was taken over."""
         result.rows_dropped = {r.value: self.dropped.get(r.value, 0) for r in f.DropReason}
         result.metrics = self.totals.metrics()
         try:
             quality.check(
                 result.label, result.rows_read, result.rows_dropped, result.metrics, settings.limits
             )
-            lock.check()  # a run whose lock was taken over publishes nothing
+            claim.check()  # a run whose claim was taken over publishes nothing
         except BaseException:
-            self.writer.discard()
-            raise
-
-    def commit(self, output: MonthOutput) -> None:
-        """Publish the staged file. The previous manifest stays until the new file is in place:
-        then it no longer matches it (is_complete says so) until the new manifest replaces it,
-        so a failed commit leaves the previous month whole, manifest and all."""
-        try:
-            with self.stages.timing("write"), writes.writing(output.data):
-                self.writer.commit()
-                self.writer.remove_stale_staging()
-        except BaseException:
-            self.writer.discard()
+            self.staged.discard()
             raise
 
 
@@ -167,14 +151,13 @@ def _stream(
     result: MonthResult,
     batches: Iterable,
     columns: dict[str, str],
-    output: MonthOutput,
+    sink: MonthSink,
     predictor: Predictor,
     ride_id_mode: RideIdMode,
 ) -> Streamed:
-    """Batches in, predictions out into a staged file, published later only if all is well."""
-    with writes.writing(output.data):
-        writer = writes.AtomicParquetWriter(output.data, OUTPUT_SCHEMA)
-    streamed = Streamed(writer, Stages(), Counter(), quality.Totals())
+    """Batches in, predictions out into a staged set, published later only if all is well."""
+    staged = sink.stage(result.model)
+    streamed = Streamed(staged, Stages(), Counter(), quality.Totals())
     stages, cache = streamed.stages, PredictionCache()
     try:
         for raw in stages.reading(batches):
@@ -192,11 +175,10 @@ def _stream(
             with stages.timing("write"):
                 table = output_table(trips, ids, values, result.model.label)
                 streamed.totals.add(table["diff"].to_numpy(), unknown)
-                with writes.writing(output.data):
-                    writer.write(table)
+                staged.write(table)
             result.rows_scored += trips.num_rows
     except BaseException:
-        writer.discard()
+        staged.discard()
         raise
     return streamed
 

@@ -1,15 +1,16 @@
 """Where a month's output goes, and what its runs are called: one type for the whole layout.
 
-A month scored by one model is one data file in a hive-style partition, with its manifest
-(written last) and, while a run scores it, its lock beside it:
+Each taxi type and month has one current set of predictions, the only data file in its
+hive-style partition, so that every plain parquet reader of the root reads exactly one set
+per month. Every model version's own set is kept under `_versions/`, which readers skip:
 
-    {root}/taxi_type=green/year=2021/month=03/{run id}.parquet
-    {root}/taxi_type=green/year=2021/month=03/_manifest-{run id}.json
-    {root}/taxi_type=green/year=2021/month=03/_lock-{run id}.{generation}.json
+    {root}/taxi_type=green/year=2021/month=03/predictions.parquet          the current set
+    {root}/taxi_type=green/year=2021/month=03/_manifest.json               its manifest (a copy)
+    {root}/taxi_type=green/year=2021/month=03/_lock.{generation}.json      while a run scores it
+    {root}/_versions/taxi_type=green/year=2021/month=03/{run id}.parquet   each version's set
 
-The leading underscore keeps parquet readers (pyarrow datasets, Spark, pandas) off the
-manifest and the lock (`ride_duration.batch.locks`: the newest generation is the lock). Local and S3
-outputs differ only in the root.
+A leading underscore (or dot) keeps pyarrow datasets, pandas, Spark and the documented DuckDB
+glob off a file or folder. Local and S3 outputs differ only in the root.
 """
 
 from __future__ import annotations
@@ -24,55 +25,71 @@ from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.months import Month
 from ride_duration.model.resolve import ModelRef
 
+CURRENT_FILE = "predictions.parquet"
+MANIFEST_FILE = "_manifest.json"
+VERSIONS_FOLDER = "_versions"
+LOCK_STEM = "_lock"
+
 
 @dataclass(frozen=True)
 class MonthOutput:
-    """The files of one month's predictions by one model: data, manifest and lock."""
+    """The files of one taxi type's month under one root: current set, manifest, lock, versions."""
 
-    data: str
+    root: str
+    taxi_type: str
+    month: Month
 
-    @classmethod
-    def of(cls, root: str, taxi_type: str, month: Month, model: ModelRef) -> MonthOutput:
-        """The output of `taxi_type`'s `month` scored by `model`, under `root`."""
-        return cls(
-            uris.join(
-                root,
-                f"taxi_type={taxi_type}",
-                f"year={month.year:04d}",
-                f"month={month.month:02d}",
-                f"{model_file_stem(model)}.parquet",
-            )
+    @property
+    def partition(self) -> str:
+        """The partition's path below the root: taxi_type=green/year=2021/month=03."""
+        return posixpath.join(
+            f"taxi_type={self.taxi_type}",
+            f"year={self.month.year:04d}",
+            f"month={self.month.month:02d}",
         )
 
     @property
-    def _folder_and_stem(self) -> tuple[str, str]:
-        folder, name = posixpath.split(self.data)
-        return folder, name.removesuffix(".parquet")
+    def folder(self) -> str:
+        """The month's partition folder, which holds its current set and nothing else to read."""
+        return uris.join(self.root, self.partition)
+
+    @property
+    def current(self) -> str:
+        """The current set: the month's predictions as every reader of the root sees them."""
+        return uris.join(self.folder, CURRENT_FILE)
 
     @property
     def manifest(self) -> str:
-        """The manifest: what was read, dropped, scored and written, by which model."""
-        folder, stem = self._folder_and_stem
-        return uris.join(folder, f"_manifest-{stem}.json")
+        """A copy of the current set's manifest (the file itself carries it in its footer)."""
+        return uris.join(self.folder, MANIFEST_FILE)
+
+    def version(self, model: ModelRef) -> str:
+        """Where `model`'s set of this month is kept, current or not."""
+        return uris.join(
+            self.root, VERSIONS_FOLDER, self.partition, f"{model_file_stem(model)}.parquet"
+        )
 
     @property
-    def folder(self) -> str:
-        """The month's partition folder."""
-        return self._folder_and_stem[0]
+    def lock(self) -> LockFiles:
+        """The files of the lock a run holds while it scores this month."""
+        return LockFiles(self.folder, LOCK_STEM)
+
+
+@dataclass(frozen=True)
+class LockFiles:
+    """The generations of one lock: `{folder}/{stem}.{generation}.json`."""
+
+    folder: str
+    stem: str
 
     @property
-    def lock_stem(self) -> str:
-        """The name every generation of this output's lock starts with."""
-        return f"_lock-{self._folder_and_stem[1]}"
+    def prefix(self) -> str:
+        """The location every generation of the lock starts with."""
+        return uris.join(self.folder, self.stem)
 
-    @property
-    def lock_prefix(self) -> str:
-        """The location every generation of this output's lock starts with."""
-        return uris.join(self.folder, self.lock_stem)
-
-    def lock_file(self, generation: int) -> str:
-        """One generation of the lock a run holds while it scores this month with this model."""
-        return f"{self.lock_prefix}.{generation:06d}.json"
+    def file(self, generation: int) -> str:
+        """One generation of the lock."""
+        return f"{self.prefix}.{generation:06d}.json"
 
 
 # What a run id may be to name a file: MLflow's are 32 hex digits; a registry can say anything.
@@ -101,14 +118,28 @@ def run_name(taxi_type: str, month: Month) -> str:
 
 
 def output_root(configured: str, requested: str | None) -> str:
-    """The root a run writes under: OUTPUT_ROOT (`configured`), or a location inside it."""
+    """The root a run writes under: OUTPUT_ROOT (`configured`), or a hidden folder inside it.
+
+    A root inside OUTPUT_ROOT must sit in a folder whose name starts with "_" (such as
+    `output/_experiments`): readers of OUTPUT_ROOT skip those, so an experiment's months are
+    never counted with the production ones.
+    """
     uris.check_no_credentials(configured, "OUTPUT_ROOT")
     if not requested:
         return configured
     uris.check_no_credentials(requested, "output_root")
-    if not storage.is_within(requested, configured):
+    below = storage.relative_to(requested, configured)
+    if below is None:
         raise ConfigurationError(
             f"output_root {uris.display_uri(requested)} is outside OUTPUT_ROOT "
             f"{uris.display_uri(configured)}: parameters may only choose a location inside it"
+        )
+    if below and not below.startswith(("_", ".")):
+        suggestion = uris.join(configured, "_" + below.split("/")[0])
+        raise ConfigurationError(
+            f"output_root {uris.display_uri(requested)} is inside OUTPUT_ROOT "
+            f"{uris.display_uri(configured)}, whose readers would count its months with the "
+            f"production ones: use a folder whose name starts with _, such as "
+            f"{uris.display_uri(suggestion)}"
         )
     return requested

@@ -12,25 +12,38 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from ride_duration.batch import manifest, paths
-from ride_duration.core import storage, uris
+from ride_duration.batch.status import LastRun, MonthStatus, survey
+from ride_duration.core import uris
 from ride_duration.core.months import Month
-from ride_duration.data.sources import trip_file_uri
 from ride_duration.model.resolve import ModelRef
 
-Mode = Literal["missing", "failed", "all"]
-Action = Literal["score", "done", "skip", "input missing"]
+Mode = Literal["missing", "stale", "failed", "all"]
+Action = Literal["score", "done", "skip", "not published", "unscorable"]
 
 
 @dataclass(frozen=True)
 class PlannedMonth:
-    """One month of one taxi type, and what the backfill does with it."""
+    """One month of one taxi type, what the backfill does with it, and why."""
 
-    taxi_type: str
-    month: Month
-    input_uri: str
-    output_uri: str
+    status: MonthStatus
     action: Action
     reason: str
+
+    @property
+    def taxi_type(self) -> str:
+        return self.status.taxi_type
+
+    @property
+    def month(self) -> Month:
+        return self.status.month
+
+    @property
+    def input_uri(self) -> str:
+        return self.status.input_uri
+
+    @property
+    def output(self) -> paths.MonthOutput:
+        return self.status.output
 
     @property
     def run_name(self) -> str:
@@ -45,13 +58,14 @@ class MonthOutcome:
     month: str
     taxi_type: str
     state: str
+    model_version: str = ""
     rows_scored: int | None = None
     rmse: float | None = None
     mae: float | None = None
     unknown_pair_share: float | None = None
     seconds: float | None = None
     output: str = ""
-    error: str = ""
+    reason: str = ""
 
     def as_row(self) -> dict:
         """A row of the backfill's table artifact."""
@@ -59,19 +73,20 @@ class MonthOutcome:
 
 
 def completed_outcome(month: PlannedMonth, seconds: float | None) -> MonthOutcome:
-    """A scored month's outcome, with rows and quality from the manifest its run wrote."""
-    content = manifest.read(month.output_uri) or {}
+    """A scored month's outcome, with rows and quality from the manifest its run published."""
+    content = manifest.current(month.output) or {}
     metrics = content.get("metrics") or {}
     return MonthOutcome(
         month=str(month.month),
         taxi_type=month.taxi_type,
         state="completed",
+        model_version=str((content.get("model") or {}).get("label") or ""),
         rows_scored=content.get("rows_scored"),
         rmse=metrics.get("rmse"),
         mae=metrics.get("mae"),
         unknown_pair_share=metrics.get("unknown_pair_share"),
         seconds=round(seconds, 1) if seconds is not None else None,
-        output=uris.display_uri(month.output_uri),
+        output=uris.display_uri(month.output.current),
     )
 
 
@@ -114,9 +129,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-FAILED_STATES = {"FAILED", "CRASHED", "CANCELLED", "TIMEDOUT"}
-
-
 def plan(
     *,
     taxi_types: list[str],
@@ -125,46 +137,62 @@ def plan(
     mode: Mode,
     input_uri_template: str,
     output_root: str,
-    last_states: dict[str, str | None],
-    check_inputs: bool,
+    last_runs: dict[str, LastRun],
+    stale_after_seconds: float,
 ) -> list[PlannedMonth]:
-    """Decide, for each taxi type and month, whether to score it and why.
+    """Decide, for each taxi type and month, whether to score it and why, from its state.
 
-    `last_states` maps a month's run name to the state type of its latest score run, if any;
-    `check_inputs` also looks for each month's trip file (for dry runs).
+    `last_runs` maps a month's run name to its latest score run, when known (mode=failed).
     """
-    planned = []
-    for taxi_type in taxi_types:
-        for month in months:
-            input_uri = trip_file_uri(input_uri_template, taxi_type, month)
-            output_uri = paths.MonthOutput.of(output_root, taxi_type, month, model).data
-            name = paths.run_name(taxi_type, month)
-            action, reason = _decide(mode, manifest.is_complete(output_uri), last_states.get(name))
-            if action == "score" and check_inputs and not storage.exists(input_uri):
-                action, reason = (
-                    "input missing",
-                    f"no trip file at {uris.display_uri(input_uri)}",
-                )
-            planned.append(PlannedMonth(taxi_type, month, input_uri, output_uri, action, reason))
-    return planned
+    statuses = survey(
+        taxi_types=taxi_types,
+        months=months,
+        model=model,
+        input_uri_template=input_uri_template,
+        output_root=output_root,
+        last_runs=last_runs,
+        stale_after_seconds=stale_after_seconds,
+    )
+    return [PlannedMonth(status, *decide(mode, status)) for status in statuses]
 
 
-def _decide(mode: Mode, complete: bool, last_state: str | None) -> tuple[Action, str]:
-    if mode == "all":
-        return "score", "mode=all re-scores every month"
-    if mode == "missing":
-        if complete:
-            return "done", "complete output for this model version"
-        return "score", "no complete output for this model version"
-    if last_state in FAILED_STATES:
-        return "score", f"last attempt {last_state.lower()}"
-    if last_state is None:
-        return "skip", "never attempted (mode=missing scores it)"
-    return "skip", f"last attempt {last_state.lower()}"
+# What each mode scores, by the month's state; every other state is left alone.
+SCORED_STATES: dict[Mode, frozenset[str]] = {
+    "missing": frozenset({"missing", "failed"}),
+    "stale": frozenset({"stale"}),
+    "failed": frozenset({"failed"}),
+    "all": frozenset({"done", "stale", "missing", "failed"}),
+}
+# The mode that would score a month in each state, for the reason of a month left alone.
+SCORING_MODE = {"missing": "missing", "failed": "failed", "stale": "stale"}
+
+
+def decide(mode: Mode, status: MonthStatus) -> tuple[Action, str]:
+    """What `mode` does with a month in `status`, and why."""
+    state = status.state
+    if state in ("not published", "unscorable"):
+        return state, status.reason
+    if mode == "missing" and status.model_changed:
+        return "score", f"no set from this model version: {status.reason}"
+    if state in SCORED_STATES[mode]:
+        return (
+            "score",
+            "mode=all re-scores every month" if mode == "all" else f"{state}: {status.reason}",
+        )
+    if state == "done":
+        return "done", _done_reason(status)
+    if state == "running":
+        return "skip", "running: a score run holds the month now"
+    return "skip", f"{state}: {status.reason} (mode={SCORING_MODE[state]} scores it)"
+
+
+def _done_reason(status: MonthStatus) -> str:
+    reason = f"current since {status.date}" if status.date else "current"
+    return f"{reason}; {status.reason}" if status.reason else reason
 
 
 def failure_summary(outcomes: list[MonthOutcome]) -> str:
     """One line naming the failed months and why."""
-    failed = [o for o in outcomes if o.state != "completed" and o.state != "skipped"]
-    parts = [f"{o.taxi_type} {o.month} ({o.error or o.state})" for o in failed]
+    failed = [o for o in outcomes if o.state not in ("completed", "skipped")]
+    parts = [f"{o.taxi_type} {o.month} ({o.reason or o.state})" for o in failed]
     return f"{len(failed)} of {len(outcomes)} months failed: " + "; ".join(parts)

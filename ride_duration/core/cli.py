@@ -81,7 +81,12 @@ def add_options(
         )
     parser.add_argument("--input-uri-template", default="", help="overrides INPUT_URI_TEMPLATE")
     if output:
-        parser.add_argument("--output-root", default="", help="overrides OUTPUT_ROOT")
+        parser.add_argument(
+            "--output-root",
+            default="",
+            help="OUTPUT_ROOT, or a folder inside it whose name starts with _ (e.g. "
+            "output/_experiments), which readers of OUTPUT_ROOT skip",
+        )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
 
 

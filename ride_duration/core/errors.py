@@ -39,9 +39,13 @@ class ConfigurationError(ScoringError):
 
 
 class BackfillFailedError(ScoringError):
-    """Some months of a backfill failed; the others completed."""
+    """Some months of a backfill failed; the others completed. `rows` are its table's."""
 
     exit_code = 1
+
+    def __init__(self, message: str, rows: list[dict] | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows or []
 
 
 class ModelNotTrustedError(ScoringError):
@@ -49,7 +53,7 @@ class ModelNotTrustedError(ScoringError):
 
 
 class MonthBusyError(ScoringError):
-    """Another live run is scoring the same month with the same model."""
+    """Another live run is scoring the same month."""
 
 
 class QualityError(ScoringError):

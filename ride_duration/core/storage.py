@@ -8,6 +8,7 @@ copied by `core.objects` with boto3 alone, which the serving install has without
 from __future__ import annotations
 
 import functools
+import glob
 import logging
 import os
 import posixpath
@@ -95,11 +96,12 @@ def exists(uri: str) -> bool:
     return fs.exists(path)
 
 
-def parquet_rows(uri: str) -> int:
-    """The number of rows of a parquet file, from its footer."""
+def parquet_footer(uri: str) -> tuple[int, dict[bytes, bytes]]:
+    """A parquet file's row count and key-value metadata, from its footer alone."""
     fs, path = fsspec.core.url_to_fs(uri)
     with fs.open(path, "rb") as handle:
-        return pq.ParquetFile(handle).metadata.num_rows
+        metadata = pq.ParquetFile(handle).metadata
+        return metadata.num_rows, dict(metadata.metadata or {})
 
 
 def file_info(uri: str) -> dict:
@@ -129,10 +131,28 @@ def list_names(folder: str, pattern: str) -> list[str]:
     """The names of the files in `folder` that match the glob `pattern` ([] without the folder)."""
     fs, path = fsspec.core.url_to_fs(folder)
     try:
-        found = fs.glob(posixpath.join(path, pattern))
+        found = fs.glob(posixpath.join(glob.escape(path), pattern))
     except FileNotFoundError:
         return []
     return sorted(posixpath.basename(name) for name in found)
+
+
+def glob_below(root: str, pattern: str) -> list[str]:
+    """The paths below `root` (relative to it, sorted) that match the glob `pattern`."""
+    fs, path = fsspec.core.url_to_fs(root)
+    base = path.rstrip("/") + "/"
+    try:
+        found = fs.glob(glob.escape(base) + pattern)
+    except FileNotFoundError:
+        return []
+    return sorted(name[len(base) :] for name in found if name.startswith(base))
+
+
+def read_table(uri: str) -> pa.Table:
+    """A whole parquet file as a table, its footer's key-value metadata kept in its schema."""
+    fs, path = fsspec.core.url_to_fs(uri)
+    with fs.open(path, "rb") as handle:
+        return pq.read_table(handle)
 
 
 def modified(uri: str) -> float | None:
@@ -158,17 +178,21 @@ def remove(uri: str) -> None:
         fs.rm(path)
 
 
-def is_within(uri: str, root: str) -> bool:
-    """Whether `uri` is `root` itself or a location below it (after resolving "..")."""
+def relative_to(uri: str, root: str) -> str | None:
+    """The path of `uri` below `root` ("" for `root` itself; after resolving ".."), None when
+    `uri` is not inside `root`."""
     fs_a, path_a = fsspec.core.url_to_fs(uri)
     fs_b, path_b = fsspec.core.url_to_fs(root)
     if protocols(fs_a) != protocols(fs_b):
-        return False
+        return None
     if "file" in protocols(fs_a):
         path_a, path_b = os.path.realpath(path_a), os.path.realpath(path_b)
     else:
         path_a, path_b = posixpath.normpath("/" + path_a), posixpath.normpath("/" + path_b)
-    return path_a == path_b or path_a.startswith(path_b.rstrip("/") + "/")
+    if path_a == path_b:
+        return ""
+    prefix = path_b.rstrip("/") + "/"
+    return path_a[len(prefix) :] if path_a.startswith(prefix) else None
 
 
 def protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:

@@ -42,27 +42,33 @@ class AtomicParquetWriter:
         self.rows_written = 0
         self._fs, self._path = fsspec.core.url_to_fs(uri)
         self._local = "file" in protocols(self._fs)
-        _make_folder(self._fs, posixpath.dirname(self._path))
-        self._staging = _staging_path(self._path) if self._local else self._path
-        self._handle = self._fs.open(self._staging, "wb")
+        with writing(uri):
+            _make_folder(self._fs, posixpath.dirname(self._path))
+            self._staging = _staging_path(self._path) if self._local else self._path
+            self._handle = self._fs.open(self._staging, "wb")
         self._writer = pq.ParquetWriter(self._handle, schema, compression="snappy")
 
     def write(self, table: pa.Table) -> None:
         """Append rows."""
-        self._writer.write_table(table)
+        with writing(self.uri):
+            self._writer.write_table(table)
         self.rows_written += table.num_rows
 
-    def commit(self) -> None:
-        """Finish the file and publish it at its final location (locally: synced, renamed into
-        place, and its folder synced, so that a crash leaves the old file or the new, whole)."""
-        self._writer.close()
-        if self._local:
-            self._handle.flush()
-            _sync(self._handle)
-        self._handle.close()
-        if self._local:
-            self._fs.mv(self._staging, self._path)
-            _sync_folder(posixpath.dirname(self._path))
+    def commit(self, metadata: dict[bytes, bytes] | None = None) -> None:
+        """Finish the file, with `metadata` in its footer, and publish it at its final location
+        (locally: synced, renamed into place, and its folder synced, so that a crash leaves the
+        old file or the new, whole)."""
+        with writing(self.uri):
+            if metadata:
+                self._writer.add_key_value_metadata(metadata)
+            self._writer.close()
+            if self._local:
+                self._handle.flush()
+                _sync(self._handle)
+            self._handle.close()
+            if self._local:
+                os.replace(self._staging, self._path)
+                _sync_folder(posixpath.dirname(self._path))
 
     def discard(self) -> None:
         """Drop everything written; nothing appears at the final location. Never raises."""
@@ -94,10 +100,14 @@ class AtomicParquetWriter:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        if kind is None:
-            self.commit()
-        else:
+        if kind is not None:
             self.discard()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.discard()
+            raise
 
 
 def _sync(handle: object) -> None:
@@ -147,6 +157,36 @@ def write_text(uri: str, text: str) -> None:
         _sync_folder(posixpath.dirname(path))
     else:
         fs.pipe_file(path, text.encode())  # one PUT: whole or absent
+
+
+def publish_copy(source: str, target: str) -> None:
+    """Put a copy of the file `source` at `target` in one atomic step: readers of `target` see
+    the old file or the new one, whole, never neither.
+
+    Locally the copy is a hard link (no bytes are copied; a plain copy where links are not
+    supported) renamed over the target, then synced; on object stores it is one server-side
+    copy, which replaces the target object at once.
+    """
+    fs, path = fsspec.core.url_to_fs(target)
+    _, source_path = fsspec.core.url_to_fs(source)
+    if "file" not in protocols(fs):
+        fs.copy(source_path, path)
+        return
+    directory = posixpath.dirname(path)
+    _make_folder(fs, directory)
+    staging = _staging_path(path)
+    try:
+        os.link(source_path, staging)
+    except OSError:  # a file system without hard links (some network and FUSE mounts)
+        fs.copy(source_path, staging)
+    try:
+        os.replace(staging, path)
+    finally:
+        # Gone once renamed; still there when the rename failed, or when the target already
+        # was a link of the source (renaming one link of a file over another does nothing).
+        with suppress(OSError):
+            os.remove(staging)
+    _sync_folder(directory)
 
 
 def create_exclusive(uri: str, text: str) -> bool:

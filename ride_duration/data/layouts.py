@@ -89,15 +89,23 @@ LAYOUTS: dict[str, TripLayout] = {
 }
 
 
+def lacking_fields(taxi_type: str, fields: list[str]) -> str:
+    """What `taxi_type`'s trips lack of `fields`, as one line ("" when they have them all)."""
+    unknown = [field for field in fields if field not in LAYOUTS[taxi_type].columns]
+    if not unknown:
+        return ""
+    return (
+        f"{taxi_type} trips have no {', '.join(unknown)} column, but the model needs it: "
+        f"score {taxi_type} with a model trained without {', '.join(unknown)}"
+    )
+
+
 def source_columns(taxi_type: str, names: list[str], fields: list[str]) -> dict[str, str]:
     """Map the canonical `fields` to the file's column names, or explain what is missing."""
     layout = LAYOUTS[taxi_type]
-    unknown = [field for field in fields if field not in layout.columns]
-    if unknown:
-        raise SchemaError(
-            f"{taxi_type} trips have no {', '.join(unknown)} column, but the model needs it: "
-            f"score {taxi_type} with a model trained without {', '.join(unknown)}"
-        )
+    lacking = lacking_fields(taxi_type, fields)
+    if lacking:
+        raise SchemaError(lacking)
     found, _ = layout.find(names)
     missing = [layout.columns[f] for f in fields if f not in found]
     if missing:

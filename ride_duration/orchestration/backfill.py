@@ -7,7 +7,9 @@ that this package never imports the entry points.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,9 +31,11 @@ from ride_duration.batch.planning import (
     failure_summary,
     plan,
 )
+from ride_duration.batch.status import LastRun, survey
 from ride_duration.core import uris
 from ride_duration.core.errors import BackfillFailedError, first_line
 from ride_duration.core.months import Month
+from ride_duration.model import service
 from ride_duration.orchestration import deployments
 from ride_duration.orchestration.tasks import RunSetup
 
@@ -58,8 +62,7 @@ class Backfill:
 
 def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMonth]:
     """What happens to each month, each said in the log."""
-    names = [paths.run_name(t, m) for t in backfill.taxi_types for m in backfill.months]
-    last_states = asyncio.run(deployments.last_run_states(names)) if mode == "failed" else {}
+    last_runs = _last_runs(backfill) if mode == "failed" else {}
     planned = plan(
         taxi_types=backfill.taxi_types,
         months=backfill.months,
@@ -67,8 +70,8 @@ def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMo
         mode=mode,
         input_uri_template=backfill.run.input_uri_template,
         output_root=backfill.run.output_root,
-        last_states=last_states,
-        check_inputs=dry_run,
+        last_runs=last_runs,
+        stale_after_seconds=backfill.run.settings.lock_stale_seconds,
     )
     logger = get_run_logger()
     for month in planned:
@@ -79,16 +82,63 @@ def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMo
 
 
 def dry_run_rows(planned: list[PlannedMonth]) -> list[dict]:
-    """What a dry run returns: each month with what would happen to it, and why."""
+    """What a dry run returns: each month with what would happen to it, and why, in the shape
+    of a real run's rows (the model and rows are those of the month's current set)."""
     return [
-        {
-            "taxi_type": p.taxi_type,
-            "month": str(p.month),
-            "action": _verb(p, True),
-            "reason": p.reason,
-        }
+        MonthOutcome(
+            month=str(p.month),
+            taxi_type=p.taxi_type,
+            state=_verb(p, True),
+            model_version=p.status.version,
+            rows_scored=p.status.rows,
+            output=uris.display_uri(p.output.current),
+            reason=p.reason,
+        ).as_row()
         for p in planned
     ]
+
+
+def status_rows(backfill: Backfill) -> list[dict]:
+    """The state of every month (done, stale, missing, failed, running, not published,
+    unscorable), also as the run's table artifact."""
+    statuses = survey(
+        taxi_types=backfill.taxi_types,
+        months=backfill.months,
+        model=backfill.run.model,
+        input_uri_template=backfill.run.input_uri_template,
+        output_root=backfill.run.output_root,
+        last_runs=_last_runs(backfill),
+        stale_after_seconds=backfill.run.settings.lock_stale_seconds,
+        unscorable=functools.partial(service.unscorable_reason, backfill.run.model),
+    )
+    rows = [
+        {
+            "taxi_type": s.taxi_type,
+            "month": str(s.month),
+            "state": s.state,
+            "model_version": s.version,
+            "rows_scored": s.rows,
+            "published": s.date,
+            "reason": s.reason,
+            "output": uris.display_uri(s.output.current),
+        }
+        for s in statuses
+    ]
+    create_table_artifact(
+        table=rows,
+        key=f"status-{backfill.key.removeprefix('backfill-')}",
+        description=f"State of {backfill.label} for {backfill.run.model.label}",
+    )
+    counts = Counter(s.state for s in statuses)
+    get_run_logger().info(
+        "%d months: %s", len(statuses), ", ".join(f"{n} {state}" for state, n in counts.items())
+    )
+    return rows
+
+
+def _last_runs(backfill: Backfill) -> dict[str, LastRun]:
+    names = [paths.run_name(t, m) for t in backfill.taxi_types for m in backfill.months]
+    return asyncio.run(deployments.last_runs(names))
 
 
 def progress_reporter(backfill: Backfill, months: int) -> Callable[[MonthOutcome], None]:
@@ -153,11 +203,13 @@ def score_here(
 def finish(
     backfill: Backfill, planned: list[PlannedMonth], scored: list[MonthOutcome]
 ) -> list[dict]:
-    """Each month's outcome, in the table artifact and log; BackfillFailedError if one failed."""
+    """Each month's outcome, in the table artifact and log; BackfillFailedError (with the
+    rows, so that the table is shown on failure too) if one failed."""
     by_month = {(o.taxi_type, o.month): o for o in scored}
-    outcomes = [by_month.get((p.taxi_type, str(p.month))) or _skipped(p) for p in planned]
+    outcomes = [by_month.get((p.taxi_type, str(p.month))) or _left_alone(p) for p in planned]
+    rows = [o.as_row() for o in outcomes]
     create_table_artifact(
-        table=[o.as_row() for o in outcomes],
+        table=rows,
         key=backfill.key,
         description=f"Backfill {backfill.label} with {backfill.run.model.label}",
     )
@@ -170,8 +222,8 @@ def finish(
         len(outcomes) - completed - skipped,
     )
     if completed + skipped < len(outcomes):
-        raise BackfillFailedError(failure_summary(outcomes))
-    return [o.as_row() for o in outcomes]
+        raise BackfillFailedError(failure_summary(outcomes), rows)
+    return rows
 
 
 def _verb(month: PlannedMonth, dry_run: bool) -> str:
@@ -200,16 +252,18 @@ def _score_one_here(
         taxi_type=month.taxi_type,
         state=state.type.value.lower(),
         seconds=round(seconds, 1),
-        output=uris.display_uri(month.output_uri),
-        error=message,
+        output=uris.display_uri(month.output.current),
+        reason=message,
     )
 
 
-def _skipped(month: PlannedMonth) -> MonthOutcome:
+def _left_alone(month: PlannedMonth) -> MonthOutcome:
     return MonthOutcome(
         month=str(month.month),
         taxi_type=month.taxi_type,
         state="skipped",
-        output=uris.display_uri(month.output_uri),
-        error=month.reason,
+        model_version=month.status.version,
+        rows_scored=month.status.rows,
+        output=uris.display_uri(month.output.current),
+        reason=month.reason,
     )

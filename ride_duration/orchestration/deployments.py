@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -20,6 +21,7 @@ from prefect.deployments.flow_runs import arun_deployment
 from prefect.states import Crashed
 
 from ride_duration.batch.planning import MonthOutcome, PlannedMonth, completed_outcome
+from ride_duration.batch.status import LastRun
 from ride_duration.core import uris
 from ride_duration.core.errors import first_line
 
@@ -28,19 +30,42 @@ logger = logging.getLogger(__name__)
 SCORE_FLOW = "ride-duration-prediction"
 
 
-async def last_run_states(run_names: list[str]) -> dict[str, str | None]:
-    """The state type (e.g. "FAILED") of the latest score run with each name."""
-    states: dict[str, str | None] = dict.fromkeys(run_names)
+# Flow runs read per request: the API's own page size.
+RUNS_PER_PAGE = 200
+
+
+async def last_runs(run_names: list[str]) -> dict[str, LastRun]:
+    """The latest score run with each name: its state type, message and start."""
+    found: dict[str, LastRun] = {}
     async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[SCORE_FLOW])),
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=run_names)),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-        )
-    for run in runs:  # newest first: keep the first state seen per name
-        if states.get(run.name) is None and run.state is not None:
-            states[run.name] = run.state.type.value
-    return states
+        offset = 0
+        while True:
+            runs = await client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=[SCORE_FLOW])),
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=run_names)),
+                sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+                limit=RUNS_PER_PAGE,
+                offset=offset,
+            )
+            for run in runs:  # newest first: keep the first run seen per name
+                if run.name not in found and run.state is not None:
+                    found[run.name] = LastRun(
+                        state=run.state.type.value,
+                        message=failure_message(run.state.message),
+                        started=run.start_time or run.expected_start_time,
+                    )
+            if len(runs) < RUNS_PER_PAGE or len(found) == len(set(run_names)):
+                return found
+            offset += len(runs)
+
+
+def failure_message(message: str | None) -> str:
+    """A run state's message as the one line that says why: "no trip file at ...", not
+    "Flow run encountered an exception: InputNotFoundError: no trip file at ..."."""
+    line = (message or "").strip().split("\n")[0]
+    return re.sub(
+        r"^(Flow run encountered an exception: )?([A-Za-z_.]*(Error|Exception): )?", "", line
+    )
 
 
 async def run_on_deployment(
@@ -117,6 +142,6 @@ def _outcome(month: PlannedMonth, state: str, seconds: float | None, error: str)
         taxi_type=month.taxi_type,
         state=state,
         seconds=round(seconds, 1) if seconds is not None else None,
-        output=uris.display_uri(month.output_uri),
-        error=first_line(error) if error.strip() else "",
+        output=uris.display_uri(month.output.current),
+        reason=first_line(error) if error.strip() else "",
     )

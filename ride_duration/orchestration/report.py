@@ -72,3 +72,47 @@ def markdown_report(result: MonthResult) -> str:
         f"| seconds | {result.seconds.get('total', 0):.1f} |",
     ]
     return "\n".join(lines) + "\n"
+
+
+# The columns of a backfill's table (real runs and dry runs alike) and of a status table:
+# (key in the row, header, format).
+BACKFILL_COLUMNS = [
+    ("taxi_type", "taxi type", "{}"),
+    ("month", "month", "{}"),
+    ("state", "state", "{}"),
+    ("model_version", "model", "{}"),
+    ("rows_scored", "rows", "{:,}"),
+    ("rmse", "rmse", "{:.4f}"),
+    ("seconds", "seconds", "{:.1f}"),
+    ("reason", "reason", "{}"),
+]
+STATUS_COLUMNS = [
+    ("taxi_type", "taxi type", "{}"),
+    ("month", "month", "{}"),
+    ("state", "state", "{}"),
+    ("model_version", "model", "{}"),
+    ("rows_scored", "rows", "{:,}"),
+    ("published", "published (UTC)", "{}"),
+    ("reason", "reason", "{}"),
+]
+
+
+def text_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """Rows as a plain-text table: a header, then one aligned line per row; numbers right."""
+    cells = [
+        ["" if row.get(key) in (None, "") else shape.format(row[key]) for key, _, shape in columns]
+        for row in rows
+    ]
+    headers = [header for _, header, _ in columns]
+    widths = [
+        max([len(headers[i])] + [len(line[i]) for line in cells]) for i in range(len(headers))
+    ]
+    numeric = [shape != "{}" for _, _, shape in columns]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(
+            value.rjust(width) if right else value.ljust(width)
+            for value, width, right in zip(values, widths, numeric, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(headers), *(line(values) for values in cells)])

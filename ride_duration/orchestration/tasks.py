@@ -13,6 +13,7 @@ from prefect.runtime import flow_run
 
 from ride_duration.batch import month as batch
 from ride_duration.batch import paths, result
+from ride_duration.batch.sink import MonthSink
 from ride_duration.core import uris
 from ride_duration.core.errors import ScoringError
 from ride_duration.core.months import Month
@@ -61,12 +62,12 @@ def score_month_task(
     taxi_type: str,
     month: Month,
     input_uri: str,
-    output: paths.MonthOutput,
+    sink: MonthSink,
     model: ModelRef,
     settings: Settings,
     timings: dict[str, float] | None = None,
 ) -> result.MonthResult:
-    """Stream the month's trips through the model into one committed parquet file.
+    """Stream the month's trips through the model into its sink, published as the current set.
 
     `timings` are seconds spent before (the model's resolution), kept with the month's own.
     """
@@ -77,7 +78,7 @@ def score_month_task(
         taxi_type=taxi_type,
         month=month,
         input_uri=input_uri,
-        output=output,
+        sink=sink,
         model=model,
         predictor=predictor,
         settings=settings,

@@ -13,24 +13,26 @@ from pathlib import Path
 import pytest
 
 from ride_duration.batch.locks import MonthLock, boot_id, process_start
-from ride_duration.batch.paths import MonthOutput
+from ride_duration.batch.paths import LockFiles, MonthOutput
 from ride_duration.core.errors import MonthBusyError
+from ride_duration.core.months import Month
 
 STALE = 600
 
 
-def output(tmp_path: Path) -> MonthOutput:
-    return MonthOutput(str(tmp_path / "out" / "taxi_type=green/year=2021/month=03/run1.parquet"))
+def files(tmp_path: Path) -> LockFiles:
+    """The lock of green 2021-03 under `tmp_path`/out."""
+    return MonthOutput(str(tmp_path / "out"), "green", Month(2021, 3)).lock
 
 
 def lock_files(tmp_path: Path) -> list[str]:
-    folder = tmp_path / "out" / "taxi_type=green/year=2021/month=03"
-    return sorted(p.name for p in folder.glob("_lock-*")) if folder.exists() else []
+    folder = Path(files(tmp_path).folder)
+    return sorted(p.name for p in folder.glob("_lock*")) if folder.exists() else []
 
 
 def place(tmp_path: Path, content: object, generation: int = 0, age: float = 0) -> Path:
     """A lock file of some earlier run, written `age` seconds ago."""
-    path = Path(output(tmp_path).lock_file(generation))
+    path = Path(files(tmp_path).file(generation))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content if isinstance(content, str) else json.dumps(content))
     if age:
@@ -106,27 +108,90 @@ linux = pytest.mark.skipif(boot_id() is None, reason="the system tells no boot i
 )
 def test_a_lock_is_taken_over_exactly_when_its_run_is_gone(tmp_path, content, age, taken):
     place(tmp_path, content(), age=age)
-    lock = MonthLock(output(tmp_path), owner="me", stale_after_seconds=STALE)
+    lock = MonthLock(files(tmp_path), owner="me", stale_after_seconds=STALE)
+    # what the month's status sees of the lock agrees with what a run that wants it finds
+    assert (lock.live_holder() is None) == taken
     if taken:
         with lock.held("green 2021-03"):
             assert lock.generation == 1
-            assert lock_files(tmp_path) == ["_lock-run1.000001.json"]  # the older one is gone
+            assert lock_files(tmp_path) == ["_lock.000001.json"]  # the older one is gone
     else:
         with pytest.raises(MonthBusyError) as busy, lock.held("green 2021-03"):
             pass
         message = str(busy.value)
         assert message.startswith("green 2021-03 is ")
-        assert "_lock-run1" in message
+        assert "month=03/_lock.*.json" in message
         assert len(message.splitlines()) == 1
-        assert lock_files(tmp_path) == ["_lock-run1.000000.json"]
+        assert lock_files(tmp_path) == ["_lock.000000.json"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            lambda: holder(owner="flow-run-7", host="worker-3", pid=1),
+            "green 2021-03 is being scored by flow-run-7 on worker-3 since "
+            "2021-04-01T00:00:00+00:00: wait for it, or delete {where} if that run is dead",
+        ),
+        (
+            lambda: "{not json",
+            "green 2021-03 is locked by {where}, which does not read as a lock (written 0 s "
+            "ago): it is taken over after LOCK_STALE_SECONDS; delete it if no run is scoring "
+            "this month",
+        ),
+    ],
+    ids=["a live run", "a file that is no lock"],
+)
+def test_a_busy_month_says_who_scores_it_and_which_files_to_delete(tmp_path, content, message):
+    place(tmp_path, content())
+    lock = MonthLock(files(tmp_path), owner="me", stale_after_seconds=STALE)
+    with pytest.raises(MonthBusyError) as busy, lock.held("green 2021-03"):
+        pass
+    assert str(busy.value) == message.format(where=files(tmp_path).prefix + ".*.json")
+
+
+@pytest.mark.parametrize(
+    ("taxi_type", "month", "root", "busy"),
+    [
+        ("green", Month(2021, 3), "out", True),
+        ("yellow", Month(2021, 3), "out", False),
+        ("green", Month(2021, 4), "out", False),
+        ("green", Month(2021, 3), "out/_experiments", False),
+    ],
+)
+def test_one_run_at_a_time_scores_a_month_whatever_its_model(
+    tmp_path, taxi_type, month, root, busy
+):
+    first = MonthLock(files(tmp_path), owner="first", stale_after_seconds=STALE)
+    output = MonthOutput(str(tmp_path / root), taxi_type, month)
+    second = MonthLock(output.lock, owner="second", stale_after_seconds=STALE)
+    with first.held("green 2021-03"):
+        assert first.live_holder()["owner"] == "first"
+        if busy:
+            assert second.live_holder()["owner"] == "first"
+            assert second.acquire()["owner"] == "first"
+            with (
+                pytest.raises(MonthBusyError, match="is being scored by first on "),
+                second.held(f"{taxi_type} {month}"),
+            ):
+                pass
+            assert second.generation is None
+        else:
+            assert second.live_holder() is None
+            with second.held(f"{taxi_type} {month}"):
+                assert second.live_holder()["owner"] == "second"
+    assert first.live_holder() is None
 
 
 def test_a_lock_is_given_back_when_its_run_ends_and_taken_again_by_the_next(tmp_path):
-    lock = MonthLock(output(tmp_path), owner="me", stale_after_seconds=STALE)
+    lock = MonthLock(files(tmp_path), owner="me", stale_after_seconds=STALE)
+    assert lock.live_holder() is None
     with lock.held("green 2021-03"):
-        assert lock_files(tmp_path) == ["_lock-run1.000000.json"]
+        assert lock_files(tmp_path) == ["_lock.000000.json"]
+        assert lock.live_holder()["token"] == lock.content["token"]
     assert lock_files(tmp_path) == []
-    again = MonthLock(output(tmp_path), owner="next", stale_after_seconds=STALE)
+    assert lock.live_holder() is None
+    again = MonthLock(files(tmp_path), owner="next", stale_after_seconds=STALE)
     with again.held("green 2021-03"):
         assert again.generation == 0
 
@@ -135,24 +200,24 @@ def test_a_takeover_is_void_when_the_lock_changed_meanwhile(tmp_path):
     """A racer that judged the old lock stale, then paused: a fresh run holds the month now."""
     gone = holder(host="elsewhere", heartbeat=time.time() - STALE - 5)
     place(tmp_path, gone)
-    slow = MonthLock(output(tmp_path), owner="slow", stale_after_seconds=STALE)
-    judged = Path(output(tmp_path).lock_file(0)).read_text()
-    Path(output(tmp_path).lock_file(0)).unlink()  # the lock's run finished meanwhile...
-    fresh = MonthLock(output(tmp_path), owner="fresh", stale_after_seconds=STALE)
+    slow = MonthLock(files(tmp_path), owner="slow", stale_after_seconds=STALE)
+    judged = Path(files(tmp_path).file(0)).read_text()
+    Path(files(tmp_path).file(0)).unlink()  # the lock's run finished meanwhile...
+    fresh = MonthLock(files(tmp_path), owner="fresh", stale_after_seconds=STALE)
     assert fresh.acquire() is None  # ...and a fresh run took generation 0
     # The slow racer now creates generation 1 from what it judged: it must not hold the lock.
-    assert judged != Path(output(tmp_path).lock_file(0)).read_text()
+    assert judged != Path(files(tmp_path).file(0)).read_text()
     original = slow._generations
-    slow._generations = lambda: (
-        [0] if not Path(output(tmp_path).lock_file(1)).exists() else original()
-    )
+    slow._generations = lambda: [0] if not Path(files(tmp_path).file(1)).exists() else original()
     assert slow.acquire()["owner"] == "fresh"
-    assert lock_files(tmp_path) == ["_lock-run1.000000.json"]
+    assert lock_files(tmp_path) == ["_lock.000000.json"]
     fresh.check()
 
 
 def _race(folder: str, ready, done, results) -> None:
-    lock = MonthLock(MonthOutput(folder), owner=f"racer-{os.getpid()}", stale_after_seconds=STALE)
+    lock = MonthLock(
+        LockFiles(folder, "_lock"), owner=f"racer-{os.getpid()}", stale_after_seconds=STALE
+    )
     ready.wait()
     results.put(lock.acquire() is None)
     done.wait()  # the winner lives on while the others try: a dead winner may be taken over
@@ -171,12 +236,12 @@ def _race(folder: str, ready, done, results) -> None:
 def test_of_eight_processes_racing_for_a_lock_exactly_one_wins(tmp_path, before, age, rounds):
     context = multiprocessing.get_context("fork")
     for round_ in range(rounds):
-        target = output(tmp_path / f"round-{round_}")
+        target = files(tmp_path / f"round-{round_}")
         if before() is not None:
             place(tmp_path / f"round-{round_}", before(), generation=round_ % 3, age=age)
         ready, done, results = context.Barrier(8), context.Barrier(8), context.Queue()
         racers = [
-            context.Process(target=_race, args=(target.data, ready, done, results))
+            context.Process(target=_race, args=(target.folder, ready, done, results))
             for _ in range(8)
         ]
         for racer in racers:
@@ -188,21 +253,33 @@ def test_of_eight_processes_racing_for_a_lock_exactly_one_wins(tmp_path, before,
 
 
 def test_a_live_run_refreshes_its_lock_so_a_long_month_keeps_it(tmp_path):
-    lock = MonthLock(output(tmp_path), owner="long", stale_after_seconds=4)  # refreshed each 1 s
+    lock = MonthLock(files(tmp_path), owner="long", stale_after_seconds=4)  # refreshed each 1 s
     with lock.held("green 2021-03"):
         time.sleep(6)  # longer than the lock would stay fresh unrefreshed
-        other = MonthLock(output(tmp_path), owner="other", stale_after_seconds=4)
+        other = MonthLock(files(tmp_path), owner="other", stale_after_seconds=4)
         assert other.acquire()["owner"] == "long"
         lock.check()  # still ours
 
 
 def test_a_run_whose_lock_was_taken_over_publishes_nothing(tmp_path):
-    lock = MonthLock(output(tmp_path), owner="paused", stale_after_seconds=STALE)
+    lock = MonthLock(files(tmp_path), owner="paused", stale_after_seconds=STALE)
     with lock.held("green 2021-03"):
         # A run on another host decided this one was gone (say, it was paused for long).
         place(tmp_path, holder(owner="usurper", host="elsewhere"), generation=1)
         with pytest.raises(MonthBusyError) as lost:
             lock.check()
-    assert "was taken over by usurper" in str(lost.value)
-    content = json.loads(Path(output(tmp_path).lock_file(1)).read_text())
+    assert str(lost.value).startswith(
+        f"the lock of {files(tmp_path).folder} was taken over by usurper while this run scored"
+    )
+    content = json.loads(Path(files(tmp_path).file(1)).read_text())
     assert content["owner"] == "usurper"  # the run does not touch the lock that is not its own
+
+
+def test_a_month_under_a_root_whose_name_has_glob_characters_can_be_locked(tmp_path):
+    lock_of = MonthOutput(str(tmp_path / "run[1]"), "green", Month(2021, 3)).lock
+    lock = MonthLock(lock_of, owner="me", stale_after_seconds=STALE)
+    with lock.held("green 2021-03"):
+        assert lock.live_holder()["owner"] == "me"
+    again = MonthLock(lock_of, owner="next", stale_after_seconds=STALE)
+    with again.held("green 2021-03"):
+        assert again.generation == 0

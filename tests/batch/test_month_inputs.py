@@ -3,7 +3,8 @@
 Each case takes a clean generated green month, changes it one way with pyarrow, writes it as
 parquet and scores it with a small fitted DictVectorizer + LinearRegression pipeline. A case is
 either scored, with exact drop counts and a complete manifest, or refused with one line and
-nothing at all left under the output root.
+nothing at all left under the output root. Then: scoring a month again, with the same model or
+another, and a failure at each step of publishing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from sklearn.feature_extraction import DictVectorizer
@@ -30,6 +33,8 @@ from ride_duration.batch import manifest, result
 from ride_duration.batch import month as batch
 from ride_duration.batch.locks import boot_id, process_start
 from ride_duration.batch.paths import MonthOutput
+from ride_duration.batch.sink import ParquetFolder
+from ride_duration.core import storage, writes
 from ride_duration.core.errors import MonthBusyError, QualityError, SchemaError, ScoringError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits, Settings
@@ -45,8 +50,14 @@ UNSEEN = 200  # a zone id the model never saw
 MODEL = ModelRef(
     uri="models:/m/1", resolved_uri="models:/m/1", name="m", version="1", run_id="run1"
 )
-OUTPUT = "taxi_type=green/year=2021/month=03/run1.parquet"
-MANIFEST = "taxi_type=green/year=2021/month=03/_manifest-run1.json"
+MODEL_2 = ModelRef(
+    uri="models:/m/2", resolved_uri="models:/m/2", name="m", version="2", run_id="run2"
+)
+FOLDER = "taxi_type=green/year=2021/month=03"
+OUTPUT = f"{FOLDER}/predictions.parquet"
+MANIFEST = f"{FOLDER}/_manifest.json"
+VERSIONS = f"_versions/{FOLDER}"
+VERSION = f"{VERSIONS}/run1.parquet"
 REASONS = [reason.value for reason in f.DropReason]
 PICKUP, DROPOFF = "lpep_pickup_datetime", "lpep_dropoff_datetime"
 IDS = ("PULocationID", "DOLocationID")
@@ -148,17 +159,28 @@ def score(
     *,
     limits: Limits = Limits(),  # noqa: B008 - frozen
     batch_size: int = 128,
+    model: ModelRef = MODEL,
+    flow_run_id: str | None = None,
 ) -> tuple[result.MonthResult, Path]:
     source = write_trips(tmp_path / "in" / "green_tripdata_2021-03.parquet", table)
     return batch.score_month(
         taxi_type="green",
         month=Month(2021, 3),
         input_uri=str(source),
-        output=MonthOutput(str(tmp_path / "out" / OUTPUT)),
-        model=MODEL,
+        sink=ParquetFolder(month_output(tmp_path), stale_after_seconds=60),
+        model=model,
         predictor=make_predictor(fitted.pipeline),
         settings=Settings(batch_size=batch_size, limits=limits),
+        flow_run_id=flow_run_id,
     ), source
+
+
+def month_output(tmp_path: Path) -> MonthOutput:
+    return MonthOutput(str(tmp_path / "out"), "green", Month(2021, 3))
+
+
+def version_file(model: ModelRef) -> str:
+    return f"{VERSIONS}/{model.run_id}.parquet"
 
 
 def files(folder: Path) -> list[str]:
@@ -178,17 +200,34 @@ def assert_published(
     tmp_path: Path, result: result.MonthResult, source: Path
 ) -> tuple[dict, pa.Table]:
     """The checks every scored month passes; returns its manifest and output."""
-    output_uri = str(tmp_path / "out" / OUTPUT)
-    assert files(tmp_path / "out") == sorted([OUTPUT, MANIFEST])  # no staging file, no lock
-    content = manifest.read(output_uri)
+    out = tmp_path / "out"
+    output = month_output(tmp_path)
+    # The current set, its manifest and the version of each model scored: no staging, no lock.
+    found = files(out)
+    assert [name for name in found if not name.startswith(f"{VERSIONS}/")] == [MANIFEST, OUTPUT]
+    assert version_file(result.model) in found
+    assert all("/." not in name and "/_lock" not in name for name in found)
+    assert result.output_uri == str(out / OUTPUT)
+    assert result.manifest_uri == str(out / MANIFEST)
+    content = manifest.current(output)
     assert content is not None
-    assert manifest.is_complete(output_uri) is True
+    # The readable copy describes the file, and says what its footer says (with the file's info).
+    assert manifest.parse((out / MANIFEST).read_text()) == content
+    footer = manifest.from_footer(str(out / OUTPUT))
+    assert content == manifest.with_file(footer, storage.file_info(str(out / OUTPUT)))
+    # The current set is a whole copy of the version just scored, footer and all.
+    assert (out / OUTPUT).read_bytes() == (out / version_file(result.model)).read_bytes()
+    assert content["output"]["bytes"] == (out / OUTPUT).stat().st_size
+    assert content["output"]["uri"] == str(out / OUTPUT)
+    assert content["output"]["version_uri"] == str(out / version_file(result.model))
+    assert content["model"]["label"] == result.model.label
     assert content["rows_read"] == result.rows_read == pq.ParquetFile(source).metadata.num_rows
     assert content["rows_read"] == content["rows_scored"] + sum(content["rows_dropped"].values())
     assert content["rows_dropped"] == result.rows_dropped
     assert content["rows_scored"] == result.rows_scored
-    written = pq.read_table(output_uri)
-    assert written.num_rows == result.rows_scored
+    written = pq.read_table(out / OUTPUT)
+    assert written.num_rows == result.rows_scored == content["output"]["rows"]
+    assert set(written["model_version"].to_pylist()) <= {result.model.label}
     for name in IDS:
         assert written.schema.field(name).type == pa.int64()
         assert all(type(value) is int for value in written[name].to_pylist() if value is not None)
@@ -632,6 +671,7 @@ def test_a_passing_month_records_its_metrics_model_and_files(tmp_path, fitted):
     assert content["input"]["uri"] == str(source)
     assert content["input"]["bytes"] == source.stat().st_size
     assert content["output"]["uri"] == str(tmp_path / "out" / OUTPUT)
+    assert content["output"]["version_uri"] == str(tmp_path / "out" / VERSION)
     assert content["output"]["bytes"] == (tmp_path / "out" / OUTPUT).stat().st_size
     assert content["output"]["rows"] == written.num_rows
     assert (content["taxi_type"], content["month"]) == ("green", "2021-03")
@@ -650,28 +690,179 @@ def test_a_batch_with_no_scorable_trip_adds_no_unknown_pairs(tmp_path, fitted):
     )
 
 
-# --- scoring again, and locks -----------------------------------------------------------------
+# --- scoring again ----------------------------------------------------------------------------
 
 
-def test_scoring_a_month_again_replaces_its_output_and_manifest(tmp_path, fitted):
-    output = tmp_path / "out" / OUTPUT
-    result, source = score(tmp_path, trips(), fitted)
-    first = pq.read_table(output)
-    content, _ = assert_published(tmp_path, result, source)
-    # Mark the first manifest (is_complete ignores the mark) to see that it is replaced.
-    (tmp_path / "out" / MANIFEST).write_text(json.dumps({**content, "mark": 1}))
-    assert manifest.is_complete(str(output)) is True
+def assert_readers_see_the_current_set(tmp_path: Path) -> pa.Table:
+    """Plain readers of the root read the current set's rows and nothing else: not the versions
+    kept under _versions/, not the manifest, not a lock or a staging file."""
+    root = tmp_path / "out"
+    current = pq.read_table(root / OUTPUT)
+    labels = current["model_version"].unique().to_pylist()
+    by_pandas = pd.read_parquet(root)
+    by_dataset = ds.dataset(root, partitioning="hive").to_table()
+    for read in (by_pandas["ride_id"].tolist(), by_dataset["ride_id"].to_pylist()):
+        assert sorted(read) == sorted(current["ride_id"].to_pylist())
+    assert by_pandas["model_version"].unique().tolist() == labels
+    assert by_dataset["model_version"].unique().to_pylist() == labels
+    return current
 
-    result, source = score(tmp_path, trips(), fitted)
-    content, second = assert_published(tmp_path, result, source)
-    assert "mark" not in content
-    assert second["ride_id"].to_pylist() == first["ride_id"].to_pylist()
-    assert second.equals(first)
+
+@pytest.mark.parametrize(
+    "models",
+    [
+        pytest.param((MODEL, MODEL), id="same model"),
+        pytest.param((MODEL, MODEL_2), id="a second model version"),
+        pytest.param((MODEL, MODEL_2, MODEL), id="back to the first version"),
+        pytest.param((MODEL_2, MODEL, MODEL_2, MODEL_2), id="second version, twice at the end"),
+    ],
+)
+def test_scoring_a_month_again_switches_its_current_set(
+    tmp_path, fitted, models: tuple[ModelRef, ...]
+):
+    """Each run replaces predictions.parquet and _manifest.json with its own (ride ids
+    identical); every model version's set stays under _versions/, whole, its manifest in its
+    footer; readers of the root see only the current set."""
+    out = tmp_path / "out"
+    kept: dict[str, tuple[pa.Table, dict]] = {}  # version file -> its rows and footer manifest
+    first: pa.Table | None = None
+    for run, model in enumerate(models):
+        if run:  # mark the previous copy of the manifest, to see that it is replaced
+            marked = {**manifest.current(month_output(tmp_path)), "mark": 1}
+            (out / MANIFEST).write_text(json.dumps(marked))
+            assert manifest.current(month_output(tmp_path)) == marked
+        result, source = score(tmp_path, trips(), fitted, model=model, flow_run_id=f"run-{run}")
+        content, written = assert_published(tmp_path, result, source)
+        assert "mark" not in content
+        assert content["flow_run_id"] == f"run-{run}"
+        assert written["model_version"].unique().to_pylist() == [model.label]
+        # The same rows every time (one pipeline behind both labels): only the label changes.
+        first = written if first is None else first
+        assert written["ride_id"].to_pylist() == first["ride_id"].to_pylist()
+        assert written.drop_columns(["model_version"]).equals(first.drop_columns(["model_version"]))
+        kept[version_file(model)] = (written, manifest.from_footer(str(out / OUTPUT)))
+        assert_readers_see_the_current_set(tmp_path)
+
+    assert [name for name in files(out) if name.startswith(VERSIONS)] == sorted(kept)
+    for name, (rows, footer) in kept.items():
+        assert pq.read_table(out / name).equals(rows)
+        assert manifest.from_footer(str(out / name)) == footer
+        assert footer["model"]["label"] == pq.read_table(out / name)["model_version"][0].as_py()
+    assert manifest.current(month_output(tmp_path))["model"]["label"] == models[-1].label
+
+
+# --- a failure at each step of publishing ------------------------------------------------------
+
+
+def failing(original: Callable, *, after: bool) -> Callable:
+    """`original`, made to fail like a store would: before doing anything, or once done."""
+
+    def fail(*args: object, **kwargs: object) -> None:
+        if after:
+            original(*args, **kwargs)
+        raise OSError("disk full")
+
+    return fail
+
+
+def fail_commit(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = writes.AtomicParquetWriter.commit
+    monkeypatch.setattr(writes.AtomicParquetWriter, "commit", failing(original, after=False))
+
+
+def fail_switch(after: bool) -> Callable[[pytest.MonkeyPatch], None]:
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(writes, "publish_copy", failing(writes.publish_copy, after=after))
+
+    return patch
+
+
+def fail_manifest(after: bool) -> Callable[[pytest.MonkeyPatch], None]:
+    def patch(monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(manifest, "write", failing(manifest.write, after=after))
+
+    return patch
+
+
+STEPS = [  # (how publishing fails, which set is current after it, whether the run fails)
+    pytest.param(fail_commit, "previous", True, id="the version's commit fails"),
+    pytest.param(fail_switch(after=False), "previous", True, id="the switch fails"),
+    pytest.param(fail_switch(after=True), "new", True, id="the switch fails once done"),
+    # once the set is switched, the run has published: the readable copy is only a copy
+    pytest.param(fail_manifest(after=False), "new", False, id="the manifest copy fails"),
+    pytest.param(
+        fail_manifest(after=True), "new", False, id="the manifest copy fails once written"
+    ),
+]
+BEFORE = [
+    pytest.param(None, id="first scoring"),
+    pytest.param(MODEL, id="after the same model"),
+    pytest.param(MODEL_2, id="after another model"),
+]
+# The new run scores fewer rows than the previous one, so the rows tell the sets apart.
+NEW_DROPPED = {0: NAN, 1: NAN, 2: NAN}
+
+
+@pytest.mark.parametrize("previous", BEFORE)
+@pytest.mark.parametrize(("fail", "left", "raises"), STEPS)
+def test_a_failure_while_publishing_leaves_one_whole_set_and_its_manifest(
+    tmp_path,
+    fitted,
+    monkeypatch,
+    fail: Callable[[pytest.MonkeyPatch], None],
+    left: str,
+    raises: bool,
+    previous: ModelRef | None,
+):
+    """Wherever publishing fails, the month's current set is the previous one or the new one,
+    and `manifest.current` describes the file that is there; scoring again publishes it all."""
+    out, output = tmp_path / "out", month_output(tmp_path)
+    if previous is not None:
+        score(tmp_path, trips(), fitted, model=previous, flow_run_id="run-a")
+    fail(monkeypatch)
+    new = setting(trips(), "trip_distance", NEW_DROPPED)
+    if raises:
+        with pytest.raises((OSError, ScoringError), match="disk full"):
+            score(tmp_path, new, fitted, model=MODEL, flow_run_id="run-b")
+    else:
+        score(tmp_path, new, fitted, model=MODEL, flow_run_id="run-b")
+
+    current = manifest.current(output)
+    if left == "previous" and previous is None:
+        assert current is None
+        assert not (out / OUTPUT).exists()
+    else:
+        assert current is not None
+        written = pq.read_table(out / OUTPUT)
+        # The manifest describes the file there: its model, its rows, its run.
+        assert written["model_version"].unique().to_pylist() == [current["model"]["label"]]
+        assert current["output"]["rows"] == current["rows_scored"] == written.num_rows
+        assert current["output"]["bytes"] == (out / OUTPUT).stat().st_size
+        expected = (previous, ROWS, "run-a") if left == "previous" else (MODEL, ROWS - 3, "run-b")
+        model, rows, run = expected
+        assert (current["model"]["label"], written.num_rows) == (model.label, rows)
+        assert current["flow_run_id"] == run
+        assert current == manifest.with_file(
+            manifest.from_footer(str(out / OUTPUT)), storage.file_info(str(out / OUTPUT))
+        )
+        assert_readers_see_the_current_set(tmp_path)
+    assert not [name for name in files(out) if "/_lock" in name or "/." in name]
+
+    monkeypatch.undo()
+    result, source = score(tmp_path, new, fitted, model=MODEL, flow_run_id="run-c")
+    content, written = assert_published(tmp_path, result, source)
+    assert content["flow_run_id"] == "run-c"
+    assert written.num_rows == ROWS - 3
+    assert_readers_see_the_current_set(tmp_path)
+
+
+# --- locks ------------------------------------------------------------------------------------
 
 
 def lock_file(tmp_path: Path) -> Path:
-    path = Path(MonthOutput(str(tmp_path / "out" / OUTPUT)).lock_file(0))
-    assert path.name == "_lock-run1.000000.json"
+    path = Path(month_output(tmp_path).lock.file(0))
+    assert path.name == "_lock.000000.json"
+    assert path.parent == tmp_path / "out" / FOLDER
     return path
 
 
@@ -693,7 +884,11 @@ def test_a_stale_lock_is_taken_over(tmp_path, fitted):
 @pytest.mark.parametrize(
     "on_this_host", [True, False], ids=["live process on this host", "recent, on another host"]
 )
-def test_a_live_lock_makes_the_month_busy_and_publishes_nothing(tmp_path, fitted, on_this_host):
+@pytest.mark.parametrize("model", [MODEL, MODEL_2], ids=["same model", "another model"])
+def test_a_live_lock_makes_the_month_busy_and_publishes_nothing(
+    tmp_path, fitted, on_this_host, model
+):
+    """The lock is the month's, whatever the model: one run at a time scores a month."""
     sleeper = subprocess.Popen(["sleep", "30"])
     try:
         lock = write_lock(
@@ -708,12 +903,12 @@ def test_a_live_lock_makes_the_month_busy_and_publishes_nothing(tmp_path, fitted
         )
         before = lock.read_text()
         with pytest.raises(ScoringError) as excinfo:
-            score(tmp_path, trips(), fitted)
+            score(tmp_path, trips(), fitted, model=model)
         message = assert_refused(excinfo, MonthBusyError, "green 2021-03 is being scored")
         assert "someone-else" in message
         assert files(tmp_path / "out") == [str(lock.relative_to(tmp_path / "out"))]
         assert lock.read_text() == before
-        assert manifest.is_complete(str(tmp_path / "out" / OUTPUT)) is False
+        assert manifest.current(month_output(tmp_path)) is None
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -2,329 +2,207 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 
-from ride_duration.batch import manifest
-from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.planning import (
     MonthOutcome,
     PlannedMonth,
     Progress,
     completed_outcome,
+    decide,
     failure_summary,
     plan,
 )
+from ride_duration.batch.status import LastRun, MonthStatus
 from ride_duration.core.months import Month
-from ride_duration.model.resolve import ModelRef
+from tests.support.outputs import model, publish
 
-MODEL = ModelRef(
-    uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3", run_id="run3"
+MARCH = Month(2021, 3)
+
+
+def status(state: str, reason: str = "why", model_changed: bool = False) -> MonthStatus:
+    content = {
+        "model": {"label": "m/1"},
+        "rows_scored": 80_372,
+        "finished_at": "2026-12-06T01:02:03+00:00",
+    }
+    return MonthStatus(
+        "green",
+        MARCH,
+        state,  # type: ignore[arg-type]
+        reason,
+        "in.parquet",
+        MonthOutput("out", "green", MARCH),
+        content if state in ("done", "stale") else None,
+        model_changed=model_changed,
+    )
+
+
+# --- what each mode does with each state ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "state", "model_changed", "action", "reason"),
+    [
+        ("missing", "missing", False, "score", "missing: why"),
+        ("missing", "failed", False, "score", "failed: why"),
+        ("missing", "done", False, "done", "current since 2026-12-06 01:02; why"),
+        ("missing", "stale", False, "skip", "stale: why (mode=stale scores it)"),
+        ("missing", "stale", True, "score", "no set from this model version: why"),
+        ("missing", "running", False, "skip", "running: a score run holds the month now"),
+        ("missing", "not published", False, "not published", "why"),
+        ("missing", "unscorable", False, "unscorable", "why"),
+        ("stale", "stale", False, "score", "stale: why"),
+        ("stale", "stale", True, "score", "stale: why"),
+        ("stale", "missing", False, "skip", "missing: why (mode=missing scores it)"),
+        ("stale", "failed", False, "skip", "failed: why (mode=failed scores it)"),
+        ("stale", "done", False, "done", "current since 2026-12-06 01:02; why"),
+        ("failed", "failed", False, "score", "failed: why"),
+        ("failed", "missing", False, "skip", "missing: why (mode=missing scores it)"),
+        ("failed", "stale", False, "skip", "stale: why (mode=stale scores it)"),
+        ("failed", "done", False, "done", "current since 2026-12-06 01:02; why"),
+        ("all", "done", False, "score", "mode=all re-scores every month"),
+        ("all", "stale", False, "score", "mode=all re-scores every month"),
+        ("all", "missing", False, "score", "mode=all re-scores every month"),
+        ("all", "failed", False, "score", "mode=all re-scores every month"),
+        ("all", "running", False, "skip", "running: a score run holds the month now"),
+        ("all", "not published", False, "not published", "why"),
+        ("all", "unscorable", False, "unscorable", "why"),
+    ],
 )
-MONTHS = [Month(2021, 1), Month(2021, 2), Month(2021, 3)]
+def test_each_mode_scores_the_months_in_its_states(mode, state, model_changed, action, reason):
+    assert decide(mode, status(state, model_changed=model_changed)) == (action, reason)
+
+
+def test_a_done_month_without_a_reason_says_since_when():
+    assert decide("missing", status("done", "")) == ("done", "current since 2026-12-06 01:02")
+
+
+# --- plans of real folders --------------------------------------------------------------------
+
+
+def planned(tmp_path: Path, mode: str, **changes: object) -> list[PlannedMonth]:
+    arguments = {
+        "taxi_types": ["green"],
+        "months": [Month(2021, m) for m in (1, 2, 3)],
+        "model": model(1),
+        "mode": mode,
+        "input_uri_template": str(tmp_path / "in" / "{taxi_type}-{year}-{month:02d}.parquet"),
+        "output_root": str(tmp_path / "out"),
+        "last_runs": {},
+        "stale_after_seconds": 600,
+        **changes,
+    }
+    return plan(**arguments)  # type: ignore[arg-type]
 
 
 @pytest.fixture
-def output_root(tmp_path) -> Path:
-    return tmp_path / "out"
-
-
-@pytest.fixture
-def input_folder(tmp_path) -> Path:
+def inputs(tmp_path: Path) -> Path:
+    """Trip files of 10 bytes for green 2021-01 to 2021-03."""
     folder = tmp_path / "in"
     folder.mkdir()
+    for month in (1, 2, 3):
+        (folder / f"green-2021-{month:02d}.parquet").write_bytes(b"x" * 10)
     return folder
 
 
-def template(folder: Path) -> str:
-    return str(folder / "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet")
-
-
-def touch(path: Path) -> None:
-    """An input file, or, inside an output partition, a complete month: file and manifest."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if "taxi_type=" not in str(path) or path.name.startswith("."):
-        path.write_bytes(b"PAR1")
-        return
-    pq.write_table(OUTPUT_SCHEMA.empty_table(), path)
-    manifest.write(
-        str(path),
-        {
-            "manifest_version": manifest.MANIFEST_VERSION,
-            "output": {"uri": str(path), "rows": 0, "bytes": path.stat().st_size},
-        },
-    )
-
-
-def partition(root: Path, taxi_type: str, month: Month) -> Path:
-    return root / f"taxi_type={taxi_type}" / f"year={month.year:04d}" / f"month={month.month:02d}"
-
-
-def planned(
-    output_root: Path,
-    input_folder: Path,
-    *,
-    mode: str,
-    taxi_types: tuple[str, ...] = ("green",),
-    months: list[Month] = MONTHS,
-    last_states: dict[str, str | None] | None = None,
-    check_inputs: bool = False,
-) -> list[PlannedMonth]:
-    return plan(
-        taxi_types=list(taxi_types),
-        months=months,
-        model=MODEL,
-        mode=mode,
-        input_uri_template=template(input_folder),
-        output_root=str(output_root),
-        last_states=last_states or {},
-        check_inputs=check_inputs,
-    )
-
-
-def actions(months: list[PlannedMonth]) -> dict[str, str]:
-    return {f"{p.taxi_type} {p.month}": p.action for p in months}
-
-
-# --- mode "missing" -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("files", "expected"),
-    [
-        ([], {"2021-01": "score", "2021-02": "score", "2021-03": "score"}),
-        (["2021-02/run3.parquet"], {"2021-01": "score", "2021-02": "done", "2021-03": "score"}),
-        (
-            ["2021-01/run3.parquet", "2021-02/run3.parquet", "2021-03/run3.parquet"],
-            {"2021-01": "done", "2021-02": "done", "2021-03": "done"},
-        ),
-        # another model's run in the same partition does not count
-        (["2021-03/run2.parquet"], {"2021-01": "score", "2021-02": "score", "2021-03": "score"}),
-        (
-            ["2021-03/run2.parquet", "2021-03/run3.parquet"],
-            {"2021-01": "score", "2021-02": "score", "2021-03": "done"},
-        ),
-        # nor does a file still being written (AtomicParquetWriter's hidden staging name)
-        (
-            ["2021-01/.run3.parquet.0123abcd.inprogress"],
-            {"2021-01": "score", "2021-02": "score", "2021-03": "score"},
-        ),
-        # nor another model whose run id starts like this one's
-        (["2021-01/run33.parquet"], {"2021-01": "score", "2021-02": "score", "2021-03": "score"}),
-    ],
-)
-def test_missing_scores_months_without_output_of_this_model(
-    output_root, input_folder, files, expected
-):
-    for file in files:
-        month, name = file.split("/")
-        touch(partition(output_root, "green", Month.parse(month)) / name)
-    result = planned(output_root, input_folder, mode="missing")
-    assert {str(p.month): p.action for p in result} == expected
-    for p in result:
-        if p.action == "done":
-            assert p.reason == "complete output for this model version"
-        else:
-            assert p.reason == "no complete output for this model version"
-
-
-def test_missing_looks_only_at_the_month_s_own_taxi_type(output_root, input_folder):
-    touch(partition(output_root, "yellow", Month(2021, 1)) / "run3.parquet")
-    result = planned(output_root, input_folder, mode="missing", taxi_types=("green", "yellow"))
-    assert actions(result) == {
-        "green 2021-01": "score",
-        "green 2021-02": "score",
-        "green 2021-03": "score",
-        "yellow 2021-01": "done",
-        "yellow 2021-02": "score",
-        "yellow 2021-03": "score",
+def test_a_plan_follows_each_month_s_state(tmp_path, inputs):
+    root = str(tmp_path / "out")
+    publish(root, "green", Month(2021, 1), model(1), input_info={"bytes": 10})
+    publish(root, "green", Month(2021, 2), model(1), input_info={"bytes": 11})
+    by_mode = {
+        mode: [(str(p.month), p.action) for p in planned(tmp_path, mode)]
+        for mode in ("missing", "stale", "failed", "all")
     }
-
-
-def test_planning_writes_nothing(output_root, input_folder):
-    planned(output_root, input_folder, mode="missing", check_inputs=True)
-    assert not output_root.exists()
-    assert list(input_folder.iterdir()) == []
-
-
-# --- mode "all" ---------------------------------------------------------------------------
-
-
-def test_all_scores_every_month_even_complete_ones(output_root, input_folder):
-    for month in MONTHS[:2]:
-        touch(partition(output_root, "green", month) / "run3.parquet")
-    result = planned(
-        output_root,
-        input_folder,
-        mode="all",
-        last_states={"score-green-2021-01": "COMPLETED", "score-green-2021-02": "FAILED"},
-    )
-    assert [p.action for p in result] == ["score", "score", "score"]
-    assert {p.reason for p in result} == {"mode=all re-scores every month"}
-
-
-# --- mode "failed" ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("state", "action", "reason"),
-    [
-        ("FAILED", "score", "last attempt failed"),
-        ("CRASHED", "score", "last attempt crashed"),
-        ("CANCELLED", "score", "last attempt cancelled"),
-        ("TIMEDOUT", "score", "last attempt timedout"),
-        ("COMPLETED", "skip", "last attempt completed"),
-        ("RUNNING", "skip", "last attempt running"),
-        (None, "skip", "never attempted (mode=missing scores it)"),
-    ],
-)
-def test_failed_rescores_months_whose_last_attempt_failed(
-    output_root, input_folder, state, action, reason
-):
-    result = planned(
-        output_root,
-        input_folder,
-        mode="failed",
-        months=[Month(2021, 3)],
-        last_states={"score-green-2021-03": state},
-    )
-    assert [(p.action, p.reason) for p in result] == [(action, reason)]
-
-
-def test_failed_reads_each_month_s_own_run_name(output_root, input_folder):
-    last_states = {
-        "score-green-2021-01": "COMPLETED",
-        "score-green-2021-02": "CRASHED",
-        # 2021-03 was never attempted: absent from last_states
-        "score-yellow-2021-01": "FAILED",
-        "score-yellow-2021-02": None,
-        "score-yellow-2021-03": "CANCELLED",
+    assert by_mode == {
+        "missing": [("2021-01", "done"), ("2021-02", "skip"), ("2021-03", "score")],
+        "stale": [("2021-01", "done"), ("2021-02", "score"), ("2021-03", "skip")],
+        "failed": [("2021-01", "done"), ("2021-02", "skip"), ("2021-03", "skip")],
+        "all": [("2021-01", "score"), ("2021-02", "score"), ("2021-03", "score")],
     }
+    stale = planned(tmp_path, "stale")[1]
+    assert stale.reason == "stale: input changed (size 11 → 10)"
+
+
+def test_a_new_model_version_makes_every_month_missing_for_it(tmp_path, inputs):
+    root = str(tmp_path / "out")
+    for month in (1, 2, 3):
+        publish(root, "green", Month(2021, month), model(1), input_info={"bytes": 10})
+    result = planned(tmp_path, "missing", model=model(2))
+    assert [p.action for p in result] == ["score"] * 3
+    assert result[0].reason == "no set from this model version: model changed (m/1 → m/2)"
+
+
+def test_failed_mode_reads_each_month_s_own_last_run(tmp_path, inputs):
     result = planned(
-        output_root,
-        input_folder,
-        mode="failed",
-        taxi_types=("green", "yellow"),
-        last_states=last_states,
+        tmp_path,
+        "failed",
+        taxi_types=["green", "yellow"],
+        months=[MARCH],
+        last_runs={"score-green-2021-03": LastRun("CRASHED", "killed")},
     )
-    assert actions(result) == {
-        "green 2021-01": "skip",
-        "green 2021-02": "score",
-        "green 2021-03": "skip",
-        "yellow 2021-01": "score",
-        "yellow 2021-02": "skip",
-        "yellow 2021-03": "score",
-    }
-    assert result[2].reason == "never attempted (mode=missing scores it)"
-    assert [p.run_name for p in result] == [
-        "score-green-2021-01",
-        "score-green-2021-02",
-        "score-green-2021-03",
-        "score-yellow-2021-01",
-        "score-yellow-2021-02",
-        "score-yellow-2021-03",
+    assert [(p.taxi_type, p.action, p.reason) for p in result] == [
+        ("green", "score", "failed: killed"),
+        ("yellow", "not published", f"no trip file at {tmp_path}/in/yellow-2021-03.parquet"),
     ]
 
 
-def test_failed_rescores_a_failed_month_even_with_output(output_root, input_folder):
-    touch(partition(output_root, "green", Month(2021, 3)) / "run3.parquet")
-    result = planned(
-        output_root,
-        input_folder,
-        mode="failed",
-        months=[Month(2021, 3)],
-        last_states={"score-green-2021-03": "FAILED"},
-    )
-    assert [p.action for p in result] == ["score"]
+def test_planning_writes_nothing(tmp_path, inputs):
+    before = sorted(tmp_path.rglob("*"))
+    planned(tmp_path, "missing")
+    assert sorted(tmp_path.rglob("*")) == before
 
 
-# --- check_inputs -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", ["missing", "all"])
-def test_check_inputs_marks_months_without_a_trip_file(output_root, input_folder, mode):
-    touch(input_folder / "green_tripdata_2021-01.parquet")
-    touch(input_folder / "green_tripdata_2021-03.parquet")
-    result = planned(output_root, input_folder, mode=mode, check_inputs=True)
-    assert [p.action for p in result] == ["score", "input missing", "score"]
-    missing = input_folder / "green_tripdata_2021-02.parquet"
-    assert result[1].reason == f"no trip file at {missing}"
-    assert result[1].input_uri == str(missing)
-
-
-def test_without_check_inputs_missing_trip_files_are_not_looked_for(output_root, input_folder):
-    result = planned(output_root, input_folder, mode="missing", check_inputs=False)
-    assert [p.action for p in result] == ["score", "score", "score"]
-
-
-def test_check_inputs_leaves_done_and_skipped_months_alone(output_root, input_folder):
-    # no trip file at all: only months that would be scored become "input missing"
-    touch(partition(output_root, "green", Month(2021, 1)) / "run3.parquet")
-    result = planned(output_root, input_folder, mode="missing", check_inputs=True)
-    assert [p.action for p in result] == ["done", "input missing", "input missing"]
-    assert result[0].reason == "complete output for this model version"
-
-    result = planned(
-        output_root,
-        input_folder,
-        mode="failed",
-        check_inputs=True,
-        last_states={"score-green-2021-01": "COMPLETED", "score-green-2021-02": "FAILED"},
-    )
-    assert [p.action for p in result] == ["skip", "input missing", "skip"]
-
-
-# --- several taxi types, URIs -------------------------------------------------------------
-
-
-def test_taxi_types_multiply_the_months_taxi_type_first(output_root, input_folder):
-    result = planned(
-        output_root,
-        input_folder,
-        mode="all",
-        taxi_types=("yellow", "green", "fhvhv"),
-        months=[Month(2020, 12), Month(2021, 1)],
-    )
+def test_taxi_types_multiply_the_months_taxi_type_first(tmp_path, inputs):
+    result = planned(tmp_path, "missing", taxi_types=["green", "fhv"])
     assert [(p.taxi_type, str(p.month)) for p in result] == [
-        ("yellow", "2020-12"),
-        ("yellow", "2021-01"),
-        ("green", "2020-12"),
         ("green", "2021-01"),
-        ("fhvhv", "2020-12"),
-        ("fhvhv", "2021-01"),
+        ("green", "2021-02"),
+        ("green", "2021-03"),
+        ("fhv", "2021-01"),
+        ("fhv", "2021-02"),
+        ("fhv", "2021-03"),
     ]
-
-
-def test_planned_uris(output_root, input_folder):
-    result = planned(
-        output_root, input_folder, mode="all", taxi_types=("green", "fhv"), months=[Month(2021, 3)]
+    assert (
+        result[0].output.current
+        == f"{tmp_path}/out/taxi_type=green/year=2021/month=01/predictions.parquet"
     )
-    green, fhv = result
-    assert green.input_uri == str(input_folder / "green_tripdata_2021-03.parquet")
-    assert fhv.input_uri == str(input_folder / "fhv_tripdata_2021-03.parquet")
-    assert green.output_uri == f"{output_root}/taxi_type=green/year=2021/month=03/run3.parquet"
-    assert fhv.output_uri == f"{output_root}/taxi_type=fhv/year=2021/month=03/run3.parquet"
-    for p in result:
-        output = MonthOutput.of(str(output_root), p.taxi_type, Month(2021, 3), MODEL)
-        assert p.output_uri == output.data
-        assert p.run_name == f"score-{p.taxi_type}-2021-03"
+    assert result[0].run_name == "score-green-2021-01"
 
 
-def test_no_months_plan_nothing(output_root, input_folder):
-    assert planned(output_root, input_folder, mode="all", months=[]) == []
-    assert planned(output_root, input_folder, mode="all", taxi_types=()) == []
+def test_no_months_plan_nothing(tmp_path):
+    assert planned(tmp_path, "all", months=[]) == []
+
+
+def test_a_completed_outcome_takes_its_model_rows_and_quality_from_the_current_set(
+    tmp_path, inputs
+):
+    publish(str(tmp_path / "out"), "green", Month(2021, 1), model(1), rows=5)
+    month = planned(tmp_path, "all")[0]
+    assert completed_outcome(month, seconds=4.04).as_row() == {
+        "month": "2021-01",
+        "taxi_type": "green",
+        "state": "completed",
+        "model_version": "m/1",
+        "rows_scored": 5,
+        "rmse": 5.0,
+        "mae": None,
+        "unknown_pair_share": None,
+        "seconds": 4.0,
+        "output": month.output.current,
+        "reason": "",
+    }
 
 
 # --- outcomes -----------------------------------------------------------------------------
 
 
-def outcome(month: str, state: str, error: str = "", taxi_type: str = "green") -> MonthOutcome:
+def outcome(month: str, state: str, reason: str = "", taxi_type: str = "green") -> MonthOutcome:
     return MonthOutcome(
-        month, taxi_type, state, seconds=1.0, output=f"out/{month}.parquet", error=error
+        month, taxi_type, state, seconds=1.0, output=f"out/{month}.parquet", reason=reason
     )
 
 
@@ -375,7 +253,14 @@ def test_failure_summary_leaves_out_completed_and_skipped_months():
 
 def test_as_row_is_a_plain_dict_of_the_fields():
     result = MonthOutcome(
-        "2021-03", "green", "completed", 1234, rmse=6.1, seconds=2.5, output="out/x.parquet"
+        "2021-03",
+        "green",
+        "completed",
+        "m/3",
+        1234,
+        rmse=6.1,
+        seconds=2.5,
+        output="out/x.parquet",
     )
     row = result.as_row()
     assert type(row) is dict
@@ -383,50 +268,30 @@ def test_as_row_is_a_plain_dict_of_the_fields():
         "month": "2021-03",
         "taxi_type": "green",
         "state": "completed",
+        "model_version": "m/3",
         "rows_scored": 1234,
         "rmse": 6.1,
         "mae": None,
         "unknown_pair_share": None,
         "seconds": 2.5,
         "output": "out/x.parquet",
-        "error": "",
+        "reason": "",
     }
     assert list(row) == [
         "month",
         "taxi_type",
         "state",
+        "model_version",
         "rows_scored",
         "rmse",
         "mae",
         "unknown_pair_share",
         "seconds",
         "output",
-        "error",
+        "reason",
     ]
     row["state"] = "failed"
     assert result.state == "completed"
-
-
-@pytest.mark.parametrize(
-    "damage",
-    ["no manifest", "manifest of another size", "manifest not json", "file gone"],
-)
-def test_a_month_is_done_only_with_a_manifest_that_matches_its_file(
-    output_root, input_folder, damage
-):
-    path = partition(output_root, "green", Month(2021, 1)) / "run3.parquet"
-    touch(path)
-    manifest_path = Path(MonthOutput(str(path)).manifest)
-    if damage == "no manifest":
-        manifest_path.unlink()
-    elif damage == "manifest of another size":
-        manifest_path.write_text(manifest_path.read_text().replace('"bytes": ', '"bytes": 1'))
-    elif damage == "manifest not json":
-        manifest_path.write_text("{")
-    else:
-        path.unlink()
-    result = planned(output_root, input_folder, mode="missing")
-    assert [p.action for p in result] == ["score", "score", "score"]
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -447,16 +312,19 @@ class FakeClock:
     [
         (
             1,
-            [(10.0, MonthOutcome("2021-01", "green", "completed", 80372, seconds=9.6))],
+            [(10.0, MonthOutcome("2021-01", "green", "completed", rows_scored=80372, seconds=9.6))],
             ["green 2021-01: completed, 80,372 rows in 9.6 s; 1 of 1 months done"],
             [100.0],
         ),
         (
             3,
             [
-                (12.0, MonthOutcome("2021-01", "green", "completed", 1000, seconds=11.9)),
+                (
+                    12.0,
+                    MonthOutcome("2021-01", "green", "completed", rows_scored=1000, seconds=11.9),
+                ),
                 (12.0, MonthOutcome("2021-02", "green", "failed", seconds=3.0)),
-                (12.0, MonthOutcome("2021-03", "green", "completed", 5, seconds=12.0)),
+                (12.0, MonthOutcome("2021-03", "green", "completed", rows_scored=5, seconds=12.0)),
             ],
             [
                 "green 2021-01: completed, 1,000 rows in 11.9 s; 1 of 3 months done, "
@@ -477,7 +345,7 @@ class FakeClock:
         ),
         (
             3,
-            [(3000.0, MonthOutcome("2021-01", "green", "completed", 1, seconds=1.0))],
+            [(3000.0, MonthOutcome("2021-01", "green", "completed", rows_scored=1, seconds=1.0))],
             ["green 2021-01: completed, 1 rows in 1.0 s; 1 of 3 months done, about 1.7 h left"],
             [33.3],
         ),
@@ -498,27 +366,3 @@ def test_progress_reports_each_finished_month_and_the_time_left(total, finishes,
 
 def test_progress_of_nothing_to_score_is_complete():
     assert Progress(0).percent == 100.0
-
-
-def test_a_completed_outcome_takes_rows_and_quality_from_the_manifest(output_root, input_folder):
-    path = partition(output_root, "green", Month(2021, 1)) / "run3.parquet"
-    touch(path)
-    manifest_path = Path(MonthOutput(str(path)).manifest)
-    content = json.loads(manifest_path.read_text())
-    content["rows_scored"] = 80372
-    content["metrics"] = {"rmse": 6.5, "mae": 4.25, "mean_error": 1.0, "unknown_pair_share": 0.09}
-    manifest_path.write_text(json.dumps(content))
-    month = planned(output_root, input_folder, mode="all")[0]
-    outcome = completed_outcome(month, seconds=4.04)
-    assert outcome.as_row() == {
-        "month": "2021-01",
-        "taxi_type": "green",
-        "state": "completed",
-        "rows_scored": 80372,
-        "rmse": 6.5,
-        "mae": 4.25,
-        "unknown_pair_share": 0.09,
-        "seconds": 4.0,
-        "output": str(path),
-        "error": "",
-    }

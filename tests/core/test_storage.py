@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import io
 import struct
+from pathlib import Path
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from ride_duration.batch.month import score_month
 from ride_duration.batch.paths import MonthOutput
-from ride_duration.core import storage
+from ride_duration.batch.result import MonthResult
+from ride_duration.batch.sink import ParquetFolder
+from ride_duration.core import storage, writes
 from ride_duration.core.errors import InputNotFoundError, InputUnreadableError, SchemaError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Settings
@@ -36,6 +40,11 @@ def parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+def files_below(root: Path) -> list[str]:
+    """Every file below `root` (hidden ones too), as paths relative to it."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
 class Constant:
     """A model that predicts 10 minutes for every trip."""
 
@@ -43,12 +52,12 @@ class Constant:
         return [10.0] * len(records)
 
 
-def score(input_path, output_path) -> object:
+def score(input_path: Path, root: Path) -> MonthResult:
     return score_month(
         taxi_type="green",
         month=Month(2021, 3),
         input_uri=str(input_path),
-        output=MonthOutput(str(output_path)),
+        sink=ParquetFolder(MonthOutput(str(root), "green", Month(2021, 3)), 600),
         model=MODEL,
         predictor=RecordsPredictor(Constant()),
         settings=Settings(batch_size=100),
@@ -125,36 +134,208 @@ def test_scoring_a_damaged_trip_file_is_input_unreadable_and_writes_nothing(tmp_
     good = write_trips(tmp_path / "good.parquet", make_trips("green", 2021, 3, rows=3_000))
     path = tmp_path / "trips.parquet"
     path.write_bytes(damage(good.read_bytes()))
-    output = tmp_path / "out" / "abc.parquet"
+    root = tmp_path / "out"
     with pytest.raises(InputUnreadableError, match=r"trips\.parquet"):
-        score(path, output)
-    assert not output.exists()
-    assert not output.parent.exists() or list(output.parent.iterdir()) == []
+        score(path, root)
+    assert files_below(root) == []  # no set, no staging file, no lock left behind
 
 
 def test_scoring_a_missing_trip_file_is_input_not_found_and_writes_nothing(tmp_path):
-    output = tmp_path / "out" / "abc.parquet"
     with pytest.raises(InputNotFoundError):
-        score(tmp_path / "green_tripdata_2021-03.parquet", output)
+        score(tmp_path / "green_tripdata_2021-03.parquet", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_scoring_a_good_file_through_the_same_helper_works(tmp_path):
     # the control for the two tests above: the damage, not the helper, makes them fail
     path = write_trips(tmp_path / "trips.parquet", make_trips("green", 2021, 3, rows=3_000))
-    output = tmp_path / "out" / "abc.parquet"
-    result = score(path, output)
+    root = tmp_path / "out"
+    result = score(path, root)
     assert result.rows_read == 3_000
-    assert pq.read_table(output).num_rows == result.rows_scored > 0
-    assert set(pq.read_table(output)["predicted_duration"].to_pylist()) == {10.0}
+    current = Path(MonthOutput(str(root), "green", Month(2021, 3)).current)
+    assert pq.read_table(current).num_rows == result.rows_scored > 0
+    assert set(pq.read_table(current)["predicted_duration"].to_pylist()) == {10.0}
+    assert files_below(root) == [
+        "_versions/taxi_type=green/year=2021/month=03/abc.parquet",
+        "taxi_type=green/year=2021/month=03/_manifest.json",
+        "taxi_type=green/year=2021/month=03/predictions.parquet",
+    ]
 
 
 def test_scoring_a_file_of_another_type_is_a_schema_error_and_writes_nothing(tmp_path):
     path = write_trips(tmp_path / "trips.parquet", make_trips("yellow", 2021, 3, rows=100))
-    output = tmp_path / "out" / "abc.parquet"
     with pytest.raises(SchemaError):
-        score(path, output)
+        score(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+# --- parquet_footer and read_table ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("count", "metadata"),
+    [
+        (0, {}),
+        (25, {}),
+        (25, {b"ride_duration.manifest": b'{"rows": 25}'}),
+        (3, {b"a": b"1", b"b": "é".encode(), b"empty": b""}),
+    ],
+)
+def test_the_footer_tells_rows_and_metadata_and_the_table_keeps_them(tmp_path, count, metadata):
+    path = tmp_path / "a.parquet"
+    pq.write_table(rows(0, count).replace_schema_metadata(metadata), path)
+    found_rows, found_metadata = storage.parquet_footer(str(path))
+    assert found_rows == count
+    assert {k: v for k, v in found_metadata.items() if k != b"ARROW:schema"} == metadata
+    table = storage.read_table(str(path))
+    assert table.num_rows == count
+    assert table.to_pylist() == rows(0, count).to_pylist()
+    assert dict(table.schema.metadata or {}) == metadata
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [(None, FileNotFoundError), (b"not parquet", pa.ArrowInvalid)],
+    ids=["missing", "not parquet"],
+)
+def test_a_footer_that_is_not_there_is_an_error(tmp_path, content, error):
+    path = tmp_path / "a.parquet"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error):
+        storage.parquet_footer(str(path))
+
+
+# --- relative_to ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("uri", "root", "below"),
+    [
+        ("out", "out", ""),
+        ("out/", "out", ""),
+        ("out", "out/", ""),
+        ("out/a", "out", "a"),
+        ("out/a/b.parquet", "out/", "a/b.parquet"),
+        ("out/./a//b", "out", "a/b"),
+        ("out/x/../a", "out", "a"),
+        ("in/../out/a", "out", "a"),
+        ("out/..", "out", None),
+        ("out/../elsewhere", "out", None),
+        ("out-scratch/a", "out", None),
+        ("outa", "out", None),
+        ("ou", "out", None),
+        ("/etc", "out", None),
+        ("out", "out/a", None),
+        ("s3://b/out", "s3://b/out", ""),
+        ("s3://b/out/", "s3://b/out", ""),
+        ("s3://b/out/_x/y", "s3://b/out", "_x/y"),
+        ("s3://b/out/x/../_y", "s3://b/out", "_y"),
+        ("s3://b/out/../other", "s3://b/out", None),
+        ("s3://b/out-x/a", "s3://b/out", None),
+        ("s3://b2/out/a", "s3://b/out", None),
+        ("s3://b/out/a", "s3://b", "out/a"),
+        ("s3://b/out/a", "out", None),
+        ("out/a", "s3://b/out", None),
+        ("memory://out/a", "memory://out", "a"),
+        ("memory://out/a", "s3://out", None),
+    ],
+)
+def test_relative_to_says_where_a_location_lies_below_a_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uri: str, root: str, below: str | None
+):
+    monkeypatch.chdir(tmp_path)
+    assert storage.relative_to(uri, root) == below
+
+
+@pytest.mark.parametrize(
+    ("link", "to", "uri", "below"),
+    [
+        ("out/_escape", "elsewhere", "out/_escape/a", None),
+        ("outside", "out/_inside", "outside/a", "_inside/a"),
+        ("alias", "out", "alias/a", "a"),
+    ],
+    ids=["a link out of the root", "a link into the root", "the root under another name"],
+)
+def test_relative_to_follows_local_links(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    link: str,
+    to: str,
+    uri: str,
+    below: str | None,
+):
+    monkeypatch.chdir(tmp_path)
+    for folder in ("out", "elsewhere", "out/_inside"):
+        (tmp_path / folder).mkdir(exist_ok=True)
+    (tmp_path / link).symlink_to(tmp_path / to)
+    assert storage.relative_to(uri, "out") == below
+
+
+# --- glob_below -------------------------------------------------------------------------------
+
+TREE = [
+    "taxi_type=green/year=2021/month=03/predictions.parquet",
+    "taxi_type=green/year=2021/month=03/_manifest.json",
+    "taxi_type=green/year=2021/month=03/_lock.000002.json",
+    "taxi_type=yellow/year=2021/month=04/predictions.parquet",
+    "_versions/taxi_type=green/year=2021/month=03/abc.parquet",
+    "_versions/taxi_type=green/year=2021/month=03/def.parquet",
+]
+
+
+@pytest.mark.parametrize("prefix", ["", "memory://"])
+@pytest.mark.parametrize(
+    ("root", "pattern", "found"),
+    [
+        (
+            "out",
+            "taxi_type=*/year=*/month=*/predictions.parquet",
+            [
+                "taxi_type=green/year=2021/month=03/predictions.parquet",
+                "taxi_type=yellow/year=2021/month=04/predictions.parquet",
+            ],
+        ),
+        (
+            "out/",
+            "taxi_type=green/*/*/_*",
+            [
+                "taxi_type=green/year=2021/month=03/_lock.000002.json",
+                "taxi_type=green/year=2021/month=03/_manifest.json",
+            ],
+        ),
+        (
+            "out",
+            "_versions/*/*/*/*.parquet",
+            [
+                "_versions/taxi_type=green/year=2021/month=03/abc.parquet",
+                "_versions/taxi_type=green/year=2021/month=03/def.parquet",
+            ],
+        ),
+        ("out", "*/*/*/*.csv", []),
+        ("out", "taxi_type=red/*", []),
+        ("out/taxi_type=yellow", "*/*/*", ["year=2021/month=04/predictions.parquet"]),
+        ("out-other", "*", ["stray.parquet"]),  # a sibling whose name starts alike
+        ("nowhere", "*/*", []),
+    ],
+)
+def test_glob_below_finds_paths_relative_to_the_root(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    prefix: str,
+    root: str,
+    pattern: str,
+    found: list[str],
+):
+    monkeypatch.chdir(tmp_path)
+    base = f"{prefix}{tmp_path.as_posix().lstrip('/')}/" if prefix else ""
+    for name in [*(f"out/{n}" for n in TREE), "out-other/stray.parquet"]:
+        writes.write_text(base + name, "x")
+    try:
+        assert storage.glob_below(base + root, pattern) == found
+    finally:
+        if prefix:
+            fsspec.filesystem("memory").rm(base, recursive=True)
 
 
 # --- exists ----------------------------------------------------------------------------------
@@ -165,3 +346,10 @@ def test_exists(tmp_path):
     assert not storage.exists(str(path))
     path.write_bytes(b"x")
     assert storage.exists(str(path))
+
+
+@pytest.mark.parametrize("listing", ["glob_below", "list_names"])
+def test_a_root_whose_name_has_glob_characters_is_listed_as_it_is(tmp_path: Path, listing: str):
+    writes.write_text(str(tmp_path / "run[1]" / "a.json"), "x")
+    writes.write_text(str(tmp_path / "run1" / "b.json"), "x")
+    assert getattr(storage, listing)(str(tmp_path / "run[1]"), "*.json") == ["a.json"]

@@ -1,44 +1,113 @@
-"""The backfill flow's steps (`orchestration.backfill`): dry runs and months scored here.
+"""The backfill flow's steps (`orchestration.backfill`): dry runs, months scored here, the
+closing table and the state of every month.
 
 With a Prefect server and workers: tests/integration/test_backfill.py.
 """
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
+import pytest
 from prefect.states import Completed, Crashed, Failed
 
-from ride_duration.batch.planning import PlannedMonth
+from ride_duration.batch.paths import MonthOutput
+from ride_duration.batch.planning import MonthOutcome, PlannedMonth
+from ride_duration.batch.status import LastRun, MonthStatus
+from ride_duration.core.errors import BackfillFailedError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Settings
+from ride_duration.model import service
 from ride_duration.model.resolve import ModelRef
-from ride_duration.orchestration import backfill
+from ride_duration.orchestration import backfill, deployments
 from ride_duration.orchestration.tasks import RunSetup
 
 MODEL = ModelRef(uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3", run_id="r")
+CURRENT = {"model": {"label": "m/2"}, "rows_scored": 1_234, "finished_at": "2026-12-01T10:00:00"}
 
 
-def planned(month: int, action: str = "score", reason: str = "no output yet") -> PlannedMonth:
-    return PlannedMonth(
-        "green", Month(2021, month), f"in/{month}", f"out/{month}/r.parquet", action, reason
-    )
+def planned(
+    month: int,
+    action: str = "score",
+    reason: str = "missing: never scored",
+    current: dict | None = None,
+    root: str = "out",
+) -> PlannedMonth:
+    state = "done" if current else "missing"
+    output = MonthOutput(root, "green", Month(2021, month))
+    status = MonthStatus("green", Month(2021, month), state, "", f"in/{month}", output, current)
+    return PlannedMonth(status, action, reason)
 
 
-def run() -> backfill.Backfill:
-    setup = RunSetup(Settings(), "in/{taxi_type}", "out", MODEL, 0.1)
+def row(month: int, state: str, reason: str, **changes: object) -> dict:
+    """A row of the backfill's table: a month left alone unless `changes` say otherwise."""
+    return {
+        "month": f"2021-{month:02d}",
+        "taxi_type": "green",
+        "state": state,
+        "model_version": "",
+        "rows_scored": None,
+        "rmse": None,
+        "mae": None,
+        "unknown_pair_share": None,
+        "seconds": None,
+        "output": f"out/taxi_type=green/year=2021/month={month:02d}/predictions.parquet",
+        "reason": reason,
+        **changes,
+    }
+
+
+def run(root: str = "out", template: str = "in/{taxi_type}") -> backfill.Backfill:
+    setup = RunSetup(Settings(), template, root, MODEL, 0.1)
     return backfill.Backfill(["green"], [Month(2021, 1)], setup, "backfill-green", "green")
 
 
-def test_a_dry_run_says_what_would_happen_to_each_month():
-    rows = backfill.dry_run_rows([planned(1), planned(2, "skip", "complete for m/3")])
-    assert rows == [
-        {
-            "taxi_type": "green",
-            "month": "2021-01",
-            "action": "would score",
-            "reason": "no output yet",
-        },
-        {"taxi_type": "green", "month": "2021-02", "action": "skip", "reason": "complete for m/3"},
-    ]
+@pytest.mark.parametrize(
+    ("months", "rows"),
+    [
+        ([], []),
+        ([planned(1)], [row(1, "would score", "missing: never scored")]),
+        (
+            [
+                planned(2, "done", "current since 2026-12-01 10:00", CURRENT),
+                planned(3, "score", "stale: model changed (m/2 → m/3)", CURRENT),
+                planned(4, "skip", "running: a score run holds the month now"),
+                planned(5, "not published", "no trip file at in/5"),
+                planned(6, "unscorable", "the green layout lacks airport_fee"),
+            ],
+            [
+                row(
+                    2,
+                    "done",
+                    "current since 2026-12-01 10:00",
+                    model_version="m/2",
+                    rows_scored=1_234,
+                ),
+                row(
+                    3,
+                    "would score",
+                    "stale: model changed (m/2 → m/3)",
+                    model_version="m/2",
+                    rows_scored=1_234,
+                ),
+                row(4, "skip", "running: a score run holds the month now"),
+                row(5, "not published", "no trip file at in/5"),
+                row(6, "unscorable", "the green layout lacks airport_fee"),
+            ],
+        ),
+    ],
+    ids=["nothing", "one month to score", "a month of each action"],
+)
+def test_a_dry_run_says_what_would_happen_to_each_month_as_a_real_run_does(
+    months: list[PlannedMonth], rows: list[dict]
+):
+    assert backfill.dry_run_rows(months) == rows
+
+
+def test_a_dry_run_row_shows_no_credentials():
+    (shown,) = backfill.dry_run_rows([planned(1, root="s3://user:secret@b/out")])
+    assert shown["output"] == "s3://b/out/taxi_type=green/year=2021/month=01/predictions.parquet"
 
 
 def test_every_month_gets_the_pinned_model_and_the_runs_locations():
@@ -53,7 +122,7 @@ def test_months_scored_here_go_on_after_a_failure_and_each_is_reported():
     states = iter([Failed(message="pickup outside\nmore"), Completed(), Crashed(message="")])
     calls, done = [], []
 
-    def score_flow(**parameters):
+    def score_flow(**parameters: object) -> object:
         calls.append(parameters)
         return next(states)
 
@@ -61,8 +130,9 @@ def test_months_scored_here_go_on_after_a_failure_and_each_is_reported():
         run(), [planned(1), planned(2), planned(3)], score_flow, done.append
     )
     assert [o.state for o in outcomes] == ["failed", "completed", "crashed"]
-    assert outcomes[0].error == "pickup outside"
-    assert outcomes[2].error == "Run crashed."  # Prefect's words for a crash without one
+    assert outcomes[0].reason == "pickup outside"
+    assert outcomes[2].reason == "Run crashed."  # Prefect's words for a crash without one
+    assert outcomes[0].output == "out/taxi_type=green/year=2021/month=01/predictions.parquet"
     assert done == outcomes
     assert calls[1] == {
         "taxi_type": "green",
@@ -71,3 +141,121 @@ def test_months_scored_here_go_on_after_a_failure_and_each_is_reported():
         "return_state": True,
         **run().score_parameters,
     }
+
+
+class Artifacts:
+    """The Prefect artifacts and log lines of a step, kept instead of sent."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.tables: list[dict] = []
+        monkeypatch.setattr(backfill, "create_table_artifact", self.table)
+        monkeypatch.setattr(backfill, "get_run_logger", lambda: logging.getLogger("backfill"))
+
+    def table(self, **artifact: object) -> None:
+        self.tables.append(artifact)
+
+
+def scored(month: int, state: str, reason: str = "") -> MonthOutcome:
+    return MonthOutcome(
+        month=f"2021-{month:02d}",
+        taxi_type="green",
+        state=state,
+        rows_scored=10 if state == "completed" else None,
+        output=f"out/taxi_type=green/year=2021/month={month:02d}/predictions.parquet",
+        reason=reason,
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "rows", "failure"),
+    [
+        ([], [row(1, "skipped", "done: current"), row(2, "skipped", "done: current")], None),
+        (
+            [scored(1, "completed"), scored(2, "completed")],
+            [row(1, "completed", "", rows_scored=10), row(2, "completed", "", rows_scored=10)],
+            None,
+        ),
+        (
+            [scored(2, "failed", "pickup outside")],
+            [row(1, "skipped", "done: current"), row(2, "failed", "pickup outside")],
+            "1 of 2 months failed: green 2021-02 (pickup outside)",
+        ),
+        (
+            [scored(1, "crashed"), scored(2, "failed", "busy")],
+            [row(1, "crashed", ""), row(2, "failed", "busy")],
+            "2 of 2 months failed: green 2021-01 (crashed); green 2021-02 (busy)",
+        ),
+    ],
+    ids=["all left alone", "all completed", "one failed", "all failed"],
+)
+def test_a_backfill_ends_with_every_months_row_even_when_one_failed(
+    monkeypatch: pytest.MonkeyPatch,
+    outcomes: list[MonthOutcome],
+    rows: list[dict],
+    failure: str | None,
+):
+    artifacts = Artifacts(monkeypatch)
+    months = [planned(1, "done", "done: current"), planned(2, "done", "done: current")]
+    if failure is None:
+        assert backfill.finish(run(), months, outcomes) == rows
+    else:
+        with pytest.raises(BackfillFailedError) as failed:
+            backfill.finish(run(), months, outcomes)
+        assert str(failed.value) == failure
+        assert failed.value.rows == rows  # the table is shown on failure too
+    assert artifacts.tables == [
+        {"table": rows, "key": "backfill-green", "description": "Backfill green with m/3"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("published", "last_run", "unscorable", "state", "reason"),
+    [
+        (True, None, None, "missing", "never scored"),
+        (False, None, None, "not published", "no trip file at {input}"),
+        (True, LastRun("FAILED", "pickup outside"), None, "failed", "pickup outside"),
+        (True, LastRun("COMPLETED"), None, "missing", "never scored"),
+        (True, None, "lacks airport_fee", "unscorable", "lacks airport_fee"),
+    ],
+)
+def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    published: bool,
+    last_run: LastRun | None,
+    unscorable: str | None,
+    state: str,
+    reason: str,
+):
+    artifacts = Artifacts(monkeypatch)
+    input_uri = tmp_path / "in" / "green-2021-01.parquet"
+    if published:
+        input_uri.parent.mkdir()
+        input_uri.write_bytes(b"PAR1")
+    asked: list[list[str]] = []
+
+    async def last_runs(names: list[str]) -> dict[str, LastRun]:
+        asked.append(names)
+        return {"score-green-2021-01": last_run} if last_run else {}
+
+    monkeypatch.setattr(deployments, "last_runs", last_runs)
+    monkeypatch.setattr(service, "unscorable_reason", lambda model, taxi_type: unscorable)
+    root = str(tmp_path / "out")
+    rows = backfill.status_rows(run(root, str(tmp_path / "in" / "{taxi_type}-{year}-01.parquet")))
+    assert rows == [
+        {
+            "taxi_type": "green",
+            "month": "2021-01",
+            "state": state,
+            "model_version": "",
+            "rows_scored": None,
+            "published": "",
+            "reason": reason.format(input=input_uri),
+            "output": f"{root}/taxi_type=green/year=2021/month=01/predictions.parquet",
+        }
+    ]
+    assert asked == [["score-green-2021-01"]]
+    assert artifacts.tables == [
+        {"table": rows, "key": "status-green", "description": "State of green for m/3"}
+    ]
+    assert not (tmp_path / "out").exists()  # a look at the months writes nothing

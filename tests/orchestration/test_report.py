@@ -6,6 +6,7 @@ import logging
 
 import pytest
 
+from ride_duration.batch.planning import MonthOutcome
 from ride_duration.batch.result import MonthResult
 from ride_duration.core.months import Month
 from ride_duration.model.resolve import ModelRef
@@ -19,13 +20,13 @@ def result(**changes) -> MonthResult:
         "taxi_type": "green",
         "month": Month(2021, 3),
         "input_uri": "in/green_tripdata_2021-03.parquet",
-        "output_uri": "out/taxi_type=green/year=2021/month=03/abc.parquet",
+        "output_uri": "out/taxi_type=green/year=2021/month=03/predictions.parquet",
         "model": MODEL,
         "rows_read": 1_000,
         "rows_dropped": {"pickup_outside_month": 3, "duration_out_of_range": 7},
         "rows_scored": 990,
         "metrics": {"rmse": 6.5, "mae": None},
-        "manifest_uri": "out/_manifest-abc.json",
+        "manifest_uri": "out/taxi_type=green/year=2021/month=03/_manifest.json",
         "scoring_path": "compiled forest",
         "seconds": {"total": 1.25},
     }
@@ -38,7 +39,7 @@ def test_the_summary_is_the_result_in_plain_values():
         "taxi_type": "green",
         "month": "2021-03",
         "input": "in/green_tripdata_2021-03.parquet",
-        "output": "out/taxi_type=green/year=2021/month=03/abc.parquet",
+        "output": "out/taxi_type=green/year=2021/month=03/predictions.parquet",
         "model_uri": "models:/m@a",
         "model_version": "m/1",
         "model_run_id": "abc",
@@ -47,7 +48,7 @@ def test_the_summary_is_the_result_in_plain_values():
         "rows_dropped": {"pickup_outside_month": 3, "duration_out_of_range": 7},
         "rows_scored": 990,
         "metrics": {"rmse": 6.5, "mae": None},
-        "manifest": "out/_manifest-abc.json",
+        "manifest": "out/taxi_type=green/year=2021/month=03/_manifest.json",
         "seconds": {"total": 1.25},
     }
 
@@ -88,3 +89,100 @@ def test_the_log_says_what_was_read_dropped_scored_and_written(caplog):
     assert "scored 990 with m/1" in first
     assert path == "predicted with compiled forest"
     assert quality == "quality: rmse=6.5, mae=None"
+
+
+# --- text tables ------------------------------------------------------------------------------
+
+COLUMNS = [
+    ("name", "name", "{}"),
+    ("rows", "rows", "{:,}"),
+    ("rmse", "rmse", "{:.4f}"),
+    ("reason", "reason", "{}"),
+]
+
+
+@pytest.mark.parametrize(
+    ("rows", "lines"),
+    [
+        ([], ["name  rows  rmse  reason"]),
+        (
+            [{"name": "green", "rows": 1_234_567, "rmse": 6.5, "reason": "ok"}],
+            [
+                "name        rows    rmse  reason",
+                "green  1,234,567  6.5000  ok",
+            ],
+        ),
+        (  # text left, numbers right, each column as wide as its widest cell
+            [
+                {"name": "fhvhv", "rows": 12, "rmse": 10.123456, "reason": "a"},
+                {"name": "x", "rows": 1_000, "rmse": 0.5, "reason": "model m/2 → m/3"},
+            ],
+            [
+                "name    rows     rmse  reason",
+                "fhvhv     12  10.1235  a",
+                "x      1,000   0.5000  model m/2 → m/3",
+            ],
+        ),
+        (  # None, "" and a missing key are blank; zero is a number; no line ends in spaces
+            [
+                {"name": "a", "rows": None, "rmse": None, "reason": None},
+                {"name": "b", "rows": 0, "rmse": 0.0, "reason": ""},
+                {"name": "", "rows": 5},
+                {},
+            ],
+            [
+                "name  rows    rmse  reason",
+                "a",
+                "b        0  0.0000",
+                "         5",
+                "",
+            ],
+        ),
+    ],
+    ids=["no rows", "one row", "alignment", "blanks"],
+)
+def test_a_text_table_aligns_its_columns(rows: list[dict], lines: list[str]):
+    assert report.text_table(rows, COLUMNS).split("\n") == lines
+
+
+def test_a_backfill_table_shows_each_months_outcome():
+    rows = [
+        MonthOutcome(
+            "2021-01", "green", "completed", "m/3", 1_234_567, 6.54321, 4.0, 0.01, 12.34, "out/x"
+        ).as_row(),
+        MonthOutcome("2021-02", "green", "failed", reason="pickup outside").as_row(),
+    ]
+    assert report.text_table(rows, report.BACKFILL_COLUMNS).split("\n") == [
+        "taxi type  month    state      model       rows    rmse  seconds  reason",
+        "green      2021-01  completed  m/3    1,234,567  6.5432     12.3",
+        "green      2021-02  failed                                        pickup outside",
+    ]
+
+
+def test_a_status_table_shows_each_months_state():
+    rows = [
+        {
+            "taxi_type": "yellow",
+            "month": "2021-03",
+            "state": "done",
+            "model_version": "m/3",
+            "rows_scored": 990,
+            "published": "2026-12-01 10:00",
+            "reason": "",
+            "output": "out/not/shown",
+        },
+        {
+            "taxi_type": "fhvhv",
+            "month": "2021-04",
+            "state": "not published",
+            "model_version": "",
+            "rows_scored": None,
+            "published": "",
+            "reason": "no trip file at in/x",
+        },
+    ]
+    assert report.text_table(rows, report.STATUS_COLUMNS).split("\n") == [
+        "taxi type  month    state          model  rows  published (UTC)   reason",
+        "yellow     2021-03  done           m/3     990  2026-12-01 10:00",
+        "fhvhv      2021-04  not published                                 no trip file at in/x",
+    ]
