@@ -59,7 +59,8 @@ demo: install ## train a model into ./mlflow.db and score green 2021-03 into ./o
 	echo "== trips from $${INPUT_URI_TEMPLATE:-the public TLC files}"; \
 	echo "== python train.py green 2021 1"; $(RUN) train.py green 2021 1; \
 	echo "== python score.py green 2021 3"; $(RUN) score.py green 2021 3; \
-	echo "== predictions:"; find output -name '*.parquet' | sort
+	echo "== predictions (the current set of each month; every version's under output/_versions):"; \
+	find output -name predictions.parquet -not -path 'output/_*' | sort
 
 template: ## print the trip file template make demo reads (for INPUT_URI_TEMPLATE)
 	@echo '$(or $(TEMPLATE),$(shell $(RUN) -c 'from ride_duration.core.settings import Settings; print(Settings().input_uri_template)'))'

@@ -3,8 +3,8 @@
     python benchmarks/bench.py [--rows 3000000] [--results benchmarks/RESULTS.md]
 
 Each measurement runs in its own process, so its peak RSS is its own:
-  (a) product: ride_duration.batch.month.score_month, read to committed parquet (the score
-               task's body),
+  (a) product: ride_duration.batch.month.score_month, read to the month's published current
+               set (the score task's body, through its ParquetFolder sink),
                with the model's compiled forest as the score task loads it;
   (b) naive:   the course's script: whole month in pandas, to_dict(orient="records"),
                pipeline.predict on the dicts, uuid.uuid4() in a Python loop, to_parquet;
@@ -172,15 +172,31 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def product_file(root: Path) -> Path:
+    """The current set (a)'s run publishes under the output root `root`."""
+    from ride_duration.batch.paths import MonthOutput
+    from ride_duration.core.months import Month
+
+    return Path(MonthOutput(str(root), TAXI_TYPE, Month(YEAR, MONTH)).current)
+
+
 def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
+    """The score task's body: the month published as the current set under the root `output`
+    (emptied first, so that every run publishes a first set)."""
     from ride_duration.batch import month as batch
     from ride_duration.batch.paths import MonthOutput
+    from ride_duration.batch.sink import ParquetFolder
     from ride_duration.core.months import Month
     from ride_duration.core.settings import Settings
     from ride_duration.data.features import available_features
     from ride_duration.model.resolve import ModelRef
     from ride_duration.model.service import predictor_for
 
+    shutil.rmtree(output, ignore_errors=True)
+    settings = Settings.from_env()
+    sink = ParquetFolder(
+        MonthOutput(str(output), TAXI_TYPE, Month(YEAR, MONTH)), settings.lock_stale_seconds
+    )
     ref = ModelRef(uri=str(model_path), resolved_uri=str(model_path), run_id="bench")
     clock = time.perf_counter()
     predictor = predictor_for(ref, available_features(TAXI_TYPE))
@@ -193,10 +209,10 @@ def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
         taxi_type=TAXI_TYPE,
         month=Month(YEAR, MONTH),
         input_uri=str(input_path),
-        output=MonthOutput(str(output)),
+        sink=sink,
         model=ref,
         predictor=predictor,
-        settings=Settings.from_env(),
+        settings=settings,
     )
     seconds = time.perf_counter() - started
     return {
@@ -421,17 +437,18 @@ def main() -> int:
     model_path = train_model()
     input_path, source = build_month(args.rows, args.distinct_rows)
     WORK.mkdir(parents=True, exist_ok=True)
-    outputs = {kind: WORK / f"{kind}.parquet" for kind in RUNNERS}
+    # (a) publishes under an output root; (b) and (c) write one file.
+    outputs = {kind: WORK / (kind if kind == "product" else f"{kind}.parquet") for kind in RUNNERS}
     results = {}
     for kind in ("product", "naive", "floor"):
         print(f"measuring ({kind}) on {args.rows:,} rows ...", file=sys.stderr)
         results[kind] = measure(kind, input_path, model_path, outputs[kind])
-    diff = same_predictions(outputs["product"], outputs["naive"])
+    diff = same_predictions(product_file(outputs["product"]), outputs["naive"])
     memory = {}
     for n in MEMORY_ROWS:
         path, _ = build_month(n, args.distinct_rows)
         print(f"measuring (product) on {n:,} rows for memory ...", file=sys.stderr)
-        memory[n] = measure("product", path, model_path, WORK / f"product-{n}.parquet")
+        memory[n] = measure("product", path, model_path, WORK / f"product-{n}")
     text, met = report(args.rows, source, results, memory, diff)
     header = (
         "## Batch: one month, in process (`make bench`)\n\n"

@@ -97,8 +97,12 @@ def stop_server(env: dict) -> None:
 
 
 def breakdown(log: str, wall: float, output_root: Path) -> list[tuple[str, float]]:
-    """Where a score run's seconds go: process start to flow, its stages, exit."""
-    manifest = next(output_root.rglob("_manifest-*.json"))
+    """Where a score run's seconds go: process start to flow, its stages, exit.
+
+    From the month's `_manifest.json` (beside its current set), whose seconds are those of
+    the stages up to the manifest: publishing the set comes after, in the flow's remainder.
+    """
+    manifest = next(output_root.rglob("_manifest.json"))
     seconds = json.loads(manifest.read_text())["seconds"]
     stamps = re.findall(r"^(\d\d:\d\d:\d\d\.\d+) \|", log, flags=re.MULTILINE)
     first, last = (datetime.strptime(s, "%H:%M:%S.%f") for s in (stamps[0], stamps[-1]))
@@ -109,7 +113,7 @@ def breakdown(log: str, wall: float, output_root: Path) -> list[tuple[str, float
         ("model resolve (registry)", seconds.get("model_resolve", 0)),
         ("model load", seconds.get("model_load", 0)),
         *((f"month: {k}", seconds[k]) for k in ("read", "prepare", "ride_ids", "predict", "write")),
-        ("Prefect tasks, logs and artifact within the flow", in_flow - staged),
+        ("publishing the set, Prefect tasks, logs and artifact within the flow", in_flow - staged),
     ]
 
 

@@ -19,6 +19,13 @@ from ride_duration.model.resolve import ModelRef
 
 Mode = Literal["missing", "stale", "failed", "all"]
 Action = Literal["score", "done", "skip", "not published", "unscorable"]
+# The outcome of a month a backfill left alone, by what it decided.
+LEFT_ALONE: dict[str, str] = {
+    "done": "done",
+    "skip": "skipped",
+    "not published": "not published",
+    "unscorable": "unscorable",
+}
 
 
 @dataclass(frozen=True)
@@ -193,6 +200,6 @@ def _done_reason(status: MonthStatus) -> str:
 
 def failure_summary(outcomes: list[MonthOutcome]) -> str:
     """One line naming the failed months and why."""
-    failed = [o for o in outcomes if o.state not in ("completed", "skipped")]
+    failed = [o for o in outcomes if o.state != "completed" and o.state not in LEFT_ALONE.values()]
     parts = [f"{o.taxi_type} {o.month} ({o.reason or o.state})" for o in failed]
     return f"{len(failed)} of {len(outcomes)} months failed: " + "; ".join(parts)

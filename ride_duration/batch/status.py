@@ -135,10 +135,10 @@ def judge(
         if failure:
             reasons.append(f"last attempt failed: {failure}")
         return status("stale", "; ".join(reasons), changed=any("model" in r for r in reasons))
-    if input_info is None:
-        return status("not published", f"no trip file at {uris.display_uri(input_uri)}")
     if unscorable:
         return status("unscorable", unscorable)
+    if input_info is None:
+        return status("not published", f"no trip file at {uris.display_uri(input_uri)}")
     if failure:
         return status("failed", failure)
     return status("missing", "never scored")

@@ -70,16 +70,13 @@ def predictor_for(model: ModelRef, available: tuple[str, ...] | None = None) -> 
     return make_predictor(loaded, available)
 
 
-def unscorable_reason(model: ModelRef, taxi_type: str) -> str | None:
-    """Why `model` cannot score `taxi_type`'s trips (their layout lacks a field it needs), from
-    its compiled forest; None when it can, or when it has no compiled forest to say."""
+def needed_fields(model: ModelRef) -> list[str] | None:
+    """The canonical trip fields `model` needs, from its compiled forest (numpy alone); None
+    when it has no compiled forest to say."""
     from ride_duration.data.features import required_fields
-    from ride_duration.data.layouts import lacking_fields
 
     compiled = load_compiled(model.resolved_uri, model.location)
-    if compiled is None:
-        return None
-    return lacking_fields(taxi_type, required_fields(make_predictor(compiled).features)) or None
+    return None if compiled is None else required_fields(make_predictor(compiled).features)
 
 
 def load(uri: str, settings: Settings) -> ServingModel:

@@ -7,7 +7,6 @@ that this package never imports the entry points.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from prefect.runtime import flow_run
 
 from ride_duration.batch import paths
 from ride_duration.batch.planning import (
+    LEFT_ALONE,
     Mode,
     MonthOutcome,
     PlannedMonth,
@@ -35,6 +35,7 @@ from ride_duration.batch.status import LastRun, survey
 from ride_duration.core import uris
 from ride_duration.core.errors import BackfillFailedError, first_line
 from ride_duration.core.months import Month
+from ride_duration.data.layouts import lacking_fields
 from ride_duration.model import service
 from ride_duration.orchestration import deployments
 from ride_duration.orchestration.tasks import RunSetup
@@ -109,7 +110,7 @@ def status_rows(backfill: Backfill) -> list[dict]:
         output_root=backfill.run.output_root,
         last_runs=_last_runs(backfill),
         stale_after_seconds=backfill.run.settings.lock_stale_seconds,
-        unscorable=functools.partial(service.unscorable_reason, backfill.run.model),
+        unscorable=_unscorable(service.needed_fields(backfill.run.model)),
     )
     rows = [
         {
@@ -134,6 +135,12 @@ def status_rows(backfill: Backfill) -> list[dict]:
         "%d months: %s", len(statuses), ", ".join(f"{n} {state}" for state, n in counts.items())
     )
     return rows
+
+
+def _unscorable(fields: list[str] | None) -> Callable[[str], str | None]:
+    """Why a taxi type's trips lack what the model needs (None: they have it, or the model
+    does not say)."""
+    return lambda taxi_type: (lacking_fields(taxi_type, fields) or None) if fields else None
 
 
 def _last_runs(backfill: Backfill) -> dict[str, LastRun]:
@@ -214,7 +221,7 @@ def finish(
         description=f"Backfill {backfill.label} with {backfill.run.model.label}",
     )
     completed = sum(o.state == "completed" for o in outcomes)
-    skipped = sum(o.state == "skipped" for o in outcomes)
+    skipped = sum(o.state in LEFT_ALONE.values() for o in outcomes)
     get_run_logger().info(
         "%d months scored, %d skipped, %d failed",
         completed,
@@ -261,7 +268,7 @@ def _left_alone(month: PlannedMonth) -> MonthOutcome:
     return MonthOutcome(
         month=str(month.month),
         taxi_type=month.taxi_type,
-        state="skipped",
+        state=LEFT_ALONE[month.action],
         model_version=month.status.version,
         rows_scored=month.status.rows,
         output=uris.display_uri(month.output.current),

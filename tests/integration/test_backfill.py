@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -34,6 +35,24 @@ def inputs(input_dir: Path, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's OUTPUT_ROOT: runs may only write there (or in its _-folders)."""
+    root = tmp_path / "out"
+    monkeypatch.setenv("OUTPUT_ROOT", str(root))
+    return root
+
+
+def _current_sets(output: Path) -> list[Path]:
+    """Each month's current set: the one data file of its partition."""
+    return sorted(output.glob("taxi_type=green/year=*/month=*/*.parquet"))
+
+
+def _kept_sets(output: Path) -> list[Path]:
+    """Each model version's set of each month, kept under _versions/."""
+    return sorted(output.glob("_versions/taxi_type=green/year=*/month=*/*.parquet"))
+
+
 def _run(inputs: Path, output: Path, **options) -> list[dict]:
     return backfill(
         taxi_types=["green"],
@@ -58,30 +77,36 @@ async def _read(key: str | None = None, run_name: str | None = None):
 
 
 def test_months_are_scored_once_and_a_rerun_scores_only_what_is_missing(
-    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+    services: Services, trained: Trained, inputs: Path, output: Path
 ):
-    output = tmp_path / "out"
     rows = _run(inputs, output)
     assert [(r["month"], r["state"]) for r in rows] == [
         (f"2021-0{m}", "completed") for m in range(1, 5)
     ]
     assert all(r["rows_scored"] > 0 for r in rows)
-    files = sorted(output.rglob("*.parquet"))
-    assert [f.name for f in files] == [f"{trained.run_id}.parquet"] * 4
+    files = _current_sets(output)
+    assert [(f.parent.name, f.name) for f in files] == [
+        (f"month=0{m}", "predictions.parquet") for m in range(1, 5)
+    ]
+    kept = _kept_sets(output)
+    assert [(f.parent.name, f.name) for f in kept] == [
+        (f"month=0{m}", f"{trained.run_id}.parquet") for m in range(1, 5)
+    ]
+    assert sorted(output.rglob("*.parquet")) == sorted(files + kept)
 
     again = _run(inputs, output)
-    assert {r["state"] for r in again} == {"skipped"}
+    assert {r["state"] for r in again} == {"done"}
 
     files[2].unlink()
     third = _run(inputs, output)
-    assert [r["state"] for r in third] == ["skipped", "skipped", "completed", "skipped"]
+    assert [r["state"] for r in third] == ["done", "done", "completed", "done"]
     assert files[2].exists()
 
 
 def test_the_backfill_publishes_a_table_artifact_of_its_months(
-    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+    services: Services, trained: Trained, inputs: Path, output: Path
 ):
-    _run(inputs, tmp_path / "out", start="2021-02", end="2021-03")
+    _run(inputs, output, start="2021-02", end="2021-03")
     artifacts = asyncio.run(_read(key="backfill-green-2021-02-2021-03"))
     table = artifacts[0].data
     assert '"month": "2021-02"' in table
@@ -112,9 +137,9 @@ async def _logs_of_latest(run_name: str) -> list[str]:
 
 
 def test_the_backfill_moves_a_progress_artifact_to_100_and_logs_each_month(
-    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+    services: Services, trained: Trained, inputs: Path, output: Path
 ):
-    _run(inputs, tmp_path / "out", start="2021-01", end="2021-03", mode="all")
+    _run(inputs, output, start="2021-01", end="2021-03", mode="all")
     progress = asyncio.run(_read(key="backfill-green-2021-01-2021-03-progress"))[0]
     assert progress.type == "progress"
     assert progress.data == 100
@@ -131,48 +156,54 @@ def test_the_backfill_moves_a_progress_artifact_to_100_and_logs_each_month(
 
 
 def test_a_failed_month_does_not_stop_the_others_and_mode_failed_reruns_it(
-    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+    services: Services, trained: Trained, inputs: Path, output: Path
 ):
     good = (inputs / file_name("green", 2021, 2)).read_bytes()
     (inputs / file_name("green", 2021, 2)).write_bytes(b"garbage" * 100)
-    output = tmp_path / "out"
     with pytest.raises(BackfillFailedError) as failed:
         _run(inputs, output)
     assert str(failed.value).startswith("1 of 4 months failed: green 2021-02 (")
     assert "is not a readable parquet file" in str(failed.value)
-    months = sorted(p.parent.name for p in output.rglob("*.parquet"))
+    months = sorted(p.parent.name for p in _current_sets(output))
     assert months == ["month=01", "month=03", "month=04"]
+    assert sorted(p.parent.name for p in output.rglob("*.parquet")) == sorted(months * 2)
 
     (inputs / file_name("green", 2021, 2)).write_bytes(good)
     rows = _run(inputs, output, mode="failed")
-    assert [r["state"] for r in rows] == ["skipped", "completed", "skipped", "skipped"]
-    assert "last attempt completed" in rows[0]["error"]
+    assert [r["state"] for r in rows] == ["done", "completed", "done", "done"]
+    assert re.fullmatch(r"current since \d{4}-\d{2}-\d{2} \d{2}:\d{2}", rows[0]["reason"])
 
 
 def test_a_dry_run_says_what_would_happen_and_writes_nothing(
-    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+    services: Services, trained: Trained, inputs: Path, output: Path
 ):
-    output = tmp_path / "out"
-    _run(inputs, output, start="2021-01", end="2021-01")
+    [scored] = _run(inputs, output, start="2021-01", end="2021-01")
     before = sorted(output.rglob("*"))
     (inputs / file_name("green", 2021, 4)).unlink()
     plan = _run(inputs, output, start="2021-01", end="2021-05", dry_run=True)
-    assert [(p["month"], p["action"]) for p in plan] == [
+    assert [(p["month"], p["state"]) for p in plan] == [
         ("2021-01", "done"),
         ("2021-02", "would score"),
         ("2021-03", "would score"),
-        ("2021-04", "input missing"),
-        ("2021-05", "input missing"),
+        ("2021-04", "not published"),
+        ("2021-05", "not published"),
     ]
+    assert all(set(p) == set(scored) for p in plan)  # the rows of a real run, in shape
+    # The done month shows its current set's model and rows.
+    assert (plan[0]["model_version"], plan[0]["rows_scored"]) == (
+        scored["model_version"],
+        scored["rows_scored"],
+    )
+    assert plan[3]["reason"].startswith("no trip file at ")
     assert sorted(output.rglob("*")) == before
 
 
 def test_an_alias_is_pinned_to_one_version_for_every_month(
-    services: Services, trained: Trained, inputs: Path, tmp_path: Path
+    services: Services, trained: Trained, inputs: Path, output: Path
 ):
     _run(
         inputs,
-        tmp_path / "out",
+        output,
         start="2021-03",
         end="2021-04",
         mode="all",
@@ -197,7 +228,7 @@ def test_a_dry_run_loads_neither_mlflow_nor_scikit_learn_nor_pandas(
     arguments += ["--input-uri-template", str(inputs / TEMPLATE), "--output-root", str(tmp_path)]
     result = subprocess.run(
         [sys.executable, "-X", "importtime", str(REPO / "backfill.py"), *arguments],
-        env=services.env,
+        env={**services.env, "OUTPUT_ROOT": str(tmp_path)},
         cwd=tmp_path,
         capture_output=True,
         text=True,

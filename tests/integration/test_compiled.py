@@ -67,11 +67,12 @@ def test_a_scored_month_is_bit_for_bit_scikit_learn_with_one_job(
     assert result.returncode == 0, result.stderr[-3000:]
     assert "predicted with compiled forest" in result.stdout + result.stderr
     partition = tmp_path / "out/taxi_type=green/year=2021/month=03"
-    written = pq.read_table(partition / f"{trained.run_id}.parquet")
+    written = pq.read_table(partition / "predictions.parquet")
     expected = one_job(pipeline).predict(f.feature_records(month_trips(input_dir, 3)))
     assert written["predicted_duration"].to_numpy().tobytes() == expected.tobytes()
-    manifest = json.loads((partition / f"_manifest-{trained.run_id}.json").read_text())
+    manifest = json.loads((partition / "_manifest.json").read_text())
     assert manifest["model"]["scoring"] == "compiled forest"
+    assert manifest["model"]["run_id"] == trained.run_id
 
 
 def test_the_online_core_loads_it_without_scikit_learn_or_scipy(services: Services, trained):
@@ -135,12 +136,13 @@ def test_a_version_without_it_is_scored_with_scikit_learn_until_compiled(
             "score.py", "green", "2021", "4", "--output-root", root, env=env, cwd=tmp_path
         )
         assert run.returncode == 0, run.stderr[-3000:]
-        [path] = Path(root).rglob("*.parquet")
-        [manifest] = Path(root).rglob("_manifest-*.json")
+        [path] = Path(root).glob("taxi_type=*/year=*/month=*/*.parquet")  # the current set
+        [manifest] = Path(root).rglob("_manifest.json")
         values = pq.read_table(path)["predicted_duration"].to_numpy().tobytes()
         return json.loads(manifest.read_text())["model"]["scoring"], values
 
-    before_path, before = scored(str(tmp_path / "before"))
+    # Inside OUTPUT_ROOT, experiments go in folders whose names start with _.
+    before_path, before = scored(str(tmp_path / "_before"))
     assert before_path == "scikit-learn (DictVectorizer fast path)"
 
     compiled = subprocess.run(
@@ -155,7 +157,7 @@ def test_a_version_without_it_is_scored_with_scikit_learn_until_compiled(
     assert "bit for bit equal to scikit-learn" in compiled.stdout
     assert " training rows" in compiled.stdout
 
-    after_path, after = scored(str(tmp_path / "after"))
+    after_path, after = scored(str(tmp_path / "_after"))
     assert after_path == "compiled forest"
     assert after == before  # scikit-learn (n_jobs=1 per block) and the compiled form agree
     expected = one_job(pipeline).predict(f.feature_records(month_trips(input_dir, 4)))

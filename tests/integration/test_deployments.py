@@ -31,6 +31,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
 
 from ride_duration.batch import manifest
+from ride_duration.batch.paths import MonthOutput
+from ride_duration.core.months import Month
 from tests.conftest import REPO
 from tests.integration.conftest import PROCESS_POOL, TEMPLATE, PrefectServer, Trained
 from tests.support.tlc_fake import file_name
@@ -149,7 +151,27 @@ def test_the_server_refuses_a_custom_run_with_month_13(prefect_server):
         _api(prefect_server, create)
 
 
-def test_a_custom_run_from_the_ui_is_executed_by_a_worker(prefect_server, trained: Trained):
+def _experiment_root(server: PrefectServer, name: str) -> Path:
+    """A root of the test's own inside the workers' OUTPUT_ROOT: in a folder whose name starts
+    with _, as a root inside OUTPUT_ROOT must be."""
+    return Path(server.env["OUTPUT_ROOT"]) / f"_{name}"
+
+
+def _current_sets(output_root: Path) -> list[Path]:
+    """Each month's current set: the one data file of its partition."""
+    return sorted(output_root.glob("taxi_type=green/year=*/month=*/*.parquet"))
+
+
+def _kept_sets(output_root: Path) -> list[Path]:
+    """Each model version's set of each month, kept under _versions/."""
+    return sorted(output_root.glob("_versions/taxi_type=green/year=*/month=*/*.parquet"))
+
+
+def test_a_custom_run_from_the_ui_is_executed_by_a_worker(
+    prefect_server, trained: Trained, tmp_path: Path
+):
+    output_root = _experiment_root(prefect_server, tmp_path.name)
+
     async def custom_run(client):
         # What the UI's "Custom run" sends: POST /deployments/{id}/create_flow_run.
         deployment = await client.read_deployment_by_name(MONTHLY)
@@ -159,7 +181,7 @@ def test_a_custom_run_from_the_ui_is_executed_by_a_worker(prefect_server, traine
                 "taxi_type": "green",
                 "year": 2021,
                 "month": 2,
-                "output_root": str(prefect_server.output_root),
+                "output_root": str(output_root),
             },
         )
         return await _wait_final(client, run.id)
@@ -167,10 +189,11 @@ def test_a_custom_run_from_the_ui_is_executed_by_a_worker(prefect_server, traine
     run = _api(prefect_server, custom_run)
     assert run.state.is_completed(), run.state.message
     assert run.name == "score-green-2021-02"
-    output = prefect_server.output_root / (
-        f"taxi_type=green/year=2021/month=02/{trained.run_id}.parquet"
-    )
+    partition = "taxi_type=green/year=2021/month=02"
+    output = output_root / partition / "predictions.parquet"
     assert pq.read_metadata(output).num_rows > 0
+    kept = output_root / "_versions" / partition / f"{trained.run_id}.parquet"
+    assert kept.read_bytes() == output.read_bytes()
 
 
 def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(
@@ -213,10 +236,10 @@ def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(
         for m in messages
     ), messages
     # A scheduled run has only its taxi type: it writes under the worker's OUTPUT_ROOT.
-    output = Path(prefect_server.env["OUTPUT_ROOT"]) / (
-        f"taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
-    )
-    assert output.exists()
+    root = Path(prefect_server.env["OUTPUT_ROOT"])
+    partition = "taxi_type=green/year=2021/month=04"
+    assert (root / partition / "predictions.parquet").exists()
+    assert (root / "_versions" / partition / f"{trained.run_id}.parquet").exists()
 
 
 def _backfill_cli(server: PrefectServer, output_root: Path, *extra: str, **popen):
@@ -269,12 +292,15 @@ def _executed_by(server: PrefectServer, flow_run_id) -> str | None:
 def test_a_backfill_fans_out_over_two_workers_concurrently(
     prefect_server: PrefectServer, tmp_path: Path, trained: Trained
 ):
-    output_root = tmp_path / "out"
+    output_root = _experiment_root(prefect_server, tmp_path.name)
     result = _backfill_cli(prefect_server, output_root)
     assert result.returncode == 0, result.stderr[-3000:]
     for month in ("01", "02", "03", "04"):
-        path = output_root / f"taxi_type=green/year=2021/month={month}/{trained.run_id}.parquet"
+        partition = f"taxi_type=green/year=2021/month={month}"
+        path = output_root / partition / "predictions.parquet"
         assert pq.read_metadata(path).num_rows > 0
+        kept = output_root / "_versions" / partition / f"{trained.run_id}.parquet"
+        assert kept.read_bytes() == path.read_bytes()
     runs = [
         r
         for r in _score_runs_of_backfill(prefect_server, "backfill-2021-01-2021-04")
@@ -319,7 +345,7 @@ def test_killing_a_worker_mid_backfill_leaves_every_month_done_or_reported_faile
             os.mkfifo(trips / name)
         else:
             (trips / name).symlink_to(input_dir / name)
-    output_root = tmp_path / "out"
+    output_root = _experiment_root(prefect_server, tmp_path.name)
     output_root.mkdir()
     log = tmp_path / "backfill.log"
     stuck: list[int] = []
@@ -364,19 +390,22 @@ def test_killing_a_worker_mid_backfill_leaves_every_month_done_or_reported_faile
     assert error.startswith("error: 1 of 4 months failed"), error
     assert "green 2021-01 (" in error, error
     assert "did not finish within 45 s" in error, error
-    done = {
-        path.parent.name.removeprefix("month="): path for path in output_root.rglob("*.parquet")
-    }
-    # Every other month is a whole file at its final path, with the manifest that matches it.
+    done = {path.parent.name.removeprefix("month="): path for path in _current_sets(output_root)}
+    # Every other month is a whole current set, with the manifest that matches it.
     assert set(done) == {"02", "03", "04"}
-    for path in done.values():
-        assert manifest.is_complete(str(path))
+    for month, path in done.items():
+        content = manifest.current(MonthOutput(str(output_root), "green", Month(2021, int(month))))
+        assert content is not None
+        assert content["output"]["rows"] == pq.read_metadata(path).num_rows
+        assert Path(content["output"]["version_uri"]).read_bytes() == path.read_bytes()
+    assert len(_kept_sets(output_root)) == 3
     # Neither a file nor a manifest for the month that died.
     partition = output_root / "taxi_type=green/year=2021/month=01"
     assert not list(partition.glob("*.parquet"))
-    assert not list(partition.glob("_manifest-*"))
+    assert not list(partition.glob("_manifest*"))
+    assert not list((output_root / "_versions/taxi_type=green/year=2021/month=01").glob("*"))
 
     rerun = _backfill_cli(prefect_server, output_root)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "1 months scored, 3 skipped, 0 failed" in rerun.stdout + rerun.stderr
-    assert len(sorted(output_root.rglob("*.parquet"))) == 4
+    assert (len(_current_sets(output_root)), len(_kept_sets(output_root))) == (4, 4)

@@ -360,9 +360,11 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     outputs = list(output_root.glob("taxi_type=green/year=2021/month=03/*.parquet"))
-    assert [path.name for path in outputs] == [f"{trained.run_id}.parquet"]
+    assert [path.name for path in outputs] == ["predictions.parquet"]
     assert pq.read_metadata(outputs[0]).num_rows > 0
-    manifest = json.loads(outputs[0].with_name(f"_manifest-{trained.run_id}.json").read_text())
+    kept = output_root / f"_versions/taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
+    assert kept.read_bytes() == outputs[0].read_bytes()
+    manifest = json.loads(outputs[0].with_name("_manifest.json").read_text())
     assert manifest["code_version"] == build_args["CODE_VERSION"]
 
     # `docker run -p 9696:9696 IMAGE gunicorn predict:app`: the web service from the same image.

@@ -88,8 +88,9 @@ def test_score_and_backfill_succeed_beside_twice_as_many_busy_processes_as_cores
     assert backfill.returncode == 0, backfill.stderr[-3000:]
     assert "1 months scored, 2 skipped, 0 failed" in backfill.stdout + backfill.stderr
     for month in ("01", "02", "03"):
-        partition = tmp_path / "out" / f"taxi_type=green/year=2021/month={month}"
-        assert (partition / f"{trained.run_id}.parquet").is_file()
+        partition = f"taxi_type=green/year=2021/month={month}"
+        assert (tmp_path / "out" / partition / "predictions.parquet").is_file()
+        assert (tmp_path / "out/_versions" / partition / f"{trained.run_id}.parquet").is_file()
 
 
 def test_a_stopped_local_server_is_started_again_and_the_profile_points_at_it(

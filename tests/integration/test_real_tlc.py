@@ -56,9 +56,16 @@ def test_random_forest_on_january_2021_matches_the_course(real_model: dict):
     assert 6.5 < real_model["rmse"] < 7.0
 
 
+@pytest.fixture
+def out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's OUTPUT_ROOT: runs may only write there (or in its _-folders)."""
+    monkeypatch.setenv("OUTPUT_ROOT", str(tmp_path))
+    return tmp_path
+
+
 @pytest.mark.parametrize(("year", "month"), MONTHS, ids=[f"{y}-{m:02d}" for y, m in MONTHS])
 def test_every_real_month_scores(
-    real_model: dict, tlc_data_dir: Path, tmp_path: Path, year: int, month: int
+    real_model: dict, tlc_data_dir: Path, out: Path, year: int, month: int
 ):
     summary = score(
         taxi_type="green",
@@ -66,7 +73,7 @@ def test_every_real_month_scores(
         month=month,
         model_uri=f"models:/{MODEL}@production",
         input_uri_template=str(tlc_data_dir / TEMPLATE),
-        output_root=str(tmp_path),
+        output_root=str(out),
     )
     source = pq.read_table(
         tlc_data_dir / f"green_tripdata_{year:04d}-{month:02d}.parquet",
@@ -90,7 +97,7 @@ def test_every_real_month_scores(
 
 
 def test_backfilling_five_real_months_then_again_then_after_deleting_one(
-    real_model: dict, tlc_data_dir: Path, tmp_path: Path
+    real_model: dict, tlc_data_dir: Path, out: Path
 ):
     from backfill import backfill
 
@@ -101,13 +108,14 @@ def test_backfilling_five_real_months_then_again_then_after_deleting_one(
             end="2021-05",
             model_uri=f"models:/{MODEL}@production",
             input_uri_template=str(tlc_data_dir / TEMPLATE),
-            output_root=str(tmp_path),
+            output_root=str(out),
         )
         return [row["state"] for row in rows]
 
     assert run() == ["completed"] * 5
-    files = sorted(tmp_path.rglob("*.parquet"))
-    assert len(files) == 5
-    assert run() == ["skipped"] * 5
+    files = sorted(out.glob("taxi_type=green/year=*/month=*/*.parquet"))  # the current sets
+    assert [f.name for f in files] == ["predictions.parquet"] * 5
+    assert len(sorted(out.glob("_versions/taxi_type=green/year=*/month=*/*.parquet"))) == 5
+    assert run() == ["done"] * 5
     files[2].unlink()
-    assert run() == ["skipped", "skipped", "completed", "skipped", "skipped"]
+    assert run() == ["done", "done", "completed", "done", "done"]

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import fsspec
 import mlflow
 import pyarrow.parquet as pq
 import pytest
@@ -27,13 +28,15 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 
 from ride_duration.batch import manifest
-from ride_duration.batch.paths import MonthOutput
+from ride_duration.batch.paths import LockFiles, MonthOutput
+from ride_duration.core.months import Month
 from tests.conftest import REPO
 from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
 from tests.support.servers import CuttableProxy, free_port
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 BIG_ROWS = 200_000
+MAY, MARCH = Month(2021, 5), Month(2021, 3)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +75,25 @@ def _error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def _complete(output: MonthOutput) -> dict:
+    """The manifest of the month's current set, after checking that the set is whole: its
+    readable copy describes the file there now, its rows are the file's, and the set is the
+    version it names under _versions/, byte for byte."""
+    content = manifest.current(output)
+    assert content is not None, f"no current set at {output.current}"
+    with fsspec.open(output.manifest, "rt") as handle:
+        copy = manifest.parse(handle.read())
+    assert copy == content  # the copy beside the set describes it (size, version tag)
+    with fsspec.open(output.current, "rb") as handle:
+        data = handle.read()
+        handle.seek(0)
+        assert content["output"]["rows"] == pq.read_metadata(handle).num_rows
+    assert content["output"]["bytes"] == len(data)
+    with fsspec.open(content["output"]["version_uri"], "rb") as handle:
+        assert handle.read() == data
+    return content
+
+
 def _wait_for(condition, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -82,7 +104,7 @@ def _wait_for(condition, timeout: float = 120) -> None:
 def test_s3_going_down_during_the_write_publishes_nothing_and_a_rerun_succeeds(
     services: Services, trained: Trained, local_model: Path, big_month: Path, tmp_path: Path
 ):
-    prefix = "outage/taxi_type=green/year=2021/month=05/"
+    output = MonthOutput(f"s3://{OUTPUT_BUCKET}/outage", "green", MAY)
     proxy = CuttableProxy(int(services.s3_endpoint.rsplit(":", 1)[1]))
     try:
         env = _env(
@@ -97,21 +119,25 @@ def test_s3_going_down_during_the_write_publishes_nothing_and_a_rerun_succeeds(
         proxy.cut_after(1_000_000)  # the output is ~10 MB: the server dies 1 MB into it
         failed = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
         assert failed.returncode == 2, failed.stderr[-4000:]
-        assert _error_line(failed).startswith(f"error: cannot write s3://{OUTPUT_BUCKET}/{prefix}")
+        # The month's files: its folder (lock, current set) and where its versions are kept
+        # (the task's retries meet the server down at the lock).
+        kept = f"{output.root}/_versions/{output.partition}/"
+        assert _error_line(failed).startswith(
+            (f"error: cannot write {output.folder}/", f"error: cannot write {kept}")
+        )
         assert proxy.down
-        listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix=prefix)
-        names = [item["Key"].removeprefix(prefix) for item in listed.get("Contents", [])]
-        assert f"{trained.run_id}.parquet" not in names
-        assert f"_manifest-{trained.run_id}.json" not in names
+        listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="outage/")
+        names = [item["Key"].removeprefix("outage/") for item in listed.get("Contents", [])]
+        assert not [name for name in names if name.endswith((".parquet", "_manifest.json"))]
 
         proxy.restore()
         rerun = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
         assert rerun.returncode == 0, rerun.stderr[-3000:]
     finally:
         proxy.close()
-    output = f"s3://{OUTPUT_BUCKET}/{prefix}{trained.run_id}.parquet"
-    assert manifest.is_complete(output)
-    assert manifest.read(output)["rows_read"] == BIG_ROWS
+    content = _complete(output)
+    assert content["rows_read"] == BIG_ROWS
+    assert content["model"]["run_id"] == trained.run_id
 
 
 def _staged_a_row_group(partition: Path) -> bool:
@@ -130,8 +156,9 @@ def test_a_run_killed_in_the_middle_of_a_month_leaves_nothing_and_a_rerun_comple
     # Small batches: the month is 200 row groups written one by one, so that the run is still
     # writing when it is killed (the compiled forest scores it in a fraction of a second).
     env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="1000")
-    partition = out / "taxi_type=green/year=2021/month=05"
-    output = partition / f"{trained.run_id}.parquet"
+    output = MonthOutput(str(out), "green", MAY)
+    partition = Path(output.folder)
+    kept = out / "_versions" / output.partition / f"{trained.run_id}.parquet"
     process = subprocess.Popen(
         [sys.executable, str(REPO / "score.py"), "green", "2021", "5"],
         env=env,
@@ -141,23 +168,23 @@ def test_a_run_killed_in_the_middle_of_a_month_leaves_nothing_and_a_rerun_comple
         start_new_session=True,
     )
     try:
-        _wait_for(lambda: _staged_a_row_group(partition))  # killed mid-month
+        _wait_for(lambda: _staged_a_row_group(kept.parent))  # killed mid-month
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    assert not output.exists()
-    assert not Path(MonthOutput(str(output)).manifest).exists()
-    assert list(output.parent.glob("_lock-*"))  # left by the dead run
+    assert not Path(output.current).exists()
+    assert not Path(output.manifest).exists()
+    assert not kept.exists()
+    assert list(partition.glob("_lock.*.json"))  # left by the dead run
 
     rerun = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert manifest.is_complete(str(output))
-    content = manifest.read(str(output))
+    content = _complete(output)
     assert content["rows_read"] == BIG_ROWS
-    assert content["rows_scored"] == pq.read_metadata(output).num_rows
-    assert sorted(p.name for p in partition.iterdir()) == sorted(
-        [output.name, f"_manifest-{trained.run_id}.json"]
-    )  # the dead run's staging file and lock are gone
+    assert content["rows_scored"] == pq.read_metadata(output.current).num_rows
+    assert sorted(p.name for p in partition.iterdir()) == ["_manifest.json", "predictions.parquet"]
+    # the dead run's staging file and lock are gone
+    assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]
 
 
 @pytest.mark.parametrize(
@@ -188,7 +215,8 @@ def test_two_runs_of_one_month_and_model_at_once_never_mix(
 ):
     out = tmp_path / "out"
     env = _env(services, local_model, big_month, OUTPUT_ROOT=str(out), BATCH_SIZE="1000")
-    output = out / f"taxi_type=green/year=2021/month=05/{trained.run_id}.parquet"
+    output = MonthOutput(str(out), "green", MAY)
+    staging = out / "_versions" / output.partition
     first = subprocess.Popen(
         [sys.executable, str(REPO / "score.py"), "green", "2021", "5"],
         env=env,
@@ -199,35 +227,36 @@ def test_two_runs_of_one_month_and_model_at_once_never_mix(
     )
     # The first run is paused mid-month, holding its lock, while the second one starts: the
     # month is scored faster than a second process can start.
-    _wait_for(lambda: _staged_a_row_group(output.parent))
+    _wait_for(lambda: _staged_a_row_group(staging))
     os.kill(first.pid, signal.SIGSTOP)
     try:
-        assert list(output.parent.glob("_lock-*"))  # the paused run holds the month
+        assert list(Path(output.folder).glob("_lock.*.json"))  # the paused run holds the month
         second = run_cli("score.py", "green", "2021", "5", env=env, cwd=tmp_path)
     finally:
         os.kill(first.pid, signal.SIGCONT)
     _, first_stderr = first.communicate(timeout=300)
     assert first.returncode == 0, first_stderr[-3000:]
     assert second.returncode == 2
-    assert "green 2021-05 is being scored with this model by" in _error_line(second)
-    assert manifest.is_complete(str(output))
-    ids = pq.read_table(output, columns=["ride_id"])["ride_id"]
-    assert len(ids) == manifest.read(str(output))["rows_scored"]
+    assert "green 2021-05 is being scored by" in _error_line(second)
+    content = _complete(output)
+    ids = pq.read_table(output.current, columns=["ride_id"])["ride_id"]
+    assert len(ids) == content["rows_scored"]
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_a_new_model_version_goes_beside_the_old_output_without_touching_it(
+def test_a_new_model_version_becomes_the_current_set_and_the_old_one_is_kept_untouched(
     services: Services, trained: Trained, input_dir: Path, tmp_path: Path
 ):
     out = tmp_path / "out"
     env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE), "OUTPUT_ROOT": str(out)}
     assert run_cli("score.py", "green", "2021", "3", env=env, cwd=tmp_path).returncode == 0
-    old = out / f"taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
-    old_manifest = Path(MonthOutput(str(old)).manifest)
-    before = (_sha256(old), _sha256(old_manifest))
+    output = MonthOutput(str(out), "green", MARCH)
+    assert _complete(output)["model"]["run_id"] == trained.run_id
+    old = out / "_versions" / output.partition / f"{trained.run_id}.parquet"
+    before = _sha256(old)  # its manifest is in its footer
 
     trained_again = run_cli(
         "train.py",
@@ -253,11 +282,16 @@ def test_a_new_model_version_goes_beside_the_old_output_without_touching_it(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    new = old.with_name(f"{new_run}.parquet")
-    assert manifest.is_complete(str(new))
-    assert manifest.is_complete(str(old))
-    assert (_sha256(old), _sha256(old_manifest)) == before
-    assert manifest.read(str(new))["model"]["run_id"] == new_run
+    content = _complete(output)  # the new version's set, byte for byte
+    assert content["model"]["run_id"] == new_run
+    assert Path(content["output"]["version_uri"]) == old.with_name(f"{new_run}.parquet")
+    assert _sha256(old) == before
+    assert manifest.from_footer(str(old))["model"]["run_id"] == trained.run_id
+    assert sorted(p.name for p in old.parent.iterdir()) == sorted([old.name, f"{new_run}.parquet"])
+    assert sorted(p.name for p in Path(output.folder).iterdir()) == [
+        "_manifest.json",
+        "predictions.parquet",
+    ]
 
 
 async def _latest(run_name: str, artifact_key: str) -> tuple[dict, str]:
@@ -338,7 +372,10 @@ def test_no_credential_reaches_logs_parameters_artifacts_manifests_or_errors(
     seen = result.stdout + result.stderr
     if says is None:
         assert result.returncode == 0, result.stderr[-2000:]
-        seen += "".join(p.read_text() for p in out.rglob("_manifest-*.json"))
+        manifests = list(out.rglob("_manifest.json"))
+        assert manifests
+        seen += "".join(p.read_text() for p in manifests)
+        seen += "".join(json.dumps(manifest.from_footer(str(p))) for p in out.rglob("*.parquet"))
         parameters, artifact = asyncio.run(_latest("score-green-2021-03", "score-green-2021-03"))
         seen += json.dumps(parameters) + artifact
     elif "--debug" in argv:  # the traceback, then the error: nothing of the secret in either
@@ -350,10 +387,10 @@ def test_no_credential_reaches_logs_parameters_artifacts_manifests_or_errors(
     assert SECRET not in seen
 
 
-def _race_on_s3(folder: str, ready, done, results) -> None:
+def _race_on_s3(files: LockFiles, ready, done, results) -> None:
     from ride_duration.batch.locks import MonthLock
 
-    lock = MonthLock(MonthOutput(folder), owner=f"racer-{os.getpid()}", stale_after_seconds=600)
+    lock = MonthLock(files, owner=f"racer-{os.getpid()}", stale_after_seconds=600)
     ready.wait()
     results.put(lock.acquire() is None)
     done.wait()
@@ -367,13 +404,13 @@ def test_of_eight_processes_taking_over_a_stale_lock_on_s3_exactly_one_wins(serv
     context = multiprocessing.get_context("fork")
     s3 = services.s3()
     for round_ in range(10):
-        output = MonthOutput(f"s3://predictions/race-{round_}/m/run1.parquet")
-        key = output.lock_file(round_ % 2).removeprefix("s3://predictions/")
+        files = MonthOutput(f"s3://predictions/race-{round_}", "green", MARCH).lock
+        key = files.file(round_ % 2).removeprefix("s3://predictions/")
         stale = {"owner": "gone", "host": "elsewhere", "heartbeat": time.time() - 7200}
         s3.put_object(Bucket="predictions", Key=key, Body=json.dumps(stale).encode())
         ready, done, results = context.Barrier(8), context.Barrier(8), context.Queue()
         racers = [
-            context.Process(target=_race_on_s3, args=(output.data, ready, done, results))
+            context.Process(target=_race_on_s3, args=(files, ready, done, results))
             for _ in range(8)
         ]
         for racer in racers:

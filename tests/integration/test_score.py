@@ -12,6 +12,9 @@ import pytest
 import s3fs
 from prefect.client.orchestration import get_client
 
+from ride_duration.batch import manifest
+from ride_duration.batch.paths import MonthOutput
+from ride_duration.core.months import Month
 from score import score
 from tests.integration.conftest import (
     INPUT_BUCKET,
@@ -33,6 +36,30 @@ EXPECTED_COLUMNS = [
     "diff",
     "model_version",
 ]
+
+
+@pytest.fixture
+def out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's OUTPUT_ROOT: runs may only write there (or in its _-folders)."""
+    root = tmp_path / "out"
+    monkeypatch.setenv("OUTPUT_ROOT", str(root))
+    return root
+
+
+def _version_file(summary: dict) -> Path:
+    """The file under _versions/ where a local run's set is kept, as its manifest names it;
+    it is the current set (the same bytes)."""
+    content = manifest.current(
+        MonthOutput(
+            str(Path(summary["output"]).parents[3]),
+            summary["taxi_type"],
+            Month.parse(summary["month"]),
+        )
+    )
+    assert content is not None
+    version = Path(content["output"]["version_uri"])
+    assert version.read_bytes() == Path(summary["output"]).read_bytes()
+    return version
 
 
 def test_train_registers_the_model_and_points_the_alias(services: Services, trained: Trained):
@@ -62,9 +89,11 @@ def test_score_cli_scores_the_named_month_into_its_partition(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    output = tmp_path / f"out/taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
-    manifest_name = f"_manifest-{trained.run_id}.json"
-    assert sorted(p.name for p in output.parent.iterdir()) == sorted([output.name, manifest_name])
+    output = tmp_path / "out/taxi_type=green/year=2021/month=03/predictions.parquet"
+    assert sorted(p.name for p in output.parent.iterdir()) == ["_manifest.json", output.name]
+    kept = tmp_path / f"out/_versions/taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
+    assert sorted(p.name for p in kept.parent.iterdir()) == [kept.name]
+    assert kept.read_bytes() == output.read_bytes()
     table = pq.read_table(output)
     assert table.column_names == EXPECTED_COLUMNS
     frame = table.to_pandas()
@@ -90,21 +119,27 @@ def test_score_flow_reads_and_writes_s3_with_model_artifacts_on_s3(
         year=2021,
         month=4,
         input_uri_template=f"s3://{INPUT_BUCKET}/{TEMPLATE}",
-        output_root=f"s3://{OUTPUT_BUCKET}/rides",
+        output_root=f"s3://{OUTPUT_BUCKET}/_rides",
     )
-    key = f"rides/taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
+    key = "_rides/taxi_type=green/year=2021/month=04/predictions.parquet"
+    manifest_key = "_rides/taxi_type=green/year=2021/month=04/_manifest.json"
+    version_key = f"_rides/_versions/taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
     assert summary["output"] == f"s3://{OUTPUT_BUCKET}/{key}"
-    listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="rides/")
-    manifest_key = key.replace(f"{trained.run_id}.parquet", f"_manifest-{trained.run_id}.json")
-    assert sorted(item["Key"] for item in listed["Contents"]) == sorted([manifest_key, key])
-    manifest = json.loads(
+    listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="_rides/")
+    assert sorted(item["Key"] for item in listed["Contents"]) == sorted(
+        [manifest_key, key, version_key]
+    )
+    content = json.loads(
         services.s3().get_object(Bucket=OUTPUT_BUCKET, Key=manifest_key)["Body"].read()
     )
     head = services.s3().head_object(Bucket=OUTPUT_BUCKET, Key=key)
-    assert manifest["output"]["bytes"] == head["ContentLength"]
-    assert manifest["output"]["etag"] == head["ETag"].strip('"')
-    assert manifest["input"]["etag"]  # the input's version is recorded too
-    table = pq.read_table(f"{OUTPUT_BUCKET}/{key}", filesystem=s3fs.S3FileSystem())
+    assert content["output"]["bytes"] == head["ContentLength"]
+    assert content["output"]["etag"] == head["ETag"].strip('"')
+    assert content["output"]["version_uri"] == f"s3://{OUTPUT_BUCKET}/{version_key}"
+    assert content["input"]["etag"]  # the input's version is recorded too
+    s3 = s3fs.S3FileSystem()
+    assert s3.cat_file(f"{OUTPUT_BUCKET}/{version_key}") == s3.cat_file(f"{OUTPUT_BUCKET}/{key}")
+    table = pq.read_table(f"{OUTPUT_BUCKET}/{key}", filesystem=s3)
     assert table.num_rows == summary["rows_scored"] > 0
     assert summary["rows_read"] == summary["rows_scored"] + sum(summary["rows_dropped"].values())
     assert summary["rows_read"] == make_trips("green", 2021, 4).num_rows
@@ -119,6 +154,7 @@ def test_every_model_uri_form_gives_the_same_predictions(
     trained: Trained,
     input_dir: Path,
     tmp_path: Path,
+    out: Path,
     uri_form: str,
     monkeypatch: pytest.MonkeyPatch,
 ):
@@ -148,13 +184,13 @@ def test_every_model_uri_form_gives_the_same_predictions(
         month=3,
         model_uri=uri,
         input_uri_template=str(input_dir / TEMPLATE),
-        output_root=str(tmp_path / "out"),
+        output_root=str(out),
     )
     reference = _reference_predictions(services, trained, input_dir, tmp_path)
     predictions = pq.read_table(summary["output"].replace("file://", ""))
     # RandomForest sums its trees across threads in no fixed order: equal to the last ulps.
     assert predictions["predicted_duration"].to_pylist() == pytest.approx(reference, abs=1e-9)
-    assert Path(summary["output"]).name == f"{trained.run_id}.parquet"
+    assert _version_file(summary).name == f"{trained.run_id}.parquet"
 
 
 def _reference_predictions(services, trained, input_dir, tmp_path) -> list[float]:
@@ -186,7 +222,7 @@ async def _artifact_markdown(key: str) -> str:
 
 
 def test_score_publishes_a_markdown_summary_artifact(
-    services: Services, trained: Trained, input_dir: Path, tmp_path: Path
+    services: Services, trained: Trained, input_dir: Path, out: Path
 ):
     import asyncio
 
@@ -195,7 +231,7 @@ def test_score_publishes_a_markdown_summary_artifact(
         year=2021,
         month=2,
         input_uri_template=str(input_dir / TEMPLATE),
-        output_root=str(tmp_path / "out"),
+        output_root=str(out),
     )
     markdown = asyncio.run(_artifact_markdown("score-green-2021-02"))
     assert f"| rows scored | {summary['rows_scored']:,} |" in markdown
@@ -203,7 +239,7 @@ def test_score_publishes_a_markdown_summary_artifact(
 
 
 def test_an_alias_is_resolved_once_and_its_version_recorded(
-    services: Services, trained: Trained, input_dir: Path, tmp_path: Path
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path, out: Path
 ):
     env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)}
     second = run_cli(
@@ -225,12 +261,12 @@ def test_an_alias_is_resolved_once_and_its_version_recorded(
         month=3,
         model_uri="models:/ride-duration@challenger",
         input_uri_template=str(input_dir / TEMPLATE),
-        output_root=str(tmp_path / "out"),
+        output_root=str(out),
     )
     assert summary["model_version"] == f"ride-duration/{new_version}"
     frame = pq.read_table(summary["output"]).to_pandas()
     assert set(frame["model_version"]) == {f"ride-duration/{new_version}"}
-    assert Path(summary["output"]).name == f"{summary['model_run_id']}.parquet"
+    assert _version_file(summary).name == f"{summary['model_run_id']}.parquet"
     assert summary["model_run_id"] != trained.run_id
 
 
@@ -239,7 +275,7 @@ def test_an_alias_is_resolved_once_and_its_version_recorded(
     [("green", "B"), ("yellow", "A"), ("fhvhv", "A")],
 )
 def test_other_layouts_score_with_the_green_model(
-    services: Services, trained: Trained, tmp_path: Path, taxi_type: str, variant: str
+    services: Services, trained: Trained, tmp_path: Path, out: Path, taxi_type: str, variant: str
 ):
     write_trips(
         tmp_path / "in" / file_name(taxi_type, 2022, 5),
@@ -250,7 +286,7 @@ def test_other_layouts_score_with_the_green_model(
         year=2022,
         month=5,
         input_uri_template=str(tmp_path / "in" / TEMPLATE),
-        output_root=str(tmp_path / "out"),
+        output_root=str(out),
     )
     assert summary["rows_scored"] > 700
     frame = pq.read_table(summary["output"]).to_pandas()

@@ -143,10 +143,10 @@ def test_a_custom_run_typed_into_the_form_scores_that_month(
     page.get_by_role("tab", name="Artifacts").click()
     page.get_by_text("score-green-2021-03").first.wait_for()
     page.screenshot(path=SCREENSHOTS / "custom-run-completed.png", full_page=True)
-    output = Path(prefect_server.env["OUTPUT_ROOT"]) / (
-        f"taxi_type=green/year=2021/month=03/{trained.run_id}.parquet"
-    )
-    assert output.is_file()
+    root = Path(prefect_server.env["OUTPUT_ROOT"])
+    partition = "taxi_type=green/year=2021/month=03"
+    assert (root / partition / "predictions.parquet").is_file()
+    assert (root / "_versions" / partition / f"{trained.run_id}.parquet").is_file()
 
 
 def test_the_form_refuses_month_13_and_creates_no_run(page, prefect_server: PrefectServer):

@@ -169,7 +169,7 @@ def scored(month: int, state: str, reason: str = "") -> MonthOutcome:
 @pytest.mark.parametrize(
     ("outcomes", "rows", "failure"),
     [
-        ([], [row(1, "skipped", "done: current"), row(2, "skipped", "done: current")], None),
+        ([], [row(1, "done", "done: current"), row(2, "done", "done: current")], None),
         (
             [scored(1, "completed"), scored(2, "completed")],
             [row(1, "completed", "", rows_scored=10), row(2, "completed", "", rows_scored=10)],
@@ -177,7 +177,7 @@ def scored(month: int, state: str, reason: str = "") -> MonthOutcome:
         ),
         (
             [scored(2, "failed", "pickup outside")],
-            [row(1, "skipped", "done: current"), row(2, "failed", "pickup outside")],
+            [row(1, "done", "done: current"), row(2, "failed", "pickup outside")],
             "1 of 2 months failed: green 2021-02 (pickup outside)",
         ),
         (
@@ -209,13 +209,21 @@ def test_a_backfill_ends_with_every_months_row_even_when_one_failed(
 
 
 @pytest.mark.parametrize(
-    ("published", "last_run", "unscorable", "state", "reason"),
+    ("published", "last_run", "needed", "state", "reason"),
     [
         (True, None, None, "missing", "never scored"),
         (False, None, None, "not published", "no trip file at {input}"),
         (True, LastRun("FAILED", "pickup outside"), None, "failed", "pickup outside"),
         (True, LastRun("COMPLETED"), None, "missing", "never scored"),
-        (True, None, "lacks airport_fee", "unscorable", "lacks airport_fee"),
+        (True, None, ["pickup_datetime", "trip_distance"], "missing", "never scored"),
+        (
+            False,
+            None,
+            ["pickup_datetime", "airport_fee"],
+            "unscorable",
+            "green trips have no airport_fee column, but the model needs it: score green with "
+            "a model trained without airport_fee",
+        ),
     ],
 )
 def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
@@ -223,7 +231,7 @@ def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
     monkeypatch: pytest.MonkeyPatch,
     published: bool,
     last_run: LastRun | None,
-    unscorable: str | None,
+    needed: list[str] | None,
     state: str,
     reason: str,
 ):
@@ -239,7 +247,7 @@ def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
         return {"score-green-2021-01": last_run} if last_run else {}
 
     monkeypatch.setattr(deployments, "last_runs", last_runs)
-    monkeypatch.setattr(service, "unscorable_reason", lambda model, taxi_type: unscorable)
+    monkeypatch.setattr(service, "needed_fields", lambda model: needed)
     root = str(tmp_path / "out")
     rows = backfill.status_rows(run(root, str(tmp_path / "in" / "{taxi_type}-{year}-01.parquet")))
     assert rows == [

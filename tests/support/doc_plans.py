@@ -74,8 +74,28 @@ PLANS: dict[str, Plan] = {
             "pipenv run python score.py green 2021 4 --model-uri models:/ride-duration/1": (
                 "resolved to ride-duration/1",
             ),
-            "pipenv run python score.py green 2021 3 --output-root output/experiments": (
-                "output/experiments/taxi_type=green/year=2021/month=03/",
+            "pipenv run python score.py green 2021 3 --output-root output/_experiments": (
+                "output/_experiments/taxi_type=green/year=2021/month=03/predictions.parquet",
+            ),
+        }
+    ),
+    "docs/batch.md#Reading the predictions": Plan(
+        expect={
+            "pipenv run python -c \"import pandas as pd; df = pd.read_parquet('output'); "
+            "print(df.groupby(['year', 'month', 'model_version'], observed=True).size())\"": (
+                "ride-duration/1",
+            ),
+            'pipenv run python -c "import pyarrow.dataset as ds; '
+            "print(ds.dataset('output', partitioning='hive').count_rows())\"": (),
+            'pipenv run python -c "import duckdb; duckdb.sql(\\"SELECT month, model_version, '
+            "count(*) AS rides FROM read_parquet('output/*/*/*/*.parquet', hive_partitioning = "
+            'true) GROUP BY ALL ORDER BY month\\").show()"': ("ride-duration/1", "rides"),
+            "pipenv run python -c \"import pandas as pd; df = pd.read_parquet('output/_versions'); "
+            "print(df.groupby(['month', 'model_version'], observed=True).size())\"": (
+                "ride-duration/1",
+            ),
+            "pipenv run python -m ride_duration.migrate output": (
+                "nothing to migrate under output",
             ),
         }
     ),
@@ -86,10 +106,28 @@ PLANS: dict[str, Plan] = {
             ),
             "pipenv run python backfill.py green,yellow 2021-01 2021-12 --dry-run": (
                 "green 2021-05: done",
-                "yellow 2021-01: input missing",
+                "yellow 2021-01: not published",
+                "taxi type  month    state",
             ),
             "pipenv run python backfill.py green 2021-01 2021-05 --mode failed": (
                 "0 months scored, 5 skipped, 0 failed",
+            ),
+        }
+    ),
+    "docs/backfill.md#The state of every month": Plan(
+        expect={
+            "pipenv run python backfill.py green,fhv 2021-01 2021-06 --status": (
+                "published (UTC)",
+                "green      2021-05  done           ride-duration/1",
+                "green      2021-06  not published",
+                "fhv        2021-01  unscorable",
+            ),
+        }
+    ),
+    "docs/backfill.md#Stale months": Plan(
+        expect={
+            "pipenv run python backfill.py green 2021-01 2021-05 --mode stale --dry-run": (
+                "green      2021-01  done",
             ),
         }
     ),
