@@ -28,7 +28,7 @@ export SERVING_VENV
 SERVING_CODE := ride_duration predict.py gunicorn.conf.py lambda_function.py stream.py
 
 .PHONY: help install serving-env demo template server server-stop test test-unit test-integration lint format docs bench \
-	bench-web bench-stream bench-serving image image-serving clean
+	bench-web bench-stream bench-status bench-serving image image-serving clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-web: install ## benchmark the web service beside the course's; writes benc
 
 bench-stream: install ## benchmark the stream handler beside the course's Lambda; RESULTS.md
 	$(RUN) benchmarks/bench_stream.py --results benchmarks/RESULTS.md
+
+bench-status: install ## time backfill.py --status over 600 months, local, HTTP and S3; RESULTS.md
+	$(RUN) benchmarks/bench_status.py --rounds 3 --results benchmarks/RESULTS.md
 
 # What the serving benchmark compares with: main before the serving install.
 SERVING_BASELINE ?= 9f32c59

@@ -17,11 +17,11 @@ published (yellow from 2009-01, green from 2013-08, fhv from 2015-01, fhvhv from
 the other months are "not published". Of the months the model can score, most have a
 published current set (done), some none (missing), some a failed score run in Prefect
 (failed), some a set made from another input or model version (stale); the model cannot
-score fhv (its layout has no trip distance): unscorable. Each month with a set has a
-completed score run in Prefect, as after a backfill. The configurations are interleaved
-round by round; the table gives medians, the states the last round printed, and what it read
-of the trip files: the http server's and moto's request logs, and for local an strace of one
-more (untimed) run.
+score fhv (its layout has no trip distance): its 150 months are unscorable. Each month with a
+set has a completed score run in Prefect, as after a backfill. The configurations are
+interleaved round by round; the table gives medians, the states the last round printed, and
+what it read of the trip files: the http server's and moto's request logs, and for local an
+strace of one more (untimed) run.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -73,6 +74,8 @@ TRIP_ROWS = 300  # rows of each generated trip file: the command never reads the
 BUCKET = "bench-status"
 SCORE_FLOW = "ride-duration-prediction"  # the score flow's name, which names its runs
 TARGET_SECONDS = 60
+# The prepared states of the months that get a current set.
+PUBLISHED = ("done", "stale (input)", "stale (model)")
 STATES = ("done", "stale", "missing", "failed", "running", "not published", "unscorable")
 CONFIGURATIONS = ("local", "http", "s3")
 AWS = {
@@ -119,10 +122,10 @@ def intended_states(files: dict, scorable: set[str]) -> dict[tuple[str, str], st
     for taxi_type in TAXI_TYPES:
         for month in all_months():
             key = (taxi_type, str(month))
-            if key not in files:
-                intended[key] = "not published"
-            elif taxi_type not in scorable:
+            if taxi_type not in scorable:
                 intended[key] = "unscorable"
+            elif key not in files:
+                intended[key] = "not published"
             else:
                 k += 1
                 intended[key] = {
@@ -186,9 +189,6 @@ def publish_sets(
         list(pool.map(one, chosen))
 
 
-PUBLISHED = ("done", "stale (input)", "stale (model)")
-
-
 def record_runs(api: str, intended: dict) -> int:
     """A completed score run in Prefect for every month with a set, a failed one for the
     failed months: what the command reads of Prefect after a backfill."""
@@ -200,8 +200,17 @@ def record_runs(api: str, intended: dict) -> int:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())
+        for attempt in range(10):
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                # A sqlite database busy with the server's own services answers 503, as
+                # Prefect's client expects (it retries too).
+                if error.code != 503 or attempt == 9:
+                    raise
+                time.sleep(min(0.2 * 2**attempt, 5))
+        raise AssertionError("unreachable")
 
     flow_id = post("/flows/", {"name": SCORE_FLOW})["id"]
     runs = 0
@@ -224,14 +233,17 @@ def record_runs(api: str, intended: dict) -> int:
 
 
 def upload(files: dict, prefix: str) -> None:
+    """The trip files into the moto bucket, under `prefix`."""
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
     s3.create_bucket(Bucket=BUCKET)
+
+    def one(path: Path) -> None:
+        s3.upload_file(str(path), BUCKET, f"{prefix}/{path.name}")
+
     with ThreadPoolExecutor(8) as pool:
-        list(
-            pool.map(lambda p: s3.upload_file(str(p), BUCKET, f"{prefix}/{p.name}"), files.values())
-        )
+        list(pool.map(one, files.values()))
 
 
 # --- reading what the command did -------------------------------------------------------------
@@ -326,10 +338,12 @@ def opened_locally(command: list[str], env: dict, trips: Path, root: Path) -> tu
 
 @dataclasses.dataclass
 class Configuration:
+    """Where the command's trips and outputs are: its environment, and the log of the server
+    it talks to (http and s3)."""
+
     name: str
     env: dict
-    log: Path | None = None  # the server's request log, for http and s3
-    root: Path | None = None  # the local output root
+    log: Path | None = None
 
 
 def main() -> int:
@@ -362,9 +376,11 @@ def main() -> int:
         {**base, "INPUT_URI_TEMPLATE": training, "PREFECT_HOME": str(WORK / "train-home")}
     )
     ref = resolved_model(base)
-    from ride_duration.model import service
+    from ride_duration.data.layouts import lacking_fields
+    from ride_duration.model.service import needed_fields
 
-    scorable = {t for t in TAXI_TYPES if service.unscorable_reason(ref, t) is None}
+    fields = needed_fields(ref) or []
+    scorable = {t for t in TAXI_TYPES if not lacking_fields(t, fields)}
     intended = intended_states(files, scorable)
     expected = Counter(printed_state(state) for state in intended.values())
 
@@ -432,7 +448,6 @@ def main() -> int:
                     "INPUT_URI_TEMPLATE": str(trips / FILE_NAME),
                     "OUTPUT_ROOT": str(local_root),
                 },
-                root=local_root,
             ),
             Configuration(
                 "http",

@@ -170,8 +170,6 @@ SCORED_STATES: dict[Mode, frozenset[str]] = {
     "failed": frozenset({"failed"}),
     "all": frozenset({"done", "stale", "missing", "failed"}),
 }
-# The mode that would score a month in each state, for the reason of a month left alone.
-SCORING_MODE = {"missing": "missing", "failed": "failed", "stale": "stale"}
 
 
 def decide(mode: Mode, status: MonthStatus) -> tuple[Action, str]:
@@ -190,7 +188,8 @@ def decide(mode: Mode, status: MonthStatus) -> tuple[Action, str]:
         return "done", _done_reason(status)
     if state == "running":
         return "skip", "running: a score run holds the month now"
-    return "skip", f"{state}: {status.reason} (mode={SCORING_MODE[state]} scores it)"
+    # what is left: missing, failed or stale months, each scored by the mode of its name
+    return "skip", f"{state}: {status.reason} (mode={state} scores it)"
 
 
 def _done_reason(status: MonthStatus) -> str:

@@ -104,12 +104,17 @@ def parquet_footer(uri: str) -> tuple[int, dict[bytes, bytes]]:
         return metadata.num_rows, dict(metadata.metadata or {})
 
 
+# Where each store puts a file's modification time in its info: local, S3, HTTP, others.
+MODIFIED_KEYS = ("mtime", "LastModified", "Last-Modified", "last_modified")
+
+
 def file_info(uri: str) -> dict:
-    """Size and version tag of a file: its ETag on object stores, its mtime locally."""
+    """Size, version tag and modification time of a file, as the store tells them: an ETag on
+    object stores and most HTTP servers, an mtime locally."""
     fs, path = fsspec.core.url_to_fs(uri)
     info = fs.info(path)
     tag = info.get("ETag") or info.get("etag")
-    mtime = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    mtime = next((info[key] for key in MODIFIED_KEYS if info.get(key) is not None), None)
     return {
         "bytes": int(info.get("size") or 0),
         "etag": str(tag).strip('"') if tag else None,
@@ -162,7 +167,7 @@ def modified(uri: str) -> float | None:
         info = fs.info(path)
     except FileNotFoundError:
         return None
-    moment = info.get("mtime") or info.get("LastModified") or info.get("last_modified")
+    moment = next((info[key] for key in MODIFIED_KEYS if info.get(key) is not None), None)
     if hasattr(moment, "timestamp"):
         return moment.timestamp()
     try:

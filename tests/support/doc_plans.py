@@ -228,6 +228,8 @@ PLANS: dict[str, Plan] = {
             "make test": THE_SUITE,
             "make bench": "it takes minutes and rewrites benchmarks/RESULTS.md; it is run by "
             "hand and its results are committed",
+            "make bench-status": "it rewrites benchmarks/RESULTS.md; it is run by hand and its "
+            "results are committed",
             "make bench-serving": "it rewrites benchmarks/RESULTS.md and checks out an older "
             "commit to compare with; it is run by hand and its results are committed",
         },
