@@ -118,7 +118,8 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ENDPOINT_URL": s3_endpoint,
     }
-    # Runs may only write inside OUTPUT_ROOT: every test's tmp_path is inside the base folder.
+    # Runs may only write inside OUTPUT_ROOT: every test's tmp_path is inside the base folder
+    # (a test that scores into its own folder sets OUTPUT_ROOT to it, or to a `_` folder in it).
     output_root = str(tmp_path_factory.getbasetemp())
     # The tracking server hands out s3:// artifact locations: models are loaded from there.
     trusted = f"models:/,runs:/,s3://{ARTIFACT_BUCKET}/"
@@ -258,7 +259,6 @@ class PrefectServer:
     api_url: str
     ui_url: str
     env: dict[str, str]
-    output_root: Path
     workers: dict[str, subprocess.Popen]
     worker_logs: dict[str, Path]
 
@@ -357,7 +357,7 @@ def prefect_server(
             while not workers_online(api_url, names)():
                 assert time.monotonic() < deadline, "workers did not come online"
                 time.sleep(0.5)
-            yield PrefectServer(api_url, ui_url, env, workdir / "output", workers, logs)
+            yield PrefectServer(api_url, ui_url, env, workers, logs)
         finally:
             for process in workers.values():
                 stop(process)
