@@ -5,17 +5,17 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from ride_duration.batch.locks import MonthLock, boot_id, process_start
+from ride_duration.batch.locks import MonthLock, boot_id
 from ride_duration.batch.paths import LockFiles, MonthOutput
 from ride_duration.core.errors import MonthBusyError
 from ride_duration.core.months import Month
+from tests.support.locks import holder
 
 STALE = 600
 
@@ -45,22 +45,6 @@ def dead_pid() -> int:
     process = subprocess.Popen(["true"])
     process.wait()
     return process.pid
-
-
-def holder(**changes: object) -> dict:
-    """A lock as a live run on this host writes it, with `changes`."""
-    return {
-        "owner": "flow-run-1",
-        "token": "t",
-        "host": socket.gethostname(),
-        "boot_id": boot_id(),
-        "pid": os.getpid(),
-        "pid_start": process_start(os.getpid()),
-        "since": "2021-04-01T00:00:00+00:00",
-        "heartbeat": time.time(),
-        "released": False,
-        **changes,
-    }
 
 
 linux = pytest.mark.skipif(boot_id() is None, reason="the system tells no boot id (not Linux)")

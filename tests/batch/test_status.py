@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from ride_duration.batch.locks import boot_id, process_start
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.status import LastRun, judge, stale_reasons, survey
 from ride_duration.core.months import Month
+from tests.support.locks import holder
 from tests.support.outputs import model, publish
 
 MARCH = Month(2021, 3)
@@ -214,17 +211,7 @@ def lock_of(root: Path, month: Month, **changes: object) -> None:
     """A lock file in `month`'s folder, as a run on this host writes it, with `changes`."""
     path = Path(MonthOutput(str(root), "green", month).lock.file(0))
     path.parent.mkdir(parents=True, exist_ok=True)
-    content = {
-        "owner": "flow-run-1",
-        "token": "t",
-        "host": socket.gethostname(),
-        "boot_id": boot_id(),
-        "pid": os.getpid(),
-        "pid_start": process_start(os.getpid()),
-        "since": "2026-12-06T00:00:00+00:00",
-        "heartbeat": time.time(),
-        **changes,
-    }
+    content = holder(since="2026-12-06T00:00:00+00:00", **changes)
     path.write_text(json.dumps(content))
 
 

@@ -177,4 +177,7 @@ def test_the_backfill_form_offers_taxi_types_as_a_multi_select_and_months_as_tex
     page.get_by_label("start", exact=True).fill("2021-01")
     page.get_by_label("end", exact=True).fill("2021-02")
     page.get_by_text("First month, as YYYY-MM").wait_for()
+    # the modes, stale among them, and the status switch, each with what it does
+    page.get_by_text("stale re-scores months whose input or model changed").wait_for()
+    page.get_by_text("List the state of every month (done, stale, missing").wait_for()
     page.screenshot(path=SCREENSHOTS / "backfill-form.png", full_page=True)
