@@ -36,7 +36,8 @@ class Limits:
     max_drop_ratio: float | None = variable(
         "MAX_DROP_RATIO",
         0.5,
-        "fail a month that drops more of its rows than this (`none`: no limit)",
+        "fail a month that drops more of its rows than this share, 0 to 1 (`none`: no limit)",
+        maximum=1,
     )
     max_rmse: float | None = variable(
         "MAX_RMSE", None, "fail a month whose RMSE (minutes) is above this"
@@ -50,7 +51,8 @@ class Limits:
     max_unknown_pair_share: float | None = variable(
         "MAX_UNKNOWN_PAIR_SHARE",
         None,
-        "fail a month with a larger share of pickup/dropoff pairs the model never saw",
+        "fail a month with a larger share (0 to 1) of pickup/dropoff pairs the model never saw",
+        maximum=1,
     )
 
 

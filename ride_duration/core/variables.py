@@ -20,14 +20,21 @@ def variable(
     meaning: str,
     *,
     minimum: int | None = None,
+    maximum: float | None = None,
     shown: str | None = None,
 ) -> Any:
     """A settings field read from the environment variable `name` (blank counts as unset).
 
     `meaning` is its line in the documentation's configuration table; `shown` words a default
-    that is computed rather than fixed.
+    that is computed rather than fixed; a number must lie between `minimum` and `maximum`.
     """
-    metadata = {"variable": name, "minimum": minimum, "meaning": meaning, "shown": shown}
+    metadata = {
+        "variable": name,
+        "minimum": minimum,
+        "maximum": maximum,
+        "meaning": meaning,
+        "shown": shown,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -55,7 +62,11 @@ def read_variables(kind: type, env: Mapping[str, str]) -> Any:
         name = field.metadata["variable"]
         raw = env.get(name, "").strip()
         if raw:
-            values[field.name] = _parse(name, raw, hint, field.metadata["minimum"])
+            value = _parse(name, raw, hint, field.metadata["minimum"])
+            maximum = field.metadata.get("maximum")
+            if maximum is not None and value is not None and value > maximum:
+                raise ConfigurationError(f"{name} must be at most {maximum:g}, got {raw!r}")
+            values[field.name] = value
     return kind(**values)
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import pyarrow as pa
 
-from ride_duration.core import storage
+from ride_duration.core import storage, uris
 from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
@@ -28,15 +28,23 @@ def trip_file_uri(template: str, taxi_type: str, month: Month) -> str:
     """
     values = {"taxi_type": taxi_type, "year": month.year, "month": month.month}
     try:
-        for _, field_name, _, _ in string.Formatter().parse(template):
-            if field_name is not None and field_name not in values:
-                raise ConfigurationError(
-                    f"URI template field {{{field_name}}} is not one of "
-                    "{taxi_type}, {year}, {month} (with an optional format like {month:02d})"
-                )
-        return template.format(**values)
+        names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        unknown = sorted(names - set(values))
+        if unknown:
+            raise ConfigurationError(
+                f"URI template field {{{unknown[0]}}} is not one of "
+                "{taxi_type}, {year}, {month} (with an optional format like {month:02d})"
+            )
+        uri = template.format(**values)
     except (ValueError, IndexError) as error:
         raise ConfigurationError(f"bad URI template {template!r}: {error}") from None
+    if not {"year", "month"} <= names:
+        raise ConfigurationError(
+            f"URI template {uris.display_uri(template)} has no {{year}} and {{month}}: "
+            "every month would read the same file (write e.g. "
+            "green_tripdata_{year:04d}-{month:02d}.parquet)"
+        )
+    return uri
 
 
 @contextmanager

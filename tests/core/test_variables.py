@@ -20,7 +20,7 @@ class Inner:
 class Example:
     name: str = variable("NAME", "x", "a name")
     count: int = variable("COUNT", 1, "how many", minimum=0)
-    ratio: float | None = variable("RATIO", 0.5, "a share")
+    ratio: float | None = variable("RATIO", 0.5, "a share", maximum=1)
     flag: bool = variable("FLAG", False, "on or off")
     mode: Literal["a", "b"] = variable("MODE", "a", "which")
     parts: tuple[str, ...] = variable("PARTS", ("p",), "a list")
@@ -38,6 +38,8 @@ def test_unset_and_blank_variables_keep_their_defaults():
         ("NAME", "y", "name", "y"),
         ("COUNT", " 7 ", "count", 7),
         ("RATIO", "0.25", "ratio", 0.25),
+        ("RATIO", "1", "ratio", 1.0),
+        ("RATIO", "0", "ratio", 0.0),
         ("RATIO", "none", "ratio", None),
         ("FLAG", "yes", "flag", True),
         ("FLAG", "0", "flag", False),
@@ -63,6 +65,9 @@ def test_a_nested_group_reads_its_own_variables():
         ("RATIO", "half", "RATIO must be a number or 'none', got 'half'"),
         ("RATIO", "-0.5", "RATIO must be 0 or more"),
         ("RATIO", "nan", "RATIO must be 0 or more"),
+        ("RATIO", "2", "RATIO must be at most 1, got '2'"),
+        ("RATIO", "1.0001", "RATIO must be at most 1, got '1.0001'"),
+        ("RATIO", "inf", "RATIO must be at most 1, got 'inf'"),
         ("FLAG", "maybe", "FLAG must be True or False, got 'maybe'"),
         ("MODE", "c", "MODE must be 'a' or 'b', got 'c'"),
     ],

@@ -18,7 +18,7 @@ from tests.support.tlc_fake import make_trips, write_trips
     [
         ("{taxi_type}_{year}-{month:02d}.parquet", "fhv_2020-05.parquet"),
         ("s3://b/{taxi_type}/{year}/{month}", "s3://b/fhv/2020/5"),
-        ("fixed.parquet", "fixed.parquet"),
+        ("/data/fhv-{month:02d}-{year}.parquet", "/data/fhv-05-2020.parquet"),
     ],
 )
 def test_a_template_names_one_months_file(template, uri):
@@ -33,6 +33,10 @@ def test_a_template_names_one_months_file(template, uri):
         ("{0}", "is not one of"),
         ("{month:zz}", "bad URI template"),
         ("{month", "bad URI template"),
+        # every month would read the same file, and write its rows as another month's
+        ("fixed.parquet", "URI template fixed.parquet has no {year} and {month}"),
+        ("{taxi_type}-{month}.parquet", "has no {year} and {month}"),
+        ("{taxi_type}-{year}.parquet", "has no {year} and {month}"),
     ],
 )
 def test_a_template_that_reaches_further_is_refused(template, says):
