@@ -27,6 +27,9 @@ from ride_duration.core import cli
 from ride_duration.core.errors import ScoringError
 
 STATE_FILE = "ride-duration-server.json"
+# What stops it: the project's make target, or Prefect's command through this environment's
+# Python (`prefect` itself may not be on PATH).
+STOP_COMMANDS = ("make server-stop", "python -m prefect server stop")
 PID_FILE = "server.pid"  # the name `prefect server stop` reads (prefect.cli._server_utils)
 LOG_FILE = "server.log"
 
@@ -56,7 +59,8 @@ def ensure_api(*, port: int, timeout_seconds: float, say: Callable[[str], None])
             _remember(url)
             say(
                 f"Prefect API: {url} (the UI is at {url.removesuffix('/api')}); later commands "
-                "use it too. Stop it with `prefect server stop`."
+                f"use it too. Stop it with `{STOP_COMMANDS[0]}` in the project's folder, or "
+                f"`{STOP_COMMANDS[1]}`."
             )
     return url
 

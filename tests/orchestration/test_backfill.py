@@ -249,7 +249,9 @@ def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
     monkeypatch.setattr(deployments, "last_runs", last_runs)
     monkeypatch.setattr(service, "needed_fields", lambda model: needed)
     root = str(tmp_path / "out")
-    rows = backfill.status_rows(run(root, str(tmp_path / "in" / "{taxi_type}-{year}-{month:02d}.parquet")))
+    rows = backfill.status_rows(
+        run(root, str(tmp_path / "in" / "{taxi_type}-{year}-{month:02d}.parquet"))
+    )
     assert rows == [
         {
             "taxi_type": "green",

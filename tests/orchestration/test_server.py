@@ -6,7 +6,10 @@ decides with, against real sockets on 127.0.0.1.
 
 from __future__ import annotations
 
+import re
 import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -84,3 +87,20 @@ def test_a_configured_api_that_refuses_fails_at_once_with_one_line(closed_port, 
         server.ensure_api(port=closed_port, timeout_seconds=1, say=said.append)
     assert f"127.0.0.1:{closed_port}" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("command", server.STOP_COMMANDS)
+def test_the_commands_that_stop_the_local_server_exist(command):
+    """The hint a started server prints names commands that work: a make target of the
+    project, and Prefect's own command through this environment's Python."""
+    from tests.conftest import REPO
+
+    words = command.split()
+    if words[0] == "make":
+        assert re.search(rf"^{words[1]}:", (REPO / "Makefile").read_text(), re.MULTILINE)
+    else:
+        help_text = subprocess.run(
+            [sys.executable, *words[1:], "--help"], capture_output=True, text=True, timeout=120
+        )
+        assert help_text.returncode == 0, help_text.stderr
+        assert "Stop a Prefect server" in help_text.stdout
