@@ -9,6 +9,7 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
+from ride_duration.core.errors import InputNotFoundError
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
 from ride_duration.data.sources import read_trips, trip_file_uri
@@ -53,6 +54,21 @@ def make_pipeline(estimator: Estimator) -> object:
     return sk_make_pipeline(DictVectorizer(), regressor)
 
 
+def _month_trips(
+    template: str, taxi_type: str, month: Month, batch_size: int, role: str
+) -> pa.Table:
+    """A month's trips, or, when its file is missing, an error that says which month it is."""
+    try:
+        return read_trips(
+            trip_file_uri(template, taxi_type, month), taxi_type, month, batch_size
+        ).table
+    except InputNotFoundError as error:
+        why = " (training validates on the month after the one it trains on)"
+        raise InputNotFoundError(
+            f"{role} month {taxi_type} {month}{why if role == 'validation' else ''}: {error}"
+        ) from None
+
+
 def train(
     *,
     taxi_type: str,
@@ -68,10 +84,8 @@ def train(
     import mlflow
 
     valid_month = month.shift(1)
-    train_trips, valid_trips = (
-        read_trips(trip_file_uri(input_uri_template, taxi_type, m), taxi_type, m, batch_size).table
-        for m in (month, valid_month)
-    )
+    train_trips = _month_trips(input_uri_template, taxi_type, month, batch_size, "training")
+    valid_trips = _month_trips(input_uri_template, taxi_type, valid_month, batch_size, "validation")
     logger.info(
         "training on %d trips, validating on %d", train_trips.num_rows, valid_trips.num_rows
     )

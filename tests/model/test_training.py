@@ -51,3 +51,38 @@ def test_a_trained_model_is_logged_registered_and_aliased(tmp_path, monkeypatch)
     assert client.get_model_version_by_alias("ride", "production").run_id == trained.run_id
     params = client.get_run(trained.run_id).data.params
     assert (params["train_month"], params["valid_month"]) == ("2021-01", "2021-02")
+
+
+@pytest.mark.parametrize(
+    ("present", "says"),
+    [
+        ([2], "training month green 2021-01: no trip file at "),
+        (
+            [1],
+            "validation month green 2021-02 (training validates on the month after the one it "
+            "trains on): no trip file at ",
+        ),
+    ],
+)
+def test_a_missing_month_says_whether_it_is_the_training_or_the_validation_month(
+    tmp_path, present, says
+):
+    from ride_duration.core.errors import InputNotFoundError
+
+    for month in present:
+        write_trips(tmp_path / file_name("green", 2021, month), make_trips("green", 2021, month))
+    with pytest.raises(InputNotFoundError) as missing:
+        training.train(
+            taxi_type="green",
+            month=Month(2021, 1),
+            estimator="linear",
+            input_uri_template=str(
+                tmp_path / "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
+            ),
+            experiment_name="test",
+            model_name="ride",
+            alias="production",
+            batch_size=1_000,
+        )
+    assert str(missing.value).startswith(says)
+    assert "\n" not in str(missing.value)
