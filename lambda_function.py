@@ -38,18 +38,32 @@ def lambda_handler(event: dict, context: Any) -> dict:
     return _handler()(event)
 
 
-def main() -> int:
-    """`python lambda_function.py < rides.jsonl`: one event of stdin's records, its answer."""
+def main(argv: list[str] | None = None) -> int:
+    """`python lambda_function.py < rides.jsonl`: one event of stdin's records, its answer;
+    exit code 1 when a record failed."""
+    import argparse
     import json
     import sys
 
     from ride_duration.core import cli
 
+    parser = argparse.ArgumentParser(
+        prog="lambda_function.py",
+        description="Hand the Lambda handler one Kinesis event made of stdin's lines (one "
+        "record's data each) and print its answer; with TEST_RUN=True it writes nothing.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    failed: list[dict] = []
+
     def run() -> None:
         event = streaming.kinesis_event(line.encode() for line in sys.stdin if line.strip())
-        print(json.dumps(lambda_handler(event, None)))
+        answer = lambda_handler(event, None)
+        failed.extend(answer.get("batchItemFailures", []))
+        print(json.dumps(answer))
 
-    return cli.run(run, debug="--debug" in sys.argv[1:])
+    code = cli.run(run, debug=args.debug)
+    return code or (1 if failed else 0)
 
 
 if __name__ == "__main__":

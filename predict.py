@@ -34,8 +34,25 @@ def create_app() -> Flask:
     return online.create_app(loaded, max_batch=settings.web_max_batch_rides)
 
 
-# gunicorn takes the app from this module (`predict:app`), so it is made at import.
-app = create_app()
+def main(argv: list[str] | None = None) -> int:
+    """`python predict.py [--port N]`: Flask's development server on 127.0.0.1, for a quick
+    try; the service runs under gunicorn (`gunicorn predict:app`)."""
+    import argparse
 
-if __name__ == "__main__":  # `python predict.py`: Flask's development server, for a quick try
-    app.run(host="127.0.0.1", port=9696)
+    from ride_duration.core import cli
+
+    parser = argparse.ArgumentParser(
+        prog="predict.py",
+        description="The web service on Flask's development server at 127.0.0.1, for a quick "
+        "try. In earnest, run it under gunicorn: gunicorn --bind 0.0.0.0:9696 predict:app",
+    )
+    parser.add_argument("--port", type=cli.bounded_int(1, 65535), default=9696)
+    args = parser.parse_args(argv)
+    create_app().run(host="127.0.0.1", port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+else:  # gunicorn takes the app from this module (`predict:app`), so it is made at import
+    app = create_app()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import subprocess
 import sys
 import time
 
@@ -21,7 +22,7 @@ from ride_duration.core.errors import (
     ScoringError,
 )
 from ride_duration.core.months import current_month
-from tests.conftest import HEAVY
+from tests.conftest import HEAVY, REPO
 
 MAINS = {"score": score.main, "train": train.main}
 
@@ -336,10 +337,6 @@ def test_a_backfill_needs_at_least_one_taxi_type_and_months_as_yyyy_mm():
 
 def imported_modules(*args: str) -> tuple[int, set[str]]:
     """The exit code of `python ARGS` and the top-level modules it imported."""
-    import subprocess
-
-    from tests.conftest import REPO
-
     result = subprocess.run(
         [sys.executable, "-X", "importtime", *args],
         cwd=REPO,
@@ -371,3 +368,23 @@ def test_help_and_argument_errors_load_no_heavy_library(args, code):
     returncode, modules = imported_modules(*args)
     assert returncode == code
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+@pytest.mark.parametrize("program", ["predict.py", "lambda_function.py", "stream.py"])
+def test_help_of_the_online_entry_points_answers_without_starting_or_reading(program):
+    """`--help` prints the usage and exits 0: it starts no server and reads nothing from stdin
+    (left open here, so a program that waited on it would time out)."""
+    process = subprocess.Popen(
+        [sys.executable, program, "--help"],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.startswith(f"usage: {program}")

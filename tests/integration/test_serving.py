@@ -123,6 +123,34 @@ def test_the_full_install_serves_a_ride_without_loading_the_full_stack(
     assert loaded == []
 
 
+@pytest.mark.parametrize(
+    ("rides", "code", "failed"),
+    [
+        ([RIDE], 0, 0),
+        ([RIDE, {**RIDE, "ride": {**RIDE["ride"], "trip_distance": -1}, "ride_id": 2}], 1, 1),
+        (["not json"], 1, 1),
+    ],
+    ids=["every record scored", "one record failed", "every record failed"],
+)
+def test_the_local_lambda_run_exits_non_zero_when_a_record_failed(
+    services: Services, trained: Trained, rides: list, code: int, failed: int
+):
+    lines = "\n".join(ride if isinstance(ride, str) else json.dumps(ride) for ride in rides)
+    env = {**services.env, "TEST_RUN": "True", "MODEL_URI": "models:/ride-duration@production"}
+    result = subprocess.run(
+        [sys.executable, "lambda_function.py"],
+        input=lines + "\n",
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == code, result.stderr[-3000:]
+    answer = json.loads(result.stdout.splitlines()[-1])
+    assert len(answer["batchItemFailures"]) == failed
+
+
 @pytest.fixture(scope="module")
 def uncompiled(services: Services, trained: Trained, tmp_path_factory) -> Path:
     """The trained model's folder without its compiled forest: a model only scikit-learn runs."""
