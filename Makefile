@@ -31,7 +31,9 @@ SERVING_CODE := ride_duration predict.py gunicorn.conf.py lambda_function.py str
 	bench-web bench-stream bench-status bench-serving image image-serving clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' \
+	  '{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
+	   END { for (i = 1; i <= NR; i++) printf "  make %s  %s\n", sprintf("%-" width "s", name[i]), text[i] }'
 
 install: $(VENV)/.installed ## create .venv from Pipfile.lock (pipenv install --dev --deploy)
 

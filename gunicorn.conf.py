@@ -6,10 +6,18 @@ default) of WEB_THREADS threads each; flags given on the command line win over t
 
 import gc
 import os
+import sys
 
+from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.settings import Settings
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except ConfigurationError as error:
+    # gunicorn reports a config file's exception with its traceback; a bad WEB_* variable is
+    # the operator's one-line mistake (SystemExit passes through gunicorn's handler).
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(2)
 
 bind = "0.0.0.0:9696"
 workers = _settings.web_workers or os.cpu_count() or 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 from datetime import UTC, datetime
 
 import pytest
@@ -299,3 +300,15 @@ def test_a_generated_part_is_replaced_between_its_markers(text, content, expecte
 
     generate = runpy.run_path(str(GENERATE))
     assert generate["replace"](text, "t", content) == expected
+
+
+def test_make_help_lists_every_target_in_aligned_columns():
+    lines = subprocess.run(
+        ["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    targets = re.findall(r"^([a-z-]+):.*## ", (REPO / "Makefile").read_text(), re.MULTILINE)
+    assert [line.split()[1] for line in lines] == targets
+    widest = max(len(target) for target in targets)
+    assert {line.index(line.split()[2], 7 + len(line.split()[1])) for line in lines} == {
+        7 + widest + 2
+    }

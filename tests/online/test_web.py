@@ -256,3 +256,35 @@ def test_each_request_logs_one_json_line(client, caplog):
     assert entry["model_version"] == "ride-duration/3"
     assert entry["latency_ms"] > 0
     assert (entry["method"], entry["path"]) == ("POST", "/predict/batch")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("WEB_WORKERS", "abc", "error: WEB_WORKERS must be a whole number, got 'abc'"),
+        ("WEB_THREADS", "0", "error: WEB_THREADS must be at least 1, got 0"),
+        ("WEB_TIMEOUT_SECONDS", "soon", "error: WEB_TIMEOUT_SECONDS must be a whole number"),
+    ],
+)
+def test_a_bad_web_setting_stops_gunicorn_with_one_line(variable, value, says):
+    """gunicorn reads gunicorn.conf.py first: a bad WEB_* variable is one line and exit 2,
+    not gunicorn's "Failed to read config file" and a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "--check-config", "predict:app"],
+        cwd=REPO,
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(says)
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stdout + result.stderr
