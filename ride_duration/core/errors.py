@@ -16,6 +16,13 @@ class InputNotFoundError(ScoringError):
     """The month's trip file does not exist (not published yet, or a wrong location)."""
 
 
+class InputUnreachableError(ScoringError):
+    """The trip files' server or store did not answer (DNS, refused, timed out): not a sign
+    that the month is missing."""
+
+    transient = True
+
+
 class InputUnreadableError(ScoringError):
     """The trip file exists but is not a readable parquet file."""
 

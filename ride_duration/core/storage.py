@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ride_duration.core.errors import (
     InputNotFoundError,
+    InputUnreachableError,
     InputUnreadableError,
     first_line,
 )
@@ -56,7 +57,8 @@ def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
     try:
         fs, path = fsspec.core.url_to_fs(uri)
         handle = fs.open(path, "rb")
-    except FileNotFoundError:
+    except FileNotFoundError as error:
+        _raise_if_unreachable(error, uri)
         raise InputNotFoundError(
             f"no trip file at {display_uri(uri)}: the month may not be published yet "
             "(the TLC publishes about two months late) or INPUT_URI_TEMPLATE points elsewhere"
@@ -108,11 +110,28 @@ def parquet_footer(uri: str) -> tuple[int, dict[bytes, bytes]]:
 MODIFIED_KEYS = ("mtime", "LastModified", "Last-Modified", "last_modified")
 
 
+def _raise_if_unreachable(error: FileNotFoundError, uri: str) -> None:
+    """fsspec's HTTP files report any failure to reach a server as FileNotFoundError, the
+    failure as its cause: a cause that is no 404 or 410 answer is an unreachable server."""
+    cause = error.__cause__
+    if cause is None or getattr(cause, "status", None) in (404, 410):
+        return
+    raise InputUnreachableError(
+        f"cannot reach {display_uri(uri)}: {first_line(cause)}: check the network, or "
+        "INPUT_URI_TEMPLATE"
+    ) from None
+
+
 def file_info(uri: str) -> dict:
     """Size, version tag and modification time of a file, as the store tells them: an ETag on
-    object stores and most HTTP servers, an mtime locally."""
+    object stores and most HTTP servers, an mtime locally. FileNotFoundError when the file is
+    not there, InputUnreachableError when its server does not answer."""
     fs, path = fsspec.core.url_to_fs(uri)
-    info = fs.info(path)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError as error:
+        _raise_if_unreachable(error, uri)
+        raise
     tag = info.get("ETag") or info.get("etag")
     mtime = next((info[key] for key in MODIFIED_KEYS if info.get(key) is not None), None)
     return {

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import io
+import socket
 import struct
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
@@ -16,7 +20,12 @@ from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core import storage, writes
-from ride_duration.core.errors import InputNotFoundError, InputUnreadableError, SchemaError
+from ride_duration.core.errors import (
+    InputNotFoundError,
+    InputUnreachableError,
+    InputUnreadableError,
+    SchemaError,
+)
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Settings
 from ride_duration.model.predictors import RecordsPredictor
@@ -353,3 +362,55 @@ def test_a_root_whose_name_has_glob_characters_is_listed_as_it_is(tmp_path: Path
     writes.write_text(str(tmp_path / "run[1]" / "a.json"), "x")
     writes.write_text(str(tmp_path / "run1" / "b.json"), "x")
     assert getattr(storage, listing)(str(tmp_path / "run[1]"), "*.json") == ["a.json"]
+
+
+# --- a server that does not answer is not a missing file --------------------------------------
+
+
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self) -> None:
+        self.send_response(404)
+        self.end_headers()
+
+    do_GET = do_HEAD
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def trip_server() -> Iterator[str]:
+    """A local HTTP server that has no file at all (404 to everything)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _open(uri: str) -> None:
+    with storage.open_parquet(uri):
+        pass
+
+
+@pytest.mark.parametrize("reach", [storage.file_info, _open], ids=["file_info", "open_parquet"])
+def test_a_server_that_does_not_answer_is_unreachable_not_a_missing_month(reach):
+    uri = f"http://127.0.0.1:{_closed_port()}/green_tripdata_2021-03.parquet"
+    with pytest.raises(InputUnreachableError) as unreachable:
+        reach(uri)
+    assert str(unreachable.value).startswith(f"cannot reach {uri}: Cannot connect to host")
+    assert unreachable.value.transient
+
+
+def test_a_server_that_answers_404_has_no_such_file(trip_server):
+    uri = f"{trip_server}/green_tripdata_2021-03.parquet"
+    with pytest.raises(FileNotFoundError):
+        storage.file_info(uri)
+    with pytest.raises(InputNotFoundError, match="no trip file at "):
+        _open(uri)
