@@ -65,7 +65,8 @@ def main(argv: list[str]) -> None:
             try:
                 line = {"reader": name, "sets": sets(read())}
             except Exception as error:  # noqa: BLE001 - every failure is reported to the test
-                line = {"reader": name, "error": f"{type(error).__name__}: {error}"[:300]}
+                kind = f"{type(error).__module__}.{type(error).__name__}"
+                line = {"reader": name, "error": f"{kind}: {error}"[:300]}
             print(json.dumps(line), flush=True)
 
 
