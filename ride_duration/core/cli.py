@@ -25,12 +25,37 @@ class _NoTraceback(logging.Filter):
         return True
 
 
+class _KnownFailureOnce(logging.Filter):
+    """Drops the console lines in which Prefect reports a known failure (the task's exception,
+    its retries, the flow's exception and final state): the command says it once, as its last
+    line. The Prefect run's own logs keep them all, and `--debug` shows them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.names = tuple(_names_of(ScoringError))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            return True
+        if record.exc_info and isinstance(record.exc_info[1], ScoringError):
+            return False
+        message = record.getMessage()
+        return not any(name in message for name in self.names)
+
+
+def _names_of(kind: type) -> list[str]:
+    """The names of `kind` and of every subclass of it."""
+    return [kind.__name__] + [name for sub in kind.__subclasses__() for name in _names_of(sub)]
+
+
 def run(main: Callable[[], object], debug: bool) -> int:
     """Call `main`; turn a known failure into one line on stderr and exit code 2."""
     if not debug:
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
             for handler in logging.getLogger(name).handlers:
                 handler.addFilter(_NoTraceback())
+                if isinstance(handler, logging.StreamHandler):  # the console, not the API
+                    handler.addFilter(_KnownFailureOnce())
     try:
         main()
     except ScoringError as error:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.settings import Settings
 from ride_duration.data import rules
 from ride_duration.model.service import ServingModel, load_for_serving
@@ -275,7 +276,17 @@ def kinesis_event(datas: Iterable[bytes], stream: str = "local") -> dict:
 
 
 def kinesis_client(settings: Settings) -> Kinesis:
-    """A boto3 Kinesis client: KINESIS_ENDPOINT_URL (the course's), else AWS_ENDPOINT_URL."""
-    import boto3
+    """A boto3 Kinesis client: KINESIS_ENDPOINT_URL (the course's), else AWS_ENDPOINT_URL.
 
-    return boto3.client("kinesis", endpoint_url=settings.kinesis_endpoint_url)
+    Without a region (boto3 will not guess one), ConfigurationError in one line.
+    """
+    import boto3
+    from botocore.exceptions import NoRegionError
+
+    try:
+        return boto3.client("kinesis", endpoint_url=settings.kinesis_endpoint_url)
+    except NoRegionError:
+        raise ConfigurationError(
+            "no AWS region for Kinesis: set AWS_DEFAULT_REGION (e.g. eu-west-1), or run with "
+            "TEST_RUN=True to write nothing"
+        ) from None

@@ -388,3 +388,64 @@ def test_help_of_the_online_entry_points_answers_without_starting_or_reading(pro
         process.kill()
     assert process.returncode == 0, err
     assert out.startswith(f"usage: {program}")
+
+
+def _record(name: str, message: str, error: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(error), error, None) if error else None
+    return logging.LogRecord(name, logging.ERROR, __file__, 1, message, None, exc_info)
+
+
+@pytest.mark.parametrize(
+    ("record", "shown"),
+    [
+        (
+            _record(
+                "prefect.task_runs",
+                "Task run failed with exception: InputNotFoundError('x') - Retries are exhausted",
+            ),
+            False,
+        ),
+        (
+            _record(
+                "prefect.task_runs",
+                "Finished in state Failed('Task run encountered an exception QualityError: x')",
+            ),
+            False,
+        ),
+        (
+            _record(
+                "prefect.flow_runs",
+                "Encountered exception during execution: %r",
+                InputNotFoundError("x"),
+            ),
+            False,
+        ),
+        (
+            _record(
+                "prefect.flow_runs",
+                "Finished in state Failed('Flow run encountered an exception: MonthBusyError: x')",
+            ),
+            False,
+        ),
+        (
+            _record(
+                "prefect.task_runs",
+                "Task run failed with exception: OutputWriteError('x') - Retry 1/2 will start",
+            ),
+            False,
+        ),
+        # a bug is no known failure: its lines stay
+        (
+            _record(
+                "prefect.flow_runs", "Encountered exception during execution: %r", KeyError("x")
+            ),
+            True,
+        ),
+        (_record("prefect.flow_runs", "Finished in state Failed('... KeyError: x')"), True),
+        # nor are other loggers' lines about it filtered
+        (_record("ride_duration.batch.month", "InputNotFoundError seen"), True),
+        (_record("prefect.flow_runs", "read 83827 rows, dropped 3455"), True),
+    ],
+)
+def test_prefect_s_console_lines_about_a_known_failure_are_dropped(record, shown):
+    assert cli._KnownFailureOnce().filter(record) is shown

@@ -94,6 +94,8 @@ def test_bad_input_fails_with_one_clear_line_and_writes_nothing(
     error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(error_lines) == 1, result.stderr
     assert message in error_lines[0]
+    # said once: Prefect's own lines about the same failure stay in its run's logs
+    assert (result.stdout + result.stderr).count(message) == 1, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     out = tmp_path / "out"
     assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
