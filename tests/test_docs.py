@@ -304,7 +304,11 @@ def test_a_generated_part_is_replaced_between_its_markers(text, content, expecte
 
 def test_make_help_lists_every_target_in_aligned_columns():
     lines = subprocess.run(
-        ["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, check=True
+        ["make", "-s", "--no-print-directory", "help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.splitlines()
     targets = re.findall(r"^([a-z-]+):.*## ", (REPO / "Makefile").read_text(), re.MULTILINE)
     assert [line.split()[1] for line in lines] == targets
