@@ -133,7 +133,7 @@ def file_info(uri: str) -> dict:
         _raise_if_unreachable(error, uri)
         raise
     tag = info.get("ETag") or info.get("etag")
-    mtime = next((info[key] for key in MODIFIED_KEYS if info.get(key) is not None), None)
+    mtime = _modified_of(info)
     return {
         "bytes": int(info.get("size") or 0),
         "etag": str(tag).strip('"') if tag else None,
@@ -141,12 +141,17 @@ def file_info(uri: str) -> dict:
     }
 
 
+def _modified_of(info: dict) -> object:
+    """A file's modification time, under whichever key its store's info uses."""
+    return next((info[key] for key in MODIFIED_KEYS if info.get(key) is not None), None)
+
+
 def read_text(uri: str) -> str | None:
-    """A small text file's content, or None when it does not exist."""
+    """A small text file's content, or None when it does not exist (one GET on a remote
+    store: opening a file would ask for its size first)."""
     fs, path = fsspec.core.url_to_fs(uri)
     try:
-        with fs.open(path, "rt", encoding="utf-8") as handle:
-            return handle.read()
+        return fs.cat_file(path).decode("utf-8")
     except FileNotFoundError:
         return None
 
@@ -186,7 +191,7 @@ def modified(uri: str) -> float | None:
         info = fs.info(path)
     except FileNotFoundError:
         return None
-    moment = next((info[key] for key in MODIFIED_KEYS if info.get(key) is not None), None)
+    moment = _modified_of(info)
     if hasattr(moment, "timestamp"):
         return moment.timestamp()
     try:
