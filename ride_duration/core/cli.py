@@ -51,6 +51,8 @@ def _names_of(kind: type) -> list[str]:
 def run(main: Callable[[], object], debug: bool) -> int:
     """Call `main`; turn a known failure into one line on stderr and exit code 2."""
     if not debug:
+        # urllib3's "Retrying (Retry(total=1, ...))" warnings: the error line says the outcome.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
             for handler in logging.getLogger(name).handlers:
                 handler.addFilter(_NoTraceback())

@@ -132,10 +132,15 @@ def as_scoring_error(error: Exception, uri: str) -> Exception:
     return error
 
 
-def server_unreachable(tracking_uri: str) -> TrackingServerUnreachableError:
-    """The error of a tracking server that does not answer."""
+def server_unreachable(
+    tracking_uri: str, reason: str | BaseException = ""
+) -> TrackingServerUnreachableError:
+    """The error of a tracking server that does not answer (`reason`: the network's words)."""
+    if isinstance(reason, OSError) and reason.strerror:
+        reason = reason.strerror  # "Connection refused", not "[Errno 111] Connection refused"
+    because = f" ({reason})" if str(reason) else ""
     return TrackingServerUnreachableError(
-        f"MLflow tracking server {display_uri(tracking_uri)} did not answer: "
+        f"MLflow tracking server {display_uri(tracking_uri)} did not answer{because}: "
         "start it or set MLFLOW_TRACKING_URI"
     )
 

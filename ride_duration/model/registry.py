@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ride_duration.model import rest
-from ride_duration.model.artifacts import mlflow_installed, server_unreachable
+from ride_duration.model.artifacts import server_unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +60,13 @@ def lookup(tracking_uri: str, name: str, selector: str) -> Version | None:
             return _Sqlite(_sqlite_path(tracking_uri)).lookup(name, selector)
     except (OSError, ValueError, KeyError, sqlite3.Error) as error:
         # A server that does not answer (URLError, ConnectionError and TimeoutError are
-        # OSErrors): where MLflow is not installed, nobody is asked after this module.
-        unanswered = isinstance(error, (urllib.error.URLError, ConnectionError, TimeoutError))
-        if unanswered and not mlflow_installed():
-            raise server_unreachable(tracking_uri) from None
+        # OSErrors) was asked again already (rest._open): MLflow would only ask it again.
+        if isinstance(error, urllib.error.URLError) and not isinstance(
+            error, urllib.error.HTTPError
+        ):
+            raise server_unreachable(tracking_uri, error.reason) from None
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            raise server_unreachable(tracking_uri, error) from None
         logger.debug("registry lookup of %s %s left to MLflow: %s", name, selector, error)
     return None
 

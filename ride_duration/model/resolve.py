@@ -90,6 +90,8 @@ def resolve_model(
     uri = uri.strip()
     uris.check_no_credentials(uri, "model URI")
     check_trusted(uri, trusted_prefixes)
+    if uri.startswith(("models:/", "runs:/")):
+        _check_store_exists(uri, tracking_uri)
     try:
         if uri.startswith("models:/"):
             model = _resolve_registered(uri, tracking_uri)
@@ -105,6 +107,26 @@ def resolve_model(
     uris.check_no_credentials(model.location, "the model's file location")
     check_trusted(model.location, trusted_prefixes, files_of=model.resolved_uri)
     return model
+
+
+def _check_store_exists(uri: str, tracking_uri: str) -> None:
+    """Refuse a sqlite store that is not there, before MLflow creates an empty one.
+
+    `sqlite:///mlflow.db` (the default) is relative to the current folder: from another folder
+    it names no store, and MLflow would leave an empty mlflow.db there and say only that the
+    model is not found.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = tracking_uri.removeprefix("sqlite:///")
+    if os.path.isfile(path):
+        return
+    where = f"{os.path.abspath(path)}" + ("" if os.path.isabs(path) else ", in the current folder")
+    raise ModelNotFoundError(
+        f"cannot find model {display_uri(uri)}: MLFLOW_TRACKING_URI {tracking_uri} names no "
+        f"MLflow store ({where}): run from the folder you trained in, or set "
+        "MLFLOW_TRACKING_URI to the store's absolute sqlite://// path or to a tracking server"
+    )
 
 
 def _files_location(model: ModelRef) -> str:

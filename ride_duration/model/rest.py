@@ -13,6 +13,7 @@ import base64
 import logging
 import os
 import shutil
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,7 +22,12 @@ from ride_duration.core.uris import display_uri
 
 logger = logging.getLogger(__name__)
 
-TIMEOUT_SECONDS = 10
+# MLflow's own defaults for its HTTP variables, used when they are unset (the settings set them).
+MLFLOW_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": 7,
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": 2,
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": 120,
+}
 ARTIFACTS_ROOT = "/api/2.0/mlflow-artifacts/artifacts"
 
 
@@ -75,9 +81,35 @@ def download_served(uri: str, tracking_uri: str, local_folder: str, only: tuple[
 
 
 def _open(url: str):  # noqa: ANN202 - an http.client.HTTPResponse
-    """GET `url` with the tracking server's credentials; HTTPError for a refusal."""
+    """GET `url` with the tracking server's credentials; HTTPError for a refusal.
+
+    A server that does not answer is asked again as MLflow's client would
+    (MLFLOW_HTTP_REQUEST_MAX_RETRIES more times, waiting BACKOFF_FACTOR, then twice as long
+    each time), then its URLError is raised.
+    """
+    retries, backoff, timeout = (_mlflow_number(name) for name in MLFLOW_DEFAULTS)
     request = urllib.request.Request(url, headers=_credentials())
-    return urllib.request.urlopen(request, timeout=TIMEOUT_SECONDS)
+    attempt = 0
+    while True:
+        try:
+            return urllib.request.urlopen(request, timeout=timeout)
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
+            if attempt >= retries:
+                raise
+            wait = backoff * 2**attempt
+            logger.debug("%s did not answer (%s); again in %.0f s", display_uri(url), error, wait)
+            time.sleep(wait)
+            attempt += 1
+
+
+def _mlflow_number(name: str) -> float:
+    """MLflow's HTTP variable `name` as a number, else MLflow's default for it."""
+    try:
+        return max(float(os.environ.get(name, MLFLOW_DEFAULTS[name])), 0)
+    except ValueError:
+        return MLFLOW_DEFAULTS[name]
 
 
 def _credentials() -> dict[str, str]:

@@ -49,7 +49,9 @@ io_task = functools.partial(
 )
 
 
-@io_task(name="resolve-model")
+# Not retried as a task: every call to the tracking server is retried already (MLFLOW_RETRIES,
+# with backoff), and a task retry on top would multiply the waits of a server that is down.
+@task(name="resolve-model", cache_policy=NO_CACHE)
 def resolve_model_task(
     model_uri: str, trusted_prefixes: tuple[str, ...], tracking_uri: str
 ) -> ModelRef:

@@ -23,7 +23,7 @@ DEFAULTS = {
     "output_root": "output",
     "batch_size": 500_000,
     "ride_id_mode": "deterministic",
-    "mlflow_retries": 2,
+    "mlflow_retries": 3,
     "mlflow_timeout_seconds": 10,
     "publication_lag_months": 3,
     "schedule_timezone": "America/New_York",

@@ -59,16 +59,22 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_a_tracking_server_that_does_not_answer_is_left_to_mlflow():
-    assert registry.lookup(f"http://127.0.0.1:{closed_port()}", "ride", "1") is None
-
-
-def test_without_mlflow_a_tracking_server_that_does_not_answer_is_said_so(not_installed):
-    """Nobody is asked after this module in the serving install: MODEL_LOCATION's fallback
-    needs to hear that the server is down."""
-    not_installed("mlflow")
-    with pytest.raises(TrackingServerUnreachableError, match="did not answer"):
-        registry.lookup(f"http://127.0.0.1:{closed_port()}", "ride", "1")
+@pytest.mark.parametrize("mlflow_there", [True, False])
+def test_a_tracking_server_that_does_not_answer_is_said_so(
+    not_installed, monkeypatch, mlflow_there
+):
+    """Asked again already, it is not asked once more through MLflow; in the serving install,
+    MODEL_LOCATION's fallback needs to hear that the server is down."""
+    if not mlflow_there:
+        not_installed("mlflow")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    uri = f"http://127.0.0.1:{closed_port()}"
+    with pytest.raises(TrackingServerUnreachableError) as raised:
+        registry.lookup(uri, "ride", "1")
+    assert str(raised.value) == (
+        f"MLflow tracking server {uri} did not answer (Connection refused): "
+        "start it or set MLFLOW_TRACKING_URI"
+    )
 
 
 @pytest.mark.parametrize(

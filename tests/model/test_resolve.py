@@ -70,6 +70,22 @@ def test_a_uri_with_credentials_or_outside_the_prefixes_is_refused_before_any_re
         resolve_model(uri, ("models:/", "https://host/model"))
 
 
+@pytest.mark.parametrize("uri", ["models:/ride-duration@production", "runs:/r1/model"])
+@pytest.mark.parametrize("relative", [True, False])
+def test_a_sqlite_store_that_is_not_there_is_named_and_not_created(
+    tmp_path, monkeypatch, uri, relative
+):
+    """From another folder, the default sqlite:///mlflow.db names no store: MLflow would create
+    an empty one there and say only that the model is not found."""
+    monkeypatch.chdir(tmp_path)
+    tracking_uri = "sqlite:///mlflow.db" if relative else f"sqlite:///{tmp_path}/mlflow.db"
+    with pytest.raises(ModelNotFoundError) as raised:
+        resolve_model(uri, tracking_uri=tracking_uri)
+    assert f"MLFLOW_TRACKING_URI {tracking_uri} names no MLflow store" in str(raised.value)
+    assert ("in the current folder" in str(raised.value)) is relative
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_trusted_folder_without_a_model_is_not_found(tmp_path):
     with pytest.raises(ModelNotFoundError, match="no MLmodel"):
         resolve_model(str(tmp_path), (str(tmp_path),))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.server
 import threading
+import urllib.error
 from typing import ClassVar
 
 import pytest
@@ -123,3 +124,46 @@ def test_the_tracking_servers_credentials_go_as_mlflow_sends_them(
         monkeypatch.setenv(name, value)
     assert rest.open_url(f"{server}/nothing") is None  # a 404
     assert Files.seen == [header]
+
+
+@pytest.mark.parametrize(
+    ("retries", "backoff", "waits"),
+    [
+        ("0", "1", []),
+        ("3", "1", [1, 2, 4]),
+        ("2", "0.5", [0.5, 1]),
+        ("x", "y", [2, 4, 8, 16, 32, 64, 128]),
+    ],
+)
+def test_a_server_that_does_not_answer_is_asked_again_as_mlflow_would(
+    monkeypatch, retries, backoff, waits
+):
+    """MLFLOW_HTTP_REQUEST_MAX_RETRIES more times, after BACKOFF_FACTOR doubled each time;
+    MLflow's defaults (7, 2) for values that are not numbers."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", retries)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", backoff)
+    slept: list[float] = []
+    monkeypatch.setattr(rest.time, "sleep", slept.append)
+    calls = []
+
+    def refuse(request, timeout):
+        calls.append(request.full_url)
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(rest.urllib.request, "urlopen", refuse)
+    with pytest.raises(urllib.error.URLError):
+        rest.open_url("http://h/api")
+    assert slept == waits
+    assert len(calls) == len(waits) + 1
+
+
+def test_a_refusal_is_not_asked_again(monkeypatch):
+    calls = []
+
+    def refuse(request, timeout):
+        calls.append(1)
+        raise urllib.error.HTTPError(request.full_url, 404, "Not Found", {}, None)
+
+    monkeypatch.setattr(rest.urllib.request, "urlopen", refuse)
+    assert rest.open_url("http://h/api") is None
+    assert calls == [1]
