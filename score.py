@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         with prefect_api():
-            score(
+            summary = score(
                 taxi_type=args.taxi_type,
                 year=args.year,
                 month=args.month,
@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 input_uri_template=args.input_uri_template,
                 output_root=args.output_root,
             )
+        print(report.closing_line(summary))
 
     return cli.run(run, debug=args.debug)
 

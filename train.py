@@ -19,11 +19,17 @@ from ride_duration.model.training import train
 def main(argv: list[str] | None = None) -> int:
     """The command line: `python train.py TAXI_TYPE YEAR MONTH [--estimator linear]`."""
     parser = argparse.ArgumentParser(
-        prog="train.py", description="Train, log and register the ride-duration model."
+        prog="train.py",
+        description="Train the ride-duration model on one month, validate it on the next, log "
+        "and register it in MLflow (MODEL_NAME), and move the alias MODEL_ALIAS (production) to "
+        "the new version: the alias is what score.py, the web service and the stream scorer "
+        "load by default.",
     )
-    parser.add_argument("taxi_type", choices=TAXI_TYPES)
-    parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, 2100))
-    parser.add_argument("month", type=cli.bounded_int(1, 12))
+    parser.add_argument("taxi_type", choices=TAXI_TYPES, help="which TLC trip records")
+    parser.add_argument("year", type=cli.bounded_int(FIRST_YEAR, 2100), help="e.g. 2021")
+    parser.add_argument(
+        "month", type=cli.bounded_int(1, 12), help="1 to 12: trained on; the next validates"
+    )
     parser.add_argument("--estimator", choices=["random-forest", "linear"], default="random-forest")
     args = cli.parse_tool(parser, argv)
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -87,7 +92,12 @@ def train(
     train_trips = _month_trips(input_uri_template, taxi_type, month, batch_size, "training")
     valid_trips = _month_trips(input_uri_template, taxi_type, valid_month, batch_size, "validation")
     logger.info(
-        "training on %d trips, validating on %d", train_trips.num_rows, valid_trips.num_rows
+        "training on %d trips of %s %s, validating on %d of %s",
+        train_trips.num_rows,
+        taxi_type,
+        month,
+        valid_trips.num_rows,
+        valid_month,
     )
     features = f.available_features(taxi_type)
     mlflow.set_experiment(experiment_name)
@@ -103,11 +113,15 @@ def train(
                 **(RANDOM_FOREST_PARAMS if estimator == "random-forest" else {}),
             }
         )
-        pipeline, training_rows, rmse = _fit(estimator, features, train_trips, valid_trips)
+        with _step(f"fitting {_describe(estimator)}"):
+            pipeline, training_rows, rmse = _fit(estimator, features, train_trips, valid_trips)
+        logger.info("rmse on %s %s: %.4f", taxi_type, valid_month, rmse)
         mlflow.log_metric("rmse", rmse)
         # Compiled and verified before anything is logged: a mismatch logs nothing.
-        compiled = compile_checked(pipeline, training_rows)
-        version = _log(pipeline, compiled, model_name)
+        with _step("compiling the forest and checking it against scikit-learn"):
+            compiled = compile_checked(pipeline, training_rows)
+        with _step(f"logging the model to MLflow and registering it as {model_name}"):
+            version = _log(pipeline, compiled, model_name)
     mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
     return TrainedModel(
         run_id=run.info.run_id,
@@ -116,6 +130,26 @@ def train(
         alias=alias,
         rmse=rmse,
         compiled=compiled.describe() if compiled else "not a forest: scored with scikit-learn",
+    )
+
+
+@contextlib.contextmanager
+def _step(doing: str) -> Iterator[None]:
+    """Say what a slow step does before it starts, and how long it took once done."""
+    logger.info("%s ...", doing)
+    started = time.perf_counter()
+    yield
+    logger.info("  done in %.0f s", time.perf_counter() - started)
+
+
+def _describe(estimator: Estimator) -> str:
+    """The estimator as its progress line names it."""
+    if estimator == "linear":
+        return "DictVectorizer + LinearRegression"
+    cores = os.cpu_count() or 1
+    return (
+        f"DictVectorizer + RandomForestRegressor ({RANDOM_FOREST_PARAMS['n_estimators']} trees "
+        f"on {cores} core{'s' if cores > 1 else ''}, the slow step)"
     )
 
 
@@ -139,14 +173,33 @@ def _log(pipeline: object, compiled: Compiled | None, model_name: str) -> str:
     import sklearn
 
     # No signature: with one, pyfunc would turn the dict input into a DataFrame.
-    # skops (the default format) rejects RandomForest's tree type, hence cloudpickle.
-    info = mlflow.sklearn.log_model(
-        pipeline,
-        name="model",
-        serialization_format="cloudpickle",
-        pip_requirements=[f"scikit-learn=={sklearn.__version__}", f"numpy=={np.__version__}"],
-        registered_model_name=model_name,
-    )
+    # skops (the default format) rejects RandomForest's tree type, hence cloudpickle; MLflow's
+    # warning about it is dropped, as the risk is what TRUSTED_MODEL_PREFIXES answers.
+    sklearn_logger = logging.getLogger("mlflow.sklearn")
+    sklearn_logger.addFilter(_not_the_pickle_warning)
+    # MLflow prints "Successfully registered model ..." and "Created version ..." on stderr:
+    # the command's own lines say so, and the prints are kept for --debug.
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                serialization_format="cloudpickle",
+                pip_requirements=[
+                    f"scikit-learn=={sklearn.__version__}",
+                    f"numpy=={np.__version__}",
+                ],
+                registered_model_name=model_name,
+            )
+    finally:
+        sklearn_logger.removeFilter(_not_the_pickle_warning)
+        logger.debug("MLflow printed: %s", printed.getvalue().strip())
     if compiled is not None:
         log_to_model(info.model_id, compiled)
     return str(info.registered_model_version)
+
+
+def _not_the_pickle_warning(record: logging.LogRecord) -> bool:
+    """False for MLflow's warning that a model is saved with (cloud)pickle."""
+    return not record.getMessage().startswith("Saving scikit-learn models in the pickle")

@@ -47,6 +47,15 @@ def summary(result: MonthResult) -> dict:
     }
 
 
+def closing_line(summary: dict) -> str:
+    """What `score.py` prints on stdout once a month is published: the month, the rows scored,
+    the model version and the current set's location (its last word, for scripts)."""
+    return (
+        f"{summary['taxi_type']} {summary['month']}: {summary['rows_scored']} predictions by "
+        f"{summary['model_version']} in {summary['output']}"
+    )
+
+
 def markdown_report(result: MonthResult) -> str:
     """A short markdown summary of one scored month, for the run's Prefect artifact."""
     lines = [

@@ -53,6 +53,15 @@ def test_the_summary_is_the_result_in_plain_values():
     }
 
 
+def test_score_py_ends_with_one_line_whose_last_word_is_the_current_set():
+    line = report.closing_line(report.summary(result()))
+    assert line == (
+        "green 2021-03: 990 predictions by m/1 in "
+        "out/taxi_type=green/year=2021/month=03/predictions.parquet"
+    )
+    assert line.split()[-1] == result().output_uri
+
+
 @pytest.mark.parametrize(
     "line",
     [
