@@ -55,6 +55,16 @@ class BackfillFailedError(ScoringError):
         self.rows = rows or []
 
 
+class BackfillInterruptedError(ScoringError):
+    """A backfill on workers was stopped by a signal (Ctrl-C, SIGTERM); the flow runs it had
+    created and that had not finished were cancelled. Its exit code is the shell's for that
+    signal: 128 + its number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signal_number
+
+
 class ModelNotTrustedError(ScoringError):
     """The model's location is not among TRUSTED_MODEL_PREFIXES (loading a pickle runs code)."""
 

@@ -173,8 +173,13 @@ def score_on_workers(
     max_concurrency: int,
     on_done: Callable[[MonthOutcome], None],
 ) -> list[MonthOutcome]:
-    """Each month as a flow run of the score deployment, at most `max_concurrency` at once."""
+    """Each month as a flow run of the score deployment, at most `max_concurrency` at once.
+
+    A warning in the run's log (and on the console) says when no worker will pick the runs up;
+    SIGINT or SIGTERM cancels the runs not finished and raises BackfillInterruptedError.
+    """
     model = backfill.run.model
+    logger = get_run_logger()
     return asyncio.run(
         deployments.run_on_deployment(
             deployment=deployment,
@@ -189,6 +194,7 @@ def score_on_workers(
             max_concurrency=max_concurrency,
             month_timeout_seconds=backfill.run.settings.backfill_month_timeout_seconds,
             on_done=on_done,
+            warn=logger.warning,
         )
     )
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.client.schemas.filters import (
@@ -15,19 +17,25 @@ from prefect.client.schemas.filters import (
     FlowRunFilter,
     FlowRunFilterName,
 )
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType, WorkerStatus
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments.flow_runs import arun_deployment
-from prefect.states import Crashed
+from prefect.states import Cancelling, Crashed
 
 from ride_duration.batch.planning import MonthOutcome, PlannedMonth, completed_outcome
 from ride_duration.batch.status import LastRun
 from ride_duration.core import uris
-from ride_duration.core.errors import first_line
+from ride_duration.core.errors import BackfillInterruptedError, first_line
 
 logger = logging.getLogger(__name__)
 
 SCORE_FLOW = "ride-duration-prediction"
+
+# The commands docs/deployments.md gives, as a user runs them from the project's folder.
+WORKER_START_COMMAND = "pipenv run prefect worker start"
+POOL_RESUME_COMMAND = "pipenv run prefect work-pool resume"
+
+CANCELLED_TYPES = (StateType.CANCELLING, StateType.CANCELLED)
 
 
 # Flow runs read per request: the API's own page size.
@@ -77,20 +85,29 @@ async def run_on_deployment(
     max_concurrency: int,
     month_timeout_seconds: float,
     on_done: Callable[[MonthOutcome], None],
+    warn: Callable[[str], None],
     poll_seconds: float = 2.0,
 ) -> list[MonthOutcome]:
     """One flow run of `deployment` per month, at most `max_concurrency` in flight.
 
-    Each run is linked to the calling flow as a subflow. A month whose run does not reach a
-    final state within `month_timeout_seconds` (a worker died with it) is reported failed.
-    `on_done` is called (in a thread) with each month's outcome as soon as it is known.
+    Each run is linked to the calling flow as a subflow. Once the first run exists, `warn`
+    receives one line if no worker will pick it up (its work pool is paused, or no worker polls
+    it); the runs wait in the pool all the same, for a worker started later. A month whose run
+    does not reach a final state within `month_timeout_seconds` (no worker took it, or its
+    worker died with it) is reported failed. `on_done` is called (in a thread) with each
+    month's outcome as soon as it is known.
+
+    SIGINT or SIGTERM meanwhile cancels every run created that has not finished, then raises
+    BackfillInterruptedError saying how many.
     """
     slots = asyncio.Semaphore(max_concurrency)
+    creations: list[asyncio.Task[FlowRun]] = []
+    pool_checked = False
 
-    async def one(month: PlannedMonth) -> MonthOutcome:
-        async with slots, get_client() as client:
-            started = time.monotonic()
-            run = await arun_deployment(
+    async with get_client() as client:
+
+        async def create(month: PlannedMonth) -> FlowRun:
+            return await arun_deployment(
                 name=deployment,
                 parameters=parameters(month),
                 timeout=0,
@@ -98,14 +115,124 @@ async def run_on_deployment(
                 as_subflow=True,
                 client=client,
             )
-            logger.info(
-                "%s %s: flow run %s on %s", month.taxi_type, month.month, run.name, deployment
-            )
-            outcome = await _watch(client, run, month, started, month_timeout_seconds, poll_seconds)
-        await asyncio.to_thread(on_done, outcome)
-        return outcome
 
-    return list(await asyncio.gather(*(one(month) for month in planned)))
+        async def one(month: PlannedMonth) -> MonthOutcome:
+            nonlocal pool_checked
+            async with slots:
+                started = time.monotonic()
+                creations.append(asyncio.create_task(create(month)))
+                # Shielded: a run the server is creating when a signal arrives is still known,
+                # and cancelled with the others.
+                run = await asyncio.shield(creations[-1])
+                logger.info(
+                    "%s %s: flow run %s on %s", month.taxi_type, month.month, run.name, deployment
+                )
+                if not pool_checked and run.work_pool_name:
+                    pool_checked = True
+                    warning = await idle_pool_warning(client, run.work_pool_name)
+                    if warning:
+                        await asyncio.to_thread(warn, warning)
+                outcome = await _watch(
+                    client, run, month, started, month_timeout_seconds, poll_seconds
+                )
+            await asyncio.to_thread(on_done, outcome)
+            return outcome
+
+        with _signals_cancel(asyncio.current_task()) as received:
+            try:
+                return list(await asyncio.gather(*(one(month) for month in planned)))
+            except asyncio.CancelledError:
+                if not received:
+                    raise
+            created = await asyncio.gather(*creations, return_exceptions=True)
+            cancelled = await cancel_unfinished(
+                client, [run for run in created if isinstance(run, FlowRun)]
+            )
+    name = signal.Signals(received[0]).name
+    raise BackfillInterruptedError(
+        f"interrupted by {name}: cancelled {cancelled['scheduled']} scheduled and "
+        f"{cancelled['running']} running flow runs of {deployment}",
+        received[0],
+    )
+
+
+@contextlib.contextmanager
+def _signals_cancel(task: asyncio.Task | None) -> Iterator[list[int]]:
+    """While inside, SIGINT and SIGTERM cancel `task` (so that it can clean up) instead of
+    raising wherever the program is, or ending it; the list receives the signals caught.
+
+    Outside the main thread signals cannot be caught here, and keep their handlers.
+    """
+    loop = asyncio.get_running_loop()
+    received: list[int] = []
+    previous: dict[int, Callable | int | None] = {}
+
+    def caught(number: int) -> None:
+        if not received and task is not None:
+            task.cancel()
+        received.append(number)  # a second signal during the cleanup is not another cancel
+
+    for number in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(number)
+        try:
+            loop.add_signal_handler(number, caught, number)
+        except (ValueError, RuntimeError):  # not the main thread
+            break
+        previous[number] = handler
+    try:
+        yield received
+    finally:
+        for number, handler in previous.items():
+            loop.remove_signal_handler(number)
+            # Back to what was there (Prefect's own SIGTERM handler in a flow), not the default.
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+async def cancel_unfinished(client: PrefectClient, runs: list[FlowRun]) -> dict[str, int]:
+    """Cancel each of `runs` that has not finished: a scheduled one at once, a running one
+    through Prefect's cancellation (Cancelling, then its worker stops it and marks it
+    Cancelled). How many of each kind were cancelled: {"scheduled": n, "running": m}."""
+    counts = {"scheduled": 0, "running": 0}
+
+    async def cancel(run: FlowRun) -> None:
+        state = (await client.read_flow_run(run.id)).state
+        if state is None or state.is_final() or state.is_cancelling():
+            return
+        kind = "scheduled" if state.is_scheduled() else "running"
+        # The server turns Cancelling into Cancelled itself for a run no worker has started.
+        result = await client.set_flow_run_state(
+            run.id, Cancelling(message="cancelled: the backfill that created it was interrupted")
+        )
+        if result.state is not None and result.state.type in CANCELLED_TYPES:
+            counts[kind] += 1
+
+    await asyncio.gather(*(cancel(run) for run in runs))
+    return counts
+
+
+async def idle_pool_warning(client: PrefectClient, pool_name: str) -> str | None:
+    """Why no worker will pick up runs of the work pool `pool_name` (it is paused, or no worker
+    polled it within its heartbeat window), with the documented command that fixes it; None
+    when a worker is online, or the pool runs flows without workers (push, managed)."""
+    pool = await client.read_work_pool(pool_name)
+    if pool.is_push_pool or pool.is_managed_pool:
+        return None
+    workers = await client.read_workers_for_work_pool(pool_name)
+    # The server marks a worker online when its last heartbeat is recent enough.
+    online = any(worker.status == WorkerStatus.ONLINE for worker in workers)
+    start = f"`{WORKER_START_COMMAND} --pool {pool_name}`"
+    resume = f"`{POOL_RESUME_COMMAND} {pool_name}`"
+    if pool.is_paused and not online:
+        problem = f"work pool {pool_name} is paused and no worker is polling it"
+        fix = f"resume it with {resume} and start a worker with {start}"
+    elif pool.is_paused:
+        problem, fix = f"work pool {pool_name} is paused", f"resume it with {resume}"
+    elif not online:
+        problem = f"no worker is polling work pool {pool_name}"
+        fix = f"start one with {start}"
+    else:
+        return None
+    return f"{problem}: {fix} (the months' runs wait in the pool)"
 
 
 async def _watch(
@@ -119,10 +246,11 @@ async def _watch(
     """Poll `run` until it ends, or mark it crashed after `timeout_seconds`; its outcome."""
     while not (run.state and run.state.is_final()):
         if time.monotonic() - started > timeout_seconds:
+            waiting = run.state is not None and run.state.is_scheduled()
             message = (
                 f"flow run {run.name} did not finish within {timeout_seconds:.0f} s"
                 f" (state {run.state.type.value if run.state else 'unknown'}); "
-                "its worker is presumed dead"
+                + ("no worker started it" if waiting else "its worker is presumed dead")
             )
             # Mark it so the UI stops showing it as running and its slot is freed.
             await client.set_flow_run_state(run.id, Crashed(message=message), force=True)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 
 import pytest
+from prefect.client.schemas.objects import Worker, WorkerStatus, WorkPool
 
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.planning import PlannedMonth
@@ -181,3 +182,58 @@ def test_the_last_run_of_each_month_is_read_page_by_page(
     monkeypatch.setattr(deployments, "get_client", lambda: client)
     assert asyncio.run(deployments.last_runs(names)) == found
     assert client.pages == pages
+
+
+class PoolClient:
+    """A Prefect client that serves one work pool and its workers."""
+
+    def __init__(self, pool: WorkPool, workers: list[Worker]) -> None:
+        self.pool, self.workers = pool, workers
+
+    async def read_work_pool(self, name: str) -> WorkPool:
+        assert name == self.pool.name
+        return self.pool
+
+    async def read_workers_for_work_pool(self, name: str) -> list[Worker]:
+        assert name == self.pool.name
+        return self.workers
+
+
+START = "`pipenv run prefect worker start --pool p`"
+RESUME = "`pipenv run prefect work-pool resume p`"
+WAIT = " (the months' runs wait in the pool)"
+
+
+@pytest.mark.parametrize(
+    ("pool_type", "paused", "statuses", "warning"),
+    [
+        ("process", False, ["ONLINE"], None),
+        ("process", False, ["OFFLINE", "ONLINE"], None),
+        ("process", False, [], f"no worker is polling work pool p: start one with {START}{WAIT}"),
+        (
+            "process",
+            False,
+            ["OFFLINE"],
+            f"no worker is polling work pool p: start one with {START}{WAIT}",
+        ),
+        ("process", True, ["ONLINE"], f"work pool p is paused: resume it with {RESUME}{WAIT}"),
+        (
+            "process",
+            True,
+            ["OFFLINE"],
+            f"work pool p is paused and no worker is polling it: resume it with {RESUME} and "
+            f"start a worker with {START}{WAIT}",
+        ),
+        ("cloud-run:push", False, [], None),  # push and managed pools run flows without workers
+        ("prefect:managed", True, [], None),
+    ],
+)
+def test_a_pool_no_worker_will_take_runs_from_is_said_with_the_commands_that_fix_it(
+    pool_type: str, paused: bool, statuses: list[str], warning: str | None
+):
+    pool = WorkPool(name="p", type=pool_type, is_paused=paused)
+    workers = [
+        Worker(name=f"w{i}", work_pool_id=pool.id, status=WorkerStatus(status))
+        for i, status in enumerate(statuses)
+    ]
+    assert asyncio.run(deployments.idle_pool_warning(PoolClient(pool, workers), "p")) == warning
