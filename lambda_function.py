@@ -4,15 +4,16 @@ Triggered by the Kinesis stream `ride_events` (each record `{"ride": {...}, "rid
 it puts one prediction per ride on PREDICTIONS_STREAM_NAME (`ride_predictions`), partition key
 the ride id:
 
-    {"model": "ride_duration_prediction_model", "version": "ride-duration/3", "run_id": "...",
-     "prediction": {"ride_duration": 12.9, "ride_id": 156}}
+    {"model": "ride_duration_prediction_model", "version": "ride-duration/1", "run_id": "...",
+     "prediction": {"ride_duration": 18.25, "ride_id": 156}}
 
 and answers `{"batchItemFailures": [...]}`, the records it could not score or write (Lambda's
 ReportBatchItemFailures). With TEST_RUN=True it writes nothing and answers the predictions too.
 In any container: `python -m awslambdaric lambda_function.lambda_handler`.
 
 Locally, `python lambda_function.py < rides.jsonl` hands the handler one Kinesis event made of
-the records on stdin (one record's data per line) and prints its answer.
+the records on stdin (one record's data per line), prints its answer, and says on stderr how
+many records were scored and failed.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def lambda_handler(event: dict, context: Any) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python lambda_function.py < rides.jsonl`: one event of stdin's records, its answer;
-    exit code 1 when a record failed."""
+    """`python lambda_function.py < rides.jsonl`: one event of stdin's records, its answer on
+    stdout and a one-line summary on stderr; exit code 1 when a record failed."""
     import argparse
     import json
     import sys
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         event = streaming.kinesis_event(line.encode() for line in sys.stdin if line.strip())
         answer = lambda_handler(event, None)
         failed.extend(answer.get("batchItemFailures", []))
-        print(json.dumps(answer))
+        print(json.dumps(answer))  # stdout: the answer alone, for a script to read
+        cli.say(streaming.summary(event, answer))
 
     code = cli.run(run, debug=args.debug)
     return code or (1 if failed else 0)

@@ -1,8 +1,8 @@
 """The web service: `gunicorn --bind 0.0.0.0:9696 predict:app` (gunicorn.conf.py sets the rest).
 
     POST /predict        {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
-                      -> {"duration": 12.9, "model_version": "ride-duration/3", "run_id": "...",
-                          "ride_id": null}
+                      -> {"duration": 18.25, "ride_id": null, "model_version": "ride-duration/1",
+                          "run_id": "..."}
     POST /predict/batch  {"rides": [ride, ...]}  (at most WEB_MAX_BATCH_RIDES)
     GET  /health         alive;  GET /ready (or /ping): 200 with the model version once loaded
 

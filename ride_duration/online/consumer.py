@@ -53,6 +53,29 @@ class Shard:
     not_before: float = 0.0
 
 
+@dataclass
+class Tally:
+    """What a consumer did with the records it read, each counted once, by its last outcome:
+    scored (and checkpointed), or failed, which is dead-lettered once its retries are spent and
+    otherwise read again (by this consumer, or the next one on its checkpoint)."""
+
+    scored: int = 0
+    dead_lettered: int = 0
+    retrying: dict[str, int] = field(default_factory=dict)  # shard -> failed, to be read again
+
+    @property
+    def failed(self) -> int:
+        return self.dead_lettered + sum(self.retrying.values())
+
+    def summary(self, seconds: float, dead_letter: Path) -> str:
+        """One line for the user: records read, scored, failed and dead-lettered, and time."""
+        kept = f" (to {dead_letter})" if self.dead_lettered else ""
+        return (
+            f"read {self.scored + self.failed} records: {self.scored} scored, {self.failed} "
+            f"failed, {self.dead_lettered} dead-lettered{kept}; {seconds:.1f} s"
+        )
+
+
 @dataclass(frozen=True)
 class Consumer:
     """Reads `stream` with `client` (boto3 Kinesis) into `handler`, until `stop` is set."""
@@ -68,6 +91,7 @@ class Consumer:
     idle_seconds: float = 1.0
     stop: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.monotonic
+    tally: Tally = field(default_factory=Tally)
 
     def run(self, until_idle: bool = False) -> None:
         """Consume until stopped (or, with `until_idle`, until every shard is caught up)."""
@@ -186,23 +210,30 @@ class Consumer:
         event = {"Records": [lambda_record(r, shard.shard_id, arn) for r in records]}
         sequences = [r["SequenceNumber"] for r in records]
         failed = self._failed(event, sequences)
+        tally = self.tally
+        tally.retrying.pop(shard.shard_id, None)  # counted again below if they fail again
         if not failed:
             shard.attempts = 0
             self.checkpoint.advance(shard.shard_id, sequences[-1])
+            tally.scored += len(records)
             return True
         first = next(i for i, s in enumerate(sequences) if s in failed)
         if first:  # the records before the first failure are done
             self.checkpoint.advance(shard.shard_id, sequences[first - 1])
             shard.attempts = 0
+            tally.scored += first
         shard.attempts += 1
+        kept = [r for r in records[first:] if r["SequenceNumber"] in failed]
         if shard.attempts <= self.max_retries:
             shard.iterator = self._iterator(shard.shard_id, at=sequences[first])
+            tally.retrying[shard.shard_id] = len(kept)  # the rest from `first` is read again
             return True
         # Retries spent: keep the failed records aside, as Lambda's on-failure destination.
-        kept = [r for r in records[first:] if r["SequenceNumber"] in failed]
         self._keep_aside(shard.shard_id, kept)
         shard.attempts = 0
         self.checkpoint.advance(shard.shard_id, sequences[-1])
+        tally.scored += len(records) - first - len(kept)
+        tally.dead_lettered += len(kept)
         return True
 
     def _failed(self, event: dict, sequences: list[str]) -> set[str]:

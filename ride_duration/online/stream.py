@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.settings import Settings
 from ride_duration.data import rules
 from ride_duration.model.service import ServingModel, load_for_serving
+from ride_duration.online.answers import minutes
+from ride_duration.online.kinesis import check_output, kinesis_client
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,15 @@ def scorer(
     """The model `settings` name, and a handler of Kinesis events that scores with it.
 
     Predictions go to PREDICTIONS_STREAM_NAME through `client` (by default one made from
-    `settings`); with TEST_RUN nothing is written and the answer holds the predictions.
+    `settings`), a stream checked first (`check_output`: a wrong endpoint or stream is
+    one line now, not every record failed later); with TEST_RUN nothing is written and the
+    answer holds the predictions.
     """
+    if not settings.test_run:
+        check_output(settings)
+        if client is None:
+            client = kinesis_client(settings)
     model = load_for_serving(settings)
-    if client is None and not settings.test_run:
-        client = kinesis_client(settings)
     output = Output(
         None if settings.test_run else client,
         settings.predictions_stream_name,
@@ -95,7 +100,7 @@ def handle(event: object, model: ServingModel, output: Output, *, test_run: bool
         _refused(rides[error.index].sequence_number, str(error))
     failures += [rides[error.index].sequence_number for error in checked.errors]
     good = [rides[index] for index in checked.kept]
-    durations = model.predictor.predict_checked(checked) if good else []
+    durations = minutes(model.predictor.predict_checked(checked)) if good else []
     predictions = [
         prediction_record(model, duration, ride.ride_id)
         for ride, duration in zip(good, durations, strict=True)
@@ -163,7 +168,8 @@ def decode(records: Sequence[object]) -> tuple[list[Ride], list[str]]:
 
 
 def prediction_record(model: ServingModel, duration: float, ride_id: object) -> dict:
-    """The course's output record, with the model's real version and run."""
+    """The course's output record, with the model's real version and run (`duration` as
+    `answers.minutes` rounds it)."""
     return {
         "model": MODEL_NAME,
         "version": model.version,
@@ -259,6 +265,15 @@ def _refused(sequence: str, reason: str) -> None:
     logger.warning("record %s reported as failed: %s", sequence, reason)
 
 
+def summary(event: dict, answer: dict) -> str:
+    """One line for the user of a local run: the event's records, how many were scored (and
+    written, unless a test run), how many failed."""
+    records = len(event.get("Records", []))
+    failed = len(answer.get("batchItemFailures", []))
+    plural = "" if records == 1 else "s"
+    return f"{records} record{plural}: {records - failed} scored, {failed} failed"
+
+
 def kinesis_event(datas: Iterable[bytes], stream: str = "local") -> dict:
     """A Lambda Kinesis event holding one record per data, numbered from 1 in one shard."""
     from ride_duration.online.consumer import lambda_record
@@ -273,20 +288,3 @@ def kinesis_event(datas: Iterable[bytes], stream: str = "local") -> dict:
         for number, data in enumerate(datas, start=1)
     ]
     return {"Records": records}
-
-
-def kinesis_client(settings: Settings) -> Kinesis:
-    """A boto3 Kinesis client: KINESIS_ENDPOINT_URL (the course's), else AWS_ENDPOINT_URL.
-
-    Without a region (boto3 will not guess one), ConfigurationError in one line.
-    """
-    import boto3
-    from botocore.exceptions import NoRegionError
-
-    try:
-        return boto3.client("kinesis", endpoint_url=settings.kinesis_endpoint_url)
-    except NoRegionError:
-        raise ConfigurationError(
-            "no AWS region for Kinesis: set AWS_DEFAULT_REGION (e.g. eu-west-1), or run with "
-            "TEST_RUN=True to write nothing"
-        ) from None

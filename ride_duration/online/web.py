@@ -1,9 +1,10 @@
 """The web service: rides predicted over HTTP by the serving core, as batch predicts months.
 
 `create_app` builds the Flask app around a model loader (tests hand over a small real model);
-`predict.py` is the entry point gunicorn runs. Every answer names the model version, every
-bad request gets a 4xx JSON `{"error": ..., "field": ...}`, never a traceback, and each request
-logs one JSON line: method, path, status, rides, latency and model version.
+`predict.py` is the entry point gunicorn runs. Durations are minutes to two decimals
+(`answers.minutes`, as the stream scorer gives them). Every answer names the model version,
+every bad request gets a 4xx JSON `{"error": ..., "field": ...}`, never a traceback, and each
+request logs one JSON line: method, path, status, rides, latency and model version.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ride_duration.core.errors import RideError, ScoringError
 from ride_duration.data import rules
 from ride_duration.model.service import ServingModel
+from ride_duration.online.answers import minutes
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +149,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
         except RideError as error:
             field = error.field if not field_prefix else _indexed(field_prefix, error)
             raise Refused(400, str(error), field) from None
-        return [float(value) for value in values]
+        return minutes(values)
 
     def _answer(serving: ServingModel, body: dict[str, Any]) -> Response:
         return app.json.response(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -186,7 +187,8 @@ def test_the_lambda_scores_good_records_and_reports_exactly_the_bad_ones(
         assert copies[0]["model"] == "ride_duration_prediction_model"
         assert copies[0]["version"] == f"ride-duration/{trained.version}"
         assert copies[0]["run_id"] == trained.run_id
-        assert copies[0]["prediction"]["ride_duration"] == expected[key]  # bit for bit
+        # batch's value bit for bit, rounded to two decimals as the online modes answer
+        assert copies[0]["prediction"]["ride_duration"] == round(float(expected[key]), 2)
     log = (tmp_path / "function.log").read_text()
     for reason in ("not base64 JSON", "PULocationID is missing", "trip_distance must be"):
         assert reason in log
@@ -358,8 +360,18 @@ def test_the_consumer_killed_mid_stream_and_restarted_loses_nothing(
     written_before = len(read_all(streams.client, streams.output))
     assert 0 < written_before < len(rides)
 
+    dead_letter = tmp_path / "dead-letter.jsonl"
+    kept_before = len(dead_letter.read_text().splitlines()) if dead_letter.exists() else 0
     second = consumer(services, streams, tmp_path, "--until-idle")
-    assert second.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
+    log = (tmp_path / "consumer.log").read_text
+    assert second.wait(timeout=300) == 1, log()[-3000:]  # records failed: exit code 1
+    kept_now = len(BAD) - kept_before  # what the first kept aside before it was killed
+    summary = re.search(
+        r"read (\d+) records: (\d+) scored, (\d+) failed, (\d+) dead-lettered", log()
+    )
+    assert summary, log()[-3000:]
+    read, scored, failed, dead = map(int, summary.groups())
+    assert (failed, dead, read) == (kept_now, kept_now, scored + failed)
     found = predictions_by_ride(streams.client, streams.output)
     assert set(found) == {key for key, _ in rides}  # every good ride scored, none lost
     for copies in found.values():
@@ -383,6 +395,7 @@ def test_the_consumer_stops_cleanly_on_sigterm(
             time.sleep(0.2)
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+        assert "read 0 records: 0 scored, 0 failed, 0 dead-lettered; " in log.read_text()
     finally:
         stop(process)
 
@@ -439,6 +452,10 @@ def test_a_consumer_with_a_corrupt_checkpoint_starts_again_and_says_so(
     run = consumer(services, streams, tmp_path, "--until-idle")
     assert run.wait(timeout=300) == 0, (tmp_path / "consumer.log").read_text()[-3000:]
     assert "does not read" in (tmp_path / "consumer.log").read_text()
+    assert (
+        "read 5 records: 5 scored, 0 failed, 0 dead-lettered; "
+        in (tmp_path / "consumer.log").read_text()
+    )
     assert set(predictions_by_ride(streams.client, streams.output)) == {k for k, _ in rides}
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 from pathlib import Path
 
 import pytest
 
 from ride_duration.online.checkpoint import Checkpoint, CheckpointBusyError
-from ride_duration.online.consumer import Consumer
+from ride_duration.online.consumer import Consumer, Tally
 
 
 class KinesisError(Exception):
@@ -167,20 +168,54 @@ def test_a_restarted_consumer_continues_after_its_checkpoint(kinesis, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("fail", "raises", "kept"),
+    ("fail", "raises", "kept", "scored"),
     [
-        ({"ride-4": 1}, 0, []),  # failed once, then scored on the retry
-        ({"ride-4": 99}, 0, ["ride-4"]),  # a poison record: kept aside, the shard moves on
-        ({}, 99, [f"ride-{i}" for i in range(10)]),  # a handler that fails: every record kept
+        ({"ride-4": 1}, 0, [], 10),  # failed once, then scored on the retry
+        ({"ride-4": 99}, 0, ["ride-4"], 9),  # a poison record: kept aside, the shard moves on
+        ({}, 99, [f"ride-{i}" for i in range(10)], 0),  # a handler that fails: all kept
     ],
 )
 def test_failed_records_are_retried_then_kept_aside_and_the_shard_moves_on(
-    kinesis, tmp_path, fail, raises, kept
+    kinesis, tmp_path, fail, raises, kept, scored
 ):
     handler = Handler(fail, raises)
-    consume(kinesis, handler, tmp_path, max_retries=2)
+    tally = Tally()
+    consume(kinesis, handler, tmp_path, max_retries=2, tally=tally)
     assert sorted(dead_letters(tmp_path)) == sorted(kept)
     assert set(handler.seen) == {f"ride-{i}" for i in range(10)} - set(kept)  # at least once
+    # each record counted once, by its last outcome, however often it was read
+    assert (tally.scored, tally.failed, tally.dead_lettered) == (scored, len(kept), len(kept))
+
+
+def test_a_record_still_failing_when_the_consumer_stops_counts_as_failed(kinesis, tmp_path):
+    tally = Tally()
+    stop = threading.Event()
+    handler = Handler({"ride-0": 99})
+
+    def stopping(event: dict) -> dict:
+        answer = handler(event)
+        if answer["batchItemFailures"]:
+            stop.set()  # SIGTERM while the record waits for its retry
+        return answer
+
+    consume(kinesis, stopping, tmp_path, max_retries=2, tally=tally, stop=stop)
+    assert tally.failed == 1
+    assert tally.dead_lettered == 0
+    assert dead_letters(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("tally", "line"),
+    [
+        (Tally(), "read 0 records: 0 scored, 0 failed, 0 dead-lettered; 1.2 s"),
+        (
+            Tally(scored=7, dead_lettered=2, retrying={"shard-0": 1}),
+            "read 10 records: 7 scored, 3 failed, 2 dead-lettered (to dead.jsonl); 1.2 s",
+        ),
+    ],
+)
+def test_the_summary_says_what_was_read_scored_failed_and_kept(tally, line):
+    assert tally.summary(1.23, Path("dead.jsonl")) == line
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import pytest
 
 from ride_duration.core.errors import ModelNotFoundError
@@ -49,7 +48,7 @@ def test_the_course_payload_gets_a_duration_and_the_model_version(client, pipeli
     response = client.post("/predict", json=RIDE)
     assert response.status_code == 200
     assert response.get_json() == {
-        "duration": pytest.approx(expected(pipeline, [RIDE])[0], abs=1e-9),
+        "duration": round(expected(pipeline, [RIDE])[0], 2),
         "ride_id": None,
         "model_version": "ride-duration/3",
         "run_id": "abc123",
@@ -68,9 +67,9 @@ def test_a_batch_is_predicted_in_order_in_one_call(client, predictor, pipeline):
     assert response.status_code == 200
     body = response.get_json()
     assert [p["ride_id"] for p in body["predictions"]] == [0, 1, 2, 3]
-    np.testing.assert_allclose(
-        [p["duration"] for p in body["predictions"]], expected(pipeline, rides), atol=1e-9
-    )
+    assert [p["duration"] for p in body["predictions"]] == [
+        round(value, 2) for value in expected(pipeline, rides)
+    ]
     assert body["model_version"] == "ride-duration/3"
     assert predictor.calls == [4]  # one vectorised call
 
@@ -203,7 +202,7 @@ def test_unknown_routes_and_methods_answer_json(client, method, path, status):
 
 def test_unknown_fields_are_ignored(client, pipeline):
     answer = client.post("/predict", json={**RIDE, "vendor": 2, "note": "x"}).get_json()
-    assert answer["duration"] == pytest.approx(expected(pipeline, [RIDE])[0], abs=1e-9)
+    assert answer["duration"] == round(expected(pipeline, [RIDE])[0], 2)
 
 
 @pytest.mark.parametrize("path", ["/ready", "/ping"])
