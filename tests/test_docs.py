@@ -22,6 +22,9 @@ from tests.support.doc_plans import PLANS
 from tests.support.docs import (
     all_sections,
     bare,
+    conforms,
+    curl_request,
+    example_answers,
     lambda_recipe,
     pages,
     read,
@@ -316,3 +319,56 @@ def test_make_help_lists_every_target_in_aligned_columns():
     assert {line.index(line.split()[2], 7 + len(line.split()[1])) for line in lines} == {
         7 + widest + 2
     }
+
+
+# --- example answers --------------------------------------------------------------------------
+
+
+def test_every_example_answer_is_found_with_the_command_that_gets_it():
+    examples = example_answers()
+    assert [(e.page, e.request[:2]) for e in examples] == [
+        ("docs/web.md", ("POST", "/predict")),
+        ("docs/web.md", ("POST", "/predict/batch")),
+        ("docs/web.md", ("GET", "/ready")),
+        ("README.md", ("POST", "/predict")),
+        ("docs/stream.md", ("KINESIS", "ride_events")),
+    ]
+    for example in examples:
+        # each page's example is checked against its own command's output (integration/
+        # test_docs.py) and, with real TLC files, against the demo model's (test_real_tlc.py)
+        section = next(
+            s for s in SECTIONS if s.page == example.page and example.command in s.commands
+        )
+        assert section.key in PLANS
+        assert conforms(example.answer, example.answer, exact=True) == [], example.key
+
+
+@pytest.mark.parametrize(
+    ("documented", "actual", "exact", "problems"),
+    [
+        ({"duration": 18.25, "run_id": "..."}, {"duration": 18.25, "run_id": "abc"}, True, 0),
+        ({"duration": 18.25}, {"duration": 9.5}, False, 0),  # shape: two decimals at most
+        ({"duration": 18.25}, {"duration": 9.5}, True, 1),  # exact: the documented value
+        ({"duration": 18.25}, {"duration": 18.2465}, False, 1),  # more than two decimals
+        ({"duration": 18.25}, {"duration": 18}, False, 1),  # not a float
+        ({"a": 1, "b": 2}, {"b": 2, "a": 1}, False, 1),  # keys in the documented order
+        ({"a": 1}, {"a": 1, "b": 2}, False, 1),
+        ({"v": "ride-duration/1"}, {"v": "ride-duration-tlc/4"}, True, 0),  # any version
+        ({"v": "ride-duration/1"}, {"v": "a285aa4a"}, True, 1),  # a run id is no version
+        ({"id": "9f3c..."}, {"id": "a285"}, False, 1),
+        ({"p": [{"d": 1.5}, {"d": 2.5}]}, {"p": [{"d": 1.5}]}, False, 1),
+        ({"s": "ready", "n": None}, {"s": "ready", "n": None}, True, 0),
+        ({"s": "ready"}, {"s": "not ready"}, False, 1),
+    ],
+)
+def test_an_answer_conforms_to_the_documented_one(documented, actual, exact, problems):
+    assert len(conforms(documented, actual, exact)) == problems
+
+
+def test_a_curl_command_is_read_as_its_request():
+    command = (
+        "curl -s -X POST -H 'Content-Type: application/json' -d '{\"rides\": []}' "
+        "http://127.0.0.1:9696/predict/batch"
+    )
+    assert curl_request(command) == ("POST", "/predict/batch", {"rides": []})
+    assert curl_request("curl -s http://127.0.0.1:9696/ready") == ("GET", "/ready", None)

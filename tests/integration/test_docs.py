@@ -11,6 +11,7 @@ same ports keeps running beside the test.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support.doc_plans import PLANS
-from tests.support.docs import Section, all_sections, bare
+from tests.support.docs import Section, all_sections, bare, conforms, example_answers
 from tests.support.netns import private_network
 from tests.support.servers import stop
 from tests.support.tlc_fake import file_name, make_trips, write_trips
@@ -211,6 +212,10 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
 
 
 SECTIONS: list[Section] = [all_sections()[key] for key in PLANS if key in all_sections()]
+# The answers the pages show, by the command that gets them: with generated months the model is
+# not make demo's, so its answers are checked for their shape here (keys, versions, durations to
+# two decimals), and for their values in test_real_tlc.py, on the real months.
+EXAMPLES = {(example.page, example.command): example for example in example_answers()}
 
 
 @pytest.mark.timeout(1200)
@@ -233,5 +238,10 @@ def test_the_section_runs_as_written(terminal: Terminal, section: Section) -> No
             assert result.returncode == 0, f"$ {command}\n{output[-4000:]}"
             for text in plan.expect.get(bare(command), ()):
                 assert text in output, f"$ {command} did not say {text!r}:\n{output[-4000:]}"
+            example = EXAMPLES.get((section.page, bare(command)))
+            if example is not None:
+                answer = json.loads(result.stdout.strip().splitlines()[-1])
+                problems = conforms(example.answer, answer, exact=False)
+                assert not problems, f"$ {command} answers unlike {example.page}: {problems}"
     finally:
         terminal.stop_background()

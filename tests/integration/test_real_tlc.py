@@ -6,6 +6,7 @@ carry stray pickups from other months and a block of null rows; every one must s
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 
 from score import score
 from tests.integration.conftest import TEMPLATE, Services, run_cli
+from tests.support.docs import Example, conforms, example_answers
 
 pytestmark = pytest.mark.tlc
 
@@ -54,6 +56,30 @@ def real_model(services: Services, tlc_data_dir: Path, tmp_path_factory) -> dict
 def test_random_forest_on_january_2021_matches_the_course(real_model: dict):
     # The course's RandomForest on green 2021-01, validated on 2021-02, reaches about 6.75.
     assert 6.5 < real_model["rmse"] < 7.0
+
+
+@pytest.mark.parametrize("example", example_answers(), ids=lambda example: example.key)
+def test_the_pages_example_answers_are_the_demo_models(
+    real_model: dict, monkeypatch: pytest.MonkeyPatch, example: Example
+):
+    """`make demo` trains this very model (green 2021-01, real, the same seed): each answer a
+    page shows is what the web service or the stream scorer answers with it, to the digit."""
+    from ride_duration.core.settings import Settings
+    from ride_duration.model.service import load_for_serving
+    from ride_duration.online import stream as streaming
+    from ride_duration.online import web
+
+    monkeypatch.setenv("MODEL_URI", f"models:/{MODEL}@production")
+    model = load_for_serving(Settings.from_env())
+    method, path, body = example.request
+    if method == "KINESIS":
+        event = streaming.kinesis_event([json.dumps(body).encode()])
+        output = streaming.Output(None, path)
+        answer = streaming.handle(event, model, output, test_run=True)["predictions"][0]
+    else:
+        client = web.create_app(web.Loaded(model)).test_client()
+        answer = client.open(path, method=method, json=body).get_json()
+    assert conforms(example.answer, answer, exact=True) == [], answer
 
 
 @pytest.fixture
