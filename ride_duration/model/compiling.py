@@ -74,7 +74,10 @@ def compile_registered(uri: str, settings: Settings, template: str) -> str:
     model_id, pipeline, rows, label = _registered(uri, settings, template)
     compiled = compile_checked(pipeline, rows)
     if compiled is None:
-        raise CompileError(f"{label} is not a DictVectorizer + random forest pipeline")
+        raise CompileError(
+            f"{label} is not a DictVectorizer + random forest pipeline, so it has no compiled "
+            "form: the full install or image serves it with scikit-learn"
+        )
     log_to_model(model_id, compiled)
     return f"compiled {label}: {compiled.describe()}; logged as {npz.FILE_NAME}"
 

@@ -61,10 +61,14 @@ def predictor_for(model: ModelRef, available: tuple[str, ...] | None = None) -> 
     loaded = load_compiled(model.resolved_uri, model.location)
     if loaded is None:
         if importlib.util.find_spec("sklearn") is None:
+            # The compile command takes a registered version: name this one, or say so.
+            version = f"models:/{model.name}/{model.version}" if model.version else None
             raise ConfigurationError(
                 f"model {display_uri(model.uri)} has no compiled forest, and this install has "
-                f"no scikit-learn: compile it with `python -m ride_duration.compile "
-                f"{display_uri(model.resolved_uri)}` or use the full image"
+                f"no scikit-learn: a random forest{'' if version else ' registered in MLflow'} "
+                "is compiled, in the full install, with "
+                f"`python -m ride_duration.compile {version or 'models:/NAME/VERSION'}`; any "
+                "other model is served by the full install or image"
             )
         loaded = load_model(model.resolved_uri, model.location)
     return make_predictor(loaded, available)

@@ -14,10 +14,11 @@ from typing import Literal
 import numpy as np
 import pyarrow as pa
 
-from ride_duration.core.errors import InputNotFoundError
+from ride_duration.core.errors import InputNotFoundError, ScoringError
 from ride_duration.core.months import Month
 from ride_duration.data import features as f
 from ride_duration.data.sources import read_trips, trip_file_uri
+from ride_duration.model.artifacts import is_connection_failure, server_unreachable
 from ride_duration.model.compiling import Compiled, compile_checked, log_to_model
 
 logger = logging.getLogger(__name__)
@@ -88,49 +89,78 @@ def train(
     """Fit on one month, validate on the next, log to MLflow, register and move the alias."""
     import mlflow
 
-    valid_month = month.shift(1)
-    train_trips = _month_trips(input_uri_template, taxi_type, month, batch_size, "training")
-    valid_trips = _month_trips(input_uri_template, taxi_type, valid_month, batch_size, "validation")
-    logger.info(
-        "training on %d trips of %s %s, validating on %d of %s",
-        train_trips.num_rows,
-        taxi_type,
-        month,
-        valid_trips.num_rows,
-        valid_month,
-    )
-    features = f.available_features(taxi_type)
-    mlflow.set_experiment(experiment_name)
-    with mlflow.start_run() as run:
-        mlflow.log_params(
-            {
-                "taxi_type": taxi_type,
-                "train_month": str(month),
-                "valid_month": str(valid_month),
-                "estimator": estimator,
-                "features": ",".join(features),
-                "train_rows": train_trips.num_rows,
-                **(RANDOM_FOREST_PARAMS if estimator == "random-forest" else {}),
-            }
+    with _unanswered_as_one_line():
+        valid_month = month.shift(1)
+        train_trips = _month_trips(input_uri_template, taxi_type, month, batch_size, "training")
+        valid_trips = _month_trips(
+            input_uri_template, taxi_type, valid_month, batch_size, "validation"
         )
-        with _step(f"fitting {_describe(estimator)}"):
-            pipeline, training_rows, rmse = _fit(estimator, features, train_trips, valid_trips)
-        logger.info("rmse on %s %s: %.4f", taxi_type, valid_month, rmse)
-        mlflow.log_metric("rmse", rmse)
-        # Compiled and verified before anything is logged: a mismatch logs nothing.
-        with _step("compiling the forest and checking it against scikit-learn"):
-            compiled = compile_checked(pipeline, training_rows)
-        with _step(f"logging the model to MLflow and registering it as {model_name}"):
-            version = _log(pipeline, compiled, model_name)
-    mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
-    return TrainedModel(
-        run_id=run.info.run_id,
-        model_name=model_name,
-        model_version=version,
-        alias=alias,
-        rmse=rmse,
-        compiled=compiled.describe() if compiled else "not a forest: scored with scikit-learn",
-    )
+        logger.info(
+            "training on %d trips of %s %s, validating on %d of %s",
+            train_trips.num_rows,
+            taxi_type,
+            month,
+            valid_trips.num_rows,
+            valid_month,
+        )
+        features = f.available_features(taxi_type)
+        mlflow.set_experiment(experiment_name)
+        with mlflow.start_run() as run:
+            mlflow.log_params(
+                {
+                    "taxi_type": taxi_type,
+                    "train_month": str(month),
+                    "valid_month": str(valid_month),
+                    "estimator": estimator,
+                    "features": ",".join(features),
+                    "train_rows": train_trips.num_rows,
+                    **(RANDOM_FOREST_PARAMS if estimator == "random-forest" else {}),
+                }
+            )
+            with _step(f"fitting {_describe(estimator)}"):
+                pipeline, training_rows, rmse = _fit(estimator, features, train_trips, valid_trips)
+            logger.info("rmse on %s %s: %.4f", taxi_type, valid_month, rmse)
+            mlflow.log_metric("rmse", rmse)
+            # Compiled and verified before anything is logged: a mismatch logs nothing.
+            with _step("compiling the forest and checking it against scikit-learn"):
+                compiled = compile_checked(pipeline, training_rows)
+            with _step(f"logging the model to MLflow and registering it as {model_name}"):
+                version = _log(pipeline, compiled, model_name)
+        mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
+        return TrainedModel(
+            run_id=run.info.run_id,
+            model_name=model_name,
+            model_version=version,
+            alias=alias,
+            rmse=rmse,
+            compiled=compiled.describe() if compiled else "not a forest: scored with scikit-learn",
+        )
+
+
+@contextlib.contextmanager
+def _unanswered_as_one_line() -> Iterator[None]:
+    """A tracking server that did not answer (after MLflow's own bounded retries) as one line."""
+    try:
+        yield
+    except ScoringError:
+        raise  # already one line (a trip file that cannot be read is not MLflow's)
+    except Exception as error:
+        if not is_connection_failure(error):
+            raise
+        import mlflow
+
+        raise server_unreachable(mlflow.get_tracking_uri(), _refusal(error)) from None
+
+
+def _refusal(error: BaseException) -> str:
+    """The network's words for a server that did not answer, from `error` or its causes."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    text = str(error)
+    return "Connection refused" if "Connection refused" in text else ""
 
 
 @contextlib.contextmanager

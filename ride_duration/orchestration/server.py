@@ -228,9 +228,19 @@ def prefect_api() -> Iterator[str]:
         yield url
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """`python -m ride_duration.orchestration.server`: make sure a Prefect API answers, print it."""
-    return cli.run(lambda: print(settings_api()), debug=False)
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ride_duration.orchestration.server",
+        description="Print the URL of the Prefect API the commands use: PREFECT_API_URL's "
+        "server, else the local one, started in the background if it does not answer "
+        f"(stop it with `{STOP_COMMANDS[0]}` or `{STOP_COMMANDS[1]}`).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    return cli.run(lambda: print(settings_api()), debug=args.debug)
 
 
 if __name__ == "__main__":

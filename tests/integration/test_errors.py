@@ -1,15 +1,24 @@
-"""Bad input through the real CLI: exit code 2, one line saying what is wrong, nothing written."""
+"""Bad input through the real CLI: exit code 2, one line saying what is wrong (a line
+docs/troubleshooting.md lists), said once, no traceback, nothing written or left behind.
+
+The online entry points' failures are test_online_errors.py's.
+"""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
+from tests.support.failures import assert_one_line_failure, files_in
 from tests.support.servers import free_port
 from tests.support.tlc_fake import file_name, make_trips, write_trips
+from tests.support.troubleshooting import assert_documented
 
 
 def _write_inputs(folder: Path) -> None:
@@ -78,42 +87,186 @@ CASES = [
 ]
 
 
+def _error_line(result: subprocess.CompletedProcess, message: str) -> str:
+    return next(line for line in result.stderr.splitlines() if message in line)
+
+
 @pytest.mark.parametrize(("case", "argv", "extra_env", "message"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_fails_with_one_clear_line_and_writes_nothing(
     services: Services, trained: Trained, tmp_path: Path, case, argv, extra_env, message
 ):
     _write_inputs(tmp_path / "in")
+    work = tmp_path / "work"
+    work.mkdir()
     env = {
         **services.env,
         "INPUT_URI_TEMPLATE": str(tmp_path / "in" / TEMPLATE),
         "OUTPUT_ROOT": str(tmp_path / "out"),
         **extra_env,
     }
-    result = run_cli("score.py", *argv, env=env, cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    error_lines = [line for line in result.stderr.splitlines() if "error:" in line]
-    assert len(error_lines) == 1, result.stderr
-    assert message in error_lines[0]
+    result = run_cli("score.py", *argv, env=env, cwd=work)
     # said once: Prefect's own lines about the same failure stay in its run's logs
-    assert (result.stdout + result.stderr).count(message) == 1, result.stdout + result.stderr
-    assert "Traceback" not in result.stdout + result.stderr
+    assert_one_line_failure(result, message, 2, workdir=work)
+    assert_documented(_error_line(result, message))
+    assert result.stdout == ""  # the closing line is a published month's
     out = tmp_path / "out"
-    assert not out.exists() or not [p for p in out.rglob("*") if p.is_file()]
+    assert not out.exists() or not files_in(out)
 
 
-def test_an_unreachable_tracking_server_fails_after_bounded_retries(
-    services: Services, tmp_path: Path
+def _dead() -> str:
+    return f"http://127.0.0.1:{free_port()}"
+
+
+# (case, command, arguments, extra environment, fragment of the error line, exit code)
+COMMANDS = [
+    (
+        "MLflow down",
+        "score.py",
+        ["green", "2021", "3"],
+        {"MLFLOW_TRACKING_URI": _dead()},
+        "did not answer (Connection refused): start it or set MLFLOW_TRACKING_URI",
+        2,
+    ),
+    (
+        "MLflow's host unknown (no network)",
+        "score.py",
+        ["green", "2021", "3"],
+        {"MLFLOW_TRACKING_URI": "http://mlflow.invalid:5000"},
+        "MLflow tracking server http://mlflow.invalid:5000 did not answer",
+        2,
+    ),
+    (
+        "the trip files' host unknown (no network)",
+        "score.py",
+        ["green", "2021", "3"],
+        {"INPUT_URI_TEMPLATE": "https://tlc.invalid/" + TEMPLATE},
+        "cannot reach https://tlc.invalid/green_tripdata_2021-03.parquet",
+        2,
+    ),
+    (
+        "a store that is not there, from another folder",
+        "score.py",
+        ["green", "2021", "3"],
+        {"MLFLOW_TRACKING_URI": "sqlite:///mlflow.db"},
+        "MLFLOW_TRACKING_URI sqlite:///mlflow.db names no MLflow store",
+        2,
+    ),
+    (
+        "backfill: a month that cannot be read",
+        "backfill.py",
+        ["green", "2021-04", "2021-05"],  # April is not published: left alone
+        {},
+        "error: 1 of 2 months failed: green 2021-05 (",
+        1,
+    ),
+    (
+        "backfill: an end before the start",
+        "backfill.py",
+        ["green", "2021-05", "2021-01"],
+        {},
+        "is before",
+        2,
+    ),
+    (
+        "train: the validation month missing",
+        "train.py",
+        ["green", "2021", "3"],
+        {},
+        "validation month green 2021-04 (training validates on the month after",
+        2,
+    ),
+    (
+        "train: MLflow down",
+        "train.py",
+        ["green", "2021", "2"],
+        {"MLFLOW_TRACKING_URI": _dead()},
+        "did not answer",
+        2,
+    ),
+    (
+        "compile: an unknown model",
+        "-m ride_duration.compile",
+        ["models:/no-such-model/1"],
+        {},
+        "cannot find model models:/no-such-model/1",
+        2,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "command", "argv", "extra_env", "message", "exit_code"),
+    COMMANDS,
+    ids=[c[0] for c in COMMANDS],
+)
+def test_every_command_fails_with_one_documented_line(
+    services: Services,
+    trained: Trained,
+    tmp_path: Path,
+    case,
+    command,
+    argv,
+    extra_env,
+    message,
+    exit_code,
 ):
-    dead = f"http://127.0.0.1:{free_port()}"
-    env = {**services.env, "MLFLOW_TRACKING_URI": dead, "OUTPUT_ROOT": str(tmp_path / "out")}
-    result = run_cli("score.py", "green", "2021", "3", env=env, cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
-        f"error: MLflow tracking server {dead} did not answer (Connection refused): start it or "
-        "set MLFLOW_TRACKING_URI"
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for month in (2, 3):  # train.py green 2021 3 finds March, not April
+        write_trips(inputs / file_name("green", 2021, month), make_trips("green", 2021, month, 300))
+    (inputs / file_name("green", 2021, 5)).write_bytes(b"not parquet")
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        **services.env,
+        "INPUT_URI_TEMPLATE": str(inputs / TEMPLATE),
+        "OUTPUT_ROOT": str(tmp_path / "out"),
+        **extra_env,
+    }
+    result = subprocess.run(
+        [sys.executable, *command.split(), *argv]
+        if command.startswith("-m")
+        else [sys.executable, str(REPO / command), *argv],
+        env=env | ({"PYTHONPATH": str(REPO)} if command.startswith("-m") else {}),
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=240,
     )
-    assert "Retry" not in result.stdout + result.stderr  # urllib3's own lines stay quiet
-    assert "Traceback" not in result.stdout + result.stderr
+    assert_one_line_failure(result, message, exit_code, workdir=work)
+    assert_documented(_error_line(result, message))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "score.py",
+        "backfill.py",
+        "train.py",
+        "-m ride_duration.compile",
+        "-m ride_duration.migrate",
+        "-m ride_duration.orchestration.server",
+    ],
+)
+def test_help_answers_at_once_and_leaves_nothing(tmp_path: Path, command):
+    argv = (
+        [*command.split(), "--help"]
+        if command.startswith("-m")
+        else [str(REPO / command), "--help"]
+    )
+    result = subprocess.run(
+        [sys.executable, *argv],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "PYTHONPATH": str(REPO)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: "), result.stdout
+    assert result.stderr == ""
+    assert files_in(tmp_path) == set()
 
 
 def test_debug_shows_the_traceback(services: Services, trained: Trained, tmp_path: Path):

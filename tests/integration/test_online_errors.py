@@ -24,6 +24,7 @@ from tests.conftest import REPO
 from tests.integration.conftest import Install, Services, Trained, serving_install
 from tests.support.failures import assert_one_line_failure, files_in
 from tests.support.servers import free_port
+from tests.support.troubleshooting import assert_documented
 
 RIDE = {"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, "ride_id": 156}
 UNREACHABLE = (
@@ -166,6 +167,7 @@ def test_an_online_entry_point_fails_with_one_line(
     line = case.line.format(**values)
     assert_one_line_failure(result, line.removeprefix("error: "), 2, workdir=tmp_path)
     assert result.stderr.splitlines()[-1] == line
+    assert_documented(line)
     assert result.stdout == ""
     assert seconds < WITHIN_SECONDS, f"{seconds:.1f} s"
 

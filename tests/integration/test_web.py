@@ -361,7 +361,8 @@ def test_with_no_model_reachable_it_exits_with_one_line(
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert errors == [
-        f"error: MLflow tracking server {env['MLFLOW_TRACKING_URI']} did not answer: start it or "
-        "set MLFLOW_TRACKING_URI, or set MODEL_LOCATION to the model's artifact location"
+        f"error: MLflow tracking server {env['MLFLOW_TRACKING_URI']} did not answer (Connection "
+        "refused): start it or set MLFLOW_TRACKING_URI, or set MODEL_LOCATION to the model's "
+        "artifact location"
     ]
     assert "Traceback" not in result.stderr

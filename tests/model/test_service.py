@@ -90,15 +90,25 @@ def test_checked_rides_are_predicted_as_their_table_is_bit_for_bit(predictors, p
     assert got.tobytes() == predictors["scikit-learn fast path"].predict_checked(checked).tobytes()
 
 
+@pytest.mark.parametrize(
+    ("name", "version", "compile_uri", "which"),
+    [
+        ("ride-duration", "3", "models:/ride-duration/3", ""),
+        (None, None, "models:/NAME/VERSION", " registered in MLflow"),  # a folder: register it
+    ],
+)
 def test_without_scikit_learn_a_model_with_no_compiled_forest_is_refused_in_one_line(
-    not_installed, tmp_path
+    not_installed, tmp_path, name, version, compile_uri, which
 ):
+    """The hint names the compile command as it works: on a registered version."""
     (tmp_path / "MLmodel").write_text("flavors:\n  sklearn: {pickled_model: model.pkl}\n")
     not_installed("sklearn")
-    model = ModelRef(uri=str(tmp_path), resolved_uri=str(tmp_path))
+    model = ModelRef(uri=str(tmp_path), resolved_uri=str(tmp_path), name=name, version=version)
     with pytest.raises(ConfigurationError) as error:
         predictor_for(model)
     assert str(error.value) == (
-        f"model {tmp_path} has no compiled forest, and this install has no scikit-learn: "
-        f"compile it with `python -m ride_duration.compile {tmp_path}` or use the full image"
+        f"model {tmp_path} has no compiled forest, and this install has no scikit-learn: a "
+        f"random forest{which} is compiled, in the full install, with "
+        f"`python -m ride_duration.compile {compile_uri}`; any other model is served by the "
+        "full install or image"
     )
