@@ -26,9 +26,10 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support.doc_plans import PLANS
-from tests.support.docs import Section, all_sections, bare, conforms, example_answers
+from tests.support.docs import Section, all_sections, bare, conforms, example_answers, read
 from tests.support.netns import private_network
 from tests.support.servers import stop
+from tests.support.shown import shapes, shown_block
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 # Ports the pages' commands use: free inside the private network, or they must be free here.
@@ -238,6 +239,10 @@ def test_the_section_runs_as_written(terminal: Terminal, section: Section) -> No
             assert result.returncode == 0, f"$ {command}\n{output[-4000:]}"
             for text in plan.expect.get(bare(command), ()):
                 assert text in output, f"$ {command} did not say {text!r}:\n{output[-4000:]}"
+            introduction = plan.prints.get(bare(command))
+            if introduction is not None:  # every line it prints is shown, and no other
+                shown = shown_block(read(section.page), introduction)
+                assert shapes(output, "== ") == shapes(shown, "== "), output
             example = EXAMPLES.get((section.page, bare(command)))
             if example is not None:
                 answer = json.loads(result.stdout.strip().splitlines()[-1])

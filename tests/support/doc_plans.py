@@ -17,6 +17,8 @@ class Plan:
 
     skip: dict[str, str] = field(default_factory=dict)  # command -> why it is not run here
     expect: dict[str, tuple[str, ...]] = field(default_factory=dict)  # command -> texts
+    # command -> the words that introduce the block showing all it prints (tests/support/shown)
+    prints: dict[str, str] = field(default_factory=dict)
 
 
 NO_DOCKER = (
@@ -45,6 +47,7 @@ READ_PREDICTIONS = (
 PLANS: dict[str, Plan] = {
     "README.md#Quickstart": Plan(
         skip={"make test": THE_SUITE},
+        prints={"make demo": "`make demo` prints"},
         expect={
             "make demo": (
                 "rmse: ",
