@@ -52,7 +52,10 @@ def run(main: Callable[[], object], debug: bool) -> int:
     """Call `main`; turn a known failure into one line on stderr and exit code 2."""
     if not debug:
         # urllib3's "Retrying (Retry(total=1, ...))" warnings: the error line says the outcome.
-        logging.getLogger("urllib3").setLevel(logging.ERROR)
+        # Prefect's workers that send a run's events and logs say "Still processing items" while
+        # they drain at exit, which they do anyway, sometimes after the command's last line.
+        for chatty in ("urllib3", "EventsWorker", "APILogWorker"):
+            logging.getLogger(chatty).setLevel(logging.ERROR)
         for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
             for handler in logging.getLogger(name).handlers:
                 handler.addFilter(_NoTraceback())

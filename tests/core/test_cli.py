@@ -156,6 +156,30 @@ def test_run_hides_tracebacks_of_existing_log_handlers():
 
 
 @pytest.mark.parametrize(
+    ("name", "level", "debug", "shown"),
+    [
+        ("urllib3.connectionpool", logging.WARNING, False, False),  # "Retrying (Retry(...))"
+        ("EventsWorker", logging.WARNING, False, False),  # "Still processing items"
+        ("APILogWorker", logging.WARNING, False, False),
+        ("urllib3.connectionpool", logging.ERROR, False, True),
+        ("EventsWorker", logging.WARNING, True, True),  # --debug shows them
+        ("ride_duration.batch.month", logging.WARNING, False, True),
+    ],
+)
+def test_library_chatter_stays_off_the_console(name, level, debug, shown):
+    loggers = [logging.getLogger(chatty) for chatty in ("urllib3", "EventsWorker", "APILogWorker")]
+    before = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.NOTSET)  # setLevel, not the attribute: it clears their caches
+    try:
+        cli.run(lambda: None, debug=debug)
+        assert logging.getLogger(name).isEnabledFor(level) is shown
+    finally:
+        for logger, was in zip(loggers, before, strict=True):
+            logger.setLevel(was)
+
+
+@pytest.mark.parametrize(
     ("low", "high", "text", "value"),
     [(1, 12, "1", 1), (1, 12, "12", 12), (1, 12, " 7 ", 7), (2009, 2100, "2021", 2021)],
 )
