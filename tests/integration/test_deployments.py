@@ -1,7 +1,9 @@
 """deployment.yaml on a real Prefect server: deploy, UI runs, scheduled runs, backfills on workers.
 
 The session's `prefect server start` (tests/integration/conftest.py) has deployment.yaml deployed
-with the documented commands and two process workers polling every second.
+with the documented commands and two process workers polling every second. Backfills onto a pool
+no worker polls (a copy of the monthly deployment on a pool of its own) say so and wait, and
+backfills interrupted cancel the flow runs they created.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,12 +23,16 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
     FlowRunFilter,
     FlowRunFilterParentFlowRunId,
     LogFilter,
     LogFilterFlowRunId,
 )
+from prefect.client.schemas.objects import StateType
 from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Scheduled
@@ -34,7 +41,9 @@ from ride_duration.batch import manifest
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.months import Month
 from tests.conftest import REPO
-from tests.integration.conftest import PROCESS_POOL, TEMPLATE, PrefectServer, Trained
+from tests.integration.conftest import BIN, PROCESS_POOL, TEMPLATE, PrefectServer, Trained
+from tests.support.failures import assert_one_line_failure
+from tests.support.servers import stop
 from tests.support.tlc_fake import file_name
 
 MONTHLY = "ride-duration-prediction/monthly"
@@ -242,7 +251,15 @@ def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(
     assert (root / "_versions" / partition / f"{trained.run_id}.parquet").exists()
 
 
-def _backfill_cli(server: PrefectServer, output_root: Path, *extra: str, **popen):
+def _backfill_cli(
+    server: PrefectServer,
+    output_root: Path,
+    *extra: str,
+    deployment: str = MONTHLY,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    **popen,
+):
     command = [
         sys.executable,
         str(REPO / "backfill.py"),
@@ -250,19 +267,21 @@ def _backfill_cli(server: PrefectServer, output_root: Path, *extra: str, **popen
         "2021-01",
         "2021-04",
         "--deployment",
-        MONTHLY,
+        deployment,
         "--max-concurrency",
         "2",
         "--output-root",
         str(output_root),
         *extra,
     ]
+    env = {**server.env, **(env or {})}
+    cwd = cwd or output_root.parent
     if popen:
-        return subprocess.Popen(command, env=server.env, cwd=output_root.parent, **popen)
+        return subprocess.Popen(command, env=env, cwd=cwd, **popen)
     return subprocess.run(
         command,
-        env=server.env,
-        cwd=output_root.parent,
+        env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=600,
@@ -409,3 +428,254 @@ def test_killing_a_worker_mid_backfill_leaves_every_month_done_or_reported_faile
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "1 months scored, 3 skipped, 0 failed" in rerun.stdout + rerun.stderr
     assert (len(_current_sets(output_root)), len(_kept_sets(output_root))) == (4, 4)
+
+
+def _unpolled_deployment(server: PrefectServer, name: str, *, paused: bool) -> str:
+    """The monthly deployment's copy `ride-duration-prediction/NAME` on a process work pool of
+    its own, NAME, that no worker polls (paused if asked)."""
+
+    async def create(client):
+        process_pool = await client.read_work_pool(PROCESS_POOL)
+        await client.create_work_pool(
+            WorkPoolCreate(
+                name=name,
+                type="process",
+                base_job_template=process_pool.base_job_template,
+                is_paused=paused,
+            )
+        )
+        monthly = await client.read_deployment_by_name(MONTHLY)
+        await client.create_deployment(
+            flow_id=monthly.flow_id,
+            name=name,
+            work_pool_name=name,
+            entrypoint=monthly.entrypoint,
+            path=monthly.path,
+            pull_steps=monthly.pull_steps,
+            parameter_openapi_schema=monthly.parameter_openapi_schema,
+            enforce_parameter_schema=True,
+        )
+
+    _api(server, create)
+    return f"ride-duration-prediction/{name}"
+
+
+def _runs_of(server: PrefectServer, deployment: str):
+    """Every flow run of the deployment named `deployment`."""
+
+    async def read(client):
+        found = await client.read_deployment_by_name(deployment)
+        return await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id]))
+        )
+
+    return _api(server, read)
+
+
+def _wait_for_line(path: Path, text: str, process: subprocess.Popen, timeout: float = 300) -> str:
+    """The first line of the file at `path` holding `text`, once the running `process` wrote it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [line for line in path.read_text().splitlines() if text in line]
+        if lines:
+            return lines[0]
+        assert process.poll() is None, f"ended with {process.returncode}: {path.read_text()}"
+        assert time.monotonic() < deadline, path.read_text()[-3000:]
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("paused", [False, True], ids=["no worker", "paused pool"])
+def test_a_backfill_no_worker_will_pick_up_says_so_and_waits_for_one(
+    prefect_server: PrefectServer, tmp_path: Path, trained: Trained, paused: bool
+):
+    pool = "ride-duration-paused" if paused else "ride-duration-unpolled"
+    deployment = _unpolled_deployment(prefect_server, pool, paused=paused)
+    output_root = _experiment_root(prefect_server, tmp_path.name)
+    err = tmp_path / "backfill.err"
+    worker_log = tmp_path / "worker.log"
+    start = f"`pipenv run prefect worker start --pool {pool}`"
+    if paused:
+        expected = (
+            f"work pool {pool} is paused and no worker is polling it: resume it with "
+            f"`pipenv run prefect work-pool resume {pool}` and start a worker with {start} "
+            "(the months' runs wait in the pool)"
+        )
+    else:
+        expected = (
+            f"no worker is polling work pool {pool}: start one with {start} "
+            "(the months' runs wait in the pool)"
+        )
+    worker = None
+    with err.open("w") as stderr, worker_log.open("w") as worker_out:
+        # Each month must not be given up on while no worker runs it: this test starts one.
+        backfill = _backfill_cli(
+            prefect_server,
+            output_root,
+            deployment=deployment,
+            env={"BACKFILL_MONTH_TIMEOUT_SECONDS": "600"},
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            line = _wait_for_line(err, expected, backfill)
+            # It keeps waiting: the runs are in the pool for a worker started later, which the
+            # commands the line names start (as a user would, from the project's folder).
+            assert backfill.poll() is None, err.read_text()
+            for command in re.findall(r"`([^`]+)`", line):
+                hint = subprocess.Popen(
+                    ["bash", "-c", command],
+                    env=prefect_server.env,
+                    cwd=REPO,
+                    stdout=worker_out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+                if " worker start " in command:
+                    worker = hint
+                else:
+                    assert hint.wait(timeout=120) == 0, worker_log.read_text()
+            stdout, _ = backfill.communicate(timeout=600)
+        finally:
+            if backfill.poll() is None:
+                backfill.kill()
+            if worker is not None:
+                stop(worker)
+    stderr_text = err.read_text()
+    assert backfill.returncode == 0, stderr_text[-3000:] + worker_log.read_text()[-3000:]
+    assert (stdout + stderr_text).count(expected) == 1, stderr_text
+    assert "Traceback" not in stderr_text
+    assert len(_current_sets(output_root)) == 4
+    runs = _runs_of(prefect_server, deployment)
+    assert sorted(r.name for r in runs) == [f"score-green-2021-0{m}" for m in range(1, 5)]
+    assert all(r.state.is_completed() for r in runs)
+
+
+@pytest.mark.parametrize(
+    ("signal_number", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+)
+def test_interrupting_a_backfill_cancels_the_flow_runs_it_created(
+    prefect_server: PrefectServer,
+    tmp_path: Path,
+    trained: Trained,
+    signal_number: signal.Signals,
+    exit_code: int,
+):
+    # No worker polls the pool: the months' runs stay scheduled until the interrupt.
+    pool = f"ride-duration-{signal_number.name.lower()}"
+    deployment = _unpolled_deployment(prefect_server, pool, paused=False)
+    output_root = _experiment_root(prefect_server, tmp_path.name)
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    out, err = tmp_path / "backfill.out", tmp_path / "backfill.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        backfill = _backfill_cli(
+            prefect_server,
+            output_root,
+            deployment=deployment,
+            cwd=workdir,
+            stdout=stdout,
+            stderr=stderr,
+        )
+        try:
+            _wait_for_line(err, f"no worker is polling work pool {pool}", backfill)
+            # --max-concurrency 2: two of the four months have a run, the others wait for one.
+            deadline = time.monotonic() + 120
+            while len(_runs_of(prefect_server, deployment)) < 2:
+                assert backfill.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, err.read_text()
+                time.sleep(0.5)
+            backfill.send_signal(signal_number)
+            returncode = backfill.wait(timeout=120)
+        finally:
+            if backfill.poll() is None:
+                backfill.kill()
+    output = (out.read_text(), err.read_text())
+    result = subprocess.CompletedProcess(backfill.args, returncode, *output)
+    assert_one_line_failure(
+        result,
+        f"interrupted by {signal_number.name}: cancelled 2 scheduled and 0 running flow runs "
+        f"of {deployment}",
+        exit_code,
+        workdir=workdir,
+    )
+    runs = _runs_of(prefect_server, deployment)
+    assert len(runs) == 2
+    assert {r.state.type for r in runs} == {StateType.CANCELLED}, [r.state for r in runs]
+    assert not _current_sets(output_root)
+
+
+def test_interrupting_a_backfill_cancels_its_running_months_through_their_workers(
+    prefect_server: PrefectServer, tmp_path: Path, trained: Trained
+):
+    # A pool with one worker of its own that runs one month at a time, whatever became of the
+    # session's workers; every trip file is a pipe no one writes to, so its month stays running
+    # and the other month's run stays scheduled.
+    pool = "ride-duration-one-worker"
+    deployment = _unpolled_deployment(prefect_server, pool, paused=False)
+    trips = tmp_path / "trips"
+    trips.mkdir()
+    for month in (1, 2, 3, 4):
+        os.mkfifo(trips / file_name("green", 2021, month))
+    output_root = _experiment_root(prefect_server, tmp_path.name)
+    out, err = tmp_path / "backfill.out", tmp_path / "backfill.err"
+    runs = []
+    with (
+        out.open("w") as stdout,
+        err.open("w") as stderr,
+        (tmp_path / "worker.log").open("w") as worker_log,
+    ):
+        worker = subprocess.Popen(
+            [str(BIN / "prefect"), "worker", "start", "--pool", pool, "--limit", "1"],
+            env=prefect_server.env,
+            cwd=tmp_path,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        backfill = _backfill_cli(
+            prefect_server,
+            output_root,
+            "--mode",
+            "all",
+            "--input-uri-template",
+            str(trips / TEMPLATE),
+            deployment=deployment,
+            env={"BACKFILL_MONTH_TIMEOUT_SECONDS": "600"},
+            stdout=stdout,
+            stderr=stderr,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while sorted(r.state.type for r in runs) != [StateType.RUNNING, StateType.SCHEDULED]:
+                assert backfill.poll() is None, err.read_text()
+                assert time.monotonic() < deadline, (err.read_text()[-3000:], runs)
+                time.sleep(0.5)
+                runs = _runs_of(prefect_server, deployment)
+            backfill.send_signal(signal.SIGINT)
+            returncode = backfill.wait(timeout=120)
+            # Prefect's cancellation: the worker stops the running month's process, then marks it.
+            deadline = time.monotonic() + 180
+            while not all(r.state.is_final() for r in runs):
+                assert time.monotonic() < deadline, [r.state for r in runs]
+                time.sleep(1)
+                runs = _runs_of(prefect_server, deployment)
+        finally:
+            if backfill.poll() is None:
+                backfill.kill()
+            for run in runs:  # never leave a process blocked on a pipe
+                for pid in _flow_run_processes(str(run.id)):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+            stop(worker)
+    output = (out.read_text(), err.read_text())
+    result = subprocess.CompletedProcess(backfill.args, returncode, *output)
+    assert_one_line_failure(
+        result,
+        f"interrupted by SIGINT: cancelled 1 scheduled and 1 running flow runs of {deployment}",
+        130,
+    )
+    assert len(runs) == 2
+    assert {r.state.type for r in runs} == {StateType.CANCELLED}, [r.state for r in runs]
+    assert all(not _flow_run_processes(str(r.id)) for r in runs)
+    assert not _current_sets(output_root)
