@@ -12,6 +12,7 @@ import glob
 import logging
 import os
 import posixpath
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
@@ -57,8 +58,10 @@ def open_parquet(uri: str) -> Iterator[pq.ParquetFile]:
     try:
         fs, path = fsspec.core.url_to_fs(uri)
         handle = fs.open(path, "rb")
-    except FileNotFoundError as error:
+    except storage_errors() as error:
         _raise_if_unreachable(error, uri)
+        if not isinstance(error, FileNotFoundError):
+            raise
         raise InputNotFoundError(
             f"no trip file at {display_uri(uri)}: the month may not be published yet "
             "(the TLC publishes about two months late) or INPUT_URI_TEMPLATE points elsewhere"
@@ -110,16 +113,44 @@ def parquet_footer(uri: str) -> tuple[int, dict[bytes, bytes]]:
 MODIFIED_KEYS = ("mtime", "LastModified", "Last-Modified", "last_modified")
 
 
-def _raise_if_unreachable(error: FileNotFoundError, uri: str) -> None:
-    """fsspec's HTTP files report any failure to reach a server as FileNotFoundError, the
-    failure as its cause: a cause that is no 404 or 410 answer is an unreachable server."""
-    cause = error.__cause__
-    if cause is None or getattr(cause, "status", None) in (404, 410):
+def _raise_if_unreachable(error: BaseException, uri: str) -> None:
+    """Raise InputUnreachableError when `error`, or one it came from, says the store did not
+    answer (refused, no such host, timed out); an answer, even a refusal, is left to the
+    caller. fsspec's HTTP files wrap any failure in FileNotFoundError, s3fs lets botocore's
+    connection errors through."""
+    unanswered = _unanswered(error)
+    if unanswered is None:
         return
     raise InputUnreachableError(
-        f"cannot reach {display_uri(uri)}: {first_line(cause)}: check the network, or "
+        f"cannot reach {display_uri(uri)}: {first_line(unanswered)}: check the network, or "
         "INPUT_URI_TEMPLATE"
     ) from None
+
+
+def _unanswered(error: BaseException) -> BaseException | None:
+    """The error in `error`'s chain that says a server did not answer, if one does."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, _connection_errors()):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+@functools.cache
+def _connection_errors() -> tuple[type[BaseException], ...]:
+    """The errors of a server that did not answer, in Python, aiohttp and botocore terms."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError, socket.gaierror]
+    with suppress(ImportError):
+        from aiohttp import ClientConnectionError
+
+        errors.append(ClientConnectionError)
+    with suppress(ImportError):
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+
+        errors += [BotoConnectionError, HTTPClientError]
+    return tuple(errors)
 
 
 def file_info(uri: str) -> dict:
@@ -129,7 +160,7 @@ def file_info(uri: str) -> dict:
     fs, path = fsspec.core.url_to_fs(uri)
     try:
         info = fs.info(path)
-    except FileNotFoundError as error:
+    except storage_errors() as error:
         _raise_if_unreachable(error, uri)
         raise
     tag = info.get("ETag") or info.get("etag")

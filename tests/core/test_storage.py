@@ -414,3 +414,73 @@ def test_a_server_that_answers_404_has_no_such_file(trip_server):
         storage.file_info(uri)
     with pytest.raises(InputNotFoundError, match="no trip file at "):
         _open(uri)
+
+
+def _chained(error: BaseException, cause: BaseException | None) -> BaseException:
+    error.__cause__ = cause
+    return error
+
+
+def _store_errors() -> list[tuple[str, BaseException, type[BaseException]]]:
+    """(case, what the store raises, what reading a trip file then raises)."""
+    import aiohttp
+    import botocore.exceptions as boto
+
+    refused = ConnectionRefusedError(111, "Connection refused")
+    return [
+        ("local file missing", FileNotFoundError("x"), InputNotFoundError),
+        (
+            "HTTP 404",
+            _chained(FileNotFoundError("x"), _response_error(aiohttp, 404)),
+            InputNotFoundError,
+        ),
+        (
+            "HTTP 403 (a CDN's missing key)",
+            _chained(FileNotFoundError("x"), _response_error(aiohttp, 403)),
+            InputNotFoundError,
+        ),
+        (
+            "HTTP host refused",
+            _chained(FileNotFoundError("x"), aiohttp.ClientConnectionError("refused")),
+            InputUnreachableError,
+        ),
+        (
+            "S3 endpoint refused",
+            _chained(boto.EndpointConnectionError(endpoint_url="http://h/b/k"), refused),
+            InputUnreachableError,
+        ),
+        (
+            "S3 no such bucket",
+            _chained(FileNotFoundError("The specified bucket does not exist"), None),
+            InputNotFoundError,
+        ),
+        ("no such host", socket.gaierror(-2, "Name or service not known"), InputUnreachableError),
+    ]
+
+
+def _response_error(aiohttp, status: int) -> BaseException:
+    return aiohttp.ClientResponseError(None, (), status=status)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("case", "raised", "expected"), _store_errors(), ids=[c[0] for c in _store_errors()]
+)
+def test_a_store_that_did_not_answer_is_told_apart_from_a_file_that_is_not_there(
+    monkeypatch, case, raised, expected
+):
+    class Store:
+        def info(self, path):
+            raise raised
+
+        def open(self, path, mode):
+            raise raised
+
+    monkeypatch.setattr(storage.fsspec.core, "url_to_fs", lambda uri: (Store(), uri))
+    with pytest.raises(expected):
+        _open("s3://trips/green_tripdata_2021-03.parquet")
+    if expected is InputNotFoundError:
+        with pytest.raises(FileNotFoundError):
+            storage.file_info("s3://trips/green_tripdata_2021-03.parquet")
+    else:
+        with pytest.raises(expected):
+            storage.file_info("s3://trips/green_tripdata_2021-03.parquet")

@@ -144,6 +144,30 @@ COMMANDS = [
         2,
     ),
     (
+        "the trip files' server down",
+        "score.py",
+        ["green", "2021", "3"],
+        {"INPUT_URI_TEMPLATE": "https://127.0.0.1:1/" + TEMPLATE},  # port 1: nobody listens
+        "cannot reach https://127.0.0.1:1/green_tripdata_2021-03.parquet: Cannot connect to host",
+        2,
+    ),
+    (
+        "the trip files' bucket not there",
+        "score.py",
+        ["green", "2021", "3"],
+        {"INPUT_URI_TEMPLATE": "s3://no-such-bucket/" + TEMPLATE},
+        "no trip file at s3://no-such-bucket/green_tripdata_2021-03.parquet",
+        2,
+    ),
+    (
+        "the output bucket not there",
+        "score.py",
+        ["green", "2021", "3"],
+        {"OUTPUT_ROOT": "s3://no-such-bucket/predictions"},
+        "cannot write s3://no-such-bucket/predictions/taxi_type=green/year=2021/month=03/",
+        2,
+    ),
+    (
         "a store that is not there, from another folder",
         "score.py",
         ["green", "2021", "3"],
