@@ -2,16 +2,22 @@
 
 A lock is a small file beside the month's output, one file per generation:
 `_lock.{generation}.json`. The newest generation is the lock; a run takes it by creating
-the next generation with an atomic exclusive create (a local O_EXCL file, an S3 If-None-Match
-PUT), so that of any number of runs racing for a free or stale lock exactly one succeeds, and
-no run can ever create a generation that already exists. The holder rewrites its file while
-it scores (a heartbeat) and deletes it at the end; a run that takes over deletes the older
-generations.
+the next generation with an atomic exclusive create of the whole file (`writes.create_exclusive`:
+locally written and synced under a temporary name, then hard-linked into place; on S3 an
+If-None-Match PUT), so that of any number of runs racing for a free or stale lock exactly one
+succeeds, no run can ever create a generation that already exists, and a run killed meanwhile
+leaves no empty lock (its temporary file is removed by the next run that takes the lock). The
+holder rewrites its file while it scores (a heartbeat) and deletes it at the end; a run that
+takes over deletes the older generations.
 
-A holder is gone when its heartbeat is older than `stale_after_seconds`, or, on the same host
-since the same boot, when its process is no longer the one that took the lock (a pid alone
-may have been reused). A lock file that does not read is taken for one being written while it
-is younger than that, and for a dead one after.
+A holder is gone when its heartbeat is older than `stale_after_seconds` (a heartbeat that is
+no number, or in the future, counts from when the file was last written), on the same host
+after it restarted, or, on the same host and boot and in the same pid namespace, when its
+process is no longer the one that took the lock (a pid alone may have been reused, and means
+another process in another namespace). A file that does not read as a lock is taken for a dead
+one once it is older than `stale_after_seconds`. Locks of earlier versions (`_lock-{run id}.json`,
+`_lock-{run id}.{generation}.json`) are judged the same way: a live one keeps a run out, a
+stale one does not count.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import socket
@@ -35,6 +42,12 @@ from ride_duration.core.errors import MonthBusyError
 logger = logging.getLogger(__name__)
 
 TAKE_ATTEMPTS = 5
+# Linux's largest pid_max: no process has a larger pid.
+PID_MAX = 2**22
+# How far ahead of this clock another host's may run before its heartbeat is not believed.
+CLOCK_SKEW_SECONDS = 60.0
+# The most of a lock's text (owner, host, time) a message shows.
+SHOWN_CHARS = 200
 
 
 def boot_id() -> str | None:
@@ -42,6 +55,15 @@ def boot_id() -> str | None:
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
             return handle.read().strip() or None
+    except (OSError, ValueError):
+        return None
+
+
+def pid_namespace() -> str | None:
+    """This process's pid namespace (Linux: "pid:[4026531836]"): a pid means another process
+    in another namespace, such as another container's on the same host and boot."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
     except OSError:
         return None
 
@@ -52,11 +74,18 @@ def process_start(pid: int) -> str | None:
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             stat = handle.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
     except OSError:
         return None
     return stat.rpartition(")")[2].split()[19]  # field 22, after the command's parentheses
+
+
+def shown(value: object) -> str:
+    """A value read from a lock as a message shows it: one line, at most SHOWN_CHARS long."""
+    text = str(value)
+    cut = text[:SHOWN_CHARS]
+    # Anything can be written in a lock file: line breaks, escapes, lone surrogates.
+    line = "".join(char if char.isprintable() else "?" for char in cut)
+    return line + "..." if len(text) > SHOWN_CHARS else line
 
 
 class MonthLock:
@@ -72,6 +101,7 @@ class MonthLock:
             "token": uuid.uuid4().hex,
             "host": socket.gethostname(),
             "boot_id": boot_id(),
+            "pid_ns": pid_namespace(),
             "pid": os.getpid(),
             "pid_start": process_start(os.getpid()),
             "since": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -87,18 +117,7 @@ class MonthLock:
         with writes.writing(self.files.prefix):
             holder = self.acquire()
         if holder is not None:
-            where = uris.display_uri(self.files.prefix) + ".*.json"
-            if "unreadable_age" in holder:
-                raise MonthBusyError(
-                    f"{label} is locked by {where}, which does not read as a lock (written "
-                    f"{holder['unreadable_age']:.0f} s ago): it is taken over after "
-                    "LOCK_STALE_SECONDS; delete it if no run is scoring this month"
-                )
-            raise MonthBusyError(
-                f"{label} is being scored by {holder.get('owner')} on "
-                f"{holder.get('host')} since {holder.get('since')}: wait for it, or delete "
-                f"{where} if that run is dead"
-            )
+            raise MonthBusyError(self._busy(label, holder))
         beat = threading.Thread(target=self._beat, name="month-lock", daemon=True)
         beat.start()
         try:
@@ -108,44 +127,74 @@ class MonthLock:
             beat.join()
             self.release()
 
+    def _busy(self, label: str, holder: dict) -> str:
+        """The one line that says who keeps `label` busy."""
+        where = uris.display_uri(self.files.prefix) + ".*.json"
+        if "earlier_version" in holder:
+            where = uris.display_uri(uris.join(self.files.folder, holder["earlier_version"]))
+        if "unreadable_age" in holder:
+            return (
+                f"{label} is locked by {where}, which does not read as a lock (written "
+                f"{holder['unreadable_age']:.0f} s ago): it is taken over after "
+                "LOCK_STALE_SECONDS; delete it if no run is scoring this month"
+            )
+        who = f"{shown(holder.get('owner'))} on {shown(holder.get('host'))}"
+        if "earlier_version" in holder:
+            return (
+                f"{label} is being scored by {who} with an earlier version of this project "
+                f"(its lock {where}): wait for it, or delete {where} if that run is dead"
+            )
+        return (
+            f"{label} is being scored by {who} since {shown(holder.get('since'))}: wait for "
+            f"it, or delete {where} if that run is dead"
+        )
+
     def acquire(self) -> dict | None:
         """Take the lock; the holder's description when another live run has it.
 
         To take over generation k (stale, or a file that is no lock), a run creates k + 1 and
         then reads k again: unless k is still what it judged, byte for byte, the takeover is
         void (another run took over first, and a fresh run may have started since). So of any
-        number of racers exactly one holds the lock, even one that paused mid-takeover.
+        number of racers exactly one holds the lock, even one that paused mid-takeover. The
+        winner then looks for a live lock of an earlier version, and gives way to it.
         """
         for _ in range(TAKE_ATTEMPTS):
             generations = self._generations()
             top = max(generations, default=-1)
             judged = None
             if top >= 0:
-                judged = storage.read_text(self.files.file(top))
+                judged = _read_text(self.files.file(top))
                 if judged is None:
                     continue  # released meanwhile: look again
-                holder = self._parse(judged, top)
-                if not self._is_gone(holder):
+                holder = self._parse(judged, self.files.file(top))
+                if not self._is_gone(holder, self.files.file(top)):
                     return holder
             mine = self.files.file(top + 1)
             if not writes.create_exclusive(mine, self._text()):
                 continue  # another run took this generation first
-            taken = top < 0 or storage.read_text(self.files.file(top)) == judged
+            taken = top < 0 or _read_text(self.files.file(top)) == judged
             if not taken or max(self._generations()) != top + 1:
                 storage.remove(mine)  # the lock moved on while this run looked: look again
                 continue
             self.generation = top + 1
             for older in generations:
                 storage.remove(self.files.file(older))
-            return None
+            earlier = self._earlier_version_holder(clean=True)
+            if earlier is not None:
+                storage.remove(mine)
+                self.generation = None
+            return earlier
         top = max(self._generations(), default=-1)
         return self._read(top) or {"owner": "unknown"}
 
     def live_holder(self) -> dict | None:
         """The description of the live run that holds the lock now, None when none does."""
-        top = max(self._generations(), default=-1)
+        names = self._names()
+        top = max(self._generations(names), default=-1)
         holder = self._read(top)
-        return None if holder is None or self._is_gone(holder) else holder
+        if holder is None or self._is_gone(holder, self.files.file(top)):
+            return self._earlier_version_holder(clean=False, names=names)
+        return holder
 
     def check(self) -> None:
         """Raise MonthBusyError unless this run still holds the lock (call before publishing).
@@ -163,8 +212,8 @@ class MonthLock:
         if self._lost.is_set() or not holder or holder.get("token") != self.content["token"]:
             raise MonthBusyError(
                 f"the lock of {uris.display_uri(self.files.folder)} was taken over by "
-                f"{(holder or {}).get('owner', 'another run')} while this run scored: nothing "
-                "was published (raise LOCK_STALE_SECONDS if runs pause that long)"
+                f"{shown((holder or {}).get('owner', 'another run'))} while this run scored: "
+                "nothing was published (raise LOCK_STALE_SECONDS if runs pause that long)"
             )
 
     def release(self) -> None:
@@ -199,34 +248,75 @@ class MonthLock:
     def _text(self) -> str:
         return json.dumps(self.content)
 
-    def _generations(self) -> list[int]:
+    def _names(self) -> list[str]:
+        """Every file of the lock's in its folder: generations, earlier versions' locks,
+        temporary files of creations that did not finish."""
+        return storage.list_names(self.files.folder, f"{self.files.stem}*")
+
+    def _generations(self, names: list[str] | None = None) -> list[int]:
         pattern = re.compile(rf"{re.escape(self.files.stem)}\.(\d+)\.json")
-        names = storage.list_names(self.files.folder, f"{self.files.stem}.*.json")
+        names = self._names() if names is None else names
         return [int(found.group(1)) for name in names if (found := pattern.fullmatch(name))]
+
+    def _earlier_version_holder(self, clean: bool, names: list[str] | None = None) -> dict | None:
+        """The live run that holds an earlier version's lock of this month, if any; with
+        `clean` (this run holds the lock), the temporary files of creations that were killed
+        before they finished are removed.
+
+        A stale lock of an earlier version no longer counts; it is left for
+        `python -m ride_duration.migrate`, which removes it with the earlier layout's files.
+        """
+        earlier = re.compile(rf"{re.escape(self.files.stem)}-[^/]+\.json")
+        for name in self._names() if names is None else names:
+            uri = uris.join(self.files.folder, name)
+            if clean and name.endswith(writes.CREATING_SUFFIX):
+                storage.remove(uri)
+            if not earlier.fullmatch(name) or (text := _read_text(uri)) is None:
+                continue
+            holder = self._parse(text, uri)
+            # The first versions wrote when their run started, and never refreshed it.
+            holder.setdefault("heartbeat", holder.get("since_epoch", 0))
+            if not self._is_gone(holder, uri):
+                return {**holder, "earlier_version": name}
+        return None
 
     def _read(self, generation: int | None) -> dict | None:
         """A generation's lock as a dict (None when there is none)."""
         if generation is None or generation < 0:
             return None
-        text = storage.read_text(self.files.file(generation))
-        return None if text is None else self._parse(text, generation)
+        text = _read_text(self.files.file(generation))
+        return None if text is None else self._parse(text, self.files.file(generation))
 
-    def _parse(self, text: str, generation: int) -> dict:
+    def _parse(self, text: str, uri: str) -> dict:
         """A lock's content; {"unreadable_age": seconds} when it is no lock (the file's age)."""
         try:
             content = json.loads(text)
-            if not isinstance(content, dict):
-                raise ValueError("not an object")
-            float(content.get("heartbeat", 0))
+        except (ValueError, RecursionError):
+            content = None
+        if isinstance(content, dict):
             return content
-        except (ValueError, TypeError, RecursionError):
-            written = storage.modified(self.files.file(generation)) or time.time()
-            return {"unreadable_age": time.time() - written}
+        return {"unreadable_age": self._file_age(uri)}
 
-    def _is_gone(self, holder: dict) -> bool:
-        if "unreadable_age" in holder:  # being written, or written by something else
+    def _file_age(self, uri: str) -> float:
+        """Seconds since the lock file was last written, by the store's clock."""
+        now = time.time()
+        return now - (storage.modified(uri) or now)
+
+    def _age(self, holder: dict, uri: str) -> float:
+        """Seconds since the holder last said it was alive: its heartbeat, unless that is no
+        number or in the future, when the file's own modification time says."""
+        try:
+            beat = float(holder.get("heartbeat", 0))
+        except (TypeError, ValueError, OverflowError):
+            beat = math.nan
+        if not math.isfinite(beat) or beat > time.time() + CLOCK_SKEW_SECONDS:
+            return self._file_age(uri)
+        return time.time() - beat
+
+    def _is_gone(self, holder: dict, uri: str) -> bool:
+        if "unreadable_age" in holder:  # written by something else, or damaged
             return holder["unreadable_age"] > self.stale_after_seconds
-        if time.time() - float(holder.get("heartbeat", 0)) > self.stale_after_seconds:
+        if self._age(holder, uri) > self.stale_after_seconds:
             return True
         if holder.get("host") != socket.gethostname():
             return False  # another host: its heartbeat says
@@ -235,9 +325,31 @@ class MonthLock:
             return False  # this host cannot tell its boots apart: the heartbeat says
         if theirs != ours:
             return True  # the host restarted since: every process of that boot is gone
-        try:
-            pid = int(holder.get("pid", 0))
-        except (TypeError, ValueError):
-            return False
-        started = process_start(pid)
+        namespace = pid_namespace()
+        if namespace is None or holder.get("pid_ns") != namespace:
+            return False  # its pid may name another process here: the heartbeat says
+        pid = _pid(holder.get("pid"))
+        if pid is None:
+            return False  # no pid to look at: the heartbeat says
+        started = process_start(pid) if pid <= PID_MAX else None
         return started is None or started != holder.get("pid_start")
+
+
+def _read_text(uri: str) -> str | None:
+    """A lock file's text, None when it is not there; bytes that are not UTF-8 are kept (as
+    surrogates), so that two reads compare equal exactly when the bytes are the same."""
+    try:
+        return storage.read_text(uri)
+    except UnicodeDecodeError as error:
+        return error.object.decode("utf-8", errors="surrogateescape")
+
+
+def _pid(value: object) -> int | None:
+    """A lock's pid as a positive integer, None when it is anything else."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        pid = int(value)
+    except ValueError:
+        return None
+    return pid if pid > 0 else None

@@ -6,6 +6,7 @@ is one OutputWriteError.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
@@ -189,19 +190,27 @@ def publish_copy(source: str, target: str) -> None:
     _sync_folder(directory)
 
 
+# The suffix of a file being created exclusively, before it is linked into place: its name
+# keeps the target's own start (a lock's "_"), which keeps readers of OUTPUT_ROOT off it.
+CREATING_SUFFIX = ".creating"
+
+# A file system that cannot hard-link says so with one of these (some network and FUSE mounts).
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
 def create_exclusive(uri: str, text: str) -> bool:
-    """Create a small file only if none exists (atomic); False when it already exists."""
+    """Create a small file, whole, only if none exists (atomic); False when it already exists.
+
+    Locally the text is written and synced under a temporary name beside the target
+    (`{name}.{token}.creating`), then hard-linked into place, which fails when the target
+    exists; so a crash never leaves an empty or partial file at `uri`, at most the temporary
+    one. On object stores it is one conditional PUT carrying the whole text.
+    """
     fs, path = fsspec.core.url_to_fs(uri)
     directory, _ = posixpath.split(path)
     _make_folder(fs, directory)
     if "file" in protocols(fs):
-        try:
-            descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        return True
+        return _create_exclusive_locally(path, text.encode())
     try:
         fs.pipe_file(path, text.encode(), mode="create")  # S3: If-None-Match: *
     except FileExistsError:
@@ -213,6 +222,39 @@ def create_exclusive(uri: str, text: str) -> bool:
             return False
         raise
     return True
+
+
+def _create_exclusive_locally(path: str, data: bytes) -> bool:
+    """Write `data` to a temporary file, sync it, then link it to `path` unless that exists."""
+    staging = f"{path}.{uuid.uuid4().hex}{CREATING_SUFFIX}"
+    try:
+        _write_new(staging, data)
+        os.link(staging, path)
+    except (FileExistsError, FileNotFoundError):
+        # Taken already; or another run's cleanup removed the temporary file as a dead
+        # run's before it was linked: this try lost either way.
+        return False
+    except OSError as error:
+        if error.errno not in _NO_LINKS:
+            raise
+        try:
+            _write_new(path, data)  # no hard links here: the target itself, created exclusively
+        except FileExistsError:
+            return False
+    finally:
+        with suppress(OSError):
+            os.remove(staging)
+    _sync_folder(posixpath.dirname(path))
+    return True
+
+
+def _write_new(path: str, data: bytes) -> None:
+    """Create `path` (FileExistsError when it exists), write `data` and sync it."""
+    descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 # What refuses a write for good: retrying will not help (permissions, a file in the way).

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
+import shutil
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from ride_duration.batch.locks import MonthLock, boot_id
+from ride_duration.batch.locks import MonthLock, boot_id, pid_namespace
 from ride_duration.batch.paths import LockFiles, MonthOutput
 from ride_duration.core.errors import MonthBusyError
 from ride_duration.core.months import Month
@@ -267,3 +271,248 @@ def test_a_month_under_a_root_whose_name_has_glob_characters_can_be_locked(tmp_p
     again = MonthLock(lock_of, owner="next", stale_after_seconds=STALE)
     with again.held("green 2021-03"):
         assert again.generation == 0
+
+
+# --- any content, a killed creation, other pid namespaces, earlier versions --------------------
+
+
+def raw(tmp_path: Path, name: str, content: object, age: float) -> None:
+    """A file `name` in the lock's folder holding `content` (bytes, text, or a lock as JSON),
+    last written `age` seconds ago."""
+    path = Path(files(tmp_path).folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, dict):
+        content = json.dumps(content)  # Python's JSON: NaN and Infinity as JavaScript's
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    moment = time.time() - age
+    os.utime(path, (moment, moment))
+
+
+ELSEWHERE = {"host": "elsewhere", "boot_id": "another-boot", "pid_ns": "pid:[1]"}
+OLD = STALE + 5
+FUTURE = time.time() + 10**9
+GEN = "_lock.000000.json"
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "age", "taken"),
+    [
+        pytest.param(GEN, b"\xff\xfe\x00 not text", 0, False, id="bytes that are not UTF-8"),
+        pytest.param(GEN, b"\xff\xfe\x00 not text", OLD, True, id="old bytes, not UTF-8"),
+        pytest.param(
+            GEN,
+            lambda: json.dumps(holder(**ELSEWHERE)).replace("flow-run-1", "\\udc80"),
+            0,
+            False,
+            id="an owner that is a lone surrogate",
+        ),
+        pytest.param(
+            GEN,
+            lambda: json.dumps(holder(owner="x")).encode().replace(b'"x"', b'"\xff\xfe"'),
+            0,
+            False,
+            id="an owner whose bytes are not UTF-8",
+        ),
+        pytest.param(GEN, lambda: holder(pid=math.inf), 0, False, id="pid Infinity"),
+        pytest.param(GEN, lambda: holder(pid=-math.inf), 0, False, id="pid -Infinity"),
+        pytest.param(
+            GEN,
+            lambda: holder(**ELSEWHERE, heartbeat=math.nan),
+            OLD,
+            True,
+            id="another host's NaN heartbeat, file not written since",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(**ELSEWHERE, heartbeat="nan"),
+            OLD,
+            True,
+            id="another host's heartbeat 'nan' as text, file not written since",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(**ELSEWHERE, heartbeat=FUTURE),
+            OLD,
+            True,
+            id="another host's far-future heartbeat, file not written since",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(**ELSEWHERE, heartbeat=math.inf),
+            OLD,
+            True,
+            id="another host's heartbeat Infinity, file not written since",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(**ELSEWHERE, heartbeat="1e999"),
+            OLD,
+            True,
+            id="another host's heartbeat '1e999' as text, file not written since",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(**ELSEWHERE, owner="x" * 3_000_000),
+            0,
+            False,
+            id="megabytes of owner",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(**ELSEWHERE, owner="run\nTraceback (most recent call last):\r\n"),
+            0,
+            False,
+            id="an owner with newlines",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(host="\x1b[2J\x1b[31mhost\u2028", since=["2021", {"\x00": 1}]),
+            0,
+            False,
+            id="terminal escapes, a line separator and a list for a time",
+        ),
+        pytest.param(
+            GEN,
+            lambda: holder(pid=dead_pid(), pid_ns="pid:[1]"),
+            0,
+            False,
+            id="a pid gone here, of a run in another pid namespace",
+            marks=linux,
+        ),
+        pytest.param(
+            "_lock-abc.json",
+            lambda: {
+                "owner": "old",
+                "host": "h",
+                "pid": 1,
+                "since": "s",
+                "since_epoch": time.time(),
+            },
+            0,
+            False,
+            id="an earlier version's single-file lock",
+        ),
+        pytest.param(
+            "_lock-abc.json",
+            lambda: {"owner": "old", "host": "h", "pid": 1, "since": "s", "since_epoch": 0},
+            OLD,
+            True,
+            id="an earlier version's single-file lock, stale",
+        ),
+        pytest.param(
+            "_lock-0123abcd.000002.json",
+            lambda: holder(owner="old", pid_ns=None),
+            0,
+            False,
+            id="an earlier version's lock by model and generation",
+        ),
+        pytest.param(
+            "_lock-abc.json", b"\xff", 0, False, id="an earlier version's lock that does not read"
+        ),
+    ],
+)
+def test_any_lock_content_is_a_one_line_busy_error_or_a_takeover(
+    tmp_path, name, content, age, taken
+):
+    raw(tmp_path, name, content() if callable(content) else content, age)
+    before = lock_files(tmp_path)
+    lock = MonthLock(files(tmp_path), owner="me", stale_after_seconds=STALE)
+    assert (lock.live_holder() is None) == taken
+    if taken:
+        with lock.held("green 2021-03"):
+            # an older generation is removed; an earlier version's lock is left to migrate
+            mine = Path(files(tmp_path).file(lock.generation)).name
+            assert lock_files(tmp_path) == sorted({mine} | set(before) - {GEN})
+        return
+    with pytest.raises(MonthBusyError) as busy, lock.held("green 2021-03"):
+        pass
+    message = str(busy.value)
+    assert message.startswith("green 2021-03 is ")
+    assert message.isprintable()  # one line, nothing a terminal acts on, encodable
+    assert len(message) < 1000
+    assert f"month=03/{name}" in message or "month=03/_lock.*.json" in message
+    assert lock_files(tmp_path) == before
+
+
+def _die_creating(folder: str, call: str) -> None:
+    """Take the lock of `folder`, killed (SIGKILL) as `call` is first made on a lock file."""
+    original = getattr(os, call)
+
+    def dying(path: object, *args: object, **kwargs: object) -> object:
+        if "_lock" not in os.fspath(path) or (call == "open" and not args[0] & os.O_CREAT):
+            return original(path, *args, **kwargs)
+        if call == "open":
+            original(path, *args, **kwargs)  # the file exists now, empty
+        os.kill(os.getpid(), signal.SIGKILL)
+        return None
+
+    setattr(os, call, dying)
+    MonthLock(LockFiles(folder, "_lock"), owner="killed", stale_after_seconds=STALE).acquire()
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param("open", id="killed as its file is created, before it is written"),
+        pytest.param("link", id="killed once written, before its file is in place"),
+    ],
+)
+def test_a_run_killed_while_it_creates_its_lock_leaves_no_lock_behind(tmp_path, call):
+    folder = files(tmp_path).folder
+    dying = multiprocessing.get_context("fork").Process(target=_die_creating, args=(folder, call))
+    dying.start()
+    dying.join(timeout=60)
+    assert dying.exitcode == -signal.SIGKILL
+    lock = MonthLock(files(tmp_path), owner="next", stale_after_seconds=STALE)
+    assert lock.live_holder() is None
+    with lock.held("green 2021-03"):  # at once, not LOCK_STALE_SECONDS later
+        assert lock.generation == 0
+        # what the killed run wrote is cleaned by the run that takes the lock
+        assert sorted(p.name for p in Path(folder).iterdir()) == ["_lock.000000.json"]
+
+
+def test_a_live_run_in_another_pid_namespace_keeps_its_lock(tmp_path):
+    """Its pid names another process here (or none): a run here must go by its heartbeat."""
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare command (util-linux) to start a run in another pid namespace")
+    folder = files(tmp_path).folder
+    script = (
+        "import os, sys\n"
+        "from ride_duration.batch.locks import MonthLock\n"
+        "from ride_duration.batch.paths import LockFiles\n"
+        f"lock = MonthLock(LockFiles({folder!r}, '_lock'), 'namespaced', {STALE})\n"
+        "with lock.held('green 2021-03'):\n"
+        "    print('held in', os.readlink('/proc/self/ns/pid'), flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    command = ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", script]
+    with subprocess.Popen(
+        command,
+        cwd=Path(__file__).parents[2],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as namespaced:
+        try:
+            said = namespaced.stdout.readline().split()
+            if said[:2] != ["held", "in"]:
+                namespaced.wait(timeout=30)
+                pytest.skip(
+                    f"cannot start a run in a new pid namespace: {namespaced.stderr.read()}"
+                )
+            assert said[2] != pid_namespace()  # it really is another namespace
+            lock = MonthLock(files(tmp_path), owner="here", stale_after_seconds=STALE)
+            assert (lock.live_holder() or {}).get("owner") == "namespaced"  # not judged gone
+            with (
+                pytest.raises(MonthBusyError, match="is being scored by namespaced on "),
+                lock.held("green 2021-03"),
+            ):
+                pass
+            assert lock_files(tmp_path) == ["_lock.000000.json"]
+        finally:
+            namespaced.stdin.close()
+            namespaced.wait(timeout=30)
+    assert namespaced.returncode == 0, namespaced.stderr.read()
+    assert lock_files(tmp_path) == []  # it gave its lock back

@@ -6,7 +6,7 @@ import os
 import socket
 import time
 
-from ride_duration.batch.locks import boot_id, process_start
+from ride_duration.batch.locks import boot_id, pid_namespace, process_start
 
 
 def holder(**changes: object) -> dict:
@@ -16,6 +16,7 @@ def holder(**changes: object) -> dict:
         "token": "t",
         "host": socket.gethostname(),
         "boot_id": boot_id(),
+        "pid_ns": pid_namespace(),
         "pid": os.getpid(),
         "pid_start": process_start(os.getpid()),
         "since": "2021-04-01T00:00:00+00:00",
