@@ -12,7 +12,7 @@ VARYING = [
     (re.compile(r"\b[0-9a-f]{32}\b"), "<id>"),
     (re.compile(r"(?<=-)[0-9a-f]{3}'"), "<id>'"),  # Prefect's task run names: 'score-month-9e9'
     (re.compile(r"(?<![\w.:/])/[^\s)]+"), "<path>"),  # absolute paths, not URLs' or relative ones
-    (re.compile(r"\d[\d,]*(?:\.\d+)*"), "<n>"),
+    (re.compile(r"(?:(?<![\w-])-)?\d[\d,]*(?:\.\d+)*"), "<n>"),  # a sign, not a date's dash
 ]
 
 

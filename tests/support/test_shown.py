@@ -26,6 +26,8 @@ from tests.support.shown import shape, shapes
             "== trips from <path>",
         ),
         ("on 73,906 training rows", "on <n> training rows"),
+        ("mean_error=-0.014254, rmse=1.07", "mean_error=<n>, rmse=<n>"),
+        ("score-green-2021-03", "score-green-<n>-<n>"),
         (
             "output/taxi_type=green/year=2021/month=03/x",
             "output/taxi_type=green/year=<n>/month=<n>/x",
