@@ -24,9 +24,6 @@ TLC_INPUT_URI_TEMPLATE = (
 )
 
 RideIdMode = Literal["deterministic", "random"]
-# The registry and runs of the tracking server, its served artifacts, and the artifact folder
-# a local store keeps beside the current folder (sqlite:///mlflow.db keeps them in ./mlruns).
-TRUSTED_MODEL_PREFIXES = ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns")
 
 
 @dataclass(frozen=True)
@@ -83,13 +80,18 @@ class Settings:
         "artifact folder or `s3://` location the web service and the stream scorer load when "
         "the tracking server does not answer (a fallback: it must start with a trusted prefix)",
     )
-    # Loading a model unpickles it, which runs code: only these locations are loaded.
-    trusted_model_prefixes: tuple[str, ...] = variable(
+    # Loading a model unpickles it, which runs code: only these locations are loaded. Unset
+    # (None), the tracking store's own (`model.resolve`); set, exactly the ones it lists.
+    trusted_model_prefixes: tuple[str, ...] | None = variable(
         "TRUSTED_MODEL_PREFIXES",
-        TRUSTED_MODEL_PREFIXES,
+        None,
         "comma-separated locations models may be named by and loaded from, by whole path "
         "segments (a relative one from the current folder); a registered model's files must "
-        "be in one too",
+        "be in one too. Unset, the tracking store's: `models:/`, `runs:/`, what a tracking "
+        "server serves (`mlflow-artifacts:/`) and the artifact locations the store's "
+        "experiments record (a server's `--default-artifact-root s3://bucket/` included), "
+        "wherever the process runs; set, it replaces them",
+        shown="the tracking store's",
     )
     mlflow_retries: int = variable(
         "MLFLOW_RETRIES",

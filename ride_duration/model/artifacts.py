@@ -1,9 +1,11 @@
 """A model's files: fetched from MLflow or a store, its MLmodel read, failures made clear.
 
-MLflow is imported only to download from what only MLflow reads (`runs:/`, `models:/` without
-a known location, a whole served `mlflow-artifacts:/` folder); the serving install, which has no
-MLflow, reads local folders, S3 and a served folder's named files (`model.rest`), and is told in
-one line what it cannot read.
+A local folder (a path or a `file:` URI) is read in place; files on S3 or served by the
+tracking server are fetched one by one, only those needed, into one temporary folder removed
+once they are read. MLflow is imported only to download from what only MLflow reads (a whole
+folder of another store); the serving install, which has no MLflow, is told in one line what it
+cannot read. An MLmodel file that MLflow did not write (not YAML, not a mapping, a field of
+another type) is a one-line refusal.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import importlib.util
 import os
 import re
 import sys
+import tempfile
+import urllib.parse
 from dataclasses import dataclass
 
 from ride_duration.core import objects
@@ -40,45 +44,161 @@ def require_mlflow(what: str) -> None:
         )
 
 
-def download(uri: str, only: tuple[str, ...] | None = None) -> str:
-    """A local folder holding the model's files: read in place, copied from S3, or by MLflow.
+def local_folder(uri: str) -> str | None:
+    """The local folder `uri` names (a path, or a `file:` URI), when it is one; else None."""
+    if uri.startswith("file:"):
+        parts = urllib.parse.urlsplit(uri)
+        if parts.netloc not in ("", "localhost"):
+            return None
+        uri = urllib.parse.unquote(parts.path)
+    elif "://" in uri or re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", uri):
+        return None
+    return uri if os.path.isdir(uri) else None
 
-    `only` names the files needed, when not all are (the copy from S3 then skips the others).
+
+class ModelFiles:
+    """The files of one model location, as a local folder, fetched once and as asked for.
+
+    A local folder is read in place, never copied. Anything else is fetched into one temporary
+    folder (`ride-duration-model-*`), file by file where the store allows it (S3, a served
+    folder), else whole through MLflow, and `close` removes it: a long-lived process loads any
+    number of models and keeps none of their copies.
     """
-    if "://" not in uri and os.path.isdir(uri):
-        return uri
-    import tempfile
 
-    if uri.startswith("s3://"):
-        folder = tempfile.mkdtemp(prefix="ride-duration-model-")
-        return objects.copy_folder(uri, folder, only)
-    if uri.startswith("mlflow-artifacts:") and only is not None and not mlflow_installed():
-        from ride_duration.model import rest
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self._local = local_folder(uri)
+        self._temporary: tempfile.TemporaryDirectory | None = None
+        self._fetched: set[str] = set()
+        self._whole = False
 
-        folder = tempfile.mkdtemp(prefix="ride-duration-model-")
-        return rest.download_served(uri, _tracking_uri(), folder, only)
-    require_mlflow(f"reading model files from {display_uri(uri)}")
-    import mlflow.artifacts
+    @property
+    def folder(self) -> str:
+        """The local folder the files are in (or will be)."""
+        if self._local is not None:
+            return self._local
+        if self._temporary is None:
+            self._temporary = tempfile.TemporaryDirectory(prefix="ride-duration-model-")
+        return self._temporary.name
 
-    return mlflow.artifacts.download_artifacts(
-        artifact_uri=uri, dst_path=tempfile.mkdtemp(prefix="ride-duration-model-")
-    )
+    def fetch(self, *names: str) -> str:
+        """The folder, holding those of the files `names` the location has (the others are
+        simply absent); each file is fetched at most once."""
+        missing = tuple(name for name in names if name not in self._fetched)
+        if self._local is not None or self._whole or not missing:
+            return self.folder
+        if self.uri.startswith("s3://"):
+            objects.copy_folder(self.uri, self.folder, missing)
+        elif self.uri.startswith("mlflow-artifacts:") and _served_here():
+            from ride_duration.model import rest
+
+            rest.download_served(self.uri, _tracking_uri(), self.folder, missing)
+        else:
+            return self.fetch_all()
+        self._fetched.update(missing)
+        return self.folder
+
+    def fetch_all(self) -> str:
+        """The folder, holding every file of the model."""
+        if self._local is not None or self._whole:
+            return self.folder
+        if self.uri.startswith("s3://"):
+            objects.copy_folder(self.uri, self.folder)
+        else:
+            require_mlflow(f"reading model files from {display_uri(self.uri)}")
+            import mlflow.artifacts
+
+            mlflow.artifacts.download_artifacts(artifact_uri=self.uri, dst_path=self.folder)
+        self._whole = True
+        return self.folder
+
+    def mlmodel_text(self) -> str:
+        """The text of the model's MLmodel file; read once per remote location and process,
+        as the model it describes is loaded once (`model.loading`)."""
+        if self._local is not None:
+            return _mlmodel_text(self._local)
+        text = _REMOTE_MLMODELS.get(self.uri)
+        if text is None:
+            text = _mlmodel_text(self.fetch("MLmodel"), shown=self.uri)
+            _REMOTE_MLMODELS[self.uri] = text
+            while len(_REMOTE_MLMODELS) > _REMOTE_MLMODELS_KEPT:
+                _REMOTE_MLMODELS.pop(next(iter(_REMOTE_MLMODELS)), None)
+        return text
+
+    def close(self) -> None:
+        """Remove the temporary folder and what was fetched into it."""
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
+            self._fetched.clear()
+            self._whole = False
+
+    def __enter__(self) -> ModelFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# The MLmodel texts of the last remote locations read (location -> text), so that resolving a
+# location and then loading it fetch its MLmodel once; bounded as the loaded models are.
+_REMOTE_MLMODELS: dict[str, str] = {}
+_REMOTE_MLMODELS_KEPT = 8
+
+
+def _served_here() -> bool:
+    """Whether served files are read with one GET each: MLflow is not installed, or the
+    tracking URI is the http(s) server whose REST API `model.rest` reads."""
+    return not mlflow_installed() or _tracking_uri().startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
 class MLmodel:
     """What a model folder's MLmodel file says: its flavours and the run that logged it."""
 
-    flavors: dict
+    flavors: dict[str, dict]
     run_id: str | None
 
 
-def read_mlmodel(local_path: str) -> MLmodel:
-    """The flavours and run of a model folder, from its MLmodel file (YAML)."""
+def parse_mlmodel(text: str, shown: str) -> MLmodel:
+    """The flavours and run an MLmodel file's text (YAML) gives, each checked for the type
+    MLflow writes: anything else is a one-line ModelNotFoundError about the model at `shown`."""
     import yaml
 
-    content = yaml.safe_load(_mlmodel_text(local_path)) or {}
-    return MLmodel(flavors=content.get("flavors") or {}, run_id=content.get("run_id"))
+    try:
+        content = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise _not_a_model(shown, f"its MLmodel is not YAML ({_clip(first_line(error))})") from None
+    if content is None:
+        content = {}
+    if not isinstance(content, dict):
+        raise _not_a_model(shown, f"its MLmodel is {_kind(content)}, not a mapping of fields")
+    run_id = content.get("run_id")
+    if run_id is not None and not isinstance(run_id, str):
+        raise _not_a_model(shown, f"its MLmodel's run_id is {_kind(run_id)}, not text")
+    flavors = content.get("flavors") or {}
+    if not isinstance(flavors, dict):
+        raise _not_a_model(shown, f"its MLmodel's flavors is {_kind(flavors)}, not a mapping")
+    for name, flavor in flavors.items():
+        if not isinstance(flavor, dict):
+            raise _not_a_model(
+                shown, f"its MLmodel's flavor {_clip(name)} is {_kind(flavor)}, not a mapping"
+            )
+    return MLmodel(flavors={str(name): flavor for name, flavor in flavors.items()}, run_id=run_id)
+
+
+def read_mlmodel(local_path: str) -> MLmodel:
+    """The flavours and run of a local model folder, from its MLmodel file (YAML)."""
+    return parse_mlmodel(_mlmodel_text(local_path), local_path)
+
+
+def flavor_text(mlmodel: MLmodel, flavor: str, field: str, shown: str) -> str | None:
+    """A text field of one flavour of a model (None when absent), refused in one line when
+    the MLmodel gives it as anything but text."""
+    value = mlmodel.flavors.get(flavor, {}).get(field)
+    if value is not None and not isinstance(value, str):
+        raise _not_a_model(shown, f"its MLmodel's {flavor} {field} is {_kind(value)}, not text")
+    return value
 
 
 # How MLflow writes a run id in MLmodel: a top-level line, the id 32 lowercase hex digits.
@@ -86,28 +206,64 @@ _PLAIN_RUN_ID = re.compile(r"^run_id: ([0-9a-f]{32})$", re.MULTILINE)
 _RUN_ID_KEY = re.compile(r"""^["']?run_id["']?\s*:""", re.MULTILINE)
 
 
-def read_run_id(local_path: str) -> str | None:
-    """The run that logged a model folder, from its MLmodel file.
+def run_id_of(text: str, shown: str) -> str | None:
+    """The run that logged a model, from its MLmodel file's text.
 
     MLflow's plain `run_id: <32 hex digits>` line is read as it is, and a file that never says
     "run_id" (a model saved outside a run) has none, sparing the YAML parser's import (a tenth
-    of a serving cold start); an MLmodel written any other way is parsed.
+    of a serving cold start); an MLmodel written any other way is parsed and checked.
     """
-    text = _mlmodel_text(local_path)
     if "run_id" not in text:
         return None
     plain = _PLAIN_RUN_ID.findall(text)
     if len(plain) == 1 and len(_RUN_ID_KEY.findall(text)) == 1:
         return plain[0]
-    return read_mlmodel(local_path).run_id
+    return parse_mlmodel(text, shown).run_id
 
 
-def _mlmodel_text(local_path: str) -> str:
+def read_run_id(local_path: str) -> str | None:
+    """The run that logged a local model folder, from its MLmodel file (`run_id_of`)."""
+    return run_id_of(_mlmodel_text(local_path), local_path)
+
+
+def _mlmodel_text(local_path: str, shown: str | None = None) -> str:
+    shown = shown or local_path
     path = os.path.join(local_path, "MLmodel")
     if not os.path.isfile(path):
-        raise ModelNotFoundError(f"no MLflow model at {display_uri(local_path)}: it has no MLmodel")
-    with open(path, encoding="utf-8") as handle:
-        return handle.read()
+        raise _not_a_model(shown, "it has no MLmodel")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _not_a_model(shown, "its MLmodel is not UTF-8 text") from None
+
+
+def _not_a_model(shown: str, why: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"no MLflow model at {display_uri(shown)}: {why}")
+
+
+def _kind(value: object) -> str:
+    """What a YAML value is, in words: the type MLflow did not write."""
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return "a " + type(value).__name__  # a date, bytes: what YAML's tags make
+
+
+def _clip(value: object, limit: int = 60) -> str:
+    """`value` as one short line, for a message."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def as_scoring_error(error: Exception, uri: str) -> Exception:

@@ -8,11 +8,19 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import weakref
 from typing import Any
 
+from ride_duration.core.errors import ModelNotFoundError
 from ride_duration.core.uris import display_uri
 from ride_duration.forest.compiled import CompiledForest
-from ride_duration.model.artifacts import as_scoring_error, download, read_mlmodel
+from ride_duration.model.artifacts import (
+    MLmodel,
+    ModelFiles,
+    as_scoring_error,
+    flavor_text,
+    parse_mlmodel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -23,26 +31,27 @@ def load_compiled(resolved_uri: str, location: str | None = None) -> CompiledFor
 
     Plain arrays, read with numpy and no pickle: loading it runs no code and needs neither
     scikit-learn nor MLflow. A file that does not load is reported and the pickle is used.
+    Only that file is fetched, and its copy is removed once read.
     """
     from ride_duration.forest import npz
 
     try:
-        folder = download(location or resolved_uri, only=("MLmodel", npz.FILE_NAME))
+        with ModelFiles(location or resolved_uri) as files:
+            path = os.path.join(files.fetch(npz.FILE_NAME), npz.FILE_NAME)
+            if not os.path.isfile(path):
+                return None
+            try:
+                return npz.load(path)
+            except ValueError as error:
+                logger.warning(
+                    "%s of %s does not load (%s): scoring with scikit-learn",
+                    npz.FILE_NAME,
+                    display_uri(location or resolved_uri),
+                    error,
+                )
+                return None
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
         raise as_scoring_error(error, resolved_uri) from None
-    path = os.path.join(folder, npz.FILE_NAME)
-    if not os.path.isfile(path):
-        return None
-    try:
-        return npz.load(path)
-    except ValueError as error:
-        logger.warning(
-            "%s of %s does not load (%s): scoring with scikit-learn",
-            path,
-            display_uri(resolved_uri),
-            error,
-        )
-        return None
 
 
 @functools.lru_cache(maxsize=8)
@@ -51,37 +60,50 @@ def load_model(resolved_uri: str, location: str | None = None) -> Any:
 
     `location` is where its files are, when known. A scikit-learn model comes back as the raw
     estimator (a Pipeline, so scoring can take its fast path); any other flavour comes back as
-    an MLflow pyfunc model.
+    an MLflow pyfunc model. Only the files it needs are fetched (MLmodel and a pickle, or the
+    whole folder for MLflow's own loaders), once, and their copy is removed when loaded; a
+    pyfunc model may read its folder later, so that copy goes when the model does.
     """
+    uri = location or resolved_uri
+    files = ModelFiles(uri)
     try:
-        local_path = download(location or resolved_uri)
-        mlmodel = read_mlmodel(local_path)
+        mlmodel = parse_mlmodel(files.mlmodel_text(), uri)
         if "sklearn" in mlmodel.flavors:
-            return _load_sklearn(local_path, mlmodel.flavors["sklearn"])
+            with files:
+                return _load_sklearn(files, mlmodel, uri)
         import mlflow.pyfunc
 
-        return mlflow.pyfunc.load_model(local_path)
+        model = mlflow.pyfunc.load_model(files.fetch_all())
+        weakref.finalize(model, files.close)
+        return model
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
+        files.close()
         raise as_scoring_error(error, resolved_uri) from None
 
 
-def _load_sklearn(local_path: str, flavor: dict) -> Any:
-    """The estimator of an sklearn-flavoured model folder, warning when versions differ."""
+def _load_sklearn(files: ModelFiles, mlmodel: MLmodel, uri: str) -> Any:
+    """The estimator of an sklearn-flavoured model, warning when versions differ."""
     import sklearn
 
-    trained_with = flavor.get("sklearn_version")
+    trained_with = flavor_text(mlmodel, "sklearn", "sklearn_version", uri)
     if trained_with and trained_with != sklearn.__version__:
         logger.warning(
             "model was saved with scikit-learn %s but %s is installed; predictions may differ",
             trained_with,
             sklearn.__version__,
         )
-    if flavor.get("serialization_format") in ("cloudpickle", "pickle"):
+    pickled = flavor_text(mlmodel, "sklearn", "pickled_model", uri)
+    if flavor_text(mlmodel, "sklearn", "serialization_format", uri) in ("cloudpickle", "pickle"):
+        if not pickled or "/" in pickled or "\\" in pickled or pickled in (".", ".."):
+            raise ModelNotFoundError(
+                f"no MLflow model at {display_uri(uri)}: its MLmodel's sklearn pickled_model "
+                "is not a file of its folder"
+            )
         # What mlflow.sklearn.load_model does for these formats, without importing MLflow.
         import cloudpickle
 
-        with open(os.path.join(local_path, flavor["pickled_model"]), "rb") as handle:
+        with open(os.path.join(files.fetch(pickled), pickled), "rb") as handle:
             return cloudpickle.load(handle)
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(local_path)
+    return mlflow.sklearn.load_model(files.fetch_all())

@@ -7,6 +7,9 @@ names, which run logged it, and where its files are. This module reads them from
 - an http(s) tracking server, through MLflow's public REST API (`model.rest`);
 - a `sqlite:///` store, from its registry tables, read-only.
 
+It reads, the same ways, the artifact locations the store's experiments record: the default
+trust of `model.resolve`.
+
 Whatever it cannot settle exactly (another store, a name it cannot find, a server that does
 not answer, an unexpected answer) comes back as None, and `ride_duration.model.resolve` asks MLflow
 itself, which answers with MLflow's own errors: this module only ever saves time. Where MLflow
@@ -29,6 +32,7 @@ from ride_duration.model.artifacts import server_unreachable
 logger = logging.getLogger(__name__)
 
 SQLITE_TIMEOUT_SECONDS = 10  # waiting for a store another process writes
+_MAX_PAGES = 100  # of a server's experiments, 1,000 a page
 # Model versions MLflow keeps for itself while deleting them (registry's DELETED_INTERNAL).
 DELETED_STAGE = "Deleted_Internal"
 
@@ -71,6 +75,21 @@ def lookup(tracking_uri: str, name: str, selector: str) -> Version | None:
     return None
 
 
+def artifact_locations(tracking_uri: str) -> tuple[str, ...] | None:
+    """The artifact locations the experiments of the store at `tracking_uri` record, deleted
+    ones too (their registered versions stay): from a sqlite store's `experiments` table, read
+    read-only, or a tracking server's `experiments/search`. None when it cannot tell (another
+    store, a missing file, a server that does not answer, an unexpected answer)."""
+    try:
+        if tracking_uri.startswith(("http://", "https://")):
+            return _Rest(tracking_uri.rstrip("/")).artifact_locations()
+        if tracking_uri.startswith("sqlite:///"):
+            return _Sqlite(_sqlite_path(tracking_uri)).artifact_locations()
+    except (OSError, ValueError, KeyError, TypeError, sqlite3.Error) as error:
+        logger.debug("artifact locations of %s not read: %s", tracking_uri, error)
+    return None
+
+
 class _Rest:
     """MLflow's REST API (api/2.0/mlflow), as MlflowClient calls it."""
 
@@ -99,6 +118,24 @@ class _Rest:
             download["artifact_uri"],
         )
 
+    def artifact_locations(self) -> tuple[str, ...] | None:
+        locations: list[str] = []
+        token = ""
+        for _ in range(_MAX_PAGES):
+            query = {"max_results": "1000", "view_type": "ALL"}
+            if token:
+                query["page_token"] = token
+            found = self._get("experiments/search", **query)
+            if found is None:
+                return None
+            for experiment in found.get("experiments") or []:
+                if isinstance(experiment.get("artifact_location"), str):
+                    locations.append(experiment["artifact_location"])
+            token = found.get("next_page_token") or ""
+            if not token:
+                return tuple(dict.fromkeys(locations))
+        return None  # more experiments than this reads: not all are known
+
     def _latest(self, name: str) -> dict | None:
         found = self._get("model-versions/search", filter=f"name='{name}'", max_results="10000")
         versions = (found or {}).get("model_versions") or []
@@ -121,6 +158,11 @@ class _Sqlite:
         if not path.is_file():
             raise FileNotFoundError(path)
         self.uri = f"file:{path}?mode=ro"
+
+    def artifact_locations(self) -> tuple[str, ...]:
+        with sqlite3.connect(self.uri, uri=True, timeout=SQLITE_TIMEOUT_SECONDS) as db:
+            rows = db.execute("SELECT artifact_location FROM experiments").fetchall()
+        return tuple(dict.fromkeys(row[0] for row in rows if isinstance(row[0], str) and row[0]))
 
     def lookup(self, name: str, selector: str) -> Version | None:
         with sqlite3.connect(self.uri, uri=True, timeout=SQLITE_TIMEOUT_SECONDS) as db:

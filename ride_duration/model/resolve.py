@@ -23,14 +23,13 @@ from ride_duration.core.errors import (
     ModelNotFoundError,
     ModelNotTrustedError,
 )
-from ride_duration.core.settings import TRUSTED_MODEL_PREFIXES
 from ride_duration.core.uris import display_uri
 from ride_duration.model.artifacts import (
+    ModelFiles,
     as_scoring_error,
-    download,
     mlflow_installed,
-    read_run_id,
     require_mlflow,
+    run_id_of,
 )
 
 logger = logging.getLogger(__name__)
@@ -55,8 +54,15 @@ class ModelRef:
         return self.run_id or display_uri(self.resolved_uri)
 
 
+# Names of the tracking store's own: its registry and its runs.
+STORE_NAMES = ("models:/", "runs:/")
+# What a tracking server serves itself (`mlflow server` without --no-serve-artifacts).
+SERVED = "mlflow-artifacts:/"
+_SHOWN_PREFIXES = 6  # a refusal lists this many trusted locations, then counts the rest
+
+
 def check_trusted(uri: str, trusted_prefixes: tuple[str, ...], files_of: str | None = None) -> None:
-    """Refuse a model location outside TRUSTED_MODEL_PREFIXES: loading a pickle runs its code.
+    """Refuse a model location outside `trusted_prefixes`: loading a pickle runs its code.
 
     Matched by whole path segments and buckets (`uris.is_under`); `files_of` names the model
     URI whose files `uri` holds, for the message.
@@ -65,31 +71,79 @@ def check_trusted(uri: str, trusted_prefixes: tuple[str, ...], files_of: str | N
         what = f"model {display_uri(uri)}"
         if files_of:
             what = f"model {display_uri(files_of)} has its files at {display_uri(uri)}, which"
+        shown = [display_uri(prefix) for prefix in trusted_prefixes[:_SHOWN_PREFIXES]]
+        if len(trusted_prefixes) > _SHOWN_PREFIXES:
+            shown.append(f"and {len(trusted_prefixes) - _SHOWN_PREFIXES} more")
         raise ModelNotTrustedError(
             f"{what} is not in a trusted location "
-            f"({', '.join(trusted_prefixes) or 'none'}): loading a model runs its code, so add "
+            f"({', '.join(shown) or 'none'}): loading a model runs its code, so add "
             "its prefix to TRUSTED_MODEL_PREFIXES only if you trust whoever can write there"
         )
 
 
+def store_names(tracking_uri: str) -> tuple[str, ...]:
+    """What the tracking store at `tracking_uri` names models by, and what a server serves."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return (*STORE_NAMES, SERVED)
+    return STORE_NAMES
+
+
+def store_locations(tracking_uri: str) -> tuple[str, ...]:
+    """Where the tracking store at `tracking_uri` keeps model files: the artifact locations
+    its experiments record (a sqlite store read read-only, a server through its REST API), or
+    a file store's own folder; none when it cannot tell (a server that does not answer)."""
+    from ride_duration.model import registry  # its HTTP client and sqlite, only when needed
+
+    if registry.covers(tracking_uri):
+        return registry.artifact_locations(tracking_uri) or ()
+    if tracking_uri.startswith("file:") or os.path.isdir(tracking_uri):
+        return (tracking_uri,)  # MLflow's file store keeps artifacts inside its folder
+    return ()
+
+
+class _Trust:
+    """The locations a resolution trusts: TRUSTED_MODEL_PREFIXES when set (it replaces the
+    default), else the tracking store's (`store_names`, then `store_locations`, read only when
+    a location is not one of its names)."""
+
+    def __init__(self, explicit: tuple[str, ...] | None, tracking_uri: str) -> None:
+        self.explicit = explicit
+        self.tracking_uri = tracking_uri
+        self._locations: tuple[str, ...] | None = None
+
+    def check(self, uri: str, files_of: str | None = None) -> None:
+        if self.explicit is not None:
+            check_trusted(uri, self.explicit, files_of)
+            return
+        names = store_names(self.tracking_uri)
+        if uris.is_trusted(uri, names):
+            return
+        if self._locations is None:
+            self._locations = store_locations(self.tracking_uri)
+        check_trusted(uri, names + self._locations, files_of)
+
+
 def resolve_model(
     uri: str,
-    trusted_prefixes: tuple[str, ...] = TRUSTED_MODEL_PREFIXES,
+    trusted_prefixes: tuple[str, ...] | None = None,
     *,
     tracking_uri: str | None = None,
 ) -> ModelRef:
     """Pin `uri` to an immutable model: an alias or "latest" becomes a concrete version.
 
-    The URI must lie under one of `trusted_prefixes` (`models:/` and `runs:/` name the tracking
-    server's registry and runs), and so must the location the registry or run says the model's
-    files are at: that location is where they are then read from. `tracking_uri` is the
-    registry's (the settings'); None: what MLflow itself reads, MLFLOW_TRACKING_URI.
+    The URI must lie under one of `trusted_prefixes`, and so must the location the registry or
+    run says the model's files are at: that location is where they are then read from. None
+    (TRUSTED_MODEL_PREFIXES unset) trusts the tracking store's: `models:/` and `runs:/`, what a
+    tracking server serves (`mlflow-artifacts:/`), and the artifact locations the store's
+    experiments record, wherever this process runs. `tracking_uri` is the registry's (the
+    settings'); None: what MLflow itself reads, MLFLOW_TRACKING_URI.
     """
     if tracking_uri is None:
         tracking_uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    trust = _Trust(trusted_prefixes, tracking_uri)
     uri = uri.strip()
     uris.check_no_credentials(uri, "model URI")
-    check_trusted(uri, trusted_prefixes)
+    trust.check(uri)
     if uri.startswith(("models:/", "runs:/")):
         _check_store_exists(uri, tracking_uri)
     try:
@@ -98,14 +152,15 @@ def resolve_model(
         elif uri.startswith("runs:/"):
             model = _resolve_run(uri)
         else:  # a direct artifact location: its MLmodel file says which run logged it
-            local_path = download(uri, only=("MLmodel",))
-            return ModelRef(uri=uri, resolved_uri=uri, run_id=read_run_id(local_path))
+            with ModelFiles(uri) as files:
+                run_id = run_id_of(files.mlmodel_text(), uri)
+            return ModelRef(uri=uri, resolved_uri=uri, run_id=run_id)
         if model.location is None:
             model = dataclasses.replace(model, location=_files_location(model))
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
         raise as_scoring_error(error, uri) from None
     uris.check_no_credentials(model.location, "the model's file location")
-    check_trusted(model.location, trusted_prefixes, files_of=model.resolved_uri)
+    trust.check(model.location, files_of=model.resolved_uri)
     return model
 
 

@@ -28,7 +28,7 @@ DEFAULTS = {
     "publication_lag_months": 3,
     "schedule_timezone": "America/New_York",
     "backfill_month_timeout_seconds": 3600,
-    "trusted_model_prefixes": ("models:/", "runs:/", "mlflow-artifacts:/", "mlruns"),
+    "trusted_model_prefixes": None,
     "limits": {
         "max_drop_ratio": 0.5,
         "max_rmse": None,

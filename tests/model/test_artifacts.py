@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import pytest
 import requests
 from mlflow.exceptions import MlflowException
@@ -15,9 +17,15 @@ from ride_duration.core.errors import (
 from ride_duration.model import artifacts
 
 
-def test_a_local_folder_is_read_in_place(tmp_path):
+@pytest.mark.parametrize("scheme", ["", "file://"])
+def test_a_local_folder_is_read_in_place(tmp_path, monkeypatch, scheme):
     (tmp_path / "MLmodel").write_text("run_id: abc\nflavors:\n  sklearn: {pickled_model: m.pkl}\n")
-    assert artifacts.download(str(tmp_path)) == str(tmp_path)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    with artifacts.ModelFiles(f"{scheme}{tmp_path}") as files:
+        assert files.fetch("MLmodel") == files.fetch_all() == str(tmp_path)
+    assert list(temporary.iterdir()) == []
     mlmodel = artifacts.read_mlmodel(str(tmp_path))
     assert mlmodel.run_id == "abc"
     assert mlmodel.flavors == {"sklearn": {"pickled_model": "m.pkl"}}
@@ -27,6 +35,44 @@ def test_a_local_folder_is_read_in_place(tmp_path):
 def test_an_empty_mlmodel_has_no_flavours_and_no_run(tmp_path, content):
     (tmp_path / "MLmodel").write_text(content)
     assert artifacts.read_mlmodel(str(tmp_path)) == artifacts.MLmodel(flavors={}, run_id=None)
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        ("run_id: 12345\n", "its MLmodel's run_id is a number, not text"),
+        ("run_id: [a, b]\n", "its MLmodel's run_id is a list, not text"),
+        ("run_id: {a: 1}\n", "its MLmodel's run_id is a mapping, not text"),
+        ("run_id: true\n", "its MLmodel's run_id is true or false, not text"),
+        ("run_id: 2024-01-01\n", "its MLmodel's run_id is a date, not text"),
+        ("flavors: [sklearn]\n", "its MLmodel's flavors is a list, not a mapping"),
+        ("flavors: sklearn\n", "its MLmodel's flavors is text, not a mapping"),
+        ("flavors: {sklearn: 1}\n", "its MLmodel's flavor sklearn is a number, not a mapping"),
+        ("flavors: {sklearn: null}\n", "its MLmodel's flavor sklearn is empty, not a mapping"),
+        ("- run_id\n- flavors\n", "its MLmodel is a list, not a mapping of fields"),
+        ("12345\n", "its MLmodel is a number, not a mapping of fields"),
+        ("just text\n", "its MLmodel is text, not a mapping of fields"),
+        ("run_id: [unclosed\n", "its MLmodel is not YAML (while parsing a flow sequence)"),
+        ("a: b: c\n", "its MLmodel is not YAML (mapping values are not allowed here)"),
+        ("flavors: {}\nrun_id: *nothing\n", "its MLmodel is not YAML ("),
+    ],
+)
+def test_an_mlmodel_of_any_other_shape_is_a_one_line_refusal(tmp_path, content, why):
+    """What the loader reads of it, and the run id when the file mentions one."""
+    (tmp_path / "MLmodel").write_text(content)
+    readers = [artifacts.read_mlmodel] + [artifacts.read_run_id] * ("run_id" in content)
+    for read in readers:
+        with pytest.raises(ModelNotFoundError) as error:
+            read(str(tmp_path))
+        assert str(error.value).startswith(f"no MLflow model at {tmp_path}: {why}")
+        assert "\n" not in str(error.value)
+        assert len(str(error.value)) < 300
+
+
+def test_an_mlmodel_that_is_not_utf8_is_a_one_line_refusal(tmp_path):
+    (tmp_path / "MLmodel").write_bytes(b"run_id: \xff\xfe\n")
+    with pytest.raises(ModelNotFoundError, match=r"its MLmodel is not UTF-8 text$"):
+        artifacts.read_run_id(str(tmp_path))
 
 
 def test_a_folder_without_mlmodel_is_no_model(tmp_path):
@@ -110,7 +156,7 @@ def test_mlflows_own_run_id_line_or_none_is_read_without_importing_yaml(tmp_path
 def test_without_mlflow_what_only_mlflow_reads_is_refused_in_one_line(not_installed, uri):
     not_installed("mlflow")
     with pytest.raises(ConfigurationError, match="needs MLflow, which the serving") as error:
-        artifacts.download(uri)
+        artifacts.ModelFiles(uri).fetch_all()
     assert "\n" not in str(error.value)
 
 

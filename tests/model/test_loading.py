@@ -10,6 +10,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import make_pipeline
 
+from ride_duration.core.errors import ModelNotFoundError
 from ride_duration.forest import compiler, npz
 from ride_duration.model import loading
 
@@ -60,3 +61,27 @@ def test_a_compiled_forest_that_does_not_load_is_said_and_skipped(tmp_path, capl
     with caplog.at_level(logging.WARNING):
         assert loading.load_compiled(str(tmp_path), str(tmp_path)) is None
     assert "does not load" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("sklearn", "why"),
+    [
+        ("{serialization_format: cloudpickle, pickled_model: 5}", "pickled_model is a number"),
+        ("{serialization_format: cloudpickle, pickled_model: [m.pkl]}", "pickled_model is a list"),
+        ("{serialization_format: cloudpickle}", "pickled_model is not a file of its folder"),
+        (
+            "{serialization_format: cloudpickle, pickled_model: ../../m.pkl}",
+            "pickled_model is not a file of its folder",
+        ),
+        (
+            "{serialization_format: cloudpickle, pickled_model: /etc/m.pkl}",
+            "pickled_model is not a file of its folder",
+        ),
+        ("{serialization_format: 7, pickled_model: m.pkl}", "serialization_format is a number"),
+        ("{sklearn_version: [1], pickled_model: m.pkl}", "sklearn_version is a list"),
+    ],
+)
+def test_a_flavour_field_of_another_type_is_a_one_line_refusal(tmp_path, sklearn, why):
+    (tmp_path / "MLmodel").write_text(f"flavors:\n  sklearn: {sklearn}\n")
+    with pytest.raises(ModelNotFoundError, match=f"^no MLflow model at {tmp_path}: .*{why}"):
+        loading.load_model(str(tmp_path))

@@ -91,3 +91,19 @@ def test_a_tracking_server_that_does_not_answer_is_said_so(
 )
 def test_which_stores_this_module_reads(tracking_uri, covered):
     assert registry.covers(tracking_uri) is covered
+
+
+def test_the_artifact_locations_a_sqlite_stores_experiments_record(tmp_path):
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:
+        db.execute("CREATE TABLE experiments (experiment_id INT, artifact_location TEXT)")
+        rows = [(0, "/srv/mlruns/0"), (1, "s3://bucket/1"), (2, "/srv/mlruns/0"), (3, None)]
+        db.executemany("INSERT INTO experiments VALUES (?, ?)", rows)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert registry.artifact_locations(uri) == ("/srv/mlruns/0", "s3://bucket/1")
+
+
+@pytest.mark.parametrize("tracking_uri", ["", "databricks", "sqlite:////no/such/mlflow.db"])
+def test_a_store_whose_artifact_locations_cannot_be_read_gives_none(tracking_uri):
+    assert registry.artifact_locations(tracking_uri) is None

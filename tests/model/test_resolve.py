@@ -6,6 +6,8 @@ test_score.py's; these are the rules, on model folders.
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
 from ride_duration.core.errors import ConfigurationError, ModelNotFoundError, ModelNotTrustedError
@@ -124,3 +126,60 @@ def test_without_mlflow_the_registry_is_read_directly_or_refused_in_one_line(
     else:
         with pytest.raises(error, match=match):
             resolve_model(uri, prefixes, tracking_uri=sqlite_store)
+
+
+@pytest.fixture
+def store_elsewhere(tmp_path, monkeypatch):
+    """A sqlite store in srv/ whose experiment records srv/mlruns/1, with version 1 there and
+    version 2 registered from a folder outside it; the current folder is another one."""
+    srv = tmp_path / "srv"
+    inside = srv / "mlruns" / "1" / "models" / "m-1" / "artifacts"
+    outside = tmp_path / "scratch" / "model"
+    for folder in (inside, outside):
+        folder.mkdir(parents=True)
+        (folder / "MLmodel").write_text("flavors: {}\n")
+    uri = sqlite_registry(
+        srv / "mlflow.db",
+        [
+            ("ride", 1, "r1", "models:/m-1", str(inside), "None"),
+            ("ride", 2, "r2", str(outside), None, "None"),
+        ],
+        [],
+    )
+    with sqlite3.connect(srv / "mlflow.db") as db:
+        db.execute("CREATE TABLE experiments (experiment_id INT, artifact_location TEXT)")
+        db.execute("INSERT INTO experiments VALUES (1, ?)", (str(srv / "mlruns" / "1"),))
+    monkeypatch.chdir(tmp_path / "scratch")
+    return uri, inside, outside
+
+
+def test_by_default_the_stores_artifact_locations_are_trusted_from_any_folder(store_elsewhere):
+    uri, inside, _ = store_elsewhere
+    model = resolve_model("models:/ride/1", tracking_uri=uri)
+    assert model.location == str(inside)
+    assert resolve_model(str(inside), tracking_uri=uri).resolved_uri == str(inside)
+
+
+def test_by_default_a_version_whose_files_are_outside_the_store_is_refused(store_elsewhere):
+    uri, inside, outside = store_elsewhere
+    with pytest.raises(ModelNotTrustedError) as error:
+        resolve_model("models:/ride/2", tracking_uri=uri)
+    assert str(error.value).startswith(
+        f"model models:/ride/2 has its files at {outside}, which is not in a trusted location "
+        f"(models:/, runs:/, {inside.parents[2]}): "
+    )
+
+
+def test_trusted_model_prefixes_replaces_the_stores_locations(store_elsewhere):
+    uri, _, outside = store_elsewhere
+    with pytest.raises(ModelNotTrustedError, match=r"\(models:/\)"):
+        resolve_model("models:/ride/1", ("models:/",), tracking_uri=uri)
+    assert (
+        resolve_model("models:/ride/2", ("models:/", str(outside)), tracking_uri=uri).version == "2"
+    )
+
+
+def test_a_refusal_lists_a_few_trusted_locations_and_counts_the_rest():
+    with pytest.raises(ModelNotTrustedError) as error:
+        check_trusted("/x", tuple(f"/srv/{n}" for n in range(10)))
+    assert "(/srv/0, /srv/1, /srv/2, /srv/3, /srv/4, /srv/5, and 4 more)" in str(error.value)
