@@ -21,7 +21,7 @@ import pyarrow as pa
 from ride_duration.batch import manifest
 from ride_duration.batch.locks import MonthLock
 from ride_duration.batch.output import OUTPUT_SCHEMA
-from ride_duration.batch.paths import CURRENT_FILE, MonthOutput
+from ride_duration.batch.paths import CURRENT_FILE, VERSIONS_FOLDER, MonthOutput
 from ride_duration.core import storage, uris, writes
 from ride_duration.core.errors import ConfigurationError
 from ride_duration.model.resolve import ModelRef
@@ -101,6 +101,7 @@ class ParquetFolder:
         )
         with lock.held(label):
             self._refuse_old_layout()
+            self._remove_unfinished(lock)
             yield lock
 
     def stage(self, model: ModelRef) -> writes.AtomicParquetWriter:
@@ -119,7 +120,6 @@ class ParquetFolder:
             writes.publish_copy(staged.uri, current)
         try:
             manifest.write(self.output, manifest.with_file(content, storage.file_info(current)))
-            staged.remove_stale_staging()
         except storage.storage_errors():
             # The set is published, its manifest in its footer: the readable copy is a
             # convenience, and a copy that does not describe the file is ignored by readers.
@@ -132,6 +132,21 @@ class ParquetFolder:
 
     def current(self) -> dict | None:
         return manifest.current(self.output)
+
+    def _remove_unfinished(self, lock: MonthLock) -> None:
+        """Remove what runs of this month killed before it left unfinished, whatever model they
+        used: temporary files beside the current set and its versions, unfinished uploads.
+
+        Only what was started before this run took the lock (the lock file's time, on the
+        store's own clock) is removed: anything newer is this run's.
+        """
+        taken = storage.modified(lock.files.file(lock.generation or 0))
+        if taken is None:
+            return
+        versions = uris.join(self.output.root, VERSIONS_FOLDER, self.output.partition)
+        for folder in (self.output.folder, versions):
+            for removed in writes.remove_unfinished(folder, taken):
+                logger.info("removed %s, left by a run that did not finish", removed)
 
     def _refuse_old_layout(self) -> None:
         """Predictions in the layout before the current set (one file per model version in the

@@ -43,26 +43,38 @@ class AtomicParquetWriter:
         self.rows_written = 0
         self._fs, self._path = fsspec.core.url_to_fs(uri)
         self._local = "file" in protocols(self._fs)
+        self._staging = _staging_path(self._path) if self._local else self._path
+        self._handle: fsspec.spec.AbstractBufferedFile | None = None
+        self._writer: pq.ParquetWriter | None = None
         with writing(uri):
             _make_folder(self._fs, posixpath.dirname(self._path))
-            self._staging = _staging_path(self._path) if self._local else self._path
-            self._handle = self._fs.open(self._staging, "wb")
-        self._writer = pq.ParquetWriter(self._handle, schema, compression="snappy")
+
+    def _opened(self) -> pq.ParquetWriter:
+        """The parquet writer, its staged file opened at the first write: a writer that was
+        made but never written leaves nothing behind (a signal between making it and the
+        caller's clean-up block finds nothing to clean)."""
+        if self._writer is None:
+            with writing(self.uri):
+                self._handle = self._fs.open(self._staging, "wb")
+            self._writer = pq.ParquetWriter(self._handle, self.schema, compression="snappy")
+        return self._writer
 
     def write(self, table: pa.Table) -> None:
         """Append rows."""
+        writer = self._opened()
         with writing(self.uri):
-            self._writer.write_table(table)
+            writer.write_table(table)
         self.rows_written += table.num_rows
 
     def commit(self, metadata: dict[bytes, bytes] | None = None) -> None:
         """Finish the file, with `metadata` in its footer, and publish it at its final location
         (locally: synced, renamed into place, and its folder synced, so that a crash leaves the
         old file or the new, whole)."""
+        writer = self._opened()
         with writing(self.uri):
             if metadata:
-                self._writer.add_key_value_metadata(metadata)
-            self._writer.close()
+                writer.add_key_value_metadata(metadata)
+            writer.close()
             if self._local:
                 self._handle.flush()
                 _sync(self._handle)
@@ -74,28 +86,26 @@ class AtomicParquetWriter:
     def discard(self) -> None:
         """Drop everything written; nothing appears at the final location. Never raises."""
         try:
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()
         except Exception:
             logger.debug("closing a discarded parquet writer failed", exc_info=True)
         try:
             if self._local:
-                self._handle.close()
-                self._fs.rm(self._staging)
-            else:
+                if self._handle is not None:
+                    self._handle.close()
+                # Also when the handle was never kept: a signal may have come between the
+                # file's creation and its handle's assignment.
+                with suppress(FileNotFoundError):
+                    self._fs.rm(self._staging)
+            elif self._handle is not None:
                 # fsspec's buffered files abort the multipart upload instead of completing it.
                 self._handle.discard()
         except storage_errors():
             # Unreachable storage: an unfinished upload never becomes an object, and a local
-            # staging file keeps its hidden name (the next commit of this file removes it).
+            # staging file keeps its hidden name; the next run of this month removes either
+            # (remove_unfinished).
             logger.warning("could not clean up %s", display_uri(self._staging), exc_info=True)
-
-    def remove_stale_staging(self) -> None:
-        """Remove staging files of this output left by runs that died (call under the lock)."""
-        if not self._local:
-            return
-        for leftover in self._fs.glob(_staging_path(self._path, "*")):
-            if leftover != self._staging:
-                self._fs.rm(leftover)
 
     def __enter__(self) -> AtomicParquetWriter:
         return self
@@ -150,11 +160,16 @@ def write_text(uri: str, text: str) -> None:
     _make_folder(fs, posixpath.dirname(path))
     if "file" in protocols(fs):
         staging = _staging_path(path)
-        with open(staging, "wb") as handle:
-            handle.write(text.encode())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, path)
+        try:
+            with open(staging, "wb") as handle:
+                handle.write(text.encode())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging, path)
+        except BaseException:
+            with suppress(OSError):
+                os.remove(staging)
+            raise
         _sync_folder(posixpath.dirname(path))
     else:
         fs.pipe_file(path, text.encode())  # one PUT: whole or absent
@@ -196,6 +211,66 @@ CREATING_SUFFIX = ".creating"
 
 # A file system that cannot hard-link says so with one of these (some network and FUSE mounts).
 _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+
+
+def remove_unfinished(folder: str, older_than: float) -> list[str]:
+    """Remove what runs that died left unfinished in `folder` (not below it) before the moment
+    `older_than` (seconds since the epoch, as the store's clock tells it): local temporary
+    files (hidden names ending in ".inprogress") and, on S3, unfinished multipart uploads.
+
+    Call it only while holding the folder's lock: whatever was started before that belongs to
+    a run that no longer holds it. Returns what was removed (URIs).
+    """
+    fs, path = fsspec.core.url_to_fs(folder)
+    if "file" in protocols(fs):
+        return [f"{path}/{name}" for name in _remove_temporary_files(path, older_than)]
+    if "s3" not in protocols(fs):
+        return []
+    bucket, _, prefix = path.partition("/")
+    prefix = prefix.rstrip("/") + "/"
+    removed = []
+    for upload in _multipart_uploads(fs, bucket, prefix):
+        key, initiated = upload["Key"], upload.get("Initiated")
+        if "/" in key[len(prefix) :]:
+            continue  # below the folder: another month's
+        if initiated is not None and initiated.timestamp() >= older_than:
+            continue
+        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"])
+        removed.append(f"s3://{bucket}/{key}")
+    return removed
+
+
+def _remove_temporary_files(directory: str, older_than: float) -> list[str]:
+    """Remove the temporary files in a local folder last written before `older_than`."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    removed = []
+    for entry in entries:
+        if not (entry.name.startswith(".") and entry.name.endswith(".inprogress")):
+            continue
+        with suppress(FileNotFoundError):  # removed meanwhile by the run that wrote it
+            if entry.stat(follow_symlinks=False).st_mtime < older_than:
+                os.remove(entry.path)
+                removed.append(entry.name)
+    return removed
+
+
+def _multipart_uploads(fs: fsspec.AbstractFileSystem, bucket: str, prefix: str) -> list[dict]:
+    """The unfinished multipart uploads of `bucket` whose keys start with `prefix`, every page
+    (s3fs's own listing takes no prefix and reads the first page only)."""
+    uploads: list[dict] = []
+    markers: dict[str, str] = {}
+    while True:
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
+        uploads += page.get("Uploads", [])
+        if not page.get("IsTruncated"):
+            return uploads
+        markers = {
+            "KeyMarker": page.get("NextKeyMarker", ""),
+            "UploadIdMarker": page.get("NextUploadIdMarker", ""),
+        }
 
 
 def create_exclusive(uri: str, text: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -298,3 +300,54 @@ def test_a_copy_published_on_an_object_store_is_one_copy(tmp_path):
         ]
     finally:
         fs.rm(base, recursive=True)
+
+
+def test_a_writer_never_written_leaves_nothing_to_clean(tmp_path):
+    # A signal between making the writer and the caller's clean-up block finds nothing there.
+    writes.AtomicParquetWriter(str(tmp_path / "v" / "abc.parquet"), SCHEMA)
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+class Interrupted(BaseException):
+    pass
+
+
+def test_a_text_write_interrupted_before_its_rename_leaves_no_temporary_file(tmp_path, monkeypatch):
+    def interrupted(*_: object) -> None:
+        raise Interrupted
+
+    monkeypatch.setattr(writes.os, "replace", interrupted)
+    with pytest.raises(Interrupted):
+        writes.write_text(str(tmp_path / "_manifest.json"), "{}")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "age", "removed"),
+    [
+        (".abc.parquet.0123.inprogress", 10, True),  # a staged set of any model
+        ("._manifest.json.0123.inprogress", 10, True),
+        ("._lock.000003.json.0123.inprogress", 10, True),  # a heartbeat's
+        (".predictions.parquet.0123.inprogress", 10, True),  # a switch's link
+        (".abc.parquet.0123.inprogress", -10, False),  # started after the moment: not a leftover
+        ("predictions.parquet", 10, False),
+        ("_lock.000003.json", 10, False),
+        ("abc.inprogress", 10, False),  # not hidden: not ours
+    ],
+)
+def test_unfinished_files_older_than_the_moment_are_removed(tmp_path, name, age, removed):
+    path = tmp_path / name
+    path.write_bytes(b"x")
+    (tmp_path / "below").mkdir()
+    (tmp_path / "below" / ".x.inprogress").write_bytes(b"another folder's")
+    moment = 1_000_000.0
+    os.utime(path, (moment - age, moment - age))
+    os.utime(tmp_path / "below" / ".x.inprogress", (0, 0))
+    gone = writes.remove_unfinished(str(tmp_path), moment)
+    assert gone == ([f"{tmp_path}/{name}"] if removed else [])
+    assert path.exists() is not removed
+    assert (tmp_path / "below" / ".x.inprogress").exists()
+
+
+def test_unfinished_files_of_a_folder_that_does_not_exist_are_none(tmp_path):
+    assert writes.remove_unfinished(str(tmp_path / "nowhere"), 1e12) == []

@@ -123,6 +123,63 @@ def test_a_publish_killed_at_any_write_leaves_the_old_set_or_the_new_one_with_it
     assert rerun.returncode == 0, errors
     assert sets_read(root) == [new]
     assert described(root) == new
+    assert unfinished(root) == []
+
+
+def unfinished(root: str) -> list[str]:
+    """What is left unfinished under `root`: hidden temporary files, and unfinished S3
+    multipart uploads."""
+    if not root.startswith("s3://"):
+        return sorted(str(p) for p in Path(root).rglob(".*.inprogress"))
+    bucket, _, prefix = root.removeprefix("s3://").partition("/")
+    client = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+    listed = client.list_multipart_uploads(Bucket=bucket, Prefix=prefix)
+    return sorted(upload["Key"] for upload in listed.get("Uploads", []))
+
+
+@pytest.mark.parametrize("write", [2, 3, 4], ids=["staged set", "switch", "manifest"])
+def test_a_run_killed_inside_a_write_leaves_a_temporary_file_the_next_run_removes(
+    s3: dict, tmp_path: Path, write: int
+):
+    root = root_of("local", tmp_path)
+    publish(root, "green", MARCH, model(1), rows=3, seed=0)
+    killed = child("publish_child", root, "2", "5", "1", "renaming", str(write))
+    _, errors = killed.communicate(timeout=120)
+    assert killed.returncode == -9, errors
+    assert len(unfinished(root)) == 1  # what the killed run left, as the issue found it
+    # The next run of the month, with another model, removes it once it holds the lock.
+    rerun = child("publish_child", root, "3", "4", "1")
+    _, errors = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, errors
+    assert unfinished(root) == []
+    assert sets_read(root) == [("m/3", 4)]
+
+
+@pytest.mark.parametrize("folder", ["versions", "current"])
+def test_unfinished_uploads_a_killed_run_left_on_s3_are_aborted_by_the_next_run(
+    s3: dict, tmp_path: Path, folder: str
+):
+    """A run killed while it uploads a set in parts leaves the parts on S3 (up to 67 MB each,
+    billed) until the next run of the month, with any model, aborts them."""
+    root = root_of("s3", tmp_path)
+    output = MonthOutput(root, "green", MARCH)
+    bucket, _, prefix = root.removeprefix("s3://").partition("/")
+    where = f"_versions/{output.partition}" if folder == "versions" else output.partition
+    key = f"{prefix}/{where}/run7.parquet"
+    client = boto3.client("s3", endpoint_url=s3["AWS_ENDPOINT_URL"])
+    upload = client.create_multipart_upload(Bucket=bucket, Key=key)
+    client.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 1024
+    )
+    other = f"{prefix}/{output.partition.replace('month=03', 'month=04')}/run7.parquet"
+    client.create_multipart_upload(Bucket=bucket, Key=other)  # another month's: kept
+    time.sleep(1.1)  # S3 tells times in whole seconds: the upload is older than the next lock
+    assert unfinished(root) == sorted([key, other])
+    rerun = child("publish_child", root, "2", "5", "1")
+    _, errors = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, errors
+    assert unfinished(root) == [other]
+    assert sets_read(root) == [("m/2", 5)]
 
 
 @pytest.mark.parametrize("where", ["local", "s3", "s3 versioned"])

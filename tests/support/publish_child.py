@@ -1,10 +1,12 @@
 """A run that publishes one month's set and is killed (SIGKILL) at a chosen write: the child
 process of the tests that kill a publish just before and just after each of its writes.
 
-    python -m tests.support.publish_child ROOT VERSION ROWS SEED [before|after] [WRITE]
+    python -m tests.support.publish_child ROOT VERSION ROWS SEED [before|after|renaming] [WRITE]
 
 WRITE counts the publish's writes to the store, from 1, in order: the lock's creation, the
 version file's commit, the switch of the current set, the manifest's copy, the lock's removal.
+"renaming" kills it inside the write, once its temporary file is made, as it renames it into
+place (local writes 2 to 4: the staged set, the switch's link, the manifest's copy).
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ WRITES = 5
 def killing(when: str, at: int) -> Callable[[Callable], Callable]:
     """Wrap a write so that the process kills itself just `when` the write numbered `at`."""
     count = [0]
+
+    replace = os.replace
+
+    def renaming(source: str, target: str) -> None:
+        if when == "renaming" and count[0] == at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        replace(source, target)
+
+    os.replace = renaming
 
     def wrap(write: Callable) -> Callable:
         @functools.wraps(write)
