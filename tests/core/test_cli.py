@@ -117,6 +117,16 @@ def test_run_turns_a_scoring_error_into_one_line_and_code_2(error, capsys):
 
 
 @pytest.mark.usefixtures("restore_log_filters")
+def test_run_turns_ctrl_c_into_one_line_and_code_130(capsys):
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    assert cli.run(interrupted, debug=False) == 130
+    assert capsys.readouterr().err == "error: interrupted (Ctrl-C)\n"
+    with pytest.raises(KeyboardInterrupt):
+        cli.run(interrupted, debug=True)
+
+
 def test_run_returns_0_on_success():
     calls = []
     assert cli.run(lambda: calls.append(1) or {"summary": 1}, debug=False) == 0

@@ -45,6 +45,7 @@ from tests.integration.conftest import BIN, PROCESS_POOL, TEMPLATE, PrefectServe
 from tests.support.failures import assert_one_line_failure
 from tests.support.servers import stop
 from tests.support.tlc_fake import file_name
+from tests.support.troubleshooting import assert_documented
 
 MONTHLY = "ride-duration-prediction/monthly"
 BACKFILL = "ride-duration-prediction-backfill/backfill"
@@ -592,13 +593,12 @@ def test_interrupting_a_backfill_cancels_the_flow_runs_it_created(
                 backfill.kill()
     output = (out.read_text(), err.read_text())
     result = subprocess.CompletedProcess(backfill.args, returncode, *output)
-    assert_one_line_failure(
-        result,
+    message = (
         f"interrupted by {signal_number.name}: cancelled 2 scheduled and 0 running flow runs "
-        f"of {deployment}",
-        exit_code,
-        workdir=workdir,
+        f"of {deployment}"
     )
+    assert_one_line_failure(result, message, exit_code, workdir=workdir)
+    assert_documented(f"error: {message}")
     runs = _runs_of(prefect_server, deployment)
     assert len(runs) == 2
     assert {r.state.type for r in runs} == {StateType.CANCELLED}, [r.state for r in runs]
@@ -670,11 +670,11 @@ def test_interrupting_a_backfill_cancels_its_running_months_through_their_worker
             stop(worker)
     output = (out.read_text(), err.read_text())
     result = subprocess.CompletedProcess(backfill.args, returncode, *output)
-    assert_one_line_failure(
-        result,
-        f"interrupted by SIGINT: cancelled 1 scheduled and 1 running flow runs of {deployment}",
-        130,
+    message = (
+        f"interrupted by SIGINT: cancelled 1 scheduled and 1 running flow runs of {deployment}"
     )
+    assert_one_line_failure(result, message, 130)
+    assert_documented(f"error: {message}")
     assert len(runs) == 2
     assert {r.state.type for r in runs} == {StateType.CANCELLED}, [r.state for r in runs]
     assert all(not _flow_run_processes(str(r.id)) for r in runs)
