@@ -1,23 +1,14 @@
 """The per-month lock: one run at a time scores a month.
 
 A lock is a small file beside the month's output, one file per generation:
-`_lock.{generation}.json`. The newest generation is the lock; a run takes it by creating
-the next generation with an atomic exclusive create of the whole file (`writes.create_exclusive`:
-locally written and synced under a temporary name, then hard-linked into place; on S3 an
-If-None-Match PUT), so that of any number of runs racing for a free or stale lock exactly one
-succeeds, no run can ever create a generation that already exists, and a run killed meanwhile
-leaves no empty lock (its temporary file is removed by the next run that takes the lock). The
-holder rewrites its file while it scores (a heartbeat) and deletes it at the end; a run that
-takes over deletes the older generations.
+`_lock.{generation}.json`. The newest generation is the lock; a run takes it by creating the
+next one, whole, with an atomic exclusive create (`writes.create_exclusive`): of any number of
+runs racing for a free or stale lock exactly one succeeds, and a run killed meanwhile leaves no
+empty lock. The holder rewrites its file while it scores (a heartbeat) and deletes it at the end.
 
-A holder is gone when its heartbeat is older than `stale_after_seconds` (a heartbeat that is
-no number, or in the future, counts from when the file was last written), on the same host
-after it restarted, or, on the same host and boot and in the same pid namespace, when its
-process is no longer the one that took the lock (a pid alone may have been reused, and means
-another process in another namespace). A file that does not read as a lock is taken for a dead
-one once it is older than `stale_after_seconds`. Locks of earlier versions (`_lock-{run id}.json`,
-`_lock-{run id}.{generation}.json`) are judged the same way: a live one keeps a run out, a
-stale one does not count.
+A holder is gone when its heartbeat is stale, its host restarted since, or its process is gone,
+which only a run on the same host, boot and pid namespace can tell. A file that is no lock counts
+until it is stale; a live lock of an earlier version keeps a run out too.
 """
 
 from __future__ import annotations
@@ -27,7 +18,6 @@ import json
 import logging
 import math
 import os
-import re
 import socket
 import threading
 import time
@@ -42,8 +32,6 @@ from ride_duration.core.errors import MonthBusyError
 logger = logging.getLogger(__name__)
 
 TAKE_ATTEMPTS = 5
-# Linux's largest pid_max: no process has a larger pid.
-PID_MAX = 2**22
 # How far ahead of this clock another host's may run before its heartbeat is not believed.
 CLOCK_SKEW_SECONDS = 60.0
 # The most of a lock's text (owner, host, time) a message shows.
@@ -60,8 +48,7 @@ def boot_id() -> str | None:
 
 
 def pid_namespace() -> str | None:
-    """This process's pid namespace (Linux: "pid:[4026531836]"): a pid means another process
-    in another namespace, such as another container's on the same host and boot."""
+    """This process's pid namespace (Linux: "pid:[4026531836]"): a pid means nothing outside."""
     try:
         return os.readlink("/proc/self/ns/pid")
     except OSError:
@@ -69,8 +56,7 @@ def pid_namespace() -> str | None:
 
 
 def process_start(pid: int) -> str | None:
-    """When process `pid` started (Linux clock ticks since boot), None when it does not exist
-    or the system does not tell."""
+    """When process `pid` started (Linux clock ticks since boot); None when none, or untold."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
             stat = handle.read()
@@ -81,11 +67,9 @@ def process_start(pid: int) -> str | None:
 
 def shown(value: object) -> str:
     """A value read from a lock as a message shows it: one line, at most SHOWN_CHARS long."""
-    text = str(value)
-    cut = text[:SHOWN_CHARS]
-    # Anything can be written in a lock file: line breaks, escapes, lone surrogates.
-    line = "".join(char if char.isprintable() else "?" for char in cut)
-    return line + "..." if len(text) > SHOWN_CHARS else line
+    text = str(value)  # anything can be in a lock file: line breaks, escapes, lone surrogates
+    line = "".join(char if char.isprintable() else "?" for char in text[:SHOWN_CHARS])
+    return line + ("..." if len(text) > SHOWN_CHARS else "")
 
 
 class MonthLock:
@@ -112,8 +96,7 @@ class MonthLock:
 
     @contextlib.contextmanager
     def held(self, label: str) -> Iterator[MonthLock]:
-        """Hold the lock for the block, its heartbeat running; MonthBusyError when another
-        live run holds it."""
+        """Hold the lock for the block, its heartbeat running; MonthBusyError when it is held."""
         with writes.writing(self.files.prefix):
             holder = self.acquire()
         if holder is not None:
@@ -129,24 +112,22 @@ class MonthLock:
 
     def _busy(self, label: str, holder: dict) -> str:
         """The one line that says who keeps `label` busy."""
-        where = uris.display_uri(self.files.prefix) + ".*.json"
-        if "earlier_version" in holder:
-            where = uris.display_uri(uris.join(self.files.folder, holder["earlier_version"]))
+        old = holder.get("earlier_version")
+        where = uris.display_uri(
+            uris.join(self.files.folder, old) if old else self.files.prefix + ".*.json"
+        )
         if "unreadable_age" in holder:
             return (
                 f"{label} is locked by {where}, which does not read as a lock (written "
                 f"{holder['unreadable_age']:.0f} s ago): it is taken over after "
                 "LOCK_STALE_SECONDS; delete it if no run is scoring this month"
             )
-        who = f"{shown(holder.get('owner'))} on {shown(holder.get('host'))}"
-        if "earlier_version" in holder:
-            return (
-                f"{label} is being scored by {who} with an earlier version of this project "
-                f"(its lock {where}): wait for it, or delete {where} if that run is dead"
-            )
+        when = f"since {shown(holder.get('since'))}"
+        if old:
+            when = f"with an earlier version of this project (its lock {where})"
+        who = f"{shown(holder.get('owner'))} on {shown(holder.get('host'))} {when}"
         return (
-            f"{label} is being scored by {who} since {shown(holder.get('since'))}: wait for "
-            f"it, or delete {where} if that run is dead"
+            f"{label} is being scored by {who}: wait for it, or delete {where} if that run is dead"
         )
 
     def acquire(self) -> dict | None:
@@ -170,7 +151,7 @@ class MonthLock:
                 if not self._is_gone(holder, self.files.file(top)):
                     return holder
             mine = self.files.file(top + 1)
-            if not writes.create_exclusive(mine, self._text()):
+            if not writes.create_exclusive(mine, json.dumps(self.content)):
                 continue  # another run took this generation first
             taken = top < 0 or _read_text(self.files.file(top)) == judged
             if not taken or max(self._generations()) != top + 1:
@@ -179,9 +160,8 @@ class MonthLock:
             self.generation = top + 1
             for older in generations:
                 storage.remove(self.files.file(older))
-            earlier = self._earlier_version_holder(clean=True)
-            if earlier is not None:
-                storage.remove(mine)
+            if (earlier := self._earlier_version_holder(clean=True)) is not None:
+                storage.remove(mine)  # an earlier version's run holds the month: give way
                 self.generation = None
             return earlier
         top = max(self._generations(), default=-1)
@@ -197,11 +177,9 @@ class MonthLock:
         return holder
 
     def check(self) -> None:
-        """Raise MonthBusyError unless this run still holds the lock (call before publishing).
-
-        A newer generation beside this run's own may be a void takeover about to be removed
-        by its racer: it is looked at once more after a moment.
-        """
+        """Raise MonthBusyError unless this run still holds the lock (call before publishing);
+        a newer generation beside its own may be a void takeover about to be removed by its
+        racer, so it looks once more after a moment."""
         for pause in (0.0, 1.0):
             time.sleep(pause)
             holder = self._read(max(self._generations(), default=-1))
@@ -217,11 +195,8 @@ class MonthLock:
             )
 
     def release(self) -> None:
-        """Give the lock back (only if it is still ours); never raises.
-
-        When the storage is unreachable the lock stays behind, and the next run takes it over
-        once this process is gone (same host) or the lock is stale.
-        """
+        """Give the lock back if it is still ours; never raises (with the storage unreachable it
+        stays behind, for the next run to take over once this process is gone or it is stale)."""
         if self.generation is None:
             return
         uri = self.files.file(self.generation)
@@ -241,37 +216,25 @@ class MonthLock:
                     self._lost.set()
                     return
                 self.content["heartbeat"] = time.time()
-                writes.write_text(self.files.file(self.generation), self._text())
+                writes.write_text(self.files.file(self.generation), json.dumps(self.content))
             except storage.storage_errors():
                 logger.warning("could not refresh the month's lock", exc_info=True)
 
-    def _text(self) -> str:
-        return json.dumps(self.content)
-
     def _names(self) -> list[str]:
-        """Every file of the lock's in its folder: generations, earlier versions' locks,
-        temporary files of creations that did not finish."""
-        return storage.list_names(self.files.folder, f"{self.files.stem}*")
+        return storage.list_names(self.files.folder, self.files.pattern)
 
     def _generations(self, names: list[str] | None = None) -> list[int]:
-        pattern = re.compile(rf"{re.escape(self.files.stem)}\.(\d+)\.json")
-        names = self._names() if names is None else names
-        return [int(found.group(1)) for name in names if (found := pattern.fullmatch(name))]
+        found = map(self.files.generation, self._names() if names is None else names)
+        return [generation for generation in found if generation is not None]
 
     def _earlier_version_holder(self, clean: bool, names: list[str] | None = None) -> dict | None:
-        """The live run that holds an earlier version's lock of this month, if any; with
-        `clean` (this run holds the lock), the temporary files of creations that were killed
-        before they finished are removed.
-
-        A stale lock of an earlier version no longer counts; it is left for
-        `python -m ride_duration.migrate`, which removes it with the earlier layout's files.
-        """
-        earlier = re.compile(rf"{re.escape(self.files.stem)}-[^/]+\.json")
+        """The live run holding an earlier version's lock of the month, if any (a stale one is
+        left to the migration); with `clean` (lock held), removes what killed creations left."""
         for name in self._names() if names is None else names:
             uri = uris.join(self.files.folder, name)
             if clean and name.endswith(writes.CREATING_SUFFIX):
                 storage.remove(uri)
-            if not earlier.fullmatch(name) or (text := _read_text(uri)) is None:
+            if not self.files.is_earlier_version(name) or (text := _read_text(uri)) is None:
                 continue
             holder = self._parse(text, uri)
             # The first versions wrote when their run started, and never refreshed it.
@@ -282,10 +245,9 @@ class MonthLock:
 
     def _read(self, generation: int | None) -> dict | None:
         """A generation's lock as a dict (None when there is none)."""
-        if generation is None or generation < 0:
-            return None
-        text = _read_text(self.files.file(generation))
-        return None if text is None else self._parse(text, self.files.file(generation))
+        uri = None if generation is None or generation < 0 else self.files.file(generation)
+        text = None if uri is None else _read_text(uri)
+        return None if text is None else self._parse(text, uri)
 
     def _parse(self, text: str, uri: str) -> dict:
         """A lock's content; {"unreadable_age": seconds} when it is no lock (the file's age)."""
@@ -293,30 +255,18 @@ class MonthLock:
             content = json.loads(text)
         except (ValueError, RecursionError):
             content = None
-        if isinstance(content, dict):
-            return content
-        return {"unreadable_age": self._file_age(uri)}
+        return content if isinstance(content, dict) else {"unreadable_age": _file_age(uri)}
 
-    def _file_age(self, uri: str) -> float:
-        """Seconds since the lock file was last written, by the store's clock."""
-        now = time.time()
-        return now - (storage.modified(uri) or now)
-
-    def _age(self, holder: dict, uri: str) -> float:
-        """Seconds since the holder last said it was alive: its heartbeat, unless that is no
-        number or in the future, when the file's own modification time says."""
+    def _is_gone(self, holder: dict, uri: str) -> bool:
+        if "unreadable_age" in holder:  # written by something else, or damaged
+            return holder["unreadable_age"] > self.stale_after_seconds
         try:
             beat = float(holder.get("heartbeat", 0))
         except (TypeError, ValueError, OverflowError):
             beat = math.nan
         if not math.isfinite(beat) or beat > time.time() + CLOCK_SKEW_SECONDS:
-            return self._file_age(uri)
-        return time.time() - beat
-
-    def _is_gone(self, holder: dict, uri: str) -> bool:
-        if "unreadable_age" in holder:  # written by something else, or damaged
-            return holder["unreadable_age"] > self.stale_after_seconds
-        if self._age(holder, uri) > self.stale_after_seconds:
+            beat = time.time() - _file_age(uri)  # no number, or in the future: the file says
+        if time.time() - beat > self.stale_after_seconds:
             return True
         if holder.get("host") != socket.gethostname():
             return False  # another host: its heartbeat says
@@ -328,11 +278,16 @@ class MonthLock:
         namespace = pid_namespace()
         if namespace is None or holder.get("pid_ns") != namespace:
             return False  # its pid may name another process here: the heartbeat says
-        pid = _pid(holder.get("pid"))
-        if pid is None:
-            return False  # no pid to look at: the heartbeat says
-        started = process_start(pid) if pid <= PID_MAX else None
+        pid = holder.get("pid")
+        if type(pid) is not int or pid <= 0:
+            return False  # no pid to look at (text, infinity, a list...): the heartbeat says
+        started = process_start(pid)
         return started is None or started != holder.get("pid_start")
+
+
+def _file_age(uri: str) -> float:
+    """Seconds since a lock file was last written, by the store's clock."""
+    return time.time() - (storage.modified(uri) or time.time())
 
 
 def _read_text(uri: str) -> str | None:
@@ -342,14 +297,3 @@ def _read_text(uri: str) -> str | None:
         return storage.read_text(uri)
     except UnicodeDecodeError as error:
         return error.object.decode("utf-8", errors="surrogateescape")
-
-
-def _pid(value: object) -> int | None:
-    """A lock's pid as a positive integer, None when it is anything else."""
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        return None
-    try:
-        pid = int(value)
-    except ValueError:
-        return None
-    return pid if pid > 0 else None

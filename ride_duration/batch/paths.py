@@ -77,7 +77,9 @@ class MonthOutput:
 
 @dataclass(frozen=True)
 class LockFiles:
-    """The generations of one lock: `{folder}/{stem}.{generation}.json`."""
+    """The generations of one lock: `{folder}/{stem}.{generation}.json`. Beside them may be an
+    earlier version's lock, `{stem}-{run id}.json` or `{stem}-{run id}.{generation}.json`, and
+    what a run killed while it created a generation left: `{stem}.{generation}.json.*`."""
 
     folder: str
     stem: str
@@ -87,9 +89,23 @@ class LockFiles:
         """The location every generation of the lock starts with."""
         return uris.join(self.folder, self.stem)
 
+    @property
+    def pattern(self) -> str:
+        """A glob of the names of every file of the lock's in its folder."""
+        return f"{self.stem}*"
+
     def file(self, generation: int) -> str:
         """One generation of the lock."""
         return f"{self.prefix}.{generation:06d}.json"
+
+    def generation(self, name: str) -> int | None:
+        """The generation a file's name holds, None when the file is no generation."""
+        found = re.fullmatch(rf"{re.escape(self.stem)}\.(\d+)\.json", name)
+        return int(found.group(1)) if found else None
+
+    def is_earlier_version(self, name: str) -> bool:
+        """Whether a file's name is that of an earlier version's lock."""
+        return re.fullmatch(rf"{re.escape(self.stem)}-[^/]+\.json", name) is not None
 
 
 # What a run id may be to name a file: MLflow's are 32 hex digits; a registry can say anything.

@@ -205,12 +205,11 @@ def publish_copy(source: str, target: str) -> None:
     _sync_folder(directory)
 
 
-# The suffix of a file being created exclusively, before it is linked into place: its name
-# keeps the target's own start (a lock's "_"), which keeps readers of OUTPUT_ROOT off it.
+# An exclusive creation not yet linked into place: `{name}.{token}.creating` (a lock's name
+# starts with "_", which keeps readers of OUTPUT_ROOT off it).
 CREATING_SUFFIX = ".creating"
-
-# A file system that cannot hard-link says so with one of these (some network and FUSE mounts).
-_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK}
+# How a file system without hard links refuses one (some network and FUSE mounts).
+_NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
 
 
 def remove_unfinished(folder: str, older_than: float) -> list[str]:
@@ -276,10 +275,8 @@ def _multipart_uploads(fs: fsspec.AbstractFileSystem, bucket: str, prefix: str) 
 def create_exclusive(uri: str, text: str) -> bool:
     """Create a small file, whole, only if none exists (atomic); False when it already exists.
 
-    Locally the text is written and synced under a temporary name beside the target
-    (`{name}.{token}.creating`), then hard-linked into place, which fails when the target
-    exists; so a crash never leaves an empty or partial file at `uri`, at most the temporary
-    one. On object stores it is one conditional PUT carrying the whole text.
+    Locally the text is synced under a temporary name, then hard-linked into place (a link fails
+    when the target exists): a crash leaves no empty file. On S3 it is one conditional PUT.
     """
     fs, path = fsspec.core.url_to_fs(uri)
     directory, _ = posixpath.split(path)
@@ -305,9 +302,7 @@ def _create_exclusive_locally(path: str, data: bytes) -> bool:
     try:
         _write_new(staging, data)
         os.link(staging, path)
-    except (FileExistsError, FileNotFoundError):
-        # Taken already; or another run's cleanup removed the temporary file as a dead
-        # run's before it was linked: this try lost either way.
+    except (FileExistsError, FileNotFoundError):  # taken, or cleaned up as a dead run's
         return False
     except OSError as error:
         if error.errno not in _NO_LINKS:
