@@ -255,16 +255,14 @@ class Settings:
     def configure_mlflow(self) -> None:
         """Point MLflow at the tracking server, bound its HTTP retries and quiet its INFO lines.
 
-        MLflow retries a dead server 7 times with exponential backoff by default (minutes);
-        a scoring run should fail within seconds. Through
-        the environment, which MLflow reads when it is first used, so that commands that never
-        need MLflow do not import it (about 1.5 s).
+        MLflow retries a dead server 7 times with exponential backoff by default (minutes); a
+        scoring run should fail within seconds. Through the environment, which MLflow reads when
+        it is first used, so that commands that never need MLflow do not import it (1.5 s).
         """
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.mlflow_retries))
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.mlflow_timeout_seconds))
-        # MLflow's INFO lines (its tables created, an experiment created, a version registered)
-        # are not the command's to say; the commands say what they did.
+        # MLflow's INFO lines (tables, experiments, versions created): the commands say theirs.
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         os.environ["MLFLOW_TRACKING_URI"] = self.tracking_uri
         if "mlflow" in sys.modules:  # already imported: it has read the variable before
