@@ -7,13 +7,19 @@ passed its checks; then its sink publishes it, manifest and all, in one switch.
 
 from __future__ import annotations
 
+import _thread
 import logging
+import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -71,27 +77,103 @@ def score_month(
     fields = f.required_fields(predictor.features)
     # The input and its columns are checked (opening it) before the month is claimed.
     with (
+        _signals_kept() as raise_swallowed_signal,
         sources.open_trips(input_uri, taxi_type, fields, settings.batch_size) as (columns, batches),
         sink.claim(flow_run_id or "cli", result.label) as claim,
     ):
-        streamed = _stream(result, batches, columns, sink, predictor, settings.ride_id_mode)
-        streamed.check(result, settings, claim)
-        result.seconds = {**(timings or {}), **streamed.stages.rounded()}
-        result.seconds["total"] = round(time.perf_counter() - started, 3)
-        content = manifest.build(
-            result,
-            input_info=input_info,
-            version_uri=streamed.staged.uri,
-            flow_run_id=flow_run_id,
-            started_at=started_at,
-            code_version=settings.code_version,
-        )
+        # Nothing exists of a staged set until its first write, inside the block that
+        # discards it on any exception (a signal's too) up to its publish.
+        staged = sink.stage(result.model)
+        try:
+            streamed = _stream(result, batches, columns, staged, predictor, settings.ride_id_mode)
+            streamed.check(result, settings, claim)
+            result.seconds = {**(timings or {}), **streamed.stages.rounded()}
+            result.seconds["total"] = round(time.perf_counter() - started, 3)
+            content = manifest.build(
+                result,
+                input_info=input_info,
+                version_uri=staged.uri,
+                flow_run_id=flow_run_id,
+                started_at=started_at,
+                code_version=settings.code_version,
+            )
+            raise_swallowed_signal()  # the last moment before anything is published
+        except BaseException:
+            staged.discard()
+            raise
         with streamed.stages.timing("publish"):
-            sink.publish(streamed.staged, content)
+            sink.publish(staged, content)
         result.seconds["publish"] = round(streamed.stages.seconds["publish"], 3)
     if result.rows_scored == 0:
         logger.warning("%s: no trip could be scored; the output file is empty", result.label)
     return result
+
+
+@contextmanager
+def _signals_kept() -> Iterator[Callable[[], None]]:
+    """While inside, no SIGTERM or SIGINT is lost; the yielded check raises one that was.
+
+    Python runs a signal's handler in the main thread between any two bytecodes, also inside
+    a finalizer the main thread happens to run (a garbage-collected asyncio transport of
+    s3fs's, say). There the handler's exception (Prefect's TerminationSignal in a flow,
+    KeyboardInterrupt) is reported as "Exception ignored in ..." and dropped, and the run went
+    on to publish and exit 0. Such a signal is delivered again a moment later, from another
+    thread, so that its handler runs where its exception propagates; the check raises it at
+    once if it has not been delivered again yet (called before publishing).
+    """
+    lock = threading.Lock()
+    state = SimpleNamespace(error=None, sent=False, cancelled=False)
+    previous = sys.unraisablehook
+
+    def deliver_again(number: int) -> None:
+        time.sleep(0.001)  # the hook below has returned by then: not raised inside it
+        with lock:
+            if state.cancelled:
+                return
+            state.sent = True
+        os.kill(os.getpid(), number)
+
+    def hook(unraisable: sys.UnraisableHookArgs) -> None:
+        error = unraisable.exc_value
+        number = _signal_of(error)
+        if number is None:
+            previous(unraisable)
+            return
+        logger.debug("signal %d came inside %r: delivered again", number, unraisable.object)
+        with lock:
+            if state.error is not None and not state.sent:
+                return  # delivered again already
+            state.error, state.sent, state.cancelled = error, False, False
+        # Not threading.Thread: its start() waits, and the signal could come inside the wait.
+        _thread.start_new_thread(deliver_again, (number,))
+
+    def raise_swallowed() -> None:
+        while True:
+            with lock:
+                if state.error is None:
+                    return
+                if not state.sent:
+                    state.cancelled = True
+                    error, state.error = state.error, None
+                    raise error
+            time.sleep(0.05)  # sent: its handler raises here, or the hook is called again
+
+    sys.unraisablehook = hook
+    try:
+        yield raise_swallowed
+    finally:
+        sys.unraisablehook = previous
+
+
+def _signal_of(error: BaseException | None) -> int | None:
+    """The signal whose handler raised `error` (Prefect's TerminationSignal carries it), None
+    when `error` is no signal's."""
+    if isinstance(error, KeyboardInterrupt):
+        return signal.SIGINT
+    number = getattr(error, "signal", None)
+    if isinstance(error, Exception) or not isinstance(number, int):
+        return None
+    return number
 
 
 @dataclass
@@ -137,49 +219,41 @@ class Streamed:
         crossed or its claim was taken over."""
         result.rows_dropped = {r.value: self.dropped.get(r.value, 0) for r in f.DropReason}
         result.metrics = self.totals.metrics()
-        try:
-            quality.check(
-                result.label, result.rows_read, result.rows_dropped, result.metrics, settings.limits
-            )
-            claim.check()  # a run whose claim was taken over publishes nothing
-        except BaseException:
-            self.staged.discard()
-            raise
+        quality.check(
+            result.label, result.rows_read, result.rows_dropped, result.metrics, settings.limits
+        )
+        claim.check()  # a run whose claim was taken over publishes nothing
 
 
 def _stream(
     result: MonthResult,
     batches: Iterable,
     columns: dict[str, str],
-    sink: MonthSink,
+    staged: StagedSet,
     predictor: Predictor,
     ride_id_mode: RideIdMode,
 ) -> Streamed:
-    """Batches in, predictions out into a staged set, published later only if all is well."""
-    staged = sink.stage(result.model)
+    """Batches in, predictions out into a staged set, published later only if all is well (the
+    caller discards the set on failure)."""
     streamed = Streamed(staged, Stages(), Counter(), quality.Totals())
     stages, cache = streamed.stages, PredictionCache()
-    try:
-        for raw in stages.reading(batches):
-            with stages.timing("prepare"):
-                prepared = f.prepare_trips(
-                    raw, result.month, first_row=result.rows_read, source_names=columns
-                )
-            result.rows_read += raw.num_rows
-            streamed.dropped.update(prepared.dropped)
-            trips = prepared.table
-            with stages.timing("ride_ids"):
-                ids = _ride_ids(result, trips, ride_id_mode)
-            with stages.timing("predict"):
-                values, unknown = _predict(predictor, trips, cache)
-            with stages.timing("write"):
-                table = output_table(trips, ids, values, result.model.label)
-                streamed.totals.add(table["diff"].to_numpy(), unknown)
-                staged.write(table)
-            result.rows_scored += trips.num_rows
-    except BaseException:
-        staged.discard()
-        raise
+    for raw in stages.reading(batches):
+        with stages.timing("prepare"):
+            prepared = f.prepare_trips(
+                raw, result.month, first_row=result.rows_read, source_names=columns
+            )
+        result.rows_read += raw.num_rows
+        streamed.dropped.update(prepared.dropped)
+        trips = prepared.table
+        with stages.timing("ride_ids"):
+            ids = _ride_ids(result, trips, ride_id_mode)
+        with stages.timing("predict"):
+            values, unknown = _predict(predictor, trips, cache)
+        with stages.timing("write"):
+            table = output_table(trips, ids, values, result.model.label)
+            streamed.totals.add(table["diff"].to_numpy(), unknown)
+            staged.write(table)
+        result.rows_scored += trips.num_rows
     return streamed
 
 
