@@ -258,3 +258,26 @@ def relative_to(uri: str, root: str) -> str | None:
 def protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def abort_uploads(fs: fsspec.AbstractFileSystem, folder: str, older_than: float) -> list[str]:
+    """Abort the unfinished S3 multipart uploads of keys directly in `folder` (bucket/prefix)
+    started before `older_than` (seconds since the epoch); none on other stores. Every page is
+    read: s3fs's own listing takes no prefix and reads one page."""
+    if "s3" not in protocols(fs):
+        return []
+    bucket, _, prefix = folder.partition("/")
+    prefix, markers, aborted = prefix.rstrip("/") + "/", {}, []
+    while True:
+        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
+        for upload in page.get("Uploads", []):
+            key, initiated = upload["Key"], upload.get("Initiated")
+            if "/" in key[len(prefix) :] or (initiated and initiated.timestamp() >= older_than):
+                continue  # below the folder (another month's), or started since
+            fs.call_s3(
+                "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"]
+            )
+            aborted.append(f"s3://{bucket}/{key}")
+        if not page.get("IsTruncated"):
+            return aborted
+        markers = {k: page.get(f"Next{k}", "") for k in ("KeyMarker", "UploadIdMarker")}

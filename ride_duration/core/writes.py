@@ -18,10 +18,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ride_duration.core.errors import (
-    OutputWriteError,
-    first_line,
-)
+from ride_duration.core import storage
+from ride_duration.core.errors import OutputWriteError, first_line
 from ride_duration.core.storage import protocols, storage_errors
 from ride_duration.core.uris import display_uri
 
@@ -44,15 +42,12 @@ class AtomicParquetWriter:
         self._fs, self._path = fsspec.core.url_to_fs(uri)
         self._local = "file" in protocols(self._fs)
         self._staging = _staging_path(self._path) if self._local else self._path
-        self._handle: fsspec.spec.AbstractBufferedFile | None = None
-        self._writer: pq.ParquetWriter | None = None
+        self._handle, self._writer = None, None
         with writing(uri):
             _make_folder(self._fs, posixpath.dirname(self._path))
 
     def _opened(self) -> pq.ParquetWriter:
-        """The parquet writer, its staged file opened at the first write: a writer that was
-        made but never written leaves nothing behind (a signal between making it and the
-        caller's clean-up block finds nothing to clean)."""
+        """The parquet writer, its file opened at the first write: until then, nothing to clean."""
         if self._writer is None:
             with writing(self.uri):
                 self._handle = self._fs.open(self._staging, "wb")
@@ -94,17 +89,13 @@ class AtomicParquetWriter:
             if self._local:
                 if self._handle is not None:
                     self._handle.close()
-                # Also when the handle was never kept: a signal may have come between the
-                # file's creation and its handle's assignment.
-                with suppress(FileNotFoundError):
+                with suppress(FileNotFoundError):  # also a file whose handle was never kept
                     self._fs.rm(self._staging)
             elif self._handle is not None:
                 # fsspec's buffered files abort the multipart upload instead of completing it.
                 self._handle.discard()
         except storage_errors():
-            # Unreachable storage: an unfinished upload never becomes an object, and a local
-            # staging file keeps its hidden name; the next run of this month removes either
-            # (remove_unfinished).
+            # Unreachable storage: the next run of this month removes either (remove_unfinished).
             logger.warning("could not clean up %s", display_uri(self._staging), exc_info=True)
 
     def __enter__(self) -> AtomicParquetWriter:
@@ -213,63 +204,19 @@ _NO_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK}
 
 
 def remove_unfinished(folder: str, older_than: float) -> list[str]:
-    """Remove what runs that died left unfinished in `folder` (not below it) before the moment
-    `older_than` (seconds since the epoch, as the store's clock tells it): local temporary
-    files (hidden names ending in ".inprogress") and, on S3, unfinished multipart uploads.
-
-    Call it only while holding the folder's lock: whatever was started before that belongs to
-    a run that no longer holds it. Returns what was removed (URIs).
-    """
+    """Remove what runs that died left unfinished directly in `folder` before `older_than`
+    (seconds since the epoch, on the store's clock): hidden ".inprogress" files, and on S3
+    unfinished multipart uploads. Call it holding the folder's lock; returns what it removed."""
     fs, path = fsspec.core.url_to_fs(folder)
-    if "file" in protocols(fs):
-        return [f"{path}/{name}" for name in _remove_temporary_files(path, older_than)]
-    if "s3" not in protocols(fs):
-        return []
-    bucket, _, prefix = path.partition("/")
-    prefix = prefix.rstrip("/") + "/"
-    removed = []
-    for upload in _multipart_uploads(fs, bucket, prefix):
-        key, initiated = upload["Key"], upload.get("Initiated")
-        if "/" in key[len(prefix) :]:
-            continue  # below the folder: another month's
-        if initiated is not None and initiated.timestamp() >= older_than:
-            continue
-        fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload["UploadId"])
-        removed.append(f"s3://{bucket}/{key}")
-    return removed
-
-
-def _remove_temporary_files(directory: str, older_than: float) -> list[str]:
-    """Remove the temporary files in a local folder last written before `older_than`."""
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return []
-    removed = []
-    for entry in entries:
-        if not (entry.name.startswith(".") and entry.name.endswith(".inprogress")):
-            continue
+    if "file" not in protocols(fs):
+        return storage.abort_uploads(fs, path, older_than)
+    names = os.listdir(path) if os.path.isdir(path) else []
+    found = [f"{path}/{name}" for name in names if name[0] == "." and name.endswith(".inprogress")]
+    old = [file for file in found if (storage.modified(file) or older_than) < older_than]
+    for file in old:
         with suppress(FileNotFoundError):  # removed meanwhile by the run that wrote it
-            if entry.stat(follow_symlinks=False).st_mtime < older_than:
-                os.remove(entry.path)
-                removed.append(entry.name)
-    return removed
-
-
-def _multipart_uploads(fs: fsspec.AbstractFileSystem, bucket: str, prefix: str) -> list[dict]:
-    """The unfinished multipart uploads of `bucket` whose keys start with `prefix`, every page
-    (s3fs's own listing takes no prefix and reads the first page only)."""
-    uploads: list[dict] = []
-    markers: dict[str, str] = {}
-    while True:
-        page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
-        uploads += page.get("Uploads", [])
-        if not page.get("IsTruncated"):
-            return uploads
-        markers = {
-            "KeyMarker": page.get("NextKeyMarker", ""),
-            "UploadIdMarker": page.get("NextUploadIdMarker", ""),
-        }
+            os.remove(file)
+    return old
 
 
 def create_exclusive(uri: str, text: str) -> bool:
