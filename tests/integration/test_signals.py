@@ -112,7 +112,7 @@ def test_a_signal_at_any_moment_after_the_claim_publishes_nothing_and_leaves_not
         "TRUSTED_MODEL_PREFIXES": str(local_model),
         "INPUT_URI_TEMPLATE": str(june / TEMPLATE),
         "OUTPUT_ROOT": store.root,
-        "BATCH_SIZE": "2000",
+        "BATCH_SIZE": "500",  # 40 batches: every delay lands before the publish
     }
     outcomes = []
     for delay in DELAYS:
