@@ -51,6 +51,10 @@ from ride_duration.orchestration import report, schedule
 from ride_duration.orchestration.server import prefect_api
 from ride_duration.orchestration.tasks import prepare_run, score_month_task
 
+# After SIGINT or SIGTERM, Prefect marks the run crashed in well under a second; past this, the
+# process ends regardless.
+SIGNAL_GRACE_SECONDS = 10
+
 # The form's descriptions come from the docstrings' Args (Prefect drops Annotated descriptions);
 # the bounds here become the form's number limits and the server's parameter schema.
 Year = Annotated[int, Field(ge=FIRST_YEAR, le=LAST_YEAR)]
@@ -155,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(report.closing_line(summary))
 
+    cli.end_within(SIGNAL_GRACE_SECONDS)
     return cli.run(run, debug=args.debug)
 
 

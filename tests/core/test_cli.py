@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import subprocess
 import sys
 import time
@@ -125,6 +126,31 @@ def test_run_turns_ctrl_c_into_one_line_and_code_130(capsys):
     assert capsys.readouterr().err == "error: interrupted (Ctrl-C)\n"
     with pytest.raises(KeyboardInterrupt):
         cli.run(interrupted, debug=True)
+
+
+@pytest.mark.parametrize(
+    ("number", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"]
+)
+def test_a_process_whose_libraries_hang_after_a_signal_still_ends(number, code):
+    """The handler here swallows the signal, as a deadlocked library would never finish: the
+    guard ends the process anyway, with 128 + the signal's number."""
+    program = (
+        "import signal, sys, time\n"
+        "from ride_duration.core import cli\n"
+        "cli.end_within(0.2)\n"
+        f"signal.signal({int(number)}, lambda *_: None)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(number)
+        assert process.wait(timeout=20) == code
+    finally:
+        process.kill()
 
 
 def test_run_returns_0_on_success():
