@@ -20,6 +20,7 @@ from ride_duration.batch.paths import LockFiles, MonthOutput
 from ride_duration.core.errors import MonthBusyError
 from ride_duration.core.months import Month
 from tests.support.locks import holder
+from tests.support.troubleshooting import assert_documented
 
 STALE = 600
 
@@ -110,6 +111,7 @@ def test_a_lock_is_taken_over_exactly_when_its_run_is_gone(tmp_path, content, ag
         assert message.startswith("green 2021-03 is ")
         assert "month=03/_lock.*.json" in message
         assert len(message.splitlines()) == 1
+        assert_documented(f"error: {message}")
         assert lock_files(tmp_path) == ["_lock.000000.json"]
 
 
@@ -136,6 +138,7 @@ def test_a_busy_month_says_who_scores_it_and_which_files_to_delete(tmp_path, con
     with pytest.raises(MonthBusyError) as busy, lock.held("green 2021-03"):
         pass
     assert str(busy.value) == message.format(where=files(tmp_path).prefix + ".*.json")
+    assert_documented(f"error: {busy.value}")
 
 
 @pytest.mark.parametrize(
@@ -430,6 +433,7 @@ def test_any_lock_content_is_a_one_line_busy_error_or_a_takeover(
     assert message.startswith("green 2021-03 is ")
     assert message.isprintable()  # one line, nothing a terminal acts on, encodable
     assert len(message) < 1000
+    assert_documented(f"error: {message}")
     assert f"month=03/{name}" in message or "month=03/_lock.*.json" in message
     assert lock_files(tmp_path) == before
 
