@@ -1,11 +1,8 @@
 """A model's files: fetched from MLflow or a store, its MLmodel read, failures made clear.
 
-A local folder (a path or a `file:` URI) is read in place; files on S3 or served by the
-tracking server are fetched one by one, only those needed, into one temporary folder removed
-once they are read. MLflow is imported only to download from what only MLflow reads (a whole
-folder of another store); the serving install, which has no MLflow, is told in one line what it
-cannot read. An MLmodel file that MLflow did not write (not YAML, not a mapping, a field of
-another type) is a one-line refusal.
+A local folder is read in place; files on S3 or served by the tracking server are fetched one
+by one, only those needed; MLflow is imported only for what only it reads (the serving install
+says so in one line). An MLmodel that MLflow did not write is a one-line refusal.
 """
 
 from __future__ import annotations
@@ -59,10 +56,9 @@ def local_folder(uri: str) -> str | None:
 class ModelFiles:
     """The files of one model location, as a local folder, fetched once and as asked for.
 
-    A local folder is read in place, never copied. Anything else is fetched into one temporary
-    folder (`ride-duration-model-*`), file by file where the store allows it (S3, a served
-    folder), else whole through MLflow, and `close` removes it: a long-lived process loads any
-    number of models and keeps none of their copies.
+    A local folder is read in place, never copied. Anything else goes into one temporary folder
+    (`ride-duration-model-*`), file by file where it can (S3, a served folder), else whole
+    through MLflow; `close` removes it, so a long-lived process keeps no copies.
     """
 
     def __init__(self, uri: str) -> None:
@@ -89,7 +85,10 @@ class ModelFiles:
             return self.folder
         if self.uri.startswith("s3://"):
             objects.copy_folder(self.uri, self.folder, missing)
-        elif self.uri.startswith("mlflow-artifacts:") and _served_here():
+        elif self.uri.startswith("mlflow-artifacts:") and (
+            # One GET a file where MLflow is not installed, or the server's REST API is read.
+            not mlflow_installed() or _tracking_uri().startswith(("http://", "https://"))
+        ):
             from ride_duration.model import rest
 
             rest.download_served(self.uri, _tracking_uri(), self.folder, missing)
@@ -140,16 +139,9 @@ class ModelFiles:
         self.close()
 
 
-# The MLmodel texts of the last remote locations read (location -> text), so that resolving a
-# location and then loading it fetch its MLmodel once; bounded as the loaded models are.
+# The last remote locations' MLmodel texts: resolving a location, then loading it, fetch it once.
 _REMOTE_MLMODELS: dict[str, str] = {}
 _REMOTE_MLMODELS_KEPT = 8
-
-
-def _served_here() -> bool:
-    """Whether served files are read with one GET each: MLflow is not installed, or the
-    tracking URI is the http(s) server whose REST API `model.rest` reads."""
-    return not mlflow_installed() or _tracking_uri().startswith(("http://", "https://"))
 
 
 @dataclass(frozen=True)
@@ -168,21 +160,21 @@ def parse_mlmodel(text: str, shown: str) -> MLmodel:
     try:
         content = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise _not_a_model(shown, f"its MLmodel is not YAML ({_clip(first_line(error))})") from None
+        raise not_a_model(shown, f"its MLmodel is not YAML ({first_line(error)[:60]})") from None
     if content is None:
         content = {}
     if not isinstance(content, dict):
-        raise _not_a_model(shown, f"its MLmodel is {_kind(content)}, not a mapping of fields")
+        raise not_a_model(shown, f"its MLmodel is {kind_of(content)}, not a mapping of fields")
     run_id = content.get("run_id")
     if run_id is not None and not isinstance(run_id, str):
-        raise _not_a_model(shown, f"its MLmodel's run_id is {_kind(run_id)}, not text")
+        raise not_a_model(shown, f"its MLmodel's run_id is {kind_of(run_id)}, not text")
     flavors = content.get("flavors") or {}
     if not isinstance(flavors, dict):
-        raise _not_a_model(shown, f"its MLmodel's flavors is {_kind(flavors)}, not a mapping")
+        raise not_a_model(shown, f"its MLmodel's flavors is {kind_of(flavors)}, not a mapping")
     for name, flavor in flavors.items():
         if not isinstance(flavor, dict):
-            raise _not_a_model(
-                shown, f"its MLmodel's flavor {_clip(name)} is {_kind(flavor)}, not a mapping"
+            raise not_a_model(
+                shown, f"its MLmodel's flavor {name!s:.40} is {kind_of(flavor)}, not a mapping"
             )
     return MLmodel(flavors={str(name): flavor for name, flavor in flavors.items()}, run_id=run_id)
 
@@ -190,15 +182,6 @@ def parse_mlmodel(text: str, shown: str) -> MLmodel:
 def read_mlmodel(local_path: str) -> MLmodel:
     """The flavours and run of a local model folder, from its MLmodel file (YAML)."""
     return parse_mlmodel(_mlmodel_text(local_path), local_path)
-
-
-def flavor_text(mlmodel: MLmodel, flavor: str, field: str, shown: str) -> str | None:
-    """A text field of one flavour of a model (None when absent), refused in one line when
-    the MLmodel gives it as anything but text."""
-    value = mlmodel.flavors.get(flavor, {}).get(field)
-    if value is not None and not isinstance(value, str):
-        raise _not_a_model(shown, f"its MLmodel's {flavor} {field} is {_kind(value)}, not text")
-    return value
 
 
 # How MLflow writes a run id in MLmodel: a top-level line, the id 32 lowercase hex digits.
@@ -230,40 +213,31 @@ def _mlmodel_text(local_path: str, shown: str | None = None) -> str:
     shown = shown or local_path
     path = os.path.join(local_path, "MLmodel")
     if not os.path.isfile(path):
-        raise _not_a_model(shown, "it has no MLmodel")
-    with open(path, "rb") as handle:
-        data = handle.read()
+        raise not_a_model(shown, "it has no MLmodel")
     try:
-        return data.decode("utf-8")
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
     except UnicodeDecodeError:
-        raise _not_a_model(shown, "its MLmodel is not UTF-8 text") from None
+        raise not_a_model(shown, "its MLmodel is not UTF-8 text") from None
 
 
-def _not_a_model(shown: str, why: str) -> ModelNotFoundError:
+def not_a_model(shown: str, why: str) -> ModelNotFoundError:
+    """The refusal of the model at `shown`: `why` its MLmodel is not MLflow's."""
     return ModelNotFoundError(f"no MLflow model at {display_uri(shown)}: {why}")
 
 
-def _kind(value: object) -> str:
-    """What a YAML value is, in words: the type MLflow did not write."""
+# YAML's values in words, for the type MLflow did not write (bool before int: True is an int).
+_KINDS = ((bool, "true or false"), ((int, float), "a number"), (str, "text"), (list, "a list"))
+
+
+def kind_of(value: object) -> str:
+    """What a YAML value is, in words ("a number", "a list", "empty", ...)."""
     if value is None:
         return "empty"
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    if isinstance(value, list):
-        return "a list"
     if isinstance(value, dict):
         return "a mapping"
-    return "a " + type(value).__name__  # a date, bytes: what YAML's tags make
-
-
-def _clip(value: object, limit: int = 60) -> str:
-    """`value` as one short line, for a message."""
-    text = " ".join(str(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    found = (words for kinds, words in _KINDS if isinstance(value, kinds))
+    return next(found, "a " + type(value).__name__)  # a date, bytes: what YAML's tags make
 
 
 def as_scoring_error(error: Exception, uri: str) -> Exception:

@@ -11,14 +11,14 @@ import os
 import weakref
 from typing import Any
 
-from ride_duration.core.errors import ModelNotFoundError
 from ride_duration.core.uris import display_uri
 from ride_duration.forest.compiled import CompiledForest
 from ride_duration.model.artifacts import (
     MLmodel,
     ModelFiles,
     as_scoring_error,
-    flavor_text,
+    kind_of,
+    not_a_model,
     parse_mlmodel,
 )
 
@@ -81,6 +81,15 @@ def load_model(resolved_uri: str, location: str | None = None) -> Any:
         raise as_scoring_error(error, resolved_uri) from None
 
 
+def flavor_text(mlmodel: MLmodel, flavor: str, field: str, shown: str) -> str | None:
+    """A text field of one flavour of a model (None when absent), refused in one line when
+    the MLmodel gives it as anything but text."""
+    value = mlmodel.flavors.get(flavor, {}).get(field)
+    if value is not None and not isinstance(value, str):
+        raise not_a_model(shown, f"its MLmodel's {flavor} {field} is {kind_of(value)}, not text")
+    return value
+
+
 def _load_sklearn(files: ModelFiles, mlmodel: MLmodel, uri: str) -> Any:
     """The estimator of an sklearn-flavoured model, warning when versions differ."""
     import sklearn
@@ -95,9 +104,8 @@ def _load_sklearn(files: ModelFiles, mlmodel: MLmodel, uri: str) -> Any:
     pickled = flavor_text(mlmodel, "sklearn", "pickled_model", uri)
     if flavor_text(mlmodel, "sklearn", "serialization_format", uri) in ("cloudpickle", "pickle"):
         if not pickled or "/" in pickled or "\\" in pickled or pickled in (".", ".."):
-            raise ModelNotFoundError(
-                f"no MLflow model at {display_uri(uri)}: its MLmodel's sklearn pickled_model "
-                "is not a file of its folder"
+            raise not_a_model(
+                uri, "its MLmodel's sklearn pickled_model is not a file of its folder"
             )
         # What mlflow.sklearn.load_model does for these formats, without importing MLflow.
         import cloudpickle
