@@ -12,6 +12,7 @@ import mlflow.sklearn
 import numpy as np
 import pytest
 
+from ride_duration.core.errors import TrackingServerUnreachableError
 from ride_duration.model import registry
 from ride_duration.model.loading import load_model
 from ride_duration.model.resolve import resolve_model
@@ -105,8 +106,32 @@ def trusted(store: str) -> tuple[str, ...]:
     return ("models:/", "runs:/", str(Path(store.removeprefix("sqlite:///")).parent))
 
 
-def test_a_server_that_does_not_answer_is_left_to_mlflow():
-    assert registry.lookup(f"http://127.0.0.1:{free_port()}", "ride-duration", "1") is None
+def test_a_server_with_an_s3_artifact_root_is_trusted_by_default(
+    services: Services, trained: Trained
+):
+    """The course's setup (`--default-artifact-root s3://...`, `--no-serve-artifacts`): the
+    locations the server reports for its experiments are trusted, with no setting."""
+    from mlflow.entities import ViewType
+
+    client = mlflow.MlflowClient(tracking_uri=services.tracking_uri)
+    recorded = {e.artifact_location for e in client.search_experiments(view_type=ViewType.ALL)}
+    assert set(registry.artifact_locations(services.tracking_uri)) == recorded
+    model = resolve_model("models:/ride-duration@production", tracking_uri=services.tracking_uri)
+    assert model.location.startswith("s3://")
+    assert resolve_model(model.location, tracking_uri=services.tracking_uri).run_id == model.run_id
+
+
+def test_a_server_that_does_not_answer_is_said_so_and_reports_no_artifact_locations(
+    monkeypatch,
+):
+    """Said here, after MLflow's own retries (MLflow would only ask it again); the default
+    trust then has none of the server's locations."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(TrackingServerUnreachableError, match=f"^MLflow tracking server {dead} did"):
+        registry.lookup(dead, "ride-duration", "1")
+    assert registry.artifact_locations(dead) is None
 
 
 def test_a_model_found_by_the_lookup_loads_as_mlflow_loads_it(sqlite_store, monkeypatch, tmp_path):
