@@ -53,7 +53,7 @@ io_task = functools.partial(
 # with backoff), and a task retry on top would multiply the waits of a server that is down.
 @task(name="resolve-model", cache_policy=NO_CACHE)
 def resolve_model_task(
-    model_uri: str, trusted_prefixes: tuple[str, ...], tracking_uri: str
+    model_uri: str, trusted_prefixes: tuple[str, ...] | None, tracking_uri: str
 ) -> ModelRef:
     """Pin the model URI to one version (an alias is resolved here, once)."""
     return resolve_model(model_uri, trusted_prefixes, tracking_uri=tracking_uri)

@@ -15,6 +15,7 @@ from ride_duration.core.errors import (
     TrackingServerUnreachableError,
 )
 from ride_duration.model import artifacts
+from tests.support.troubleshooting import assert_documented
 
 
 @pytest.mark.parametrize("scheme", ["", "file://"])
@@ -67,17 +68,20 @@ def test_an_mlmodel_of_any_other_shape_is_a_one_line_refusal(tmp_path, content, 
         assert str(error.value).startswith(f"no MLflow model at {tmp_path}: {why}")
         assert "\n" not in str(error.value)
         assert len(str(error.value)) < 300
+        assert_documented(f"error: {error.value}")
 
 
 def test_an_mlmodel_that_is_not_utf8_is_a_one_line_refusal(tmp_path):
     (tmp_path / "MLmodel").write_bytes(b"run_id: \xff\xfe\n")
-    with pytest.raises(ModelNotFoundError, match=r"its MLmodel is not UTF-8 text$"):
+    with pytest.raises(ModelNotFoundError, match=r"its MLmodel is not UTF-8 text$") as error:
         artifacts.read_run_id(str(tmp_path))
+    assert_documented(f"error: {error.value}")
 
 
 def test_a_folder_without_mlmodel_is_no_model(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="it has no MLmodel"):
+    with pytest.raises(ModelNotFoundError, match="it has no MLmodel") as error:
         artifacts.read_mlmodel(str(tmp_path))
+    assert_documented(f"error: {error.value}")
 
 
 def refused() -> Exception:
