@@ -212,6 +212,20 @@ def trained(services: Services, input_dir: Path) -> Trained:
     return Trained(run_id=run_id, version=version, rmse=rmse)
 
 
+@pytest.fixture(scope="module")
+def local_model(services: Services, trained: Trained, tmp_path_factory) -> Path:
+    """The trained model as a local folder, so that S3 traffic in these tests is output only."""
+    import mlflow
+
+    mlflow.set_tracking_uri(services.tracking_uri)
+    folder = tmp_path_factory.mktemp("model")
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/ride-duration/{trained.version}", dst_path=str(folder)
+        )
+    )
+
+
 @pytest.fixture(scope="session")
 def batch_path(services: Services, trained: Trained) -> Callable[[list[dict]], object]:
     """What scikit-learn gives for rides with n_jobs=1 (the batch path's fast path, exact): the

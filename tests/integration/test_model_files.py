@@ -8,7 +8,6 @@ moto S3 server of this module's are loaded by their s3:// locations.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 from ride_duration.core.errors import ModelNotTrustedError
 from ride_duration.model import service
 from ride_duration.model.resolve import resolve_model
-from tests.support.servers import free_port, http_ok, running
+from tests.support.servers import moto_s3
 
 pytestmark = pytest.mark.integration
 
@@ -114,29 +113,12 @@ def test_twenty_local_loads_copy_nothing(store, elsewhere):
 def s3(store, tmp_path_factory) -> Iterator[tuple[list[str], Path]]:
     """The twenty versions' folders on a moto S3 server: their s3:// locations, and the log
     of the server, which has a line for each request."""
-    port = free_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
     log = tmp_path_factory.mktemp("moto") / "moto.log"
     folders = sorted(
         (p.parent for p in (store / "mlruns").rglob("MLmodel")), key=lambda p: p.stat().st_mtime
     )
     assert len(folders) == VERSIONS
-    with (
-        running(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            env={**os.environ, **env},
-            ready=http_ok(f"http://127.0.0.1:{port}/moto-api/"),
-            log=log,
-        ),
-        pytest.MonkeyPatch.context() as patch,
-    ):
-        for name, value in env.items():
-            patch.setenv(name, value)
+    with moto_s3(log):
         client = boto3.client("s3")
         client.create_bucket(Bucket=BUCKET)
         locations = []

@@ -24,7 +24,7 @@ from ride_duration.core.months import Month
 from tests.conftest import REPO
 from tests.support.outputs import model, publish
 from tests.support.publish_child import WRITES
-from tests.support.servers import free_port, http_ok, running
+from tests.support.servers import moto_s3
 
 MARCH = Month(2021, 3)
 BUCKET, VERSIONED_BUCKET = "sets", "sets-versioned"
@@ -33,25 +33,7 @@ BUCKET, VERSIONED_BUCKET = "sets", "sets-versioned"
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A moto S3 server of this module's own, with a plain and a versioned bucket."""
-    port = free_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-    }
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with (
-        running(
-            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            env={**os.environ, **env},
-            ready=http_ok(f"http://127.0.0.1:{port}/moto-api/"),
-            log=log,
-        ),
-        pytest.MonkeyPatch.context() as patch,
-    ):
-        for name, value in env.items():
-            patch.setenv(name, value)
+    with moto_s3(tmp_path_factory.mktemp("moto") / "moto.log") as env:
         client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
         client.create_bucket(Bucket=BUCKET)
         client.create_bucket(Bucket=VERSIONED_BUCKET)

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import fsspec
-import mlflow
 import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
@@ -37,18 +36,6 @@ from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 BIG_ROWS = 200_000
 MAY, MARCH = Month(2021, 5), Month(2021, 3)
-
-
-@pytest.fixture(scope="module")
-def local_model(services: Services, trained: Trained, tmp_path_factory) -> Path:
-    """The trained model as a local folder, so that S3 traffic in these tests is output only."""
-    mlflow.set_tracking_uri(services.tracking_uri)
-    folder = tmp_path_factory.mktemp("model")
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            f"models:/ride-duration/{trained.version}", dst_path=str(folder)
-        )
-    )
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import boto3
-import mlflow
 import pytest
 
 from ride_duration.batch.paths import MonthOutput
@@ -34,18 +33,6 @@ EXIT = {signal.SIGTERM: {-signal.SIGTERM, 143}, signal.SIGINT: {130}}
 # Seconds after the month's lock appears: across the claim, the pandas import the scoring
 # loop's first batch triggers (where a SIGTERM on S3 went unseen), scoring, and the publish.
 DELAYS = (0.0, 0.05, 0.1, 0.12, 0.14, 0.16, 0.25, 0.4)
-
-
-@pytest.fixture(scope="module")
-def local_model(services: Services, trained: Trained, tmp_path_factory) -> Path:
-    """The trained model as a local folder, so that S3 traffic in these tests is output only."""
-    mlflow.set_tracking_uri(services.tracking_uri)
-    folder = tmp_path_factory.mktemp("model")
-    return Path(
-        mlflow.artifacts.download_artifacts(
-            f"models:/ride-duration/{trained.version}", dst_path=str(folder)
-        )
-    )
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 
 def free_port() -> int:
@@ -73,6 +76,31 @@ def running(
             yield process
         finally:
             stop(process)
+
+
+@contextmanager
+def moto_s3(log: Path) -> Iterator[dict[str, str]]:
+    """A moto S3 server of the caller's own, and the environment that points at it, set in
+    this process while the block runs (its requests are logged to `log`)."""
+    port = free_port()
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+    }
+    with (
+        running(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, **env},
+            ready=http_ok(f"http://127.0.0.1:{port}/moto-api/"),
+            log=log,
+        ),
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        for name, value in env.items():
+            patch.setenv(name, value)
+        yield env
 
 
 def stop(process: subprocess.Popen, grace: float = 10) -> None:
