@@ -195,6 +195,10 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
                 "TLC_DATA_DIR",
                 "VIRTUAL_ENV",
                 "SERVING_VENV",
+                # a make of `make test`'s: the reader's make is not a sub-make of another
+                "MAKEFLAGS",
+                "MAKELEVEL",
+                "MFLAGS",
             }
         }
         env |= {"HOME": str(home), "PREFECT_HOME": str(home / ".prefect")}

@@ -23,7 +23,9 @@ from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Traine
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 JUNE = Month(2021, 6)
-ROWS = 20_000
+# Enough for each run to score for a second or more after its claim, on a fast idle machine too:
+# every delay below lands before its publish.
+ROWS = 100_000
 
 # How a run ends: killed by SIGTERM once Prefect has marked its flow run Crashed (143 in a
 # shell), or exiting 130 after SIGINT's KeyboardInterrupt; or, when its libraries hang after
@@ -75,6 +77,10 @@ class Store:
         return {name for name in self.names() if "/_lock." in "/" + name}
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _wait_for(condition: Callable[[], bool], timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -100,7 +106,7 @@ def test_a_signal_at_any_moment_after_the_claim_publishes_nothing_and_leaves_not
         "TRUSTED_MODEL_PREFIXES": str(local_model),
         "INPUT_URI_TEMPLATE": str(june / TEMPLATE),
         "OUTPUT_ROOT": store.root,
-        "BATCH_SIZE": "500",  # 40 batches: every delay lands before the publish
+        "BATCH_SIZE": "500",  # 200 batches: every delay lands before the publish
     }
     outcomes = []
     for delay in DELAYS:
@@ -112,6 +118,8 @@ def test_a_signal_at_any_moment_after_the_claim_publishes_nothing_and_leaves_not
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # As from a terminal: a test run in the background inherits SIGINT ignored.
+            preexec_fn=_default_sigint,
         )
         try:
             _wait_for(lambda known=known: bool(store.locks() - known))

@@ -273,10 +273,11 @@ def test_the_lambda_runs_with_exactly_the_variables_its_recipe_names(
         services,
         streams,
         tmp_path,
-        {"always", "for files on S3"},  # the session's tracking server hands out s3://
+        # The session's tracking server hands out s3:// locations under its artifact root,
+        # which is trusted without a setting.
+        {"always"},
         MLFLOW_TRACKING_URI=services.tracking_uri,
         PREDICTIONS_STREAM_NAME=streams.output,
-        TRUSTED_MODEL_PREFIXES="models:/,runs:/,s3://mlflow-artifacts/",
     )
     assert answer == {"batchItemFailures": []}
     found = predictions_by_ride(streams.client, streams.output)
@@ -301,7 +302,7 @@ def test_the_recipes_fallback_serves_when_the_tracking_server_is_down(
         services,
         streams,
         tmp_path,
-        {"always", "for files on S3", "as a fallback"},
+        {"always", "for `MODEL_LOCATION`", "as a fallback"},
         MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",  # nothing listens there
         PREDICTIONS_STREAM_NAME=streams.output,
         MODEL_LOCATION=location,
