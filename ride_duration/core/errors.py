@@ -96,3 +96,16 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message, or its type's name when it has none."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def network_words(error: BaseException) -> str:
+    """What the network said of a failed call, from `error` or one it came from: "Connection
+    refused", not "[Errno 111] Connection refused"."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__
+    if isinstance(error, OSError):  # a short message of its own ("timed out")
+        return str(error)
+    return "Connection refused" if "Connection refused" in str(error) else ""

@@ -22,6 +22,7 @@ from ride_duration.core.errors import (
     ModelNotTrustedError,
     TrackingServerUnreachableError,
     first_line,
+    network_words,
 )
 from ride_duration.core.uris import display_uri
 
@@ -266,9 +267,8 @@ def server_unreachable(
     tracking_uri: str, reason: str | BaseException = ""
 ) -> TrackingServerUnreachableError:
     """The error of a tracking server that does not answer (`reason`: the network's words)."""
-    if isinstance(reason, OSError) and reason.strerror:
-        reason = reason.strerror  # "Connection refused", not "[Errno 111] Connection refused"
-    because = f" ({reason})" if str(reason) else ""
+    words = network_words(reason) if isinstance(reason, BaseException) else reason
+    because = f" ({words})" if words else ""
     return TrackingServerUnreachableError(
         f"MLflow tracking server {display_uri(tracking_uri)} did not answer{because}: "
         "start it or set MLFLOW_TRACKING_URI"

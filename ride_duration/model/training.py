@@ -149,18 +149,7 @@ def _unanswered_as_one_line() -> Iterator[None]:
             raise
         import mlflow
 
-        raise server_unreachable(mlflow.get_tracking_uri(), _refusal(error)) from None
-
-
-def _refusal(error: BaseException) -> str:
-    """The network's words for a server that did not answer, from `error` or its causes."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.strerror:
-            return seen.strerror
-        seen = seen.__cause__ or seen.__context__
-    text = str(error)
-    return "Connection refused" if "Connection refused" in text else ""
+        raise server_unreachable(mlflow.get_tracking_uri(), error) from None
 
 
 @contextlib.contextmanager
