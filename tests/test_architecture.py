@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ MAY_IMPORT = {
     "online": {"core", "data", "model"},
     "orchestration": {"core", "data", "model", "batch"},
 }
-MAX_LINES = 300
+# A module's size follows what it owns: past LOOK_AGAIN_LINES a warning asks whether it owns
+# more than one thing; past MAX_LINES it fails.
+LOOK_AGAIN_LINES = 300
+MAX_LINES = 400
 
 
 def modules() -> dict[str, Path]:
@@ -85,6 +89,10 @@ def test_no_module_imports_itself_back():
 def test_a_module_is_short(module):
     lines = len(modules()[module].read_text().splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines"
+    if lines > LOOK_AGAIN_LINES:
+        warnings.warn(
+            f"{module} has {lines} lines: does it own one thing?", UserWarning, stacklevel=1
+        )
 
 
 def test_every_subpackage_is_in_the_architecture():
