@@ -81,9 +81,10 @@ test-unit: install ## run the fast unit tests only
 test-integration: install serving-env ## run the integration tests against real servers, on TEST_WORKERS workers
 	$(RUN) -m pytest -m integration -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
-lint: install ## ruff lint and format check, hadolint on the Dockerfile
+lint: install ## ruff lint and format check, mypy (strict) on the package, hadolint on the Dockerfile
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/hadolint Dockerfile
 
 format: install ## apply ruff's fixes and formatting

@@ -59,7 +59,7 @@ def check_months(arguments: argparse.Namespace) -> None:
 if __name__ == "__main__":
     cli.early(parser(), check_months)
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from pydantic import Field
@@ -97,7 +97,7 @@ def backfill(
     deployment: str = "",
     input_uri_template: str = "",
     output_root: str = "",
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Score every month from `start` to `end` (inclusive) for each taxi type.
 
     Args:

@@ -27,13 +27,13 @@ from ride_duration.online import stream as streaming
 
 
 @functools.cache
-def _handler() -> Callable[[dict], dict]:
+def _handler() -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The model and the output stream: made at the container's first event, kept after."""
     _, handler = streaming.scorer(Settings.from_env())
     return handler
 
 
-def lambda_handler(event: dict, context: Any) -> dict:
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Score the Kinesis records of `event`; the batch item failures (and, in a test run, the
     predictions)."""
     return _handler()(event)
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     args = parser.parse_args(argv)
-    failed: list[dict] = []
+    failed: list[dict[str, Any]] = []
 
     def run() -> None:
         event = streaming.kinesis_event(line.encode() for line in sys.stdin if line.strip())

@@ -33,7 +33,7 @@ def parser() -> argparse.ArgumentParser:
 if __name__ == "__main__":
     cli.early(parser())
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -75,7 +75,7 @@ def score(
     model_uri: str = "",
     input_uri_template: str = "",
     output_root: str = "",
-) -> dict:
+) -> dict[str, Any]:
     """Predict the duration of every ride of one month and write the predictions as parquet.
 
     Args:
@@ -128,7 +128,7 @@ def scheduled_run_name() -> str:
 
 
 @flow(name="ride-duration-prediction-scheduled", flow_run_name=scheduled_run_name)
-def score_scheduled_month(taxi_type: TaxiType) -> dict:
+def score_scheduled_month(taxi_type: TaxiType) -> dict[str, Any]:
     """Score the month a monthly schedule stands for, as a run of ride-duration-prediction.
 
     The month is the one of the run's scheduled start, in SCHEDULE_TIMEZONE, minus

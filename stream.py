@@ -16,8 +16,12 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ride_duration.core import cli
+
+if TYPE_CHECKING:
+    from ride_duration.online.consumer import Consumer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     # botocore's INFO lines (where it found credentials, an endpoint) are not the consumer's.
     logging.getLogger("botocore").setLevel(logging.WARNING)
 
-    consumers: list = []  # the consumer, once made: its tally is the summary
+    consumers: list[Consumer] = []  # the consumer, once made: its tally is the summary
 
     def run() -> None:
         from ride_duration.core.settings import Settings

@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from ride_duration.batch.paths import LockFiles
 from ride_duration.core import storage, uris, writes
@@ -36,6 +37,7 @@ TAKE_ATTEMPTS = 5
 CLOCK_SKEW_SECONDS = 60.0
 # The most of a lock's text (owner, host, time) a message shows.
 SHOWN_CHARS = 200
+Holder = dict[str, Any]  # a lock file's content as read: anything may be in it
 
 
 def boot_id() -> str | None:
@@ -110,7 +112,7 @@ class MonthLock:
             beat.join()
             self.release()
 
-    def _busy(self, label: str, holder: dict) -> str:
+    def _busy(self, label: str, holder: Holder) -> str:
         """The one line that says who keeps `label` busy."""
         old = holder.get("earlier_version")
         where = uris.display_uri(
@@ -130,7 +132,7 @@ class MonthLock:
             f"{label} is being scored by {who}: wait for it, or delete {where} if that run is dead"
         )
 
-    def acquire(self) -> dict | None:
+    def acquire(self) -> Holder | None:
         """Take the lock; the holder's description when another live run has it.
 
         To take over generation k (stale, or a file that is no lock), a run creates k + 1 and
@@ -167,7 +169,7 @@ class MonthLock:
         top = max(self._generations(), default=-1)
         return self._read(top) or {"owner": "unknown"}
 
-    def live_holder(self) -> dict | None:
+    def live_holder(self) -> Holder | None:
         """The description of the live run that holds the lock now, None when none does."""
         names = self._names()
         top = max(self._generations(names), default=-1)
@@ -215,6 +217,7 @@ class MonthLock:
                 if not holder or holder.get("token") != self.content["token"]:
                     self._lost.set()
                     return
+                assert self.generation is not None  # its file was just read
                 self.content["heartbeat"] = time.time()
                 writes.write_text(self.files.file(self.generation), json.dumps(self.content))
             except storage.storage_errors():
@@ -227,7 +230,7 @@ class MonthLock:
         found = map(self.files.generation, self._names() if names is None else names)
         return [generation for generation in found if generation is not None]
 
-    def _earlier_version_holder(self, clean: bool, names: list[str] | None = None) -> dict | None:
+    def _earlier_version_holder(self, clean: bool, names: list[str] | None = None) -> Holder | None:
         """The live run holding an earlier version's lock of the month, if any (a stale one is
         left to the migration); with `clean` (lock held), removes what killed creations left."""
         for name in self._names() if names is None else names:
@@ -243,13 +246,13 @@ class MonthLock:
                 return {**holder, "earlier_version": name}
         return None
 
-    def _read(self, generation: int | None) -> dict | None:
+    def _read(self, generation: int | None) -> Holder | None:
         """A generation's lock as a dict (None when there is none)."""
         uri = None if generation is None or generation < 0 else self.files.file(generation)
         text = None if uri is None else _read_text(uri)
-        return None if text is None else self._parse(text, uri)
+        return None if text is None or uri is None else self._parse(text, uri)
 
-    def _parse(self, text: str, uri: str) -> dict:
+    def _parse(self, text: str, uri: str) -> Holder:
         """A lock's content; {"unreadable_age": seconds} when it is no lock (the file's age)."""
         try:
             content = json.loads(text)
@@ -257,9 +260,9 @@ class MonthLock:
             content = None
         return content if isinstance(content, dict) else {"unreadable_age": _file_age(uri)}
 
-    def _is_gone(self, holder: dict, uri: str) -> bool:
+    def _is_gone(self, holder: Holder, uri: str) -> bool:
         if "unreadable_age" in holder:  # written by something else, or damaged
-            return holder["unreadable_age"] > self.stale_after_seconds
+            return bool(holder["unreadable_age"] > self.stale_after_seconds)
         try:
             beat = float(holder.get("heartbeat", 0))
         except (TypeError, ValueError, OverflowError):

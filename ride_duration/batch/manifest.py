@@ -13,8 +13,10 @@ import copy
 import functools
 import json
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
@@ -27,12 +29,12 @@ FOOTER_KEY = b"ride_duration.manifest"
 def build(
     result: MonthResult,
     *,
-    input_info: dict,
+    input_info: Mapping[str, object],
     version_uri: str,
     flow_run_id: str | None,
     started_at: datetime,
     code_version: str | None,
-) -> dict:
+) -> dict[str, Any]:
     """The manifest of a scored month, from its result and its input's size and version."""
     model = result.model
     return {
@@ -83,24 +85,24 @@ def git_version() -> str:
         return "unknown"
 
 
-def footer(content: dict) -> dict[bytes, bytes]:
+def footer(content: dict[str, Any]) -> dict[bytes, bytes]:
     """The manifest as the key-value metadata of its data file's parquet footer."""
     return {FOOTER_KEY: json.dumps(content, sort_keys=True).encode()}
 
 
-def with_file(content: dict, info: dict) -> dict:
+def with_file(content: dict[str, Any], info: storage.FileInfo) -> dict[str, Any]:
     """The manifest with the size and version tag (`storage.file_info`) of the file it is in."""
     described = copy.deepcopy(content)
     described["output"] = {**described.get("output", {}), **info}
     return described
 
 
-def write(output: MonthOutput, content: dict) -> None:
+def write(output: MonthOutput, content: dict[str, Any]) -> None:
     """Write the readable copy of the current set's manifest (atomically), after the set."""
     writes.write_text(output.manifest, json.dumps(content, indent=2, sort_keys=True))
 
 
-def current(output: MonthOutput) -> dict | None:
+def current(output: MonthOutput) -> dict[str, Any] | None:
     """The manifest of the month's current set, None when it has none.
 
     From `_manifest.json` when it describes the file there now (size and version tag), else
@@ -120,7 +122,7 @@ def current(output: MonthOutput) -> dict | None:
     return None if content is None else with_file(content, info)
 
 
-def from_footer(uri: str) -> dict | None:
+def from_footer(uri: str) -> dict[str, Any] | None:
     """The manifest a data file carries in its footer, None when it carries none."""
     try:
         _, metadata = storage.parquet_footer(uri)
@@ -131,7 +133,7 @@ def from_footer(uri: str) -> dict | None:
     return parse(metadata.get(FOOTER_KEY, b"").decode("utf-8", "replace") or None)
 
 
-def parse(text: str | None) -> dict | None:
+def parse(text: str | None) -> dict[str, Any] | None:
     """A manifest from its JSON text, None when it is missing, no object or of another version."""
     if text is None:
         return None
@@ -144,7 +146,7 @@ def parse(text: str | None) -> dict | None:
     return content
 
 
-def _describes(content: dict, info: dict) -> bool:
+def _describes(content: dict[str, Any], info: storage.FileInfo) -> bool:
     described = content.get("output")
     if not isinstance(described, dict):
         return False

@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ride_duration.batch import manifest
 from ride_duration.batch.locks import MonthLock
@@ -110,7 +111,7 @@ def _migrate_month(
     return MigratedMonth(output.folder, [p[1] for p in published], current, unverified)
 
 
-def _verified(old: str, names: list[str], stem: str, output: MonthOutput) -> dict | None:
+def _verified(old: str, names: list[str], stem: str, output: MonthOutput) -> dict[str, Any] | None:
     """The old manifest of `old` converted to today's, when it exists and matches the file."""
     if f"_manifest-{stem}.json" not in names:
         return None

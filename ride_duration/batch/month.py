@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -70,6 +70,7 @@ def score_month(
     )
     started_at = datetime.now(UTC)
     started = time.perf_counter()
+    input_info: storage.FileInfo | dict[str, object]
     try:
         input_info = storage.file_info(input_uri)
     except FileNotFoundError:
@@ -180,7 +181,7 @@ def _signal_of(error: BaseException | None) -> int | None:
 class Stages:
     """Seconds spent in each stage of a month: read, prepare, ride_ids, predict, write."""
 
-    seconds: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @contextmanager
     def timing(self, stage: str) -> Iterator[None]:
@@ -191,7 +192,7 @@ class Stages:
         finally:
             self.seconds[stage] += time.perf_counter() - started
 
-    def reading(self, batches: Iterable) -> Iterator:
+    def reading(self, batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
         """`batches`, the time each takes to arrive counted as "read"."""
         iterator = iter(batches)
         while True:
@@ -227,7 +228,7 @@ class Streamed:
 
 def _stream(
     result: MonthResult,
-    batches: Iterable,
+    batches: Iterable[pa.Table],
     columns: dict[str, str],
     staged: StagedSet,
     predictor: Predictor,

@@ -7,9 +7,9 @@ scores each planned month on its own, so one failure does not stop the others.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ride_duration.batch import manifest, paths
 from ride_duration.batch.status import LastRun, MonthStatus, survey
@@ -74,7 +74,7 @@ class MonthOutcome:
     output: str = ""
     reason: str = ""
 
-    def as_row(self) -> dict:
+    def as_row(self) -> dict[str, Any]:
         """A row of the backfill's table artifact."""
         return asdict(self)
 
@@ -138,7 +138,7 @@ def _duration(seconds: float) -> str:
 
 def plan(
     *,
-    taxi_types: list[str],
+    taxi_types: Sequence[str],
     months: list[Month],
     model: ModelRef,
     mode: Mode,

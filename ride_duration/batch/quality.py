@@ -57,7 +57,7 @@ def check(
     if rows_read and limits.max_drop_ratio is not None:
         ratio = dropped / rows_read
         if ratio > limits.max_drop_ratio:
-            worst = max(rows_dropped, key=rows_dropped.get)
+            worst = max(rows_dropped, key=rows_dropped.__getitem__)
             problems.append(
                 f"{ratio:.1%} of rows dropped (most: {worst} {rows_dropped[worst]:,}) "
                 f"> MAX_DROP_RATIO {limits.max_drop_ratio:g}"

@@ -14,7 +14,7 @@ import posixpath
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -66,10 +66,10 @@ class MonthSink(Protocol):
     def stage(self, model: ModelRef) -> StagedSet:
         """A new set of `model`'s predictions for this month, staged."""
 
-    def publish(self, staged: StagedSet, content: dict) -> None:
+    def publish(self, staged: StagedSet, content: dict[str, Any]) -> None:
         """Make `staged`, with its manifest `content`, the month's current set, atomically."""
 
-    def current(self) -> dict | None:
+    def current(self) -> dict[str, Any] | None:
         """The manifest of the month's current set, None when there is none."""
 
 
@@ -107,7 +107,7 @@ class ParquetFolder:
     def stage(self, model: ModelRef) -> writes.AtomicParquetWriter:
         return writes.AtomicParquetWriter(self.output.version(model), OUTPUT_SCHEMA)
 
-    def publish(self, staged: StagedSet, content: dict) -> None:
+    def publish(self, staged: StagedSet, content: dict[str, Any]) -> None:
         if not isinstance(staged, writes.AtomicParquetWriter):
             raise TypeError(f"a ParquetFolder publishes what it staged, not {type(staged)}")
         current = self.output.current
@@ -130,7 +130,7 @@ class ParquetFolder:
                 exc_info=True,
             )
 
-    def current(self) -> dict | None:
+    def current(self) -> dict[str, Any] | None:
         return manifest.current(self.output)
 
     def _remove_unfinished(self, lock: MonthLock) -> None:

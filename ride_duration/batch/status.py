@@ -7,11 +7,11 @@ for a run Prefect still calls running, the month's lock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ride_duration.batch import manifest, paths
 from ride_duration.batch.locks import MonthLock
@@ -49,7 +49,7 @@ class MonthStatus:
     reason: str
     input_uri: str
     output: paths.MonthOutput
-    manifest: dict | None = None
+    manifest: dict[str, Any] | None = None
     model_changed: bool = False  # stale because another model version is asked for
 
     @property
@@ -69,7 +69,9 @@ class MonthStatus:
         return finished[:16].replace("T", " ")
 
 
-def stale_reasons(content: dict, input_info: dict | None, model: ModelRef) -> list[str]:
+def stale_reasons(
+    content: dict[str, Any], input_info: storage.FileInfo | None, model: ModelRef
+) -> list[str]:
     """Why a current set no longer matches what it would be made from now: its input changed
     (size, ETag or modification time), or another model version is asked for."""
     reasons = []
@@ -100,8 +102,8 @@ def judge(
     input_uri: str,
     output: paths.MonthOutput,
     model: ModelRef,
-    content: dict | None,
-    input_info: dict | None,
+    content: dict[str, Any] | None,
+    input_info: storage.FileInfo | None,
     last_run: LastRun | None,
     run_alive: bool,
     unscorable: str | None,
@@ -146,7 +148,7 @@ def judge(
 
 def survey(
     *,
-    taxi_types: list[str],
+    taxi_types: Sequence[str],
     months: list[Month],
     model: ModelRef,
     input_uri_template: str,
@@ -184,7 +186,7 @@ def survey(
         return list(pool.map(look, pairs))
 
 
-def _input_info(uri: str) -> dict | None:
+def _input_info(uri: str) -> storage.FileInfo | None:
     try:
         return storage.file_info(uri)
     except FileNotFoundError:

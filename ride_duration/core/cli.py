@@ -47,7 +47,7 @@ class _KnownFailureOnce(logging.Filter):
         return not any(name in message for name in self.names)
 
 
-def _names_of(kind: type) -> list[str]:
+def _names_of(kind: type[ScoringError]) -> list[str]:
     """The names of `kind` and of every subclass of it."""
     return [kind.__name__] + [name for sub in kind.__subclasses__() for name in _names_of(sub)]
 

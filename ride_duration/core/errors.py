@@ -1,5 +1,7 @@
 """Errors a user can act on: each carries one line that says what is wrong and how to fix it."""
 
+from typing import Any
+
 
 class ScoringError(Exception):
     """A problem with the input, the model or the configuration, not a bug.
@@ -50,7 +52,7 @@ class BackfillFailedError(ScoringError):
 
     exit_code = 1
 
-    def __init__(self, message: str, rows: list[dict] | None = None) -> None:
+    def __init__(self, message: str, rows: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
         self.rows = rows or []
 

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ride_duration.core.errors import ConfigurationError
@@ -269,7 +269,7 @@ class Settings:
             sys.modules["mlflow"].set_tracking_uri(self.tracking_uri)
 
 
-def environment_variables() -> dict[str, dataclasses.Field]:
+def environment_variables() -> dict[str, dataclasses.Field[Any]]:
     """Every environment variable the settings read, and the field that holds it."""
     return variables(Settings)
 

@@ -15,6 +15,7 @@ import posixpath
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any, TypedDict
 
 import fsspec
 import pyarrow as pa
@@ -98,7 +99,8 @@ def iter_batches(
 def exists(uri: str) -> bool:
     """Whether a file exists at `uri`."""
     fs, path = fsspec.core.url_to_fs(uri)
-    return fs.exists(path)
+    found: bool = fs.exists(path)
+    return found
 
 
 def parquet_footer(uri: str) -> tuple[int, dict[bytes, bytes]]:
@@ -153,7 +155,15 @@ def _connection_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def file_info(uri: str) -> dict:
+class FileInfo(TypedDict):
+    """A file's size, version tag (ETag) and modification time, as its store tells them."""
+
+    bytes: int
+    etag: str | None
+    modified: str | None
+
+
+def file_info(uri: str) -> FileInfo:
     """Size, version tag and modification time of a file, as the store tells them: an ETag on
     object stores and most HTTP servers, an mtime locally. FileNotFoundError when the file is
     not there, InputUnreachableError when its server does not answer."""
@@ -172,8 +182,8 @@ def file_info(uri: str) -> dict:
     }
 
 
-def _modified_of(info: dict) -> object:
-    """A file's modification time, under whichever key its store's info uses."""
+def _modified_of(info: dict[str, Any]) -> Any:
+    """A file's modification time, under whichever key and type its store's info uses."""
     return next((info[key] for key in MODIFIED_KEYS if info.get(key) is not None), None)
 
 
@@ -182,7 +192,8 @@ def read_text(uri: str) -> str | None:
     store: opening a file would ask for its size first)."""
     fs, path = fsspec.core.url_to_fs(uri)
     try:
-        return fs.cat_file(path).decode("utf-8")
+        content: bytes = fs.cat_file(path)
+        return content.decode("utf-8")
     except FileNotFoundError:
         return None
 
@@ -224,7 +235,8 @@ def modified(uri: str) -> float | None:
         return None
     moment = _modified_of(info)
     if hasattr(moment, "timestamp"):
-        return moment.timestamp()
+        seconds: float = moment.timestamp()
+        return seconds
     try:
         return float(moment)
     except (TypeError, ValueError):
@@ -267,7 +279,8 @@ def abort_uploads(fs: fsspec.AbstractFileSystem, folder: str, older_than: float)
     if "s3" not in protocols(fs):
         return []
     bucket, _, prefix = folder.partition("/")
-    prefix, markers, aborted = prefix.rstrip("/") + "/", {}, []
+    markers: dict[str, str] = {}
+    prefix, aborted = prefix.rstrip("/") + "/", []
     while True:
         page = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=prefix, **markers)
         for upload in page.get("Uploads", []):

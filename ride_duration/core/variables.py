@@ -9,9 +9,18 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 from ride_duration.core.errors import ConfigurationError
+
+
+class Dataclass(Protocol):
+    """A dataclass instance: what `dataclasses.fields` reads."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+SettingsGroup = TypeVar("SettingsGroup", bound=Dataclass)
 
 
 def variable(
@@ -38,9 +47,9 @@ def variable(
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def variables(kind: type) -> dict[str, dataclasses.Field]:
+def variables(kind: type) -> dict[str, dataclasses.Field[Any]]:
     """Every environment variable the settings read, and the field that holds it."""
-    found: dict[str, dataclasses.Field] = {}
+    found: dict[str, dataclasses.Field[Any]] = {}
     hints = typing.get_type_hints(kind)
     for field in dataclasses.fields(kind):
         if "variable" in field.metadata:
@@ -50,7 +59,7 @@ def variables(kind: type) -> dict[str, dataclasses.Field]:
     return found
 
 
-def read_variables(kind: type, env: Mapping[str, str]) -> Any:
+def read_variables(kind: type[SettingsGroup], env: Mapping[str, str]) -> SettingsGroup:
     """An instance of the settings dataclass `kind`, each field from its variable."""
     values: dict[str, Any] = {}
     hints = typing.get_type_hints(kind)
@@ -96,12 +105,12 @@ def _parse(name: str, raw: str, hint: Any, minimum: int | None) -> Any:
         if optional and raw.lower() == "none":
             return None
         try:
-            value = float(raw)
+            number = float(raw)
         except ValueError:
             raise ConfigurationError(f"{name} must be a number or 'none', got {raw!r}") from None
-        if not value >= 0:
+        if not number >= 0:
             raise ConfigurationError(f"{name} must be 0 or more, got {raw!r}")
-        return value
+        return number
     if typing.get_origin(kind) is tuple:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

@@ -13,6 +13,7 @@ import posixpath
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -42,7 +43,8 @@ class AtomicParquetWriter:
         self._fs, self._path = fsspec.core.url_to_fs(uri)
         self._local = "file" in protocols(self._fs)
         self._staging = _staging_path(self._path) if self._local else self._path
-        self._handle, self._writer = None, None
+        self._handle: Any = None  # fsspec's file (untyped), opened at the first write
+        self._writer: pq.ParquetWriter | None = None
         with writing(uri):
             _make_folder(self._fs, posixpath.dirname(self._path))
 
@@ -112,7 +114,7 @@ class AtomicParquetWriter:
             raise
 
 
-def _sync(handle: object) -> None:
+def _sync(handle: Any) -> None:
     """fsync a local file's handle (fsspec's local files keep the OS file as `f`)."""
     raw = getattr(handle, "f", handle)
     with suppress(AttributeError, OSError, ValueError):

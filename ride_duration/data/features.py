@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -159,9 +160,11 @@ def pu_do(trips: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(*parts, "_")
 
 
-def feature_records(trips: pa.Table, features: tuple[str, ...] = ALL_FEATURES) -> list[dict]:
+def feature_records(
+    trips: pa.Table, features: tuple[str, ...] = ALL_FEATURES
+) -> list[dict[str, Any]]:
     """The model input as one dict per trip (what a DictVectorizer pipeline is fitted on)."""
-    columns: dict[str, list] = {}
+    columns: dict[str, list[Any]] = {}
     if PU_DO in features:
         columns[PU_DO] = pu_do(trips).to_pylist()
     if t.DISTANCE in features:
@@ -186,7 +189,8 @@ def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def _micros(timestamps: pa.Array) -> np.ndarray:
     """Microseconds since the epoch as int64; nulls become 0 (they are dropped anyway)."""
-    return pc.fill_null(timestamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    micros: np.ndarray = pc.fill_null(timestamps.cast(pa.int64()), 0).to_numpy(zero_copy_only=False)
+    return micros
 
 
 def _micros_of(moment: datetime) -> int:
@@ -195,4 +199,5 @@ def _micros_of(moment: datetime) -> int:
 
 def location_ids(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """A location column as int64 ids, a missing location as UNKNOWN_LOCATION."""
-    return pc.fill_null(column, UNKNOWN_LOCATION).to_numpy().astype(np.int64, copy=False)
+    ids: np.ndarray = pc.fill_null(column, UNKNOWN_LOCATION).to_numpy().astype(np.int64, copy=False)
+    return ids

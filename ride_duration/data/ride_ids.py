@@ -50,7 +50,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
     """The splitmix64 finaliser: a bijection on uint64 that spreads every input bit."""
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    mixed: np.ndarray = x ^ (x >> np.uint64(31))
+    return mixed
 
 
 def _format(high: np.ndarray, low: np.ndarray, version: int) -> pa.StringArray:

@@ -50,8 +50,10 @@ def shown(value: object) -> str:
     """A value as error messages and logs show it: its repr, cut short (a ride may carry MBs)."""
     try:
         return _SHOWN.repr(value)
-    except ValueError:  # an int too long to write out (Python's 4,300-digit limit)
-        return f"<{type(value).__name__} of {value.bit_length()} bits>"
+    except ValueError:  # an int too long to write out (Python's 4,300-digit limit), or holding one
+        if isinstance(value, int):
+            return f"<{type(value).__name__} of {value.bit_length()} bits>"
+        return f"<{type(value).__name__} holding an int too long to write out>"
 
 
 def location_ok(ids: np.ndarray) -> np.ndarray:
@@ -59,7 +61,8 @@ def location_ok(ids: np.ndarray) -> np.ndarray:
     if ids.dtype.kind in "iu":
         return ids >= 0
     with np.errstate(invalid="ignore"):
-        return (np.floor(ids) == ids) & (ids >= 0) & (ids < MAX_FLOAT_ID)
+        whole: np.ndarray = (np.floor(ids) == ids) & (ids >= 0) & (ids < MAX_FLOAT_ID)
+        return whole
 
 
 def distance_ok(distance: np.ndarray) -> np.ndarray:
@@ -86,6 +89,7 @@ def check_rides(rides: Sequence[object]) -> CheckedRides:
     where its type calls for it (text), so a few odd values cost what a few values cost."""
     malformed: list[RideError] = []
     shaped: list[int] = []
+    shaped_rides: list[Mapping[str, object]] = []
     for index, ride in enumerate(rides):
         if not isinstance(ride, Mapping):
             message = "a ride must be an object with " + ", ".join(RIDE_FIELDS)
@@ -96,7 +100,8 @@ def check_rides(rides: Sequence[object]) -> CheckedRides:
             malformed.append(RideError(index, missing, f"{missing} is missing"))
             continue
         shaped.append(index)
-    values = {name: [rides[i][name] for i in shaped] for name in RIDE_FIELDS}
+        shaped_rides.append(ride)
+    values = {name: [ride[name] for ride in shaped_rides] for name in RIDE_FIELDS}
     pickup, pickup_ok = _locations(values[PICKUP_LOCATION])
     dropoff, dropoff_ok = _locations(values[DROPOFF_LOCATION])
     distance, distance_good = _distances(values[DISTANCE])
@@ -140,15 +145,14 @@ def _locations(values: list[object]) -> tuple[np.ndarray, np.ndarray]:
     ok = np.zeros(n, dtype=bool)
     floats = np.full(n, np.nan)
     for i, value in enumerate(values):
-        kind = type(value)
-        if kind is int:
+        if type(value) is int:
             if 0 <= value <= _INT64_MAX:
                 ids[i], ok[i] = value, True
         elif value is None:
             ok[i] = True
-        elif kind is float:
+        elif type(value) is float:
             floats[i] = value
-        elif kind is str and _NUMBER.fullmatch(value):
+        elif type(value) is str and _NUMBER.fullmatch(value):
             floats[i] = float(value)
     whole = location_ok(floats)
     ids[whole] = floats[whole].astype(np.int64)
@@ -166,11 +170,10 @@ def _distances(values: list[object]) -> tuple[np.ndarray, np.ndarray]:
             return distance, distance_ok(distance)
     distance = np.full(len(values), np.nan)
     for i, value in enumerate(values):
-        kind = type(value)
-        if kind is float or kind is int:
+        if type(value) is float or type(value) is int:
             with contextlib.suppress(OverflowError):  # an int beyond float64: no distance
                 distance[i] = value
-        elif kind is str and _NUMBER.fullmatch(value):
+        elif type(value) is str and _NUMBER.fullmatch(value):
             distance[i] = float(value)
     return distance, distance_ok(distance)
 

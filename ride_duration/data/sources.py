@@ -77,7 +77,8 @@ def canonical_columns(raw: pa.Table, taxi_type: str, fields: list[str]) -> pa.Ta
 def read_trips(input_uri: str, taxi_type: str, month: Month, batch_size: int) -> f.PreparedTrips:
     """A whole month of clean trips, with the columns its available features need."""
     fields = f.required_fields(f.available_features(taxi_type))
-    tables, dropped, rows = [], {}, 0
+    dropped: dict[str, int] = {}
+    tables, rows = [], 0
     with open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches):
         for raw in batches:
             prepared = f.prepare_trips(raw, month, first_row=rows, source_names=columns)

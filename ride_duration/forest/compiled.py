@@ -186,7 +186,8 @@ class CompiledForest:
             raise ValueError("this compiled forest has no lookup table: use method='walk'")
         classes = self._column_class[pairs + 1]
         interval = 0 if x is None else np.searchsorted(self.table.cuts, x, side="left")
-        return self.table.values[classes, interval]
+        values: np.ndarray = self.table.values[classes, interval]
+        return values
 
     def _walk(self, pairs: np.ndarray, x: np.ndarray | None) -> np.ndarray:
         """Walk all rows level by level, then add the trees' leaf values in their order."""

@@ -6,15 +6,27 @@ scikit-learn is imported only inside these functions: loading and predicting nee
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
 from ride_duration.forest.arrays import FLOAT32_MAX, next_up32, round_down32
-from ride_duration.forest.compiled import LEAF, ONE_HOT_THRESHOLD, CompiledForest, LookupTable
+from ride_duration.forest.compiled import LEAF, ONE_HOT_THRESHOLD, CompiledForest
 from ride_duration.forest.errors import NotCompilableError
 from ride_duration.forest.reference import Reference, pipeline_steps
+from ride_duration.forest.table import LookupTable
 from ride_duration.forest.vocabulary import DISTANCE, INT32_MAX, PairVocabulary
+
+
+class NodeArrays(TypedDict):
+    """The trees' nodes, concatenated: CompiledForest's arrays of the same names."""
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
 
 
 def compile_pipeline(pipeline: Any) -> CompiledForest:
@@ -58,9 +70,7 @@ def _fitted_trees(regressor: Any, n_columns: int) -> tuple[list[Any], bool]:
     return [estimator.tree_ for estimator in estimators], is_forest
 
 
-def _node_arrays(
-    trees: list[Any], vocabulary: PairVocabulary, names: list[str]
-) -> dict[str, np.ndarray]:
+def _node_arrays(trees: list[Any], vocabulary: PairVocabulary, names: list[str]) -> NodeArrays:
     """The trees' nodes concatenated, after checking every assumption the evaluators make."""
     parts: dict[str, list[np.ndarray]] = {
         key: [] for key in ("feature", "threshold", "left", "right", "value")
@@ -90,10 +100,14 @@ def _node_arrays(
     if base > INT32_MAX:
         raise NotCompilableError(f"the forest has {base} nodes, more than int32 indexes")
     arrays = {key: np.concatenate(values) for key, values in parts.items()}
-    for key in ("feature", "left", "right"):
-        arrays[key] = arrays[key].astype(np.int32)
-    arrays["roots"] = np.asarray(roots, dtype=np.int32)
-    return arrays
+    return NodeArrays(
+        feature=arrays["feature"].astype(np.int32),
+        threshold=arrays["threshold"],
+        left=arrays["left"].astype(np.int32),
+        right=arrays["right"].astype(np.int32),
+        value=arrays["value"],
+        roots=np.asarray(roots, dtype=np.int32),
+    )
 
 
 def _check_tree_splits(
@@ -155,4 +169,5 @@ def interval_points(cuts: np.ndarray) -> np.ndarray:
     upper = round_down32(cuts)
     above = next_up32(upper)  # the smallest float32 above each cut
     points = np.concatenate([upper[:1], np.maximum(upper[1:], above[:-1]), above[-1:]])
-    return np.minimum(points, FLOAT32_MAX)
+    inside: np.ndarray = np.minimum(points, FLOAT32_MAX)
+    return inside

@@ -78,7 +78,7 @@ def load(path: str | os.PathLike[str]) -> CompiledForest:
         raise ValueError(f"{target} is not a valid compiled forest: {error}") from error
 
 
-_NODE_DTYPES = {
+_NODE_DTYPES: dict[str, type[np.generic]] = {
     "feature": np.int32,
     "threshold": np.float64,
     "left": np.int32,
@@ -86,7 +86,7 @@ _NODE_DTYPES = {
     "value": np.float64,
     "roots": np.int32,
 }
-_TABLE_DTYPES = {
+_TABLE_DTYPES: dict[str, type[np.generic]] = {
     "table_pair_columns": np.int32,
     "table_cuts": np.float64,
     "table_values": np.float64,
@@ -103,7 +103,11 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _from_arrays(arrays: dict[str, np.ndarray]) -> CompiledForest:
     metadata = _metadata(arrays.get("metadata"))
-    dtypes = {"metadata": np.uint8, "pair_keys": np.int64, "pair_columns": np.int32}
+    dtypes: dict[str, type[np.generic]] = {
+        "metadata": np.uint8,
+        "pair_keys": np.int64,
+        "pair_columns": np.int32,
+    }
     dtypes |= _NODE_DTYPES | (_TABLE_DTYPES if metadata["table"] else {})
     if set(arrays) != set(dtypes):
         raise ValueError(f"arrays {sorted(arrays)}, expected {sorted(dtypes)}")
@@ -142,7 +146,7 @@ def _metadata(array: np.ndarray | None) -> dict[str, Any]:
         raise ValueError(
             f"format version {metadata.get('format_version')!r}, this code reads {FORMAT_VERSION}"
         )
-    types = {
+    types: dict[str, type | tuple[type, ...]] = {
         "n_columns": int,
         "distance_column": (int, type(None)),
         "n_estimators": int,

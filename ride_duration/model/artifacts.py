@@ -65,7 +65,7 @@ class ModelFiles:
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self._local = local_folder(uri)
-        self._temporary: tempfile.TemporaryDirectory | None = None
+        self._temporary: tempfile.TemporaryDirectory[str] | None = None
         self._fetched: set[str] = set()
         self._whole = False
 
@@ -149,7 +149,7 @@ _REMOTE_MLMODELS_KEPT = 8
 class MLmodel:
     """What a model folder's MLmodel file says: its flavours and the run that logged it."""
 
-    flavors: dict[str, dict]
+    flavors: dict[str, dict[str, object]]
     run_id: str | None
 
 
@@ -199,7 +199,7 @@ def run_id_of(text: str, shown: str) -> str | None:
     """
     if "run_id" not in text:
         return None
-    plain = _PLAIN_RUN_ID.findall(text)
+    plain: list[str] = _PLAIN_RUN_ID.findall(text)
     if len(plain) == 1 and len(_RUN_ID_KEY.findall(text)) == 1:
         return plain[0]
     return parse_mlmodel(text, shown).run_id
@@ -277,7 +277,7 @@ def server_unreachable(
 
 def _tracking_uri() -> str:
     if "mlflow" in sys.modules:
-        return sys.modules["mlflow"].get_tracking_uri()
+        return str(sys.modules["mlflow"].get_tracking_uri())
     return os.environ.get("MLFLOW_TRACKING_URI", "")
 
 

@@ -82,7 +82,9 @@ def compile_registered(uri: str, settings: Settings, template: str) -> str:
     return f"compiled {label}: {compiled.describe()}; logged as {npz.FILE_NAME}"
 
 
-def _registered(uri: str, settings: Settings, template: str) -> tuple[str, Any, list, str]:
+def _registered(
+    uri: str, settings: Settings, template: str
+) -> tuple[str, Any, list[dict[str, Any]], str]:
     """The logged model id, pipeline and training rows of a registered version."""
     import mlflow
 
@@ -94,13 +96,18 @@ def _registered(uri: str, settings: Settings, template: str) -> tuple[str, Any, 
         raise CompileError(f"{uri} is not a registered model version: give models:/NAME/VERSION")
     client = mlflow.MlflowClient()
     version = client.get_model_version(model.name, model.version)
-    model_id = getattr(version, "model_id", None) or version.source.removeprefix("models:/")
+    model_id = getattr(version, "model_id", None)
+    if not model_id:
+        assert version.source is not None  # MLflow requires a version's source
+        model_id = version.source.removeprefix("models:/")
     pipeline = load_model(model.resolved_uri, model.location)
     rows = _training_rows(client, version.run_id, template, settings.batch_size)
     return model_id, pipeline, rows, model.label
 
 
-def _training_rows(client: Any, run_id: str | None, template: str, batch_size: int) -> list[dict]:
+def _training_rows(
+    client: Any, run_id: str | None, template: str, batch_size: int
+) -> list[dict[str, Any]]:
     """The feature rows the run trained on (its taxi type and month), if they can be read."""
     from ride_duration.core.months import Month
     from ride_duration.data import features as f

@@ -106,8 +106,11 @@ def predict_distinct(
     pairs = pair_column[first]
     distances = None if distance is None else distance[first]
     if lookup is None:
-        return predict(pairs, distances)[codes]
-    return lookup(pairs, bits[first], distances, predict)[codes]
+        answered = predict(pairs, distances)
+    else:
+        answered = lookup(pairs, bits[first], distances, predict)
+    predictions: np.ndarray = answered[codes]  # each row gets its distinct key's
+    return predictions
 
 
 Rows = Callable[[np.ndarray, np.ndarray | None], np.ndarray]

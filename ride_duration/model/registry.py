@@ -25,6 +25,7 @@ import urllib.error
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ride_duration.model import rest
 from ride_duration.model.artifacts import server_unreachable
@@ -136,19 +137,20 @@ class _Rest:
                 return tuple(dict.fromkeys(locations))
         return None  # more experiments than this reads: not all are known
 
-    def _latest(self, name: str) -> dict | None:
+    def _latest(self, name: str) -> dict[str, Any] | None:
         found = self._get("model-versions/search", filter=f"name='{name}'", max_results="10000")
         versions = (found or {}).get("model_versions") or []
         if not versions or (found or {}).get("next_page_token"):
             return None
         return {"model_version": max(versions, key=lambda v: int(v["version"]))}
 
-    def _get(self, path: str, **query: str) -> dict | None:
+    def _get(self, path: str, **query: str) -> dict[str, Any] | None:
         answer = rest.open_url(f"{self.base}/api/2.0/mlflow/{path}?{urllib.parse.urlencode(query)}")
         if answer is None:
             return None
         with answer:
-            return json.load(answer)
+            found: dict[str, Any] = json.load(answer)
+            return found
 
 
 class _Sqlite:

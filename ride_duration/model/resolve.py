@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ride_duration.core import uris
 from ride_duration.core.errors import (
@@ -31,6 +32,10 @@ from ride_duration.model.artifacts import (
     require_mlflow,
     run_id_of,
 )
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import LoggedModel
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +164,7 @@ def resolve_model(
             model = dataclasses.replace(model, location=_files_location(model))
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
         raise as_scoring_error(error, uri) from None
+    assert model.location is not None  # a location of its own, or MLflow's for it
     uris.check_no_credentials(model.location, "the model's file location")
     trust.check(model.location, files_of=model.resolved_uri)
     return model
@@ -192,7 +198,7 @@ def _files_location(model: ModelRef) -> str:
         run_id, _, path = model.resolved_uri.removeprefix("runs:/").partition("/")
         name, _, rest = path.partition("/")
         run = client.get_run(run_id)
-        logged = []
+        logged: list[LoggedModel] = []
         if name and "'" not in name:
             logged = client.search_logged_models(
                 experiment_ids=[run.info.experiment_id], filter_string=f"name = '{name}'"
@@ -202,8 +208,8 @@ def _files_location(model: ModelRef) -> str:
         return uris.join(base, rest) if rest else base
     if model.name and model.version:
         return client.get_model_version_download_uri(model.name, model.version)
-    logged = client.get_logged_model(model.resolved_uri.removeprefix("models:/"))
-    return logged.artifact_location
+    logged_model = client.get_logged_model(model.resolved_uri.removeprefix("models:/"))
+    return logged_model.artifact_location
 
 
 def _resolve_registered(uri: str, tracking_uri: str) -> ModelRef:
@@ -276,7 +282,7 @@ def _resolve_run(uri: str) -> ModelRef:
     return ModelRef(uri=uri, resolved_uri=uri, run_id=run_id)
 
 
-def _client(uri: str):  # noqa: ANN202 - an MlflowClient, imported only here
+def _client(uri: str) -> MlflowClient:
     """MLflow's client, for what `registry` cannot settle; one line when MLflow is not here."""
     require_mlflow(f"resolving {display_uri(uri)}")
     from mlflow import MlflowClient

@@ -10,6 +10,7 @@ read them; no credential reaches a log.
 from __future__ import annotations
 
 import base64
+import http.client
 import logging
 import os
 import shutil
@@ -31,7 +32,7 @@ MLFLOW_DEFAULTS = {
 ARTIFACTS_ROOT = "/api/2.0/mlflow-artifacts/artifacts"
 
 
-def open_url(url: str):  # noqa: ANN201 - an http.client.HTTPResponse, or None
+def open_url(url: str) -> http.client.HTTPResponse | None:
     """The answer to a GET of `url`, with the tracking server's credentials; None for an HTTP
     error (a 404, a 401), which is logged at DEBUG. A server that does not answer raises
     URLError."""
@@ -80,7 +81,7 @@ def download_served(uri: str, tracking_uri: str, local_folder: str, only: tuple[
     return local_folder
 
 
-def _open(url: str):  # noqa: ANN202 - an http.client.HTTPResponse
+def _open(url: str) -> http.client.HTTPResponse:
     """GET `url` with the tracking server's credentials; HTTPError for a refusal.
 
     A server that does not answer is asked again as MLflow's client would
@@ -92,7 +93,9 @@ def _open(url: str):  # noqa: ANN202 - an http.client.HTTPResponse
     attempt = 0
     while True:
         try:
-            return urllib.request.urlopen(request, timeout=timeout)
+            # typeshed types urlopen's answer as Any; for an http(s) URL it is an HTTPResponse.
+            answer: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
+            return answer
         except urllib.error.HTTPError:
             raise
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:

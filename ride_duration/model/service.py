@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,7 @@ class ServingModel:
         """What answers and outputs record: "NAME/VERSION", else the run id."""
         return self.ref.label
 
-    def predict_rides(self, rides: Sequence[Mapping[str, object]]) -> np.ndarray:
+    def predict_rides(self, rides: Sequence[object]) -> np.ndarray:
         """Predicted minutes for each ride, in order, from one vectorised call.
 
         A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch

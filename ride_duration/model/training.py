@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -45,7 +45,7 @@ class TrainedModel:
     compiled: str  # what was checked of the compiled forest logged with it, or why none was
 
 
-def make_pipeline(estimator: Estimator) -> object:
+def make_pipeline(estimator: Estimator) -> Any:
     """DictVectorizer followed by the chosen regressor."""
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.feature_extraction import DictVectorizer
@@ -174,7 +174,7 @@ def _describe(estimator: Estimator) -> str:
 
 def _fit(
     estimator: Estimator, features: tuple[str, ...], train_trips: pa.Table, valid_trips: pa.Table
-) -> tuple[object, list[dict], float]:
+) -> tuple[Any, list[dict[str, Any]], float]:
     """The fitted pipeline, the feature rows it was fitted on, and its RMSE on the next month."""
     from sklearn.metrics import root_mean_squared_error
 
@@ -186,7 +186,7 @@ def _fit(
     return pipeline, training_rows, float(root_mean_squared_error(actual, predictions))
 
 
-def _log(pipeline: object, compiled: Compiled | None, model_name: str) -> str:
+def _log(pipeline: Any, compiled: Compiled | None, model_name: str) -> str:
     """Log the pipeline (and its compiled forest beside it) to the active run; its version."""
     import mlflow.sklearn
     import sklearn

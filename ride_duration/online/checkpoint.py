@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TextIO
 
 from ride_duration.core.errors import ScoringError
 
@@ -46,7 +47,7 @@ class Checkpoint:
         self.path = path
         self.done: dict[str, str] = {}
         self.finished: set[str] = set()
-        self._lock = None
+        self._lock: TextIO | None = None
 
     def __enter__(self) -> Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)

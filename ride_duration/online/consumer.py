@@ -31,7 +31,7 @@ from ride_duration.online.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[dict], dict]
+Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 # What GetRecords answers when the shard is read too fast, or the service is busy: wait, retry.
 THROTTLED = {
@@ -145,7 +145,7 @@ class Consumer:
             changed = True
         return changed
 
-    def _shard_list(self) -> list[dict]:
+    def _shard_list(self) -> list[dict[str, Any]]:
         shards, token = [], None
         while True:
             page = (
@@ -170,11 +170,10 @@ class Consumer:
                 "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
                 "StartingSequenceNumber": self.checkpoint.done[shard_id],
             }
-        return self.client.get_shard_iterator(StreamName=self.stream, ShardId=shard_id, **options)[
-            "ShardIterator"
-        ]
+        answer = self.client.get_shard_iterator(StreamName=self.stream, ShardId=shard_id, **options)
+        return str(answer["ShardIterator"])
 
-    def _read(self, shard: Shard) -> list[dict] | None:
+    def _read(self, shard: Shard) -> list[dict[str, Any]] | None:
         """One GetRecords of the shard; None when throttled or expired (to be tried again)."""
         if self.clock() < shard.not_before:
             return None
@@ -198,7 +197,8 @@ class Consumer:
             raise
         shard.backoff = 0.0
         shard.iterator = answer.get("NextShardIterator")
-        return answer["Records"]
+        records: list[dict[str, Any]] = answer["Records"]
+        return records
 
     def _step(self, shard: Shard, arn: str) -> bool:
         """One batch of one shard through the handler; whether there was anything to do."""
@@ -236,7 +236,7 @@ class Consumer:
         tally.dead_lettered += len(kept)
         return True
 
-    def _failed(self, event: dict, sequences: list[str]) -> set[str]:
+    def _failed(self, event: dict[str, Any], sequences: list[str]) -> set[str]:
         """The sequence numbers the handler reports failed; all of them when it fails itself
         (as Lambda retries a batch whose function raised)."""
         try:
@@ -246,7 +246,7 @@ class Consumer:
             logger.exception("the handler failed on a batch of %d records", len(sequences))
             return set(sequences)
 
-    def _keep_aside(self, shard_id: str, records: list[dict]) -> None:
+    def _keep_aside(self, shard_id: str, records: list[dict[str, Any]]) -> None:
         with self.dead_letter.open("a", encoding="utf-8") as out:
             for record in records:
                 out.write(
@@ -279,7 +279,7 @@ def _connection_failed(error: Exception) -> bool:
     return isinstance(error, (BotocoreConnectionError, HTTPClientError))
 
 
-def lambda_record(record: dict, shard_id: str, arn: str) -> dict:
+def lambda_record(record: dict[str, Any], shard_id: str, arn: str) -> dict[str, Any]:
     """A record from GetRecords as Lambda hands it to a function in a Kinesis event."""
     arrival = record.get("ApproximateArrivalTimestamp")
     return {

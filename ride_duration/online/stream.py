@@ -44,14 +44,16 @@ class Ride:
     """One decoded input record: its sequence number, the ride and its id."""
 
     sequence_number: str
-    ride: dict
+    ride: dict[str, Any]
     ride_id: object
 
 
 class Kinesis(Protocol):
     """What the handler needs of a Kinesis client (boto3's, or a test's)."""
 
-    def put_records(self, *, StreamName: str, Records: list[dict]) -> dict: ...  # boto3 names
+    def put_records(
+        self, *, StreamName: str, Records: list[dict[str, Any]]
+    ) -> dict[str, Any]: ...  # boto3 names
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class Output:
 
 def scorer(
     settings: Settings, client: Kinesis | None = None
-) -> tuple[ServingModel, Callable[[dict], dict]]:
+) -> tuple[ServingModel, Callable[[dict[str, Any]], dict[str, Any]]]:
     """The model `settings` name, and a handler of Kinesis events that scores with it.
 
     Predictions go to PREDICTIONS_STREAM_NAME through `client` (by default one made from
@@ -88,7 +90,9 @@ def scorer(
     return model, functools.partial(handle, model=model, output=output, test_run=settings.test_run)
 
 
-def handle(event: object, model: ServingModel, output: Output, *, test_run: bool = False) -> dict:
+def handle(
+    event: object, model: ServingModel, output: Output, *, test_run: bool = False
+) -> dict[str, Any]:
     """Score the records of one Kinesis event; the Lambda answer, with its batchItemFailures.
 
     Nothing a record holds makes this raise: a record that cannot be decoded, checked or
@@ -114,7 +118,7 @@ def handle(event: object, model: ServingModel, output: Output, *, test_run: bool
     return answer
 
 
-def _records(event: object) -> list:
+def _records(event: object) -> list[object]:
     """The event's records: its list of `Records`, or none when it has no such list."""
     records = event.get("Records") if isinstance(event, dict) else None
     if records is None:
@@ -135,7 +139,7 @@ def decode(records: Sequence[object]) -> tuple[list[Ride], list[str]]:
     for position, record in enumerate(records):
         kinesis = record.get("kinesis") if isinstance(record, dict) else None
         sequence = kinesis.get("sequenceNumber") if isinstance(kinesis, dict) else None
-        if not isinstance(sequence, str) or not sequence:
+        if not isinstance(kinesis, dict) or not isinstance(sequence, str) or not sequence:
             logger.error(
                 "record %d of the event is not a Kinesis record with a sequence number "
                 "(%s): it cannot be reported, and is left out",
@@ -167,7 +171,7 @@ def decode(records: Sequence[object]) -> tuple[list[Ride], list[str]]:
     return rides, failures
 
 
-def prediction_record(model: ServingModel, duration: float, ride_id: object) -> dict:
+def prediction_record(model: ServingModel, duration: float, ride_id: object) -> dict[str, Any]:
     """The course's output record, with the model's real version and run (`duration` as
     `answers.minutes` rounds it)."""
     return {
@@ -178,7 +182,7 @@ def prediction_record(model: ServingModel, duration: float, ride_id: object) -> 
     }
 
 
-def _put(output: Output, rides: list[Ride], predictions: list[dict]) -> list[str]:
+def _put(output: Output, rides: list[Ride], predictions: list[dict[str, Any]]) -> list[str]:
     """Write the predictions; the sequence numbers of rides whose prediction was not written.
 
     A prediction's partition key is its ride's id, else (a ride without one) the sequence
@@ -214,10 +218,11 @@ _TRANSIENT_ERRORS = {
 }
 
 
-def _put_chunk(output: Output, entries: list[tuple[str, dict]]) -> list[str]:
+def _put_chunk(output: Output, entries: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """PutRecords one chunk: re-send the entries Kinesis refused, and a call that failed whole,
     at most `retries` times; a call refused for one of its entries is split until that entry
     is alone, so that it never costs the others their write."""
+    assert output.client is not None  # a test run, which has none, writes nothing
     pending = entries
     for attempt in range(output.retries + 1):
         if attempt:
@@ -265,7 +270,7 @@ def _refused(sequence: str, reason: str) -> None:
     logger.warning("record %s reported as failed: %s", sequence, reason)
 
 
-def summary(event: dict, answer: dict) -> str:
+def summary(event: dict[str, Any], answer: dict[str, Any]) -> str:
     """One line for the user of a local run: the event's records, how many were scored (and
     written, unless a test run), how many failed."""
     records = len(event.get("Records", []))
@@ -274,7 +279,7 @@ def summary(event: dict, answer: dict) -> str:
     return f"{records} record{plural}: {records - failed} scored, {failed} failed"
 
 
-def kinesis_event(datas: Iterable[bytes], stream: str = "local") -> dict:
+def kinesis_event(datas: Iterable[bytes], stream: str = "local") -> dict[str, Any]:
     """A Lambda Kinesis event holding one record per data, numbered from 1 in one shard."""
     from ride_duration.online.consumer import lambda_record
 

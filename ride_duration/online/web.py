@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ride_duration.core.errors import RideError, ScoringError
@@ -58,6 +59,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
     """The web service around a loaded model (or a failed load, which /ready reports)."""
     app = Flask("ride_duration")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    assert isinstance(app.json, DefaultJSONProvider)  # Flask's own, which sorts keys by default
     app.json.sort_keys = False
 
     def model() -> ServingModel:
@@ -116,33 +118,34 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
 
     @app.get("/health")
     def health() -> Response:
-        return app.json.response({"status": "alive"})
+        return jsonify({"status": "alive"})
 
     @app.get("/ready")
     @app.get("/ping")
     def ready() -> Response | tuple[Response, int]:
         if loaded.model is None:
-            return app.json.response({"status": "not ready", "error": loaded.error}), 503
+            return jsonify({"status": "not ready", "error": loaded.error}), 503
         return _answer(loaded.model, {"status": "ready"})
 
     @app.errorhandler(Refused)
     def refused(error: Refused) -> tuple[Response, int]:
-        return app.json.response({"error": str(error), "field": error.field}), error.status
+        return jsonify({"error": str(error), "field": error.field}), error.status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:
         # Werkzeug's own refusals (404, 405, 413 for a body over MAX_BODY_BYTES) as JSON too.
+        assert error.code is not None  # Flask hands a handler only errors with a code
         message = error.description
         if isinstance(error, RequestEntityTooLarge):
             message = f"the body is larger than {MAX_BODY_BYTES:,} bytes: send fewer rides"
-        return app.json.response({"error": message, "field": None}), error.code
+        return jsonify({"error": message, "field": None}), error.code
 
     @app.errorhandler(Exception)
     def failure(error: Exception) -> tuple[Response, int]:
         logger.exception("request failed")
-        return app.json.response({"error": "internal error", "field": None}), 500
+        return jsonify({"error": "internal error", "field": None}), 500
 
-    def _predict(serving: ServingModel, rides: list, field_prefix: str) -> list[float]:
+    def _predict(serving: ServingModel, rides: Sequence[object], field_prefix: str) -> list[float]:
         g.rides = len(rides)
         try:
             values = serving.predict_rides(rides)
@@ -152,14 +155,12 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
         return minutes(values)
 
     def _answer(serving: ServingModel, body: dict[str, Any]) -> Response:
-        return app.json.response(
-            {**body, "model_version": serving.version, "run_id": serving.ref.run_id}
-        )
+        return jsonify({**body, "model_version": serving.version, "run_id": serving.ref.run_id})
 
     return app
 
 
-def _json_object() -> dict:
+def _json_object() -> dict[str, Any]:
     """The request's JSON object, or a Refused saying what is wrong with the body."""
     if not request.is_json:
         raise Refused(415, "send a JSON object with Content-Type: application/json")
@@ -174,7 +175,7 @@ def _json_object() -> dict:
     return body
 
 
-def _ride_id(ride: dict, field: str) -> str | int | None:
+def _ride_id(ride: dict[str, Any], field: str) -> str | int | None:
     """A ride's optional id, echoed back: a string or a whole number."""
     try:
         return rules.ride_id(ride.get("ride_id"))

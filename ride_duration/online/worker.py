@@ -93,6 +93,7 @@ class Reading:
 
     def _chunks(self) -> int | str | None:
         """Walk the chunks received so far; "whole" after the last chunk and its trailers."""
+        assert self.body_start is not None  # chunks are read once the headers are in
         while True:
             size = _CHUNK_SIZE.match(self.data, self.chunk_at)
             if size is None:  # a line that is no chunk size: gunicorn's parser refuses it (400)
@@ -123,7 +124,7 @@ class Reading:
         return data
 
 
-class BufferingWorker(ThreadWorker):
+class BufferingWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no type information
     """gthread, with each request read whole in the event loop before a thread takes it."""
 
     def init_process(self) -> None:
@@ -135,7 +136,8 @@ class BufferingWorker(ThreadWorker):
 
     def accept(self, listener: Any) -> None:
         if self.cfg.is_ssl:
-            return super().accept(listener)
+            super().accept(listener)
+            return None
         try:
             client, address = listener.accept()
         except OSError as error:
@@ -149,7 +151,8 @@ class BufferingWorker(ThreadWorker):
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
         """A kept-alive connection has a new request: read it whole first."""
         if self.cfg.is_ssl:
-            return super().on_client_socket_readable(conn, client)
+            super().on_client_socket_readable(conn, client)
+            return None
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
         self._read(conn)

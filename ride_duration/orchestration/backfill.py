@@ -11,8 +11,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
 
-from prefect import get_run_logger
+from prefect import State, get_run_logger
 from prefect.artifacts import (
     create_progress_artifact,
     create_table_artifact,
@@ -35,7 +37,7 @@ from ride_duration.batch.status import LastRun, survey
 from ride_duration.core import uris
 from ride_duration.core.errors import BackfillFailedError, first_line
 from ride_duration.core.months import Month
-from ride_duration.data.layouts import lacking_fields
+from ride_duration.data.layouts import TaxiType, lacking_fields
 from ride_duration.model import service
 from ride_duration.orchestration import deployments
 from ride_duration.orchestration.tasks import RunSetup
@@ -45,14 +47,14 @@ from ride_duration.orchestration.tasks import RunSetup
 class Backfill:
     """One backfill: its taxi types and months, the pinned model and where trips come and go."""
 
-    taxi_types: list[str]
+    taxi_types: list[TaxiType]
     months: list[Month]
     run: RunSetup
     key: str  # names its artifacts: "backfill-green-2021-01-2021-05"
     label: str  # describes them: "green 2021-01..2021-05"
 
     @property
-    def score_parameters(self) -> dict:
+    def score_parameters(self) -> dict[str, Any]:
         """What every month's score run gets besides its taxi type and month."""
         return {
             "model_uri": self.run.model.resolved_uri,
@@ -82,7 +84,7 @@ def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMo
     return planned
 
 
-def dry_run_rows(planned: list[PlannedMonth]) -> list[dict]:
+def dry_run_rows(planned: list[PlannedMonth]) -> list[dict[str, Any]]:
     """What a dry run returns: each month with what would happen to it, and why, in the shape
     of a real run's rows (the model and rows are those of the month's current set)."""
     return [
@@ -99,7 +101,7 @@ def dry_run_rows(planned: list[PlannedMonth]) -> list[dict]:
     ]
 
 
-def status_rows(backfill: Backfill) -> list[dict]:
+def status_rows(backfill: Backfill) -> list[dict[str, Any]]:
     """The state of every month (done, stale, missing, failed, running, not published,
     unscorable), also as the run's table artifact."""
     statuses = survey(
@@ -157,6 +159,7 @@ def progress_reporter(backfill: Backfill, months: int) -> Callable[[MonthOutcome
         key=f"{backfill.key}-progress",
         description=f"Months of {backfill.label} finished",
     )
+    assert isinstance(progress_id, UUID)  # created from a sync flow: no coroutine
 
     def finished(outcome: MonthOutcome) -> None:
         logger.info(progress.finished(outcome))
@@ -202,7 +205,7 @@ def score_on_workers(
 def score_here(
     backfill: Backfill,
     to_score: list[PlannedMonth],
-    score_flow: Callable[..., object],
+    score_flow: Callable[..., State[Any]],
     on_done: Callable[[MonthOutcome], None],
 ) -> list[MonthOutcome]:
     """Each month as a subflow of this process, one after the other; a failure stops none."""
@@ -215,7 +218,7 @@ def score_here(
 
 def finish(
     backfill: Backfill, planned: list[PlannedMonth], scored: list[MonthOutcome]
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Each month's outcome, in the table artifact and log; BackfillFailedError (with the
     rows, so that the table is shown on failure too) if one failed."""
     by_month = {(o.taxi_type, o.month): o for o in scored}
@@ -244,7 +247,7 @@ def _verb(month: PlannedMonth, dry_run: bool) -> str:
 
 
 def _score_one_here(
-    month: PlannedMonth, score_flow: Callable[..., object], parameters: dict
+    month: PlannedMonth, score_flow: Callable[..., State[Any]], parameters: dict[str, Any]
 ) -> MonthOutcome:
     """Score one month as a subflow of this process."""
     started = time.monotonic()
@@ -259,7 +262,7 @@ def _score_one_here(
     if state.is_completed():
         return completed_outcome(month, seconds)
     error = state.result(raise_on_failure=False)
-    message = first_line(error) if str(error).strip() else state.name
+    message = first_line(error) if str(error).strip() else (state.name or "")
     return MonthOutcome(
         month=str(month.month),
         taxi_type=month.taxi_type,

@@ -9,8 +9,11 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any
 
 from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas import OrchestrationResult
 from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
@@ -25,7 +28,7 @@ from prefect.states import Cancelling, Crashed
 from ride_duration.batch.planning import MonthOutcome, PlannedMonth, completed_outcome
 from ride_duration.batch.status import LastRun
 from ride_duration.core import uris
-from ride_duration.core.errors import BackfillInterruptedError, first_line
+from ride_duration.core.errors import BackfillInterruptedError
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ async def run_on_deployment(
     *,
     deployment: str,
     planned: list[PlannedMonth],
-    parameters: Callable[[PlannedMonth], dict],
+    parameters: Callable[[PlannedMonth], dict[str, Any]],
     idempotency_key: Callable[[PlannedMonth], str],
     max_concurrency: int,
     month_timeout_seconds: float,
@@ -157,7 +160,7 @@ async def run_on_deployment(
 
 
 @contextlib.contextmanager
-def _signals_cancel(task: asyncio.Task | None) -> Iterator[list[int]]:
+def _signals_cancel(task: asyncio.Task[Any] | None) -> Iterator[list[int]]:
     """While inside, SIGINT and SIGTERM cancel `task` (so that it can clean up) instead of
     raising wherever the program is, or ending it; the list receives the signals caught.
 
@@ -165,7 +168,7 @@ def _signals_cancel(task: asyncio.Task | None) -> Iterator[list[int]]:
     """
     loop = asyncio.get_running_loop()
     received: list[int] = []
-    previous: dict[int, Callable | int | None] = {}
+    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
 
     def caught(number: int) -> None:
         if not received and task is not None:
@@ -200,7 +203,7 @@ async def cancel_unfinished(client: PrefectClient, runs: list[FlowRun]) -> dict[
             return
         kind = "scheduled" if state.is_scheduled() else "running"
         # The server turns Cancelling into Cancelled itself for a run no worker has started.
-        result = await client.set_flow_run_state(
+        result: OrchestrationResult[Any] = await client.set_flow_run_state(
             run.id, Cancelling(message="cancelled: the backfill that created it was interrupted")
         )
         if result.state is not None and result.state.type in CANCELLED_TYPES:
@@ -271,5 +274,5 @@ def _outcome(month: PlannedMonth, state: str, seconds: float | None, error: str)
         state=state,
         seconds=round(seconds, 1) if seconds is not None else None,
         output=uris.display_uri(month.output.current),
-        reason=first_line(error) if error.strip() else "",
+        reason=error.strip().splitlines()[0] if error.strip() else "",
     )

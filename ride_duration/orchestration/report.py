@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import uris
 
 
-def log_result(result: MonthResult, logger: logging.Logger | logging.LoggerAdapter) -> None:
+def log_result(
+    result: MonthResult, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
+) -> None:
     """The run's closing log lines: rows read, dropped and scored, where they went, quality."""
     dropped = ", ".join(f"{reason}={count}" for reason, count in result.rows_dropped.items())
     logger.info(
@@ -27,7 +30,7 @@ def log_result(result: MonthResult, logger: logging.Logger | logging.LoggerAdapt
     )
 
 
-def summary(result: MonthResult) -> dict:
+def summary(result: MonthResult) -> dict[str, Any]:
     """The result as plain JSON-ready values (what the flow returns and the artifact shows)."""
     return {
         "taxi_type": result.taxi_type,
@@ -47,7 +50,7 @@ def summary(result: MonthResult) -> dict:
     }
 
 
-def closing_line(summary: dict) -> str:
+def closing_line(summary: dict[str, Any]) -> str:
     """What `score.py` prints on stdout once a month is published: the month, the rows scored,
     the model version and the current set's location (its last word, for scripts)."""
     return (
@@ -106,7 +109,7 @@ STATUS_COLUMNS = [
 ]
 
 
-def text_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+def text_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
     """Rows as a plain-text table: a header, then one aligned line per row; numbers right."""
     cells = [
         ["" if row.get(key) in (None, "") else shape.format(row[key]) for key, _, shape in columns]

@@ -18,7 +18,11 @@ def scheduled_month_of_run(settings: Settings) -> Month:
     )
 
 
-def explain_scheduled_month(chosen: Month, settings: Settings, logger: logging.Logger) -> None:
+def explain_scheduled_month(
+    chosen: Month,
+    settings: Settings,
+    logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+) -> None:
     """Say which month a scheduled run scores, and why (never a silent "now")."""
     start = flow_run.scheduled_start_time.astimezone(ZoneInfo(settings.schedule_timezone))
     reason = (

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from ride_duration.core import cli
 from ride_duration.core.errors import ScoringError
@@ -159,7 +160,8 @@ def _healthy(url: str) -> bool:
     """Whether `url` is a Prefect API that answers its health check."""
     try:
         with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=10) as response:
-            return response.status == 200
+            status: int = response.status
+            return status == 200
     except (OSError, ValueError):
         return False
 
@@ -183,14 +185,15 @@ def _port_taken(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _read_state(home: Path) -> dict:
+def _read_state(home: Path) -> dict[str, Any]:
     try:
-        return json.loads((home / STATE_FILE).read_text())
+        state: dict[str, Any] = json.loads((home / STATE_FILE).read_text())
+        return state
     except (OSError, ValueError):
         return {}
 
 
-def _write_state(home: Path, state: dict) -> None:
+def _write_state(home: Path, state: dict[str, Any]) -> None:
     (home / STATE_FILE).write_text(json.dumps(state))
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -23,7 +23,9 @@ from ride_duration.data.features import available_features
 from ride_duration.model import service
 from ride_duration.model.resolve import ModelRef, resolve_model
 
-RETRY_DELAYS_SECONDS = [2, 10]
+RETRY_DELAYS_SECONDS: list[float] = [2, 10]
+Parameters = ParamSpec("Parameters")  # of a task's function
+Returned = TypeVar("Returned")  # what a task's function returns
 
 
 def is_transient(task: Any, task_run: Any, state: Any) -> bool:
@@ -39,14 +41,15 @@ def is_transient(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-# A task retried on I/O failures only (is_transient), never cached: a month is scored anew.
-io_task = functools.partial(
-    task,
-    retries=len(RETRY_DELAYS_SECONDS),
-    retry_delay_seconds=RETRY_DELAYS_SECONDS,
-    retry_condition_fn=is_transient,
-    cache_policy=NO_CACHE,
-)
+def io_task(name: str) -> Callable[[Callable[Parameters, Returned]], Task[Parameters, Returned]]:
+    """A task retried on I/O failures only (is_transient), never cached: a month is scored anew."""
+    return task(
+        name=name,
+        retries=len(RETRY_DELAYS_SECONDS),
+        retry_delay_seconds=RETRY_DELAYS_SECONDS,
+        retry_condition_fn=is_transient,
+        cache_policy=NO_CACHE,
+    )
 
 
 # Not retried as a task: every call to the tracking server is retried already (MLFLOW_RETRIES,
