@@ -64,15 +64,12 @@ from typing import Annotated, Any
 from prefect import flow, get_run_logger
 from pydantic import Field
 
-from ride_duration.batch.planning import (
-    Mode,
-)
+from ride_duration.batch.planning import Mode
 from ride_duration.core.errors import BackfillFailedError
 from ride_duration.core.months import Month, check_past, month_range
 from ride_duration.core.settings import Settings
 from ride_duration.data.layouts import TaxiType
-from ride_duration.orchestration import backfill as steps
-from ride_duration.orchestration import report
+from ride_duration.orchestration import backfill_steps, report
 from ride_duration.orchestration.server import prefect_api
 from ride_duration.orchestration.tasks import prepare_run
 from score import score
@@ -125,16 +122,18 @@ def backfill(
     get_run_logger().info("model %s pinned to %s for every month", run.model.uri, run.model.label)
     key = "backfill-" + "-".join(taxi_types) + f"-{start}-{end}"
     label = f"{', '.join(taxi_types)} {start}..{end}"
-    backfill = steps.Backfill(taxi_types=taxi_types, months=months, run=run, key=key, label=label)
+    backfill = backfill_steps.Backfill(
+        taxi_types=taxi_types, months=months, run=run, key=key, label=label
+    )
     if status:
-        return steps.status_rows(backfill)
-    planned = steps.plan_months(backfill, mode, dry_run)
+        return backfill_steps.status_rows(backfill)
+    planned = backfill_steps.plan_months(backfill, mode, dry_run)
     if dry_run:
-        return steps.dry_run_rows(planned)
+        return backfill_steps.dry_run_rows(planned)
     to_score = [p for p in planned if p.action == "score"]
-    finished = steps.progress_reporter(backfill, len(to_score))
+    finished = backfill_steps.progress_reporter(backfill, len(to_score))
     if deployment:
-        scored = steps.score_on_workers(
+        scored = backfill_steps.score_on_workers(
             backfill,
             to_score,
             deployment=deployment,
@@ -142,8 +141,8 @@ def backfill(
             on_done=finished,
         )
     else:
-        scored = steps.score_here(backfill, to_score, score, finished)
-    return steps.finish(backfill, planned, scored)
+        scored = backfill_steps.score_here(backfill, to_score, score, finished)
+    return backfill_steps.finish(backfill, planned, scored)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ride_duration.core.settings import Settings
-from ride_duration.online import stream as streaming
+from ride_duration.online import stream
 
 
 @functools.cache
 def _handler() -> Callable[[dict[str, Any]], dict[str, Any]]:
     """The model and the output stream: made at the container's first event, kept after."""
-    _, handler = streaming.scorer(Settings.from_env())
+    _, handler = stream.scorer(Settings.from_env())
     return handler
 
 
@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[dict[str, Any]] = []
 
     def run() -> None:
-        event = streaming.kinesis_event(line.encode() for line in sys.stdin if line.strip())
+        event = stream.kinesis_event(line.encode() for line in sys.stdin if line.strip())
         answer = lambda_handler(event, None)
         failed.extend(answer.get("batchItemFailures", []))
         print(json.dumps(answer))  # stdout: the answer alone, for a script to read
-        cli.say(streaming.summary(event, answer))
+        cli.say(stream.summary(event, answer))
 
     code = cli.run(run, debug=args.debug)
     return code or (1 if failed else 0)

@@ -20,18 +20,18 @@ from flask import Flask
 
 from ride_duration.core.settings import Settings
 from ride_duration.model.service import load_for_serving
-from ride_duration.online import web as online
+from ride_duration.online import web
 
 
 def create_app() -> Flask:
     """The app gunicorn serves, around the model of the settings."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env()
-    loaded = online.load(lambda: load_for_serving(settings))
+    loaded = web.load(lambda: load_for_serving(settings))
     if loaded.model is None:
         print(f"error: {loaded.error}", file=sys.stderr)
         sys.exit(2)
-    return online.create_app(loaded, max_batch=settings.web_max_batch_rides)
+    return web.create_app(loaded, max_batch=settings.web_max_batch_rides)
 
 
 def main(argv: list[str] | None = None) -> int:

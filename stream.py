@@ -43,15 +43,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from ride_duration.core.settings import Settings
-        from ride_duration.online import stream as streaming
         from ride_duration.online.checkpoint import Checkpoint
         from ride_duration.online.consumer import Consumer
         from ride_duration.online.kinesis import check_input, kinesis_client
+        from ride_duration.online.stream import scorer
 
         settings = Settings.from_env()
         check_input(settings)  # a wrong endpoint or stream: one line, before anything else
         client = kinesis_client(settings, writes_only=False)
-        model, handler = streaming.scorer(settings, client)
+        model, handler = scorer(settings, client)
         with Checkpoint(Path(settings.stream_checkpoint)) as checkpoint:
             consumer = Consumer(
                 client=client,

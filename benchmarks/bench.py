@@ -183,7 +183,7 @@ def product_file(root: Path) -> Path:
 def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
     """The score task's body: the month published as the current set under the root `output`
     (emptied first, so that every run publishes a first set)."""
-    from ride_duration.batch import month as batch
+    from ride_duration.batch.month import score_month
     from ride_duration.batch.paths import MonthOutput
     from ride_duration.batch.sink import ParquetFolder
     from ride_duration.core.months import Month
@@ -205,7 +205,7 @@ def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
     predictor_for(ref, available_features(TAXI_TYPE))  # a second month in the same process
     load_again = time.perf_counter() - clock
     started = time.perf_counter()
-    result = batch.score_month(
+    result = score_month(
         taxi_type=TAXI_TYPE,
         month=Month(YEAR, MONTH),
         input_uri=str(input_path),
@@ -253,9 +253,7 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
 
     from ride_duration.batch.output import output_table
     from ride_duration.core.months import Month
-    from ride_duration.data import features as f
-    from ride_duration.data import layouts as t
-    from ride_duration.data import ride_ids
+    from ride_duration.data import features, layouts, ride_ids
     from ride_duration.model.predictors import DictVectorizerPredictor
 
     pipeline = mlflow.sklearn.load_model(str(model_path))
@@ -268,9 +266,15 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
     ]
     # Built beforehand, not timed: the feature matrix and the rest of the output table.
     raw = pq.read_table(input_path, columns=columns).rename_columns(
-        [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE]
+        [
+            layouts.PICKUP,
+            layouts.DROPOFF,
+            layouts.PICKUP_LOCATION,
+            layouts.DROPOFF_LOCATION,
+            layouts.DISTANCE,
+        ]
     )
-    trips = f.prepare_trips(raw, Month(YEAR, MONTH)).table
+    trips = features.prepare_trips(raw, Month(YEAR, MONTH)).table
     matrix = DictVectorizerPredictor(pipeline).transform(trips)
     ids = ride_ids.random_ride_ids(trips.num_rows)
     estimator = pipeline[-1]

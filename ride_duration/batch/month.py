@@ -31,8 +31,7 @@ from ride_duration.batch.sink import Claim, MonthSink, StagedSet
 from ride_duration.core import storage, uris
 from ride_duration.core.months import Month
 from ride_duration.core.settings import RideIdMode, Settings
-from ride_duration.data import features as f
-from ride_duration.data import ride_ids, sources
+from ride_duration.data import features, ride_ids, sources
 from ride_duration.model.distinct import PredictionCache
 from ride_duration.model.predictors import Predictor
 from ride_duration.model.resolve import ModelRef
@@ -75,7 +74,7 @@ def score_month(
         input_info = storage.file_info(input_uri)
     except FileNotFoundError:
         input_info = {}  # reading it below fails with the clear "no trip file" error
-    fields = f.required_fields(predictor.features)
+    fields = features.required_fields(predictor.features)
     # The input and its columns are checked (opening it) before the month is claimed.
     with (
         _signals_kept() as raise_swallowed_signal,
@@ -218,7 +217,7 @@ class Streamed:
     def check(self, result: MonthResult, settings: Settings, claim: Claim) -> None:
         """Record the month's drops and metrics, then fail it (nothing published) if a limit is
         crossed or its claim was taken over."""
-        result.rows_dropped = {r.value: self.dropped.get(r.value, 0) for r in f.DropReason}
+        result.rows_dropped = {r.value: self.dropped.get(r.value, 0) for r in features.DropReason}
         result.metrics = self.totals.metrics()
         quality.check(
             result.label, result.rows_read, result.rows_dropped, result.metrics, settings.limits
@@ -240,7 +239,7 @@ def _stream(
     stages, cache = streamed.stages, PredictionCache()
     for raw in stages.reading(batches):
         with stages.timing("prepare"):
-            prepared = f.prepare_trips(
+            prepared = features.prepare_trips(
                 raw, result.month, first_row=result.rows_read, source_names=columns
             )
         result.rows_read += raw.num_rows
@@ -261,7 +260,7 @@ def _stream(
 def _ride_ids(result: MonthResult, trips: pa.Table, mode: RideIdMode) -> pa.Array:
     if mode == "random":
         return ride_ids.random_ride_ids(trips.num_rows)
-    rows = trips[f.ROW_NUMBER].to_numpy()
+    rows = trips[features.ROW_NUMBER].to_numpy()
     return ride_ids.deterministic_ride_ids(result.taxi_type, result.month, rows)
 
 

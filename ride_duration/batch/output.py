@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 
 OUTPUT_SCHEMA = pa.schema(
     [
@@ -26,14 +25,14 @@ def output_table(
     trips: pa.Table, ride_ids: pa.Array, predictions: np.ndarray, model_label: str
 ) -> pa.Table:
     """The rows written for scored trips, in `OUTPUT_SCHEMA`."""
-    actual = trips[f.ACTUAL_DURATION].to_numpy()
+    actual = trips[features.ACTUAL_DURATION].to_numpy()
     n = trips.num_rows
     return pa.Table.from_arrays(
         [
             ride_ids,
-            trips[t.PICKUP],
-            _optional(trips, t.PICKUP_LOCATION, n),
-            _optional(trips, t.DROPOFF_LOCATION, n),
+            trips[layouts.PICKUP],
+            _optional(trips, layouts.PICKUP_LOCATION, n),
+            _optional(trips, layouts.DROPOFF_LOCATION, n),
             pa.array(actual),
             pa.array(predictions),
             pa.array(actual - predictions),

@@ -19,8 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ride_duration.core.months import Month
-from ride_duration.data import layouts as t
-from ride_duration.data import rules
+from ride_duration.data import layouts, rules
 
 MIN_DURATION_MINUTES = 1.0
 MAX_DURATION_MINUTES = 60.0
@@ -28,12 +27,12 @@ UNKNOWN_LOCATION = -1
 
 PU_DO = "PU_DO"
 CATEGORICAL_FEATURES = (PU_DO,)
-NUMERICAL_FEATURES = (t.DISTANCE,)
+NUMERICAL_FEATURES = (layouts.DISTANCE,)
 ALL_FEATURES = CATEGORICAL_FEATURES + NUMERICAL_FEATURES
 # The canonical trip fields each feature is computed from.
 FEATURE_SOURCES = {
-    PU_DO: (t.PICKUP_LOCATION, t.DROPOFF_LOCATION),
-    t.DISTANCE: (t.DISTANCE,),
+    PU_DO: (layouts.PICKUP_LOCATION, layouts.DROPOFF_LOCATION),
+    layouts.DISTANCE: (layouts.DISTANCE,),
 }
 
 ACTUAL_DURATION = "actual_duration"
@@ -60,7 +59,7 @@ class PreparedTrips:
 
 def required_fields(features: tuple[str, ...] | frozenset[str]) -> list[str]:
     """The canonical trip fields needed to compute `features` and the actual duration."""
-    fields = [t.PICKUP, t.DROPOFF]
+    fields = [layouts.PICKUP, layouts.DROPOFF]
     for feature in ALL_FEATURES:
         if feature in features:
             fields += [f for f in FEATURE_SOURCES[feature] if f not in fields]
@@ -89,15 +88,17 @@ def model_columns(raw: pa.Table, source_names: dict[str, str] | None = None) -> 
     named = (source_names or {}).get
     columns: dict[str, pa.Array] = {}
     invalid_location = np.zeros(n, dtype=bool)
-    for name in (t.PICKUP_LOCATION, t.DROPOFF_LOCATION):
+    for name in (layouts.PICKUP_LOCATION, layouts.DROPOFF_LOCATION):
         if name in raw.column_names:
-            ids, invalid = t.to_location_id(raw[name], named(name, name))
+            ids, invalid = layouts.to_location_id(raw[name], named(name, name))
             columns[name] = ids
             invalid_location |= _mask(invalid)
     distance_ok = np.ones(n, dtype=bool)
-    if t.DISTANCE in raw.column_names:
-        distance = t.to_distance(raw[t.DISTANCE], named(t.DISTANCE, t.DISTANCE))
-        columns[t.DISTANCE] = distance
+    if layouts.DISTANCE in raw.column_names:
+        distance = layouts.to_distance(
+            raw[layouts.DISTANCE], named(layouts.DISTANCE, layouts.DISTANCE)
+        )
+        columns[layouts.DISTANCE] = distance
         values = distance.to_numpy(zero_copy_only=False)  # nulls become NaN
         distance_ok = rules.distance_ok(values)
     return ModelColumns(columns, invalid_location, ~distance_ok)
@@ -117,10 +118,10 @@ def prepare_trips(
     """
     n = raw.num_rows
     named = (source_names or {}).get
-    pickup = t.to_timestamp(raw[t.PICKUP], named(t.PICKUP, t.PICKUP))
-    dropoff = t.to_timestamp(raw[t.DROPOFF], named(t.DROPOFF, t.DROPOFF))
+    pickup = layouts.to_timestamp(raw[layouts.PICKUP], named(layouts.PICKUP, layouts.PICKUP))
+    dropoff = layouts.to_timestamp(raw[layouts.DROPOFF], named(layouts.DROPOFF, layouts.DROPOFF))
     features = model_columns(raw, source_names)
-    columns: dict[str, pa.Array] = {t.PICKUP: pickup, **features.columns}
+    columns: dict[str, pa.Array] = {layouts.PICKUP: pickup, **features.columns}
     invalid_location, distance_ok = features.invalid_location, ~features.invalid_distance
 
     start, end = month.bounds()
@@ -155,7 +156,7 @@ def pu_do(trips: pa.Table) -> pa.Array:
     """The `PU_DO` feature: "<pickup id>_<dropoff id>", with -1 for an unknown location."""
     parts = [
         pc.fill_null(trips[name], UNKNOWN_LOCATION).cast(pa.string())
-        for name in (t.PICKUP_LOCATION, t.DROPOFF_LOCATION)
+        for name in (layouts.PICKUP_LOCATION, layouts.DROPOFF_LOCATION)
     ]
     return pc.binary_join_element_wise(*parts, "_")
 
@@ -167,15 +168,15 @@ def feature_records(
     columns: dict[str, list[Any]] = {}
     if PU_DO in features:
         columns[PU_DO] = pu_do(trips).to_pylist()
-    if t.DISTANCE in features:
-        columns[t.DISTANCE] = trips[t.DISTANCE].to_pylist()
+    if layouts.DISTANCE in features:
+        columns[layouts.DISTANCE] = trips[layouts.DISTANCE].to_pylist()
     names = list(columns)
     return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
 def available_features(taxi_type: str) -> tuple[str, ...]:
     """The features a taxi type's trips can provide (fhv trips have no distance)."""
-    columns = t.LAYOUTS[taxi_type].columns
+    columns = layouts.LAYOUTS[taxi_type].columns
     return tuple(
         feature
         for feature in ALL_FEATURES

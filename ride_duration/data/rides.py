@@ -6,12 +6,15 @@ from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from ride_duration.data import layouts as t
-from ride_duration.data import rules
+from ride_duration.data import layouts, rules
 from ride_duration.data.rules import UNKNOWN_LOCATION
 
 RIDES_SCHEMA = pa.schema(
-    [(t.PICKUP_LOCATION, pa.int64()), (t.DROPOFF_LOCATION, pa.int64()), (t.DISTANCE, pa.float64())]
+    [
+        (layouts.PICKUP_LOCATION, pa.int64()),
+        (layouts.DROPOFF_LOCATION, pa.int64()),
+        (layouts.DISTANCE, pa.float64()),
+    ]
 )
 
 
@@ -29,9 +32,13 @@ def checked_table(checked: rules.CheckedRides) -> pa.Table:
     """The kept rides of `checked` as the model's columns (an unknown location is null)."""
     return pa.table(
         {
-            t.PICKUP_LOCATION: pa.array(checked.pickup, mask=checked.pickup == UNKNOWN_LOCATION),
-            t.DROPOFF_LOCATION: pa.array(checked.dropoff, mask=checked.dropoff == UNKNOWN_LOCATION),
-            t.DISTANCE: pa.array(checked.distance),
+            layouts.PICKUP_LOCATION: pa.array(
+                checked.pickup, mask=checked.pickup == UNKNOWN_LOCATION
+            ),
+            layouts.DROPOFF_LOCATION: pa.array(
+                checked.dropoff, mask=checked.dropoff == UNKNOWN_LOCATION
+            ),
+            layouts.DISTANCE: pa.array(checked.distance),
         },
         schema=RIDES_SCHEMA,
     )

@@ -15,8 +15,7 @@ import pyarrow as pa
 from ride_duration.core import storage, uris
 from ride_duration.core.errors import ConfigurationError
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 
 
 def trip_file_uri(template: str, taxi_type: str, month: Month) -> str:
@@ -56,7 +55,7 @@ def open_trips(
     Yields the canonical-to-source column names and the batches (read while the block runs).
     """
     with storage.open_parquet(input_uri) as parquet:
-        columns = t.source_columns(taxi_type, parquet.schema_arrow.names, fields)
+        columns = layouts.source_columns(taxi_type, parquet.schema_arrow.names, fields)
         batches = storage.iter_batches(parquet, list(columns.values()), batch_size, input_uri)
         yield (
             columns,
@@ -71,20 +70,22 @@ def canonical_table(table: pa.Table, columns: dict[str, str]) -> pa.Table:
 
 def canonical_columns(raw: pa.Table, taxi_type: str, fields: list[str]) -> pa.Table:
     """A raw trip table of `taxi_type` with only `fields`, under their canonical names."""
-    return canonical_table(raw, t.source_columns(taxi_type, raw.column_names, fields))
+    return canonical_table(raw, layouts.source_columns(taxi_type, raw.column_names, fields))
 
 
-def read_trips(input_uri: str, taxi_type: str, month: Month, batch_size: int) -> f.PreparedTrips:
+def read_trips(
+    input_uri: str, taxi_type: str, month: Month, batch_size: int
+) -> features.PreparedTrips:
     """A whole month of clean trips, with the columns its available features need."""
-    fields = f.required_fields(f.available_features(taxi_type))
+    fields = features.required_fields(features.available_features(taxi_type))
     dropped: dict[str, int] = {}
     tables, rows = [], 0
     with open_trips(input_uri, taxi_type, fields, batch_size) as (columns, batches):
         for raw in batches:
-            prepared = f.prepare_trips(raw, month, first_row=rows, source_names=columns)
+            prepared = features.prepare_trips(raw, month, first_row=rows, source_names=columns)
             rows += raw.num_rows
             tables.append(prepared.table)
             for reason, count in prepared.dropped.items():
                 dropped[reason] = dropped.get(reason, 0) + count
     table = pa.concat_tables(tables) if tables else pa.table({})
-    return f.PreparedTrips(table=table, dropped=dropped)
+    return features.PreparedTrips(table=table, dropped=dropped)

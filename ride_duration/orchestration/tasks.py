@@ -11,8 +11,8 @@ from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from ride_duration.batch import month as batch
 from ride_duration.batch import paths, result
+from ride_duration.batch.month import score_month
 from ride_duration.batch.sink import MonthSink
 from ride_duration.core import uris
 from ride_duration.core.errors import ScoringError
@@ -79,7 +79,7 @@ def score_month_task(
     started = time.perf_counter()
     predictor = service.predictor_for(model, available_features(taxi_type))
     timings = {**(timings or {}), "model_load": round(time.perf_counter() - started, 3)}
-    return batch.score_month(
+    return score_month(
         taxi_type=taxi_type,
         month=month,
         input_uri=input_uri,

@@ -17,15 +17,14 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from ride_duration.batch import manifest, result
-from ride_duration.batch import month as batch
+from ride_duration.batch.month import score_month
 from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core.errors import ConfigurationError, QualityError, SchemaError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits, Settings
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.data.ride_ids import deterministic_ride_ids
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
@@ -34,32 +33,36 @@ from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 MODEL = ModelRef(uri="x", resolved_uri="x", name="m", version="1", run_id="abc")
 ROWS = 2_000
-REASONS = [reason.value for reason in f.DropReason]
+REASONS = [reason.value for reason in features.DropReason]
 
 
-def prepared(raw: pa.Table, taxi_type: str, year: int, month: int, features) -> pa.Table:
-    return prepare(raw, taxi_type, year, month, features)
+def prepared(raw: pa.Table, taxi_type: str, year: int, month: int, names) -> pa.Table:
+    return prepare(raw, taxi_type, year, month, names)
 
 
-def fitted(pipeline: Pipeline, taxi_type: str, features: tuple[str, ...]) -> Pipeline:
-    trips = prepared(make_trips(taxi_type, 2021, 2, rows=1_500), taxi_type, 2021, 2, features)
-    return pipeline.fit(f.feature_records(trips, features), trips[f.ACTUAL_DURATION].to_numpy())
+def fitted(pipeline: Pipeline, taxi_type: str, names: tuple[str, ...]) -> Pipeline:
+    trips = prepared(make_trips(taxi_type, 2021, 2, rows=1_500), taxi_type, 2021, 2, names)
+    return pipeline.fit(
+        features.feature_records(trips, names), trips[features.ACTUAL_DURATION].to_numpy()
+    )
 
 
 @pytest.fixture(scope="module")
 def forest() -> Pipeline:
     regressor = RandomForestRegressor(n_estimators=5, max_depth=8, random_state=0)
-    return fitted(make_pipeline(DictVectorizer(), regressor), "green", f.ALL_FEATURES)
+    return fitted(make_pipeline(DictVectorizer(), regressor), "green", features.ALL_FEATURES)
 
 
 @pytest.fixture(scope="module")
 def linear() -> Pipeline:
-    return fitted(make_pipeline(DictVectorizer(), LinearRegression()), "green", f.ALL_FEATURES)
+    return fitted(
+        make_pipeline(DictVectorizer(), LinearRegression()), "green", features.ALL_FEATURES
+    )
 
 
 @pytest.fixture(scope="module")
 def fhv_linear() -> Pipeline:
-    return fitted(make_pipeline(DictVectorizer(), LinearRegression()), "fhv", (f.PU_DO,))
+    return fitted(make_pipeline(DictVectorizer(), LinearRegression()), "fhv", (features.PU_DO,))
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,7 @@ def trip_files(tmp_path_factory) -> dict[str, Path]:
         taxi_type: write_trips(
             folder / file_name(taxi_type, 2021, 3), make_trips(taxi_type, 2021, 3, rows=ROWS)
         )
-        for taxi_type in t.TAXI_TYPES
+        for taxi_type in layouts.TAXI_TYPES
     }
 
 
@@ -98,7 +101,7 @@ def score(
     ride_id_mode: str = "deterministic",
     limits: Limits = Limits(),  # noqa: B008 - frozen
 ) -> result.MonthResult:
-    return batch.score_month(
+    return score_month(
         taxi_type=taxi_type,
         month=Month(2021, month),
         input_uri=str(input_path),
@@ -144,14 +147,16 @@ def test_the_output_holds_the_expected_rows(tmp_path, trip_files, forest):
     score(trip_files["green"], root, make_predictor(forest), batch_size=333)
     written = pq.read_table(current(root))
     # the month prepared in one piece, independently of the batches
-    trips = prepared(pq.read_table(trip_files["green"]), "green", 2021, 3, f.ALL_FEATURES)
-    expected_ids = deterministic_ride_ids("green", Month(2021, 3), trips[f.ROW_NUMBER].to_numpy())
+    trips = prepared(pq.read_table(trip_files["green"]), "green", 2021, 3, features.ALL_FEATURES)
+    expected_ids = deterministic_ride_ids(
+        "green", Month(2021, 3), trips[features.ROW_NUMBER].to_numpy()
+    )
     assert written["ride_id"].to_pylist() == expected_ids.to_pylist()
-    assert written["pickup_datetime"].to_pylist() == trips[t.PICKUP].to_pylist()
-    assert written["PULocationID"].to_pylist() == trips[t.PICKUP_LOCATION].to_pylist()
-    assert written["DOLocationID"].to_pylist() == trips[t.DROPOFF_LOCATION].to_pylist()
-    actual = trips[f.ACTUAL_DURATION].to_numpy()
-    predicted = forest.predict(f.feature_records(trips))
+    assert written["pickup_datetime"].to_pylist() == trips[layouts.PICKUP].to_pylist()
+    assert written["PULocationID"].to_pylist() == trips[layouts.PICKUP_LOCATION].to_pylist()
+    assert written["DOLocationID"].to_pylist() == trips[layouts.DROPOFF_LOCATION].to_pylist()
+    actual = trips[features.ACTUAL_DURATION].to_numpy()
+    predicted = forest.predict(features.feature_records(trips))
     np.testing.assert_array_equal(written["actual_duration"].to_numpy(), actual)
     np.testing.assert_allclose(written["predicted_duration"].to_numpy(), predicted, atol=1e-9)
     np.testing.assert_allclose(written["diff"].to_numpy(), actual - predicted, atol=1e-9)
@@ -323,7 +328,7 @@ RUN_FIELDS = ("started_at", "finished_at", "seconds")  # what differs between tw
 def test_the_same_month_scored_twice_is_the_same_data_byte_for_byte(tmp_path):
     """Exact predictions (blocks on threads, n_jobs=1 each) and no timestamp in the rows."""
     regressor = RandomForestRegressor(n_estimators=8, max_depth=12, random_state=0, n_jobs=-1)
-    model = fitted(make_pipeline(DictVectorizer(), regressor), "green", f.ALL_FEATURES)
+    model = fitted(make_pipeline(DictVectorizer(), regressor), "green", features.ALL_FEATURES)
     source = write_trips(tmp_path / "in.parquet", make_trips("green", 2021, 3, rows=60_000))
     first, second = tmp_path / "a", tmp_path / "b"
     score(source, first, make_predictor(model), batch_size=50_000)

@@ -30,15 +30,15 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from ride_duration.batch import manifest, result
-from ride_duration.batch import month as batch
 from ride_duration.batch.locks import boot_id, process_start
+from ride_duration.batch.month import score_month
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core import storage, writes
 from ride_duration.core.errors import MonthBusyError, QualityError, SchemaError, ScoringError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits, Settings
-from ride_duration.data import features as f
+from ride_duration.data import features
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
 from tests.support.rides import prepare
@@ -58,7 +58,7 @@ OUTPUT = f"{FOLDER}/predictions.parquet"
 MANIFEST = f"{FOLDER}/_manifest.json"
 VERSIONS = f"_versions/{FOLDER}"
 VERSION = f"{VERSIONS}/run1.parquet"
-REASONS = [reason.value for reason in f.DropReason]
+REASONS = [reason.value for reason in features.DropReason]
 PICKUP, DROPOFF = "lpep_pickup_datetime", "lpep_dropoff_datetime"
 IDS = ("PULocationID", "DOLocationID")
 ALL = tuple(range(ROWS))
@@ -143,10 +143,10 @@ class Fitted:
 @pytest.fixture(scope="module")
 def fitted() -> Fitted:
     training = prepared(trips(rows=600, seed=1))
-    records = f.feature_records(training)
+    records = features.feature_records(training)
     pipeline = make_pipeline(DictVectorizer(), LinearRegression())
-    pipeline.fit(records, training[f.ACTUAL_DURATION].to_numpy())
-    return Fitted(pipeline, frozenset(record[f.PU_DO] for record in records))
+    pipeline.fit(records, training[features.ACTUAL_DURATION].to_numpy())
+    return Fitted(pipeline, frozenset(record[features.PU_DO] for record in records))
 
 
 # --- scoring ----------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def score(
     flow_run_id: str | None = None,
 ) -> tuple[result.MonthResult, Path]:
     source = write_trips(tmp_path / "in" / "green_tripdata_2021-03.parquet", table)
-    return batch.score_month(
+    return score_month(
         taxi_type="green",
         month=Month(2021, 3),
         input_uri=str(source),

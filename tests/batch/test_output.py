@@ -7,8 +7,7 @@ import pytest
 
 from ride_duration.batch.output import OUTPUT_SCHEMA, output_table
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.data.ride_ids import deterministic_ride_ids
 from tests.support.rides import prepared
 
@@ -20,21 +19,23 @@ def trips():
 
 def test_the_rows_are_the_trips_their_ids_and_predictions(trips):
     predictions = np.linspace(1.0, 30.0, trips.num_rows)
-    ids = deterministic_ride_ids("green", Month(2021, 2), trips[f.ROW_NUMBER].to_numpy())
+    ids = deterministic_ride_ids("green", Month(2021, 2), trips[features.ROW_NUMBER].to_numpy())
     table = output_table(trips, ids, predictions, "ride-duration/3")
     assert table.schema == OUTPUT_SCHEMA
-    actual = trips[f.ACTUAL_DURATION].to_numpy()
+    actual = trips[features.ACTUAL_DURATION].to_numpy()
     np.testing.assert_array_equal(table["actual_duration"].to_numpy(), actual)
     np.testing.assert_array_equal(table["predicted_duration"].to_numpy(), predictions)
     np.testing.assert_array_equal(table["diff"].to_numpy(), actual - predictions)
     assert table["ride_id"].to_pylist() == ids.to_pylist()
-    assert table["pickup_datetime"].equals(trips[t.PICKUP])
-    assert table["PULocationID"].equals(trips[t.PICKUP_LOCATION])
+    assert table["pickup_datetime"].equals(trips[layouts.PICKUP])
+    assert table["PULocationID"].equals(trips[layouts.PICKUP_LOCATION])
     assert set(table["model_version"].to_pylist()) == {"ride-duration/3"}
 
 
 def test_trips_without_locations_get_null_locations(trips):
-    some = trips.slice(0, 10).select([t.PICKUP, t.DISTANCE, f.ACTUAL_DURATION, f.ROW_NUMBER])
+    some = trips.slice(0, 10).select(
+        [layouts.PICKUP, layouts.DISTANCE, features.ACTUAL_DURATION, features.ROW_NUMBER]
+    )
     ids = deterministic_ride_ids("fhv", Month(2021, 2), np.arange(10))
     table = output_table(some, ids, np.full(10, 12.5), "run")
     assert table.schema == OUTPUT_SCHEMA

@@ -10,12 +10,11 @@ import pyarrow as pa
 import pytest
 
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.data.sources import canonical_columns
 from tests.support.tlc_fake import make_trips
 
-REASONS = [reason.value for reason in f.DropReason]
+REASONS = [reason.value for reason in features.DropReason]
 NOON = datetime(2021, 3, 10, 12, 0)
 
 
@@ -30,11 +29,11 @@ def raw_trips(rows: list[dict]) -> pa.Table:
 
     return pa.table(
         {
-            t.PICKUP: pa.array([row[t.PICKUP] for row in full], pa.timestamp("us")),
-            t.DROPOFF: pa.array([row[t.DROPOFF] for row in full], pa.timestamp("us")),
-            t.PICKUP_LOCATION: column(t.PICKUP_LOCATION, pa.int64()),
-            t.DROPOFF_LOCATION: column(t.DROPOFF_LOCATION, pa.int64()),
-            t.DISTANCE: column(t.DISTANCE, pa.float64()),
+            layouts.PICKUP: pa.array([row[layouts.PICKUP] for row in full], pa.timestamp("us")),
+            layouts.DROPOFF: pa.array([row[layouts.DROPOFF] for row in full], pa.timestamp("us")),
+            layouts.PICKUP_LOCATION: column(layouts.PICKUP_LOCATION, pa.int64()),
+            layouts.DROPOFF_LOCATION: column(layouts.DROPOFF_LOCATION, pa.int64()),
+            layouts.DISTANCE: column(layouts.DISTANCE, pa.float64()),
         }
     )
 
@@ -48,11 +47,11 @@ def trip(
 ) -> dict:
     dropoff = None if pickup is None or minutes is None else pickup + timedelta(minutes=minutes)
     return {
-        t.PICKUP: pickup,
-        t.DROPOFF: dropoff,
-        t.PICKUP_LOCATION: pu,
-        t.DROPOFF_LOCATION: do,
-        t.DISTANCE: distance,
+        layouts.PICKUP: pickup,
+        layouts.DROPOFF: dropoff,
+        layouts.PICKUP_LOCATION: pu,
+        layouts.DROPOFF_LOCATION: do,
+        layouts.DISTANCE: distance,
     }
 
 
@@ -60,9 +59,9 @@ def counts(**dropped: int) -> dict[str, int]:
     return {reason: dropped.get(reason, 0) for reason in REASONS}
 
 
-def canonical(raw: pa.Table, taxi_type: str, features: tuple[str, ...]) -> pa.Table:
+def canonical(raw: pa.Table, taxi_type: str, names: tuple[str, ...]) -> pa.Table:
     """A generated TLC table with only the needed columns, under canonical names."""
-    return canonical_columns(raw, taxi_type, f.required_fields(features))
+    return canonical_columns(raw, taxi_type, features.required_fields(names))
 
 
 # --- prepare_trips: one row, one verdict ---------------------------------------------------
@@ -127,7 +126,7 @@ KEPT = counts()
     ],
 )
 def test_prepare_trips_one_row(row, dropped):
-    prepared = f.prepare_trips(raw_trips([row]), Month(2021, 3))
+    prepared = features.prepare_trips(raw_trips([row]), Month(2021, 3))
     assert prepared.dropped == dropped
     assert list(prepared.dropped) == REASONS  # every reason, in the order the checks run
     assert prepared.table.num_rows == (1 if dropped == KEPT else 0)
@@ -151,7 +150,7 @@ def test_prepare_trips_one_row(row, dropped):
     ],
 )
 def test_prepare_trips_month_boundaries(year, month, pickup, kept):
-    prepared = f.prepare_trips(raw_trips([{"pickup": pickup}]), Month(year, month))
+    prepared = features.prepare_trips(raw_trips([{"pickup": pickup}]), Month(year, month))
     assert prepared.table.num_rows == int(kept)
     assert prepared.dropped == (KEPT if kept else counts(pickup_outside_month=1))
 
@@ -179,13 +178,13 @@ def test_prepare_trips_judges_zoned_pickups_by_new_york_time():
         [datetime(2021, 3, 1, 4, 45), datetime(2021, 3, 1, 5, 45)], pa.timestamp("us", tz="UTC")
     )
     raw = raw_trips([{}, {}])
-    raw = raw.set_column(0, t.PICKUP, pickups.cast(zone)).set_column(
-        1, t.DROPOFF, dropoffs.cast(zone)
+    raw = raw.set_column(0, layouts.PICKUP, pickups.cast(zone)).set_column(
+        1, layouts.DROPOFF, dropoffs.cast(zone)
     )
-    prepared = f.prepare_trips(raw, Month(2021, 3))
+    prepared = features.prepare_trips(raw, Month(2021, 3))
     assert prepared.dropped == counts(pickup_outside_month=1)
-    assert prepared.table[t.PICKUP].to_pylist() == [datetime(2021, 3, 1, 0, 30)]
-    assert prepared.table[f.ACTUAL_DURATION].to_pylist() == [15.0]
+    assert prepared.table[layouts.PICKUP].to_pylist() == [datetime(2021, 3, 1, 0, 30)]
+    assert prepared.table[features.ACTUAL_DURATION].to_pylist() == [15.0]
 
 
 # --- prepare_trips: a batch ----------------------------------------------------------------
@@ -206,7 +205,7 @@ BATCH = [
 
 @pytest.mark.parametrize("first_row", [0, 1, 1_000_000, 2**40])
 def test_prepare_trips_batch(first_row):
-    prepared = f.prepare_trips(raw_trips(BATCH), Month(2021, 3), first_row=first_row)
+    prepared = features.prepare_trips(raw_trips(BATCH), Month(2021, 3), first_row=first_row)
     assert prepared.dropped == {
         "missing_datetime": 1,
         "pickup_outside_month": 1,
@@ -215,44 +214,50 @@ def test_prepare_trips_batch(first_row):
         "invalid_distance": 2,
     }
     table = prepared.table
-    assert table[f.ROW_NUMBER].to_pylist() == [first_row, first_row + 3, first_row + 8]
-    assert table[f.ACTUAL_DURATION].to_pylist() == [10.0, 1.0, 60.0]
-    assert table[t.PICKUP_LOCATION].to_pylist() == [43, 43, None]
-    assert table[t.DROPOFF_LOCATION].to_pylist() == [151, None, 151]
-    assert table[t.DISTANCE].to_pylist() == [2.5, 2.5, 0.0]
-    assert table[t.PICKUP].to_pylist() == [NOON] * 3
+    assert table[features.ROW_NUMBER].to_pylist() == [first_row, first_row + 3, first_row + 8]
+    assert table[features.ACTUAL_DURATION].to_pylist() == [10.0, 1.0, 60.0]
+    assert table[layouts.PICKUP_LOCATION].to_pylist() == [43, 43, None]
+    assert table[layouts.DROPOFF_LOCATION].to_pylist() == [151, None, 151]
+    assert table[layouts.DISTANCE].to_pylist() == [2.5, 2.5, 0.0]
+    assert table[layouts.PICKUP].to_pylist() == [NOON] * 3
 
 
 def test_prepare_trips_output_types():
-    table = f.prepare_trips(raw_trips([{"pu": 43.0}, {}]), Month(2021, 3)).table
-    assert table.schema.field(t.PICKUP).type == pa.timestamp("us")
-    assert table.schema.field(t.PICKUP_LOCATION).type == pa.int64()
-    assert table.schema.field(t.DROPOFF_LOCATION).type == pa.int64()
-    assert table.schema.field(t.DISTANCE).type == pa.float64()
-    assert table.schema.field(f.ACTUAL_DURATION).type == pa.float64()
-    assert table.schema.field(f.ROW_NUMBER).type == pa.int64()
+    table = features.prepare_trips(raw_trips([{"pu": 43.0}, {}]), Month(2021, 3)).table
+    assert table.schema.field(layouts.PICKUP).type == pa.timestamp("us")
+    assert table.schema.field(layouts.PICKUP_LOCATION).type == pa.int64()
+    assert table.schema.field(layouts.DROPOFF_LOCATION).type == pa.int64()
+    assert table.schema.field(layouts.DISTANCE).type == pa.float64()
+    assert table.schema.field(features.ACTUAL_DURATION).type == pa.float64()
+    assert table.schema.field(features.ROW_NUMBER).type == pa.int64()
 
 
 def test_prepare_trips_of_an_empty_batch():
-    prepared = f.prepare_trips(raw_trips([]), Month(2021, 3), first_row=10)
+    prepared = features.prepare_trips(raw_trips([]), Month(2021, 3), first_row=10)
     assert prepared.table.num_rows == 0
     assert prepared.dropped == KEPT
 
 
 def test_prepare_trips_without_distance_or_locations():
-    raw = raw_trips([{}, {"distance": math.nan}, {"pu": -3}]).select([t.PICKUP, t.DROPOFF])
-    prepared = f.prepare_trips(raw, Month(2021, 3))
+    raw = raw_trips([{}, {"distance": math.nan}, {"pu": -3}]).select(
+        [layouts.PICKUP, layouts.DROPOFF]
+    )
+    prepared = features.prepare_trips(raw, Month(2021, 3))
     assert prepared.dropped == KEPT
-    assert prepared.table.column_names == [t.PICKUP, f.ACTUAL_DURATION, f.ROW_NUMBER]
+    assert prepared.table.column_names == [
+        layouts.PICKUP,
+        features.ACTUAL_DURATION,
+        features.ROW_NUMBER,
+    ]
 
 
 def test_prepare_trips_counts_every_row_of_a_generated_month():
-    raw = canonical(make_trips("green", 2021, 3, rows=3_000), "green", f.ALL_FEATURES)
-    prepared = f.prepare_trips(raw, Month(2021, 3))
+    raw = canonical(make_trips("green", 2021, 3, rows=3_000), "green", features.ALL_FEATURES)
+    prepared = features.prepare_trips(raw, Month(2021, 3))
     assert prepared.table.num_rows + sum(prepared.dropped.values()) == 3_000
     assert prepared.dropped["pickup_outside_month"] > 0
     assert prepared.dropped["duration_out_of_range"] > 0
-    durations = prepared.table[f.ACTUAL_DURATION].to_numpy()
+    durations = prepared.table[features.ACTUAL_DURATION].to_numpy()
     assert durations.min() >= 1
     assert durations.max() <= 60
 
@@ -261,8 +266,8 @@ def test_generated_green_variants_give_identical_prepared_trips():
     a_raw = make_trips("green", 2021, 2, rows=2_000, variant="A")
     b_raw = make_trips("green", 2021, 2, rows=2_000, variant="B")
     assert a_raw.schema != b_raw.schema  # the two dtype eras really differ
-    a = f.prepare_trips(canonical(a_raw, "green", f.ALL_FEATURES), Month(2021, 2))
-    b = f.prepare_trips(canonical(b_raw, "green", f.ALL_FEATURES), Month(2021, 2))
+    a = features.prepare_trips(canonical(a_raw, "green", features.ALL_FEATURES), Month(2021, 2))
+    b = features.prepare_trips(canonical(b_raw, "green", features.ALL_FEATURES), Month(2021, 2))
     assert a.table.num_rows > 1_900
     assert a.table.equals(b.table)
     assert a.dropped == b.dropped
@@ -283,35 +288,35 @@ def test_generated_green_variants_give_identical_prepared_trips():
 def test_pu_do(pu, do, expected):
     table = pa.table(
         {
-            t.PICKUP_LOCATION: pa.array(pu, pa.int64()),
-            t.DROPOFF_LOCATION: pa.array(do, pa.int64()),
+            layouts.PICKUP_LOCATION: pa.array(pu, pa.int64()),
+            layouts.DROPOFF_LOCATION: pa.array(do, pa.int64()),
         }
     )
-    assert f.pu_do(table).to_pylist() == expected
+    assert features.pu_do(table).to_pylist() == expected
 
 
 @pytest.mark.parametrize("kind", [pa.float64(), pa.float32(), pa.string(), pa.int32()])
 def test_pu_do_of_prepared_trips_never_has_a_decimal_point(kind):
     raw = raw_trips([{}, {}, {}])
     values = pa.array([43, None, 7]).cast(kind)
-    raw = raw.set_column(2, t.PICKUP_LOCATION, values)
-    prepared = f.prepare_trips(raw, Month(2021, 3)).table
-    assert f.pu_do(prepared).to_pylist() == ["43_151", "-1_151", "7_151"]
+    raw = raw.set_column(2, layouts.PICKUP_LOCATION, values)
+    prepared = features.prepare_trips(raw, Month(2021, 3)).table
+    assert features.pu_do(prepared).to_pylist() == ["43_151", "-1_151", "7_151"]
 
 
 def test_pu_do_of_generated_fhv_trips():
     raw = canonical(make_trips("fhv", 2021, 3, rows=1_000), "fhv", ("PU_DO",))
-    keys = f.pu_do(f.prepare_trips(raw, Month(2021, 3)).table).to_pylist()
+    keys = features.pu_do(features.prepare_trips(raw, Month(2021, 3)).table).to_pylist()
     assert all(re.fullmatch(r"(-1|\d+)_(-1|\d+)", key) for key in keys)
     assert any(key.startswith("-1_") for key in keys)
     assert any(key.endswith("_-1") for key in keys)
 
 
 @pytest.mark.parametrize(
-    ("features", "expected"),
+    ("names", "expected"),
     [
         (
-            f.ALL_FEATURES,
+            features.ALL_FEATURES,
             [
                 {"PU_DO": "43_151", "trip_distance": 2.5},
                 {"PU_DO": "-1_151", "trip_distance": 0.0},
@@ -321,19 +326,23 @@ def test_pu_do_of_generated_fhv_trips():
         (("trip_distance",), [{"trip_distance": 2.5}, {"trip_distance": 0.0}]),
     ],
 )
-def test_feature_records(features, expected):
-    prepared = f.prepare_trips(raw_trips([{}, {"pu": None, "distance": 0.0}]), Month(2021, 3)).table
-    assert f.feature_records(prepared, features) == expected
+def test_feature_records(names, expected):
+    prepared = features.prepare_trips(
+        raw_trips([{}, {"pu": None, "distance": 0.0}]), Month(2021, 3)
+    ).table
+    assert features.feature_records(prepared, names) == expected
 
 
 def test_feature_records_of_no_trips():
-    assert f.feature_records(f.prepare_trips(raw_trips([]), Month(2021, 3)).table) == []
+    assert (
+        features.feature_records(features.prepare_trips(raw_trips([]), Month(2021, 3)).table) == []
+    )
 
 
 def test_feature_records_need_no_distance_column_without_the_feature():
     raw = canonical(make_trips("fhv", 2021, 3, rows=50), "fhv", ("PU_DO",))
-    prepared = f.prepare_trips(raw, Month(2021, 3)).table
-    records = f.feature_records(prepared, ("PU_DO",))
+    prepared = features.prepare_trips(raw, Month(2021, 3)).table
+    records = features.feature_records(prepared, ("PU_DO",))
     assert len(records) == prepared.num_rows
     assert all(list(record) == ["PU_DO"] for record in records)
 
@@ -351,28 +360,46 @@ def test_feature_records_need_no_distance_column_without_the_feature():
     ],
 )
 def test_available_features(taxi_type, expected):
-    assert f.available_features(taxi_type) == expected
+    assert features.available_features(taxi_type) == expected
 
 
 @pytest.mark.parametrize(
-    ("features", "expected"),
+    ("names", "expected"),
     [
-        (f.ALL_FEATURES, [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE]),
-        (("PU_DO",), [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION]),
-        (("trip_distance",), [t.PICKUP, t.DROPOFF, t.DISTANCE]),
-        ((), [t.PICKUP, t.DROPOFF]),
+        (
+            features.ALL_FEATURES,
+            [
+                layouts.PICKUP,
+                layouts.DROPOFF,
+                layouts.PICKUP_LOCATION,
+                layouts.DROPOFF_LOCATION,
+                layouts.DISTANCE,
+            ],
+        ),
+        (
+            ("PU_DO",),
+            [layouts.PICKUP, layouts.DROPOFF, layouts.PICKUP_LOCATION, layouts.DROPOFF_LOCATION],
+        ),
+        (("trip_distance",), [layouts.PICKUP, layouts.DROPOFF, layouts.DISTANCE]),
+        ((), [layouts.PICKUP, layouts.DROPOFF]),
         (
             frozenset({"trip_distance", "PU_DO"}),
-            [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE],
+            [
+                layouts.PICKUP,
+                layouts.DROPOFF,
+                layouts.PICKUP_LOCATION,
+                layouts.DROPOFF_LOCATION,
+                layouts.DISTANCE,
+            ],
         ),
     ],
 )
-def test_required_fields(features, expected):
-    assert f.required_fields(features) == expected
+def test_required_fields(names, expected):
+    assert features.required_fields(names) == expected
 
 
-@pytest.mark.parametrize("taxi_type", t.TAXI_TYPES)
+@pytest.mark.parametrize("taxi_type", layouts.TAXI_TYPES)
 def test_every_taxi_type_provides_the_fields_of_its_features(taxi_type):
-    fields = f.required_fields(f.available_features(taxi_type))
+    fields = features.required_fields(features.available_features(taxi_type))
     names = make_trips(taxi_type, 2021, 3, rows=5).column_names
-    assert list(t.source_columns(taxi_type, names, fields)) == fields
+    assert list(layouts.source_columns(taxi_type, names, fields)) == fields

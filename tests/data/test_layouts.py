@@ -10,11 +10,17 @@ import pyarrow as pa
 import pytest
 
 from ride_duration.core.errors import SchemaError
-from ride_duration.data import layouts as t
+from ride_duration.data import layouts
 from tests.support.tlc_fake import make_trips
 
-ALL_FIELDS = [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION, t.DISTANCE]
-NO_DISTANCE = [t.PICKUP, t.DROPOFF, t.PICKUP_LOCATION, t.DROPOFF_LOCATION]
+ALL_FIELDS = [
+    layouts.PICKUP,
+    layouts.DROPOFF,
+    layouts.PICKUP_LOCATION,
+    layouts.DROPOFF_LOCATION,
+    layouts.DISTANCE,
+]
+NO_DISTANCE = [layouts.PICKUP, layouts.DROPOFF, layouts.PICKUP_LOCATION, layouts.DROPOFF_LOCATION]
 
 
 def columns_of(taxi_type: str) -> list[str]:
@@ -31,54 +37,54 @@ def columns_of(taxi_type: str) -> list[str]:
             "green",
             ALL_FIELDS,
             {
-                t.PICKUP: "lpep_pickup_datetime",
-                t.DROPOFF: "lpep_dropoff_datetime",
-                t.PICKUP_LOCATION: "PULocationID",
-                t.DROPOFF_LOCATION: "DOLocationID",
-                t.DISTANCE: "trip_distance",
+                layouts.PICKUP: "lpep_pickup_datetime",
+                layouts.DROPOFF: "lpep_dropoff_datetime",
+                layouts.PICKUP_LOCATION: "PULocationID",
+                layouts.DROPOFF_LOCATION: "DOLocationID",
+                layouts.DISTANCE: "trip_distance",
             },
         ),
         (
             "yellow",
             ALL_FIELDS,
             {
-                t.PICKUP: "tpep_pickup_datetime",
-                t.DROPOFF: "tpep_dropoff_datetime",
-                t.PICKUP_LOCATION: "PULocationID",
-                t.DROPOFF_LOCATION: "DOLocationID",
-                t.DISTANCE: "trip_distance",
+                layouts.PICKUP: "tpep_pickup_datetime",
+                layouts.DROPOFF: "tpep_dropoff_datetime",
+                layouts.PICKUP_LOCATION: "PULocationID",
+                layouts.DROPOFF_LOCATION: "DOLocationID",
+                layouts.DISTANCE: "trip_distance",
             },
         ),
         (
             "fhv",
             NO_DISTANCE,
             {
-                t.PICKUP: "pickup_datetime",
-                t.DROPOFF: "dropOff_datetime",
-                t.PICKUP_LOCATION: "PUlocationID",
-                t.DROPOFF_LOCATION: "DOlocationID",
+                layouts.PICKUP: "pickup_datetime",
+                layouts.DROPOFF: "dropOff_datetime",
+                layouts.PICKUP_LOCATION: "PUlocationID",
+                layouts.DROPOFF_LOCATION: "DOlocationID",
             },
         ),
         (
             "fhvhv",
             ALL_FIELDS,
             {
-                t.PICKUP: "pickup_datetime",
-                t.DROPOFF: "dropoff_datetime",
-                t.PICKUP_LOCATION: "PULocationID",
-                t.DROPOFF_LOCATION: "DOLocationID",
-                t.DISTANCE: "trip_miles",
+                layouts.PICKUP: "pickup_datetime",
+                layouts.DROPOFF: "dropoff_datetime",
+                layouts.PICKUP_LOCATION: "PULocationID",
+                layouts.DROPOFF_LOCATION: "DOLocationID",
+                layouts.DISTANCE: "trip_miles",
             },
         ),
         (
             "green",
-            [t.PICKUP, t.DROPOFF],
-            {t.PICKUP: "lpep_pickup_datetime", t.DROPOFF: "lpep_dropoff_datetime"},
+            [layouts.PICKUP, layouts.DROPOFF],
+            {layouts.PICKUP: "lpep_pickup_datetime", layouts.DROPOFF: "lpep_dropoff_datetime"},
         ),
     ],
 )
 def test_source_columns_of_each_taxi_type(taxi_type, fields, expected):
-    found = t.source_columns(taxi_type, columns_of(taxi_type), fields)
+    found = layouts.source_columns(taxi_type, columns_of(taxi_type), fields)
     assert found == expected
     assert list(found) == fields  # in the order asked for
 
@@ -97,20 +103,20 @@ def test_source_columns_of_each_taxi_type(taxi_type, fields, expected):
                 "DOLocationID",
             ],
             {
-                t.PICKUP: "pickup_datetime",
-                t.DROPOFF: "dropoff_datetime",
-                t.PICKUP_LOCATION: "PULocationID",
-                t.DROPOFF_LOCATION: "DOLocationID",
+                layouts.PICKUP: "pickup_datetime",
+                layouts.DROPOFF: "dropoff_datetime",
+                layouts.PICKUP_LOCATION: "PULocationID",
+                layouts.DROPOFF_LOCATION: "DOLocationID",
             },
         ),
         (
             "fhv",
             ["Pickup_DateTime", "DROPOFF_DATETIME", "pulocationid", "dolocationid"],
             {
-                t.PICKUP: "Pickup_DateTime",
-                t.DROPOFF: "DROPOFF_DATETIME",
-                t.PICKUP_LOCATION: "pulocationid",
-                t.DROPOFF_LOCATION: "dolocationid",
+                layouts.PICKUP: "Pickup_DateTime",
+                layouts.DROPOFF: "DROPOFF_DATETIME",
+                layouts.PICKUP_LOCATION: "pulocationid",
+                layouts.DROPOFF_LOCATION: "dolocationid",
             },
         ),
         (
@@ -123,18 +129,18 @@ def test_source_columns_of_each_taxi_type(taxi_type, fields, expected):
                 "Trip_Distance",
             ],
             {
-                t.PICKUP: "LPEP_PICKUP_DATETIME",
-                t.DROPOFF: "lpep_dropoff_datetime",
-                t.PICKUP_LOCATION: "PUlocationID",
-                t.DROPOFF_LOCATION: "DOlocationid",
-                t.DISTANCE: "Trip_Distance",
+                layouts.PICKUP: "LPEP_PICKUP_DATETIME",
+                layouts.DROPOFF: "lpep_dropoff_datetime",
+                layouts.PICKUP_LOCATION: "PUlocationID",
+                layouts.DROPOFF_LOCATION: "DOlocationid",
+                layouts.DISTANCE: "Trip_Distance",
             },
         ),
     ],
 )
 def test_source_columns_match_names_case_insensitively(taxi_type, names, expected):
     fields = list(expected)
-    assert t.source_columns(taxi_type, names, fields) == expected
+    assert layouts.source_columns(taxi_type, names, fields) == expected
 
 
 @pytest.mark.parametrize(
@@ -151,12 +157,12 @@ def test_source_columns_match_names_case_insensitively(taxi_type, names, expecte
 def test_a_missing_column_is_a_schema_error_naming_it(taxi_type, removed, fields):
     names = [name for name in columns_of(taxi_type) if name != removed]
     with pytest.raises(SchemaError, match=removed):
-        t.source_columns(taxi_type, names, fields)
+        layouts.source_columns(taxi_type, names, fields)
 
 
 def test_a_column_the_model_does_not_need_may_be_missing():
     names = [name for name in columns_of("green") if name != "trip_distance"]
-    assert t.DISTANCE not in t.source_columns("green", names, NO_DISTANCE)
+    assert layouts.DISTANCE not in layouts.source_columns("green", names, NO_DISTANCE)
 
 
 @pytest.mark.parametrize(
@@ -164,13 +170,13 @@ def test_a_column_the_model_does_not_need_may_be_missing():
     [
         ("yellow", "green", ALL_FIELDS),
         ("green", "yellow", ALL_FIELDS),
-        ("fhv", "fhvhv", [*NO_DISTANCE, t.DISTANCE]),
+        ("fhv", "fhvhv", [*NO_DISTANCE, layouts.DISTANCE]),
         ("fhv", "green", NO_DISTANCE),
     ],
 )
 def test_a_file_of_another_taxi_type_says_what_it_looks_like(file_type, scored_as, fields):
     with pytest.raises(SchemaError) as raised:
-        t.source_columns(scored_as, columns_of(file_type), fields)
+        layouts.source_columns(scored_as, columns_of(file_type), fields)
     message = str(raised.value)
     assert f"looks like a {file_type} file" in message
     assert "INPUT_URI_TEMPLATE" in message
@@ -179,12 +185,12 @@ def test_a_file_of_another_taxi_type_says_what_it_looks_like(file_type, scored_a
 @pytest.mark.parametrize("scored_as", ["green", "yellow"])
 def test_an_fhvhv_file_scored_as_another_type_is_named_fhvhv(scored_as):
     with pytest.raises(SchemaError, match="looks like a fhvhv file"):
-        t.source_columns(scored_as, columns_of("fhvhv"), ALL_FIELDS)
+        layouts.source_columns(scored_as, columns_of("fhvhv"), ALL_FIELDS)
 
 
 def test_a_file_of_no_known_type_gives_no_hint():
     with pytest.raises(SchemaError) as raised:
-        t.source_columns("green", ["a", "b", "trip_distance"], ALL_FIELDS)
+        layouts.source_columns("green", ["a", "b", "trip_distance"], ALL_FIELDS)
     assert "looks like" not in str(raised.value)
     assert "lpep_pickup_datetime" in str(raised.value)
 
@@ -194,7 +200,7 @@ def test_a_file_of_no_known_type_gives_no_hint():
 )
 def test_fhv_with_a_model_needing_trip_distance_is_a_schema_error(names):
     with pytest.raises(SchemaError, match="trip_distance") as raised:
-        t.source_columns("fhv", names, ALL_FIELDS)
+        layouts.source_columns("fhv", names, ALL_FIELDS)
     assert "fhv" in str(raised.value)
 
 
@@ -228,7 +234,7 @@ def test_fhv_with_a_model_needing_trip_distance_is_a_schema_error(names):
     ],
 )
 def test_to_location_id(column, ids, invalid):
-    values, mask = t.to_location_id(column, "PULocationID")
+    values, mask = layouts.to_location_id(column, "PULocationID")
     assert values.type == pa.int64()
     assert mask.type == pa.bool_()
     assert mask.to_pylist() == invalid
@@ -238,7 +244,7 @@ def test_to_location_id(column, ids, invalid):
 
 
 def test_to_location_id_treats_nan_as_no_id():
-    values, mask = t.to_location_id(pa.array([43.0, math.nan], pa.float64()), "PULocationID")
+    values, mask = layouts.to_location_id(pa.array([43.0, math.nan], pa.float64()), "PULocationID")
     assert values.to_pylist() == [43, None]
     assert mask.to_pylist() == [False, True]
 
@@ -253,7 +259,7 @@ def test_to_location_id_treats_nan_as_no_id():
 )
 def test_to_location_id_rejects_columns_that_hold_no_ids(column):
     with pytest.raises(SchemaError, match="DOLocationID"):
-        t.to_location_id(column, "DOLocationID")
+        layouts.to_location_id(column, "DOLocationID")
 
 
 # --- to_timestamp --------------------------------------------------------------------------
@@ -288,14 +294,14 @@ MARCH_1 = datetime(2021, 3, 1, 10, 15, 30)
     ],
 )
 def test_to_timestamp(column, expected):
-    converted = t.to_timestamp(column, "pickup_datetime")
+    converted = layouts.to_timestamp(column, "pickup_datetime")
     assert converted.type == pa.timestamp("us")
     assert converted.to_pylist() == expected
 
 
 def test_to_timestamp_truncates_nanoseconds():
     column = pa.array([1_614_593_730_000_000_001], pa.timestamp("ns"))
-    assert t.to_timestamp(column, "pickup_datetime").to_pylist() == [
+    assert layouts.to_timestamp(column, "pickup_datetime").to_pylist() == [
         datetime(2021, 3, 1, 10, 15, 30)
     ]
 
@@ -306,7 +312,7 @@ def test_to_timestamp_truncates_nanoseconds():
 )
 def test_to_timestamp_rejects_columns_that_hold_no_datetimes(column):
     with pytest.raises(SchemaError, match="dropoff_datetime"):
-        t.to_timestamp(column, "dropoff_datetime")
+        layouts.to_timestamp(column, "dropoff_datetime")
 
 
 # --- to_distance ---------------------------------------------------------------------------
@@ -324,13 +330,15 @@ def test_to_timestamp_rejects_columns_that_hold_no_datetimes(column):
     ],
 )
 def test_to_distance(column, expected):
-    converted = t.to_distance(column, "trip_distance")
+    converted = layouts.to_distance(column, "trip_distance")
     assert converted.type == pa.float64()
     assert converted.to_pylist() == expected
 
 
 def test_to_distance_keeps_nan_and_infinity_for_the_checks_to_drop():
-    converted = t.to_distance(pa.array([math.nan, math.inf, -1.0]), "trip_distance").to_pylist()
+    converted = layouts.to_distance(
+        pa.array([math.nan, math.inf, -1.0]), "trip_distance"
+    ).to_pylist()
     assert math.isnan(converted[0])
     assert converted[1:] == [math.inf, -1.0]
 
@@ -338,4 +346,4 @@ def test_to_distance_keeps_nan_and_infinity_for_the_checks_to_drop():
 @pytest.mark.parametrize("column", [pa.array(["far"]), pa.array([True]), pa.array([MARCH_1])])
 def test_to_distance_rejects_columns_that_hold_no_numbers(column):
     with pytest.raises(SchemaError, match="trip_distance"):
-        t.to_distance(column, "trip_distance")
+        layouts.to_distance(column, "trip_distance")

@@ -10,9 +10,7 @@ import pytest
 
 from ride_duration.core.errors import RideError, SchemaError
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
-from ride_duration.data import rules
+from ride_duration.data import features, layouts, rules
 from ride_duration.data.rides import RIDES_SCHEMA, checked_table, rides_table
 from tests.support.rides import RIDE
 
@@ -29,13 +27,13 @@ def batch_verdict(field: str, value: object) -> str:
         return "refused"
     raw = pa.table(
         {
-            t.PICKUP: pa.array([NOON], pa.timestamp("us")),
-            t.DROPOFF: pa.array([NOON + timedelta(minutes=10)], pa.timestamp("us")),
+            layouts.PICKUP: pa.array([NOON], pa.timestamp("us")),
+            layouts.DROPOFF: pa.array([NOON + timedelta(minutes=10)], pa.timestamp("us")),
             **columns,
         }
     )
     try:
-        prepared = f.prepare_trips(raw, Month(2021, 3))
+        prepared = features.prepare_trips(raw, Month(2021, 3))
     except SchemaError:
         return "refused"
     dropped = [reason for reason, count in prepared.dropped.items() if count]
@@ -106,7 +104,7 @@ def test_a_ride_online_follows_the_rules_a_trip_follows_in_batch(field, value, v
         table = rides_table([ride])
         assert table.schema.field(field).type in (pa.int64(), pa.float64())
         if field != "trip_distance":
-            batch_id = f.model_columns(pa.table({field: pa.array([value])})).columns[field]
+            batch_id = features.model_columns(pa.table({field: pa.array([value])})).columns[field]
             assert table[field].to_pylist() == batch_id.to_pylist()
     else:
         with pytest.raises(RideError) as raised:
@@ -174,4 +172,4 @@ def test_rides_of_mixed_but_valid_types_are_scored_one_by_one():
 def test_unknown_fields_are_ignored_and_unknown_locations_are_minus_one():
     table = rides_table([{**RIDE, "PULocationID": None, "ride_id": 156, "extra": "x"}])
     assert table.column_names == list(rules.RIDE_FIELDS)
-    assert f.pu_do(table).to_pylist() == ["-1_205"]
+    assert features.pu_do(table).to_pylist() == ["-1_205"]

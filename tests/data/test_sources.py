@@ -7,8 +7,7 @@ import pytest
 
 from ride_duration.core.errors import ConfigurationError, InputNotFoundError, SchemaError
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.data.sources import canonical_columns, open_trips, read_trips, trip_file_uri
 from tests.support.tlc_fake import make_trips, write_trips
 
@@ -46,17 +45,17 @@ def test_a_template_that_reaches_further_is_refused(template, says):
 
 def test_canonical_columns_keeps_the_fields_under_their_canonical_names():
     raw = make_trips("green", 2021, 3, rows=10)
-    trips = canonical_columns(raw, "green", [t.PICKUP, t.DISTANCE])
-    assert trips.column_names == [t.PICKUP, t.DISTANCE]
-    assert trips[t.DISTANCE].equals(raw["trip_distance"])
+    trips = canonical_columns(raw, "green", [layouts.PICKUP, layouts.DISTANCE])
+    assert trips.column_names == [layouts.PICKUP, layouts.DISTANCE]
+    assert trips[layouts.DISTANCE].equals(raw["trip_distance"])
 
 
 def test_a_file_is_read_in_batches_of_canonical_columns(tmp_path):
     path = write_trips(tmp_path / "green.parquet", make_trips("green", 2021, 3, rows=2_500))
-    fields = f.required_fields(f.ALL_FEATURES)
+    fields = features.required_fields(features.ALL_FEATURES)
     with open_trips(str(path), "green", fields, batch_size=1_000) as (columns, batches):
         tables = list(batches)
-    assert columns[t.PICKUP] == "lpep_pickup_datetime"
+    assert columns[layouts.PICKUP] == "lpep_pickup_datetime"
     assert sum(table.num_rows for table in tables) == 2_500
     assert all(table.column_names == fields for table in tables)
     month = read_trips(str(path), "green", Month(2021, 3), batch_size=1_000)
@@ -72,6 +71,6 @@ def test_a_missing_file_and_a_file_without_the_columns_are_clear_errors(tmp_path
     path = write_trips(tmp_path / "other.parquet", pa.table({"x": [1]}))
     with (
         pytest.raises(SchemaError, match="lacks column"),
-        open_trips(str(path), "green", [t.PICKUP], 10),
+        open_trips(str(path), "green", [layouts.PICKUP], 10),
     ):
         pass

@@ -66,16 +66,15 @@ def test_the_pages_example_answers_are_the_demo_models(
     page shows is what the web service or the stream scorer answers with it, to the digit."""
     from ride_duration.core.settings import Settings
     from ride_duration.model.service import load_for_serving
-    from ride_duration.online import stream as streaming
-    from ride_duration.online import web
+    from ride_duration.online import stream, web
 
     monkeypatch.setenv("MODEL_URI", f"models:/{MODEL}@production")
     model = load_for_serving(Settings.from_env())
     method, path, body = example.request
     if method == "KINESIS":
-        event = streaming.kinesis_event([json.dumps(body).encode()])
-        output = streaming.Output(None, path)
-        answer = streaming.handle(event, model, output, test_run=True)["predictions"][0]
+        event = stream.kinesis_event([json.dumps(body).encode()])
+        output = stream.Output(None, path)
+        answer = stream.handle(event, model, output, test_run=True)["predictions"][0]
     else:
         client = web.create_app(web.Loaded(model)).test_client()
         answer = client.open(path, method=method, json=body).get_json()

@@ -14,7 +14,7 @@ import pytest
 
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.service import ServingModel
-from ride_duration.online import stream as streaming
+from ride_duration.online import stream
 from tests.support.rides import MODEL, RIDE
 
 
@@ -57,15 +57,13 @@ def model(pipeline) -> ServingModel:
     return ServingModel(MODEL, make_predictor(pipeline))
 
 
-def output(client: FakeKinesis, retries: int = 3) -> streaming.Output:
-    return streaming.Output(client, "ride_predictions", retries, sleep=lambda _: None)
+def output(client: FakeKinesis, retries: int = 3) -> stream.Output:
+    return stream.Output(client, "ride_predictions", retries, sleep=lambda _: None)
 
 
 def test_the_course_record_becomes_the_course_prediction_with_the_real_version(model):
     client = FakeKinesis()
-    answer = streaming.handle(
-        event(record(1, {"ride": RIDE, "ride_id": 156})), model, output(client)
-    )
+    answer = stream.handle(event(record(1, {"ride": RIDE, "ride_id": 156})), model, output(client))
     assert answer == {"batchItemFailures": []}
     [written] = client.written
     assert written["PartitionKey"] == "156"
@@ -116,7 +114,7 @@ def test_the_course_record_becomes_the_course_prediction_with_the_real_version(m
 def test_a_bad_record_is_reported_and_never_blocks_the_others(model, bad, why):
     client = FakeKinesis()
     good = [record(1, {"ride": RIDE, "ride_id": 1}), record(3, {"ride": RIDE, "ride_id": 3})]
-    answer = streaming.handle(event(good[0], bad, good[1]), model, output(client))
+    answer = stream.handle(event(good[0], bad, good[1]), model, output(client))
     assert answer == {"batchItemFailures": [{"itemIdentifier": "2"}]}, why
     assert [json.loads(w["Data"])["prediction"]["ride_id"] for w in client.written] == [1, 3]
 
@@ -137,7 +135,7 @@ def test_all_good_records_are_predicted_in_one_call(model):
         record(i, {"ride": {**RIDE, "trip_distance": i / 10}, "ride_id": i}) for i in range(1, 301)
     ]
     records.insert(5, record(999, None, raw=b"x"))
-    answer = streaming.handle(event(*records), counted, output(FakeKinesis()))
+    answer = stream.handle(event(*records), counted, output(FakeKinesis()))
     assert answer["batchItemFailures"] == [{"itemIdentifier": "999"}]
     assert calls == [300]
 
@@ -145,7 +143,7 @@ def test_all_good_records_are_predicted_in_one_call(model):
 def test_more_than_500_predictions_go_out_in_calls_of_500(model):
     client = FakeKinesis()
     records = [record(i, {"ride": RIDE, "ride_id": i}) for i in range(1_201)]
-    assert streaming.handle(event(*records), model, output(client)) == {"batchItemFailures": []}
+    assert stream.handle(event(*records), model, output(client)) == {"batchItemFailures": []}
     assert client.calls == [500, 500, 201]
     keys = [w["PartitionKey"] for w in client.written]
     assert keys == [str(i) for i in range(1_201)]
@@ -154,7 +152,7 @@ def test_more_than_500_predictions_go_out_in_calls_of_500(model):
 def test_refused_entries_are_sent_again_until_they_are_written(model):
     client = FakeKinesis(refuse=[{0, 2}, {1}], fail_calls=1)
     records = [record(i, {"ride": RIDE, "ride_id": i}) for i in range(1, 5)]
-    assert streaming.handle(event(*records), model, output(client)) == {"batchItemFailures": []}
+    assert stream.handle(event(*records), model, output(client)) == {"batchItemFailures": []}
     assert client.calls == [4, 4, 2, 1]  # a failed call, then 2 refused, then 1 refused
     assert sorted(json.loads(w["Data"])["prediction"]["ride_id"] for w in client.written) == [
         1,
@@ -167,16 +165,16 @@ def test_refused_entries_are_sent_again_until_they_are_written(model):
 def test_entries_still_refused_after_the_retries_are_reported(model):
     client = FakeKinesis(refuse=[{1}, {0}, {0}, {0}])
     records = [record(i, {"ride": RIDE, "ride_id": i}) for i in (11, 12, 13)]
-    answer = streaming.handle(event(*records), model, output(client, retries=3))
+    answer = stream.handle(event(*records), model, output(client, retries=3))
     assert answer == {"batchItemFailures": [{"itemIdentifier": "12"}]}
     assert client.calls == [3, 1, 1, 1]
 
 
 def test_a_test_run_writes_nothing_and_answers_the_predictions(model):
-    answer = streaming.handle(
+    answer = stream.handle(
         event(record(1, {"ride": RIDE, "ride_id": 156}), record(2, None, raw=b"x")),
         model,
-        streaming.Output(None, "ride_predictions"),
+        stream.Output(None, "ride_predictions"),
         test_run=True,
     )
     assert answer["batchItemFailures"] == [{"itemIdentifier": "2"}]
@@ -190,27 +188,27 @@ def test_the_same_batch_twice_gives_identical_records(model):
         record(i, {"ride": {**RIDE, "trip_distance": i}, "ride_id": f"r{i}"}) for i in range(50)
     ]
     first, second = FakeKinesis(), FakeKinesis()
-    streaming.handle(event(*records), model, output(first))
-    streaming.handle(event(*records), model, output(second))
+    stream.handle(event(*records), model, output(first))
+    stream.handle(event(*records), model, output(second))
     assert first.written == second.written
 
 
 def test_an_empty_event_is_answered_with_no_failures(model):
     client = FakeKinesis()
-    assert streaming.handle({"Records": []}, model, output(client)) == {"batchItemFailures": []}
+    assert stream.handle({"Records": []}, model, output(client)) == {"batchItemFailures": []}
     assert client.calls == []
 
 
 def test_a_whole_number_ride_id_keeps_its_integer_partition_key(model):
     client = FakeKinesis()
-    streaming.handle(event(record(1, {"ride": RIDE, "ride_id": 156.0})), model, output(client))
+    stream.handle(event(record(1, {"ride": RIDE, "ride_id": 156.0})), model, output(client))
     assert client.written[0]["PartitionKey"] == "156"
     assert np.isfinite(json.loads(client.written[0]["Data"])["prediction"]["ride_duration"])
 
 
 @pytest.mark.parametrize("datas", [[], [b'{"ride": {}}'], [b"a", b"b", b"c"]])
 def test_a_local_event_holds_each_data_as_a_numbered_record(datas):
-    records = streaming.kinesis_event(datas)["Records"]
+    records = stream.kinesis_event(datas)["Records"]
     assert [base64.b64decode(r["kinesis"]["data"]) for r in records] == datas
     assert [r["kinesis"]["sequenceNumber"] for r in records] == [
         str(n) for n in range(1, len(datas) + 1)
@@ -220,8 +218,8 @@ def test_a_local_event_holds_each_data_as_a_numbered_record(datas):
 
 def test_a_local_event_is_scored_as_lambda_would_score_it(model):
     data = json.dumps({"ride": RIDE, "ride_id": 156}).encode()
-    output = streaming.Output(None, "out")
-    answer = streaming.handle(streaming.kinesis_event([data, b"bad"]), model, output, test_run=True)
+    output = stream.Output(None, "out")
+    answer = stream.handle(stream.kinesis_event([data, b"bad"]), model, output, test_run=True)
     assert answer["batchItemFailures"] == [{"itemIdentifier": "2"}]
     assert [p["prediction"]["ride_id"] for p in answer["predictions"]] == [156]
 
@@ -233,7 +231,7 @@ def test_a_local_event_is_scored_as_lambda_would_score_it(model):
 def test_a_record_that_is_no_kinesis_record_is_left_out_and_never_fails_the_batch(model, malformed):
     client = FakeKinesis()
     good = record(1, {"ride": RIDE, "ride_id": 1})
-    answer = streaming.handle({"Records": [good, malformed]}, model, output(client))
+    answer = stream.handle({"Records": [good, malformed]}, model, output(client))
     assert answer == {"batchItemFailures": []}
     assert len(client.written) == 1
 
@@ -241,7 +239,7 @@ def test_a_record_that_is_no_kinesis_record_is_left_out_and_never_fails_the_batc
 @pytest.mark.parametrize("hostile", [None, 7, "text", [], {"Records": "x"}, {"Records": None}])
 def test_an_event_that_is_no_kinesis_event_holds_nothing_to_score(model, hostile):
     client = FakeKinesis()
-    assert streaming.handle(hostile, model, output(client)) == {"batchItemFailures": []}
+    assert stream.handle(hostile, model, output(client)) == {"batchItemFailures": []}
     assert client.written == []
 
 
@@ -262,7 +260,7 @@ def test_a_call_refused_for_one_entry_is_split_and_the_others_are_written(model)
     client = ValidatingKinesis()
     entries = [(str(i), {"Data": b"{}", "PartitionKey": f"ride-{i}"}) for i in range(21)]
     entries[7] = ("7", {"Data": b"{}", "PartitionKey": "k" * 300})
-    failed = streaming._put_chunk(output(client), entries)
+    failed = stream._put_chunk(output(client), entries)
     assert failed == ["7"]
     assert sorted(w["PartitionKey"] for w in client.written) == sorted(
         f"ride-{i}" for i in range(21) if i != 7
@@ -280,12 +278,12 @@ def test_a_call_refused_for_good_is_not_retried(model):
 
     client = Missing()
     entries = [(str(i), {"Data": b"{}", "PartitionKey": str(i)}) for i in range(3)]
-    assert streaming._put_chunk(output(client), entries) == ["0", "1", "2"]
+    assert stream._put_chunk(output(client), entries) == ["0", "1", "2"]
     assert client.calls == [3]
 
 
 def test_a_ride_without_an_id_is_keyed_by_its_record(model):
     client = FakeKinesis()
-    answer = streaming.handle(event(record(42, {"ride": RIDE})), model, output(client))
+    answer = stream.handle(event(record(42, {"ride": RIDE})), model, output(client))
     assert answer == {"batchItemFailures": []}
     assert [w["PartitionKey"] for w in client.written] == ["42"]

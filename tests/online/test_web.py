@@ -1,4 +1,4 @@
-"""The web service's app through Flask's test client, with a small real model (`online`)."""
+"""The web service's app through Flask's test client, with a small real model (`online.web`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ride_duration.core.errors import ModelNotFoundError
 from ride_duration.data.rides import rides_table
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.service import ServingModel
-from ride_duration.online import web as online
+from ride_duration.online import web
 from tests.support.rides import MODEL, RIDE
 
 
@@ -35,7 +35,7 @@ def predictor(pipeline) -> CountingPredictor:
 
 @pytest.fixture
 def client(predictor):
-    app = online.create_app(online.Loaded(ServingModel(MODEL, predictor)), max_batch=5)
+    app = web.create_app(web.Loaded(ServingModel(MODEL, predictor)), max_batch=5)
     return app.test_client()
 
 
@@ -131,7 +131,7 @@ def test_a_batch_is_predicted_in_order_in_one_call(client, predictor, pipeline):
             "rides[0].ride_id",
             "ride_id",
         ),
-        ("/predict", b"x" * (online.MAX_BODY_BYTES + 1), "application/json", 413, None, "large"),
+        ("/predict", b"x" * (web.MAX_BODY_BYTES + 1), "application/json", 413, None, "large"),
         ("/predict", {**RIDE, "trip_distance": 1e39}, None, 400, "trip_distance", "finite"),
         ("/predict", {**RIDE, "trip_distance": 1e308}, None, 400, "trip_distance", "finite"),
         (
@@ -221,7 +221,7 @@ def test_a_model_that_failed_to_load_makes_ready_and_predict_say_so():
     def fails() -> ServingModel:
         raise ModelNotFoundError("cannot find model models:/ride-duration@nope: no alias")
 
-    app = online.create_app(online.load(fails))
+    app = web.create_app(web.load(fails))
     client = app.test_client()
     assert client.get("/health").status_code == 200
     ready = client.get("/ready")
@@ -239,7 +239,7 @@ def test_an_unexpected_failure_is_a_500_json_without_a_traceback(pipeline):
         def predict(self, trips):
             raise RuntimeError("secret internals")
 
-    client = online.create_app(online.Loaded(ServingModel(MODEL, Broken()))).test_client()
+    client = web.create_app(web.Loaded(ServingModel(MODEL, Broken()))).test_client()
     response = client.post("/predict", json=RIDE)
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal error", "field": None}

@@ -14,8 +14,7 @@ from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.model.resolve import ModelRef
 
 
@@ -38,10 +37,10 @@ def scored_rows(rows: int, label: str, seed: int = 0) -> pa.Table:
     )
     trips = pa.table(
         {
-            t.PICKUP: pa.array(pickup),
-            t.PICKUP_LOCATION: pa.array(rng.integers(1, 265, rows)),
-            t.DROPOFF_LOCATION: pa.array(rng.integers(1, 265, rows)),
-            f.ACTUAL_DURATION: pa.array(rng.uniform(1, 60, rows)),
+            layouts.PICKUP: pa.array(pickup),
+            layouts.PICKUP_LOCATION: pa.array(rng.integers(1, 265, rows)),
+            layouts.DROPOFF_LOCATION: pa.array(rng.integers(1, 265, rows)),
+            features.ACTUAL_DURATION: pa.array(rng.uniform(1, 60, rows)),
         }
     )
     ids = pa.array([f"{label}-{seed}-{i}" for i in range(rows)])

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
-from ride_duration.data import rules
+from ride_duration.data import features, rules
 from ride_duration.data.sources import canonical_columns
 from ride_duration.model.resolve import ModelRef
 from tests.support.tlc_fake import make_trips
@@ -22,17 +21,17 @@ RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 
 
 def prepared(
-    year: int, month: int, rows: int, taxi_type: str = "green", features=f.ALL_FEATURES
+    year: int, month: int, rows: int, taxi_type: str = "green", names=features.ALL_FEATURES
 ) -> pa.Table:
     """A generated month of `taxi_type`, cleaned as batch scoring cleans it."""
     raw = make_trips(taxi_type, year, month, rows=rows)
-    return prepare(raw, taxi_type, year, month, features)
+    return prepare(raw, taxi_type, year, month, names)
 
 
-def prepare(raw: pa.Table, taxi_type: str, year: int, month: int, features=f.ALL_FEATURES):
+def prepare(raw: pa.Table, taxi_type: str, year: int, month: int, names=features.ALL_FEATURES):
     """A raw trip table in canonical columns, cleaned as batch scoring cleans it."""
-    trips = canonical_columns(raw, taxi_type, f.required_fields(features))
-    return f.prepare_trips(trips, Month(year, month)).table
+    trips = canonical_columns(raw, taxi_type, features.required_fields(names))
+    return features.prepare_trips(trips, Month(year, month)).table
 
 
 def as_rides(trips: pa.Table) -> list[dict]:

@@ -1,4 +1,4 @@
-"""The backfill flow's steps (`orchestration.backfill`): dry runs, months scored here, the
+"""The backfill flow's steps (`orchestration.backfill_steps`): dry runs, months scored here, the
 closing table and the state of every month.
 
 With a Prefect server and workers: tests/integration/test_backfill.py.
@@ -20,7 +20,7 @@ from ride_duration.core.months import Month
 from ride_duration.core.settings import Settings
 from ride_duration.model import service
 from ride_duration.model.resolve import ModelRef
-from ride_duration.orchestration import backfill, deployments
+from ride_duration.orchestration import backfill_steps, deployments
 from ride_duration.orchestration.tasks import RunSetup
 
 MODEL = ModelRef(uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3", run_id="r")
@@ -58,9 +58,9 @@ def row(month: int, state: str, reason: str, **changes: object) -> dict:
     }
 
 
-def run(root: str = "out", template: str = "in/{taxi_type}") -> backfill.Backfill:
+def run(root: str = "out", template: str = "in/{taxi_type}") -> backfill_steps.Backfill:
     setup = RunSetup(Settings(), template, root, MODEL, 0.1)
-    return backfill.Backfill(["green"], [Month(2021, 1)], setup, "backfill-green", "green")
+    return backfill_steps.Backfill(["green"], [Month(2021, 1)], setup, "backfill-green", "green")
 
 
 @pytest.mark.parametrize(
@@ -102,11 +102,11 @@ def run(root: str = "out", template: str = "in/{taxi_type}") -> backfill.Backfil
 def test_a_dry_run_says_what_would_happen_to_each_month_as_a_real_run_does(
     months: list[PlannedMonth], rows: list[dict]
 ):
-    assert backfill.dry_run_rows(months) == rows
+    assert backfill_steps.dry_run_rows(months) == rows
 
 
 def test_a_dry_run_row_shows_no_credentials():
-    (shown,) = backfill.dry_run_rows([planned(1, root="s3://user:secret@b/out")])
+    (shown,) = backfill_steps.dry_run_rows([planned(1, root="s3://user:secret@b/out")])
     assert shown["output"] == "s3://b/out/taxi_type=green/year=2021/month=01/predictions.parquet"
 
 
@@ -126,7 +126,7 @@ def test_months_scored_here_go_on_after_a_failure_and_each_is_reported():
         calls.append(parameters)
         return next(states)
 
-    outcomes = backfill.score_here(
+    outcomes = backfill_steps.score_here(
         run(), [planned(1), planned(2), planned(3)], score_flow, done.append
     )
     assert [o.state for o in outcomes] == ["failed", "completed", "crashed"]
@@ -148,8 +148,8 @@ class Artifacts:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.tables: list[dict] = []
-        monkeypatch.setattr(backfill, "create_table_artifact", self.table)
-        monkeypatch.setattr(backfill, "get_run_logger", lambda: logging.getLogger("backfill"))
+        monkeypatch.setattr(backfill_steps, "create_table_artifact", self.table)
+        monkeypatch.setattr(backfill_steps, "get_run_logger", lambda: logging.getLogger("backfill"))
 
     def table(self, **artifact: object) -> None:
         self.tables.append(artifact)
@@ -197,10 +197,10 @@ def test_a_backfill_ends_with_every_months_row_even_when_one_failed(
     artifacts = Artifacts(monkeypatch)
     months = [planned(1, "done", "done: current"), planned(2, "done", "done: current")]
     if failure is None:
-        assert backfill.finish(run(), months, outcomes) == rows
+        assert backfill_steps.finish(run(), months, outcomes) == rows
     else:
         with pytest.raises(BackfillFailedError) as failed:
-            backfill.finish(run(), months, outcomes)
+            backfill_steps.finish(run(), months, outcomes)
         assert str(failed.value) == failure
         assert failed.value.rows == rows  # the table is shown on failure too
     assert artifacts.tables == [
@@ -249,7 +249,7 @@ def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
     monkeypatch.setattr(deployments, "last_runs", last_runs)
     monkeypatch.setattr(service, "needed_fields", lambda model: needed)
     root = str(tmp_path / "out")
-    rows = backfill.status_rows(
+    rows = backfill_steps.status_rows(
         run(root, str(tmp_path / "in" / "{taxi_type}-{year}-{month:02d}.parquet"))
     )
     assert rows == [
