@@ -22,9 +22,10 @@ TAXI_TYPES: tuple[str, ...] = get_args(TaxiType)
 
 PICKUP = "pickup_datetime"
 DROPOFF = "dropoff_datetime"
-PICKUP_LOCATION = "PULocationID"
-DROPOFF_LOCATION = "DOLocationID"
-DISTANCE = "trip_distance"
+# The ride's own fields are named by its rules, which the serving install reads without pyarrow.
+PICKUP_LOCATION = rules.PICKUP_LOCATION
+DROPOFF_LOCATION = rules.DROPOFF_LOCATION
+DISTANCE = rules.DISTANCE
 
 
 @dataclass(frozen=True)
