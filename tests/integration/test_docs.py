@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from ride_duration.core.settings import environment_variables
 from tests.conftest import REPO
 from tests.support.doc_plans import PLANS
 from tests.support.docs import Section, all_sections, bare, conforms, example_answers, read
@@ -183,15 +184,16 @@ def terminal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
         _month_files(project / "data")
         home = root / "home"
         home.mkdir()
-        # A reader's environment: nothing of the project's, Prefect's, MLflow's or AWS's set.
+        # A reader's environment: nothing of the project's, Prefect's, MLflow's or AWS's set
+        # (every setting's variable: the session's servers set some, TRUSTED_MODEL_PREFIXES
+        # among them, when a module that uses them ran first on this worker).
         env = {
             name: value
             for name, value in os.environ.items()
             if not name.startswith(("PREFECT_", "MLFLOW_", "AWS_", "PIPENV_"))
+            and name not in environment_variables()
             and name
             not in {
-                "INPUT_URI_TEMPLATE",
-                "OUTPUT_ROOT",
                 "TLC_DATA_DIR",
                 "VIRTUAL_ENV",
                 "SERVING_VENV",
