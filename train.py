@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             f"model: models:/{trained.model_name}/{trained.model_version} (alias {trained.alias})"
         )
         print(f"rmse: {trained.rmse:.4f}")
-        print(f"compiled forest: {trained.compiled}")
+        print(trained.compiled)
 
     return cli.run(run, debug=args.debug)
 

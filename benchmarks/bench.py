@@ -150,7 +150,7 @@ def train_model() -> Path:
     if path.exists():
         shutil.rmtree(path)
     mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
-    npz.save(compile_checked(pipeline, records).forest, path / npz.FILE_NAME)
+    npz.save(compile_checked(pipeline, records).model, path / npz.FILE_NAME)
     return path
 
 

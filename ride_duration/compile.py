@@ -1,7 +1,7 @@
-"""Compile a registered model's forest: `python -m ride_duration.compile models:/ride-duration/3`.
+"""Compile a registered model: `python -m ride_duration.compile models:/ride-duration/3`.
 
-The compiled form is verified bit for bit against scikit-learn and logged beside the model's
-pickle (`ride_duration.model.compiling`).
+A random forest or a linear regression: the compiled form is verified bit for bit against
+scikit-learn and logged beside the model's pickle (`ride_duration.model.compiling`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ def main(argv: list[str] | None = None) -> int:
     """The command line: `python -m ride_duration.compile MODEL_URI [options]`."""
     parser = argparse.ArgumentParser(
         prog="python -m ride_duration.compile",
-        description="Compile a registered model's forest, verify it, log it beside the model.",
+        description=(
+            "Compile a registered model (a random forest or a linear regression), verify it, "
+            "log it beside the model."
+        ),
     )
     parser.add_argument("model_uri", help="e.g. models:/ride-duration/3 or models:/NAME@ALIAS")
     args = cli.parse_tool(parser, argv)

@@ -101,6 +101,11 @@ class CompiledForest:
         raise ValueError(f"method is {method!r}, not 'auto', 'table' or 'walk'")
 
     @property
+    def features(self) -> tuple[str, ...]:
+        """The features the forest reads."""
+        return self.vocabulary.features
+
+    @property
     def split_pair_columns(self) -> np.ndarray:
         """The sorted distinct pair columns that some split tests."""
         tested = self.feature[self.feature >= 0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from numbers import Real
 from typing import Any
 
@@ -85,6 +86,40 @@ class PairVocabulary:
             distance_column=None if distance_column is None else int(distance_column),
             n_columns=len(vectorizer.feature_names_),
         )
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The features the model reads: PU_DO when it knows pairs, trip_distance when it has
+        its column."""
+        return tuple(
+            feature
+            for feature, used in (
+                (PU_DO, len(self.pair_keys) > 0),
+                (DISTANCE, self.distance_column is not None),
+            )
+            if used
+        )
+
+    def checked_columns(self, pair_column: np.ndarray) -> np.ndarray:
+        """`pair_column` as int64 (`encode`'s answer: a pair column, or -1 for an unseen pair),
+        or TypeError / ValueError when it holds anything else."""
+        pairs = np.asarray(pair_column)
+        if pairs.ndim != 1 or pairs.dtype.kind not in "iu":
+            raise TypeError(f"pair_column must be a 1-d integer array, got {pairs.dtype}")
+        pairs = pairs.astype(np.int64, copy=False)
+        if len(pairs) and (pairs.min() < -1 or pairs.max() >= self.n_columns):
+            raise ValueError(f"pair_column outside [-1, {self.n_columns})")
+        if not self._is_pair[pairs + 1].all():
+            raise ValueError("pair_column holds a column that is not a pair's")
+        return pairs
+
+    @cached_property
+    def _is_pair(self) -> np.ndarray:
+        """Indexed by column + 1: whether a ride can hold it (-1, an unseen pair, can)."""
+        is_pair = np.zeros(self.n_columns + 1, dtype=bool)
+        is_pair[0] = True
+        is_pair[self.pair_columns + 1] = True
+        return is_pair
 
     def encode(self, pickup: np.ndarray, dropoff: np.ndarray) -> np.ndarray:
         """Each ride's one-hot column (int64) for its (pickup, dropoff) pair, -1 when unseen.

@@ -1,10 +1,13 @@
-"""Compiling a model's forest (the command `python -m ride_duration.compile MODEL_URI`).
+"""Compiling a model (the command `python -m ride_duration.compile MODEL_URI`).
 
-`train.py` compiles every forest it logs; this command compiles a version logged before. The
-compiled form (`forest.npz`: the vocabulary, the tree arrays and the exact lookup table) is
-checked against scikit-learn with n_jobs=1, bit for bit, on the training rows and around
-every threshold (`ride_duration.forest.verify`), and only then written beside the model's
-pickle, as an artifact of the same MLflow model. Anything that differs in one bit is refused.
+`train.py` compiles every model of a compiled kind it logs (`ride_duration.forest.npz.KINDS`:
+a random forest, a linear regression); this command compiles a version logged before. The
+compiled form (`forest.npz`: the vocabulary, the tree arrays and the exact lookup table;
+`linear.npz`: the vocabulary, the coefficients and the intercept) is checked against
+scikit-learn (n_jobs=1), bit for bit, on the training rows and on probe rows
+(`ride_duration.forest.verify`, `ride_duration.forest.linear`), and only then written beside
+the model's pickle, as an artifact of the same MLflow model. Anything that differs in one bit
+is refused.
 """
 
 from __future__ import annotations
@@ -13,50 +16,56 @@ import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ride_duration.core.errors import ScoringError
 from ride_duration.core.settings import Settings
-from ride_duration.forest import compiled, compiler, errors, npz, verify
+from ride_duration.forest import errors, npz
 
 logger = logging.getLogger(__name__)
 
 
 class CompileError(ScoringError):
-    """The forest could not be compiled exactly, or its compiled form was not written."""
+    """The model could not be compiled exactly, or its compiled form was not written."""
 
 
 @dataclass(frozen=True)
 class Compiled:
     """A verified compiled form and what the check covered."""
 
-    forest: compiled.CompiledForest
-    verification: verify.Verification
+    model: npz.CompiledModel
+    verification: npz.Verified
+
+    @property
+    def kind(self) -> npz.CompiledKind:
+        """The compiled kind of `model`."""
+        kind = npz.kind_of(self.model)
+        assert kind is not None  # compile_checked makes only compiled kinds
+        return kind
 
     def describe(self) -> str:
         """One line on what was checked."""
-        v = self.verification
-        return (
-            f"bit for bit equal to scikit-learn (n_jobs=1) on {v.given_rows:,} training rows "
-            f"and {v.grid_rows:,} rows around its {v.thresholds:,} distance thresholds"
-        )
+        return self.verification.describe()
 
 
 def compile_checked(pipeline: Any, training_rows: Sequence[Mapping[str, Any]]) -> Compiled | None:
-    """The pipeline's compiled forest, verified; None when it is not a forest.
+    """The pipeline's compiled form, verified; None when it is of no compiled kind.
 
     Raises CompileError when the compiled form differs from scikit-learn, saying where.
     """
+    kind = npz.kind_compiling(pipeline)
+    if kind is None:
+        logger.info("not compiled: no compiled kind evaluates a %s", type(pipeline).__name__)
+        return None
     try:
-        compiled = compiler.compile_pipeline(pipeline)
-        verification = verify.verify(compiled, pipeline, training_rows)
+        model = kind.compile(pipeline)
+        verification = kind.verify(model, pipeline, training_rows)
     except errors.NotCompilableError as reason:
         logger.info("not compiled: %s", reason)
         return None
     except errors.CompiledMismatchError as mismatch:
-        raise CompileError(f"the compiled forest was refused: {mismatch}") from None
-    return Compiled(compiled, verification)
+        raise CompileError(f"the {kind.noun} was refused: {mismatch}") from None
+    return Compiled(model, verification)
 
 
 def log_to_model(model_id: str, compiled: Compiled) -> None:
@@ -64,22 +73,22 @@ def log_to_model(model_id: str, compiled: Compiled) -> None:
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="ride-duration-compile-") as folder:
-        path = npz.save(compiled.forest, Path(folder) / npz.FILE_NAME)
+        path = npz.save(compiled.model, folder)
         mlflow.MlflowClient().log_model_artifact(model_id, str(path))
 
 
 def compile_registered(uri: str, settings: Settings, template: str) -> str:
-    """Compile, verify and log the forest of registered version `uri`; one line on what was
-    checked. CompileError when it is not a forest or differs from scikit-learn."""
+    """Compile, verify and log registered version `uri`; one line on what was checked.
+    CompileError when it is of no compiled kind or differs from scikit-learn."""
     model_id, pipeline, rows, label = _registered(uri, settings, template)
     compiled = compile_checked(pipeline, rows)
     if compiled is None:
         raise CompileError(
-            f"{label} is not a DictVectorizer + random forest pipeline, so it has no compiled "
-            "form: the full install or image serves it with scikit-learn"
+            f"{label} is not a DictVectorizer + random forest or LinearRegression pipeline, so "
+            "it has no compiled form: the full install or image serves it with scikit-learn"
         )
     log_to_model(model_id, compiled)
-    return f"compiled {label}: {compiled.describe()}; logged as {npz.FILE_NAME}"
+    return f"compiled {label}: {compiled.describe()}; logged as {compiled.kind.file_name}"
 
 
 def _registered(
@@ -110,7 +119,7 @@ def _training_rows(
 ) -> list[dict[str, Any]]:
     """The feature rows the run trained on (its taxi type and month), if they can be read."""
     from ride_duration.core.months import Month
-    from ride_duration.data import features as f
+    from ride_duration.data import features
     from ride_duration.data.sources import read_trips, trip_file_uri
 
     params = client.get_run(run_id).data.params if run_id else {}
@@ -124,4 +133,4 @@ def _training_rows(
     except ScoringError as error:
         logger.warning("training rows not read (%s): verifying around the thresholds only", error)
         return []
-    return f.feature_records(trips, f.available_features(params["taxi_type"]))
+    return features.feature_records(trips, features.available_features(params["taxi_type"]))

@@ -1,6 +1,6 @@
 """Loading a resolved model once per process.
 
-Its compiled forest when it has one (numpy alone), else its pickle through MLflow's flavour.
+Its compiled form when it has one (numpy alone), else its pickle through MLflow's flavour.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import weakref
 from typing import Any
 
 from ride_duration.core.uris import display_uri
-from ride_duration.forest.compiled import CompiledForest
+from ride_duration.forest.npz import CompiledModel
 from ride_duration.model.artifacts import (
     MLmodel,
     ModelFiles,
@@ -26,30 +26,35 @@ logger = logging.getLogger(__name__)
 
 
 @functools.lru_cache(maxsize=8)
-def load_compiled(resolved_uri: str, location: str | None = None) -> CompiledForest | None:
-    """The model's compiled forest (`forest.npz` beside its pickle), or None when it has none.
+def load_compiled(resolved_uri: str, location: str | None = None) -> CompiledModel | None:
+    """The model's compiled form (`forest.npz` or `linear.npz` beside its pickle, by kind), or
+    None when it has none.
 
     Plain arrays, read with numpy and no pickle: loading it runs no code and needs neither
     scikit-learn nor MLflow. A file that does not load is reported and the pickle is used.
-    Only that file is fetched, and its copy is removed once read.
+    Only those files are fetched, and their copy is removed once read.
     """
     from ride_duration.forest import npz
 
     try:
         with ModelFiles(location or resolved_uri) as files:
-            path = os.path.join(files.fetch(npz.FILE_NAME), npz.FILE_NAME)
-            if not os.path.isfile(path):
-                return None
-            try:
-                return npz.load(path)
-            except ValueError as error:
-                logger.warning(
-                    "%s of %s does not load (%s): scoring with scikit-learn",
-                    npz.FILE_NAME,
-                    display_uri(location or resolved_uri),
-                    error,
-                )
-                return None
+            folder = files.fetch(*(kind.file_name for kind in npz.KINDS))
+            for kind in npz.KINDS:
+                path = os.path.join(folder, kind.file_name)
+                if not os.path.isfile(path):
+                    continue
+                try:
+                    model: CompiledModel = npz.load(path, kind.name)
+                    return model
+                except ValueError as error:
+                    logger.warning(
+                        "%s of %s does not load (%s): scoring with scikit-learn",
+                        kind.file_name,
+                        display_uri(location or resolved_uri),
+                        error,
+                    )
+                    return None
+            return None
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
         raise as_scoring_error(error, resolved_uri) from None
 

@@ -1,7 +1,7 @@
 """Predicting trip tables and checked rides: three paths, chosen in one place (`make_predictor`).
 
-- a model's compiled forest (`ride_duration.forest`) is evaluated with numpy alone, bit for
-  bit scikit-learn's n_jobs=1 answers;
+- a model's compiled form (`ride_duration.forest`: a forest or a linear model) is evaluated
+  with numpy alone, bit for bit scikit-learn's n_jobs=1 answers;
 - a scikit-learn Pipeline whose first step is a DictVectorizer takes the fast path: the sparse
   matrix is built straight from the vectorizer's vocabulary with numpy, with no dict per trip,
   and each distinct feature row is predicted once (per call, or per month with a cache);
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ride_duration.data.rules import DISTANCE, DROPOFF_LOCATION, PICKUP_LOCATION, CheckedRides
-from ride_duration.forest.compiled import CompiledForest
+from ride_duration.forest.npz import CompiledModel, kind_of
 from ride_duration.forest.reference import vectorizer_rows, with_one_job
 from ride_duration.forest.vocabulary import PU_DO, PairVocabulary
 from ride_duration.model.distinct import PredictionCache, predict_distinct
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import scipy.sparse as sp
 
 # pyarrow and scipy are imported where used: --help and dry runs do not pay for them, and the
-# serving install, which predicts checked rides with the compiled forest, has neither.
+# serving install, which predicts checked rides with a compiled form, has neither.
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ class RecordsPredictor:
         """Predict from one feature dict per trip."""
         from ride_duration.data.features import feature_records
 
+        if not trips.num_rows:  # scikit-learn refuses an empty sample; no trips, no predictions
+            return np.empty(0, dtype=np.float64)
         predictions = self.model.predict(feature_records(trips, self.features))
         return np.asarray(predictions, dtype=np.float64).reshape(-1)
 
@@ -135,41 +137,32 @@ def _unknown_pairs(pair_column: np.ndarray, features: tuple[str, ...]) -> int | 
     return int((pair_column < 0).sum()) if PU_DO in features else None
 
 
-def _features_of(vocabulary: PairVocabulary) -> tuple[str, ...]:
-    """The features a vocabulary reads: PU_DO when it knows pairs, the distance when it has it."""
-    return tuple(
-        feature
-        for feature, used in (
-            (PU_DO, len(vocabulary.pair_keys) > 0),
-            (DISTANCE, vocabulary.distance_column is not None),
-        )
-        if used
-    )
-
-
 class CompiledPredictor:
-    """The compiled forest (`ride_duration.forest`): numpy only, the forest's n_jobs=1 exactly.
+    """A compiled form (`ride_duration.forest.npz.KINDS`): numpy only, scikit-learn's exact
+    answers (a forest's with n_jobs=1).
 
-    Each trip's pair is encoded by the model's own vocabulary and its distance cast as
-    scikit-learn casts it; the lookup table answers a whole month in milliseconds.
+    Each trip's pair is encoded by the model's own vocabulary and its distance passed as
+    scikit-learn reads it; a whole month takes milliseconds.
     """
 
-    path = "compiled forest"
-
-    def __init__(self, compiled: CompiledForest) -> None:
+    def __init__(self, compiled: CompiledModel) -> None:
+        kind = kind_of(compiled)
+        if kind is None:
+            raise TypeError(f"a {type(compiled).__name__} is no compiled kind")
         self.compiled = compiled
-        self.features = _features_of(compiled.vocabulary)
+        self.features = compiled.features
+        self.path = kind.noun  # "compiled forest", "compiled linear model"
 
     def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
         """Each trip's pair column (-1: unknown) and its distance."""
         return _encode_trips(self.compiled.vocabulary, self.features, trips)
 
     def predict(self, trips: pa.Table) -> np.ndarray:
-        """The forest's predictions, one per trip."""
+        """The compiled model's predictions, one per trip."""
         return self.compiled.predict(*self.encode(trips))
 
     def predict_checked(self, rides: CheckedRides) -> np.ndarray:
-        """The forest's predictions of checked rides, with numpy alone."""
+        """The compiled model's predictions of checked rides, with numpy alone."""
         vocabulary, features = self.compiled.vocabulary, self.features
         return self.compiled.predict(
             *_encode(vocabulary, features, rides.pickup, rides.dropoff, rides.distance)
@@ -178,7 +171,7 @@ class CompiledPredictor:
     def predict_batch(
         self, trips: pa.Table, cache: PredictionCache | None = None
     ) -> BatchPredictions:
-        """As `predict`, with the count of unseen pairs; the table needs no cache."""
+        """As `predict`, with the count of unseen pairs; a compiled model needs no cache."""
         pair_column, distance = self.encode(trips)
         predictions = self.compiled.predict(pair_column, distance)
         return BatchPredictions(predictions, _unknown_pairs(pair_column, self.features))
@@ -200,7 +193,7 @@ class DictVectorizerPredictor:
         self.dtype = vectorizer.dtype
         self.sparse = vectorizer.sparse
         self.vocabulary = PairVocabulary.from_dict_vectorizer(vectorizer)
-        self.features = _features_of(self.vocabulary)
+        self.features = self.vocabulary.features
 
     def encode(self, trips: pa.Table) -> tuple[np.ndarray, np.ndarray | None]:
         """Each trip's vocabulary column for its PU_DO pair (-1: unknown) and its distance."""
@@ -263,11 +256,11 @@ class DictVectorizerPredictor:
 def make_predictor(model: Any, available: tuple[str, ...] | None = None) -> Predictor:
     """The fastest predictor that gives the model's own predictions: the one place it is chosen.
 
-    A CompiledForest is evaluated with numpy alone; a Pipeline(DictVectorizer, ...) takes the
+    A compiled form is evaluated with numpy alone; a Pipeline(DictVectorizer, ...) takes the
     fast path; any other model gets one feature dict per trip, of the `available` features
     (None: all of them).
     """
-    if isinstance(model, CompiledForest):
+    if kind_of(model) is not None:
         return CompiledPredictor(model)
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.pipeline import Pipeline

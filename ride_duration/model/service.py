@@ -54,9 +54,10 @@ def predictor_for(model: ModelRef, available: tuple[str, ...] | None = None) -> 
     """The predictor of a resolved model (loaded once per process), given the features at hand
     (None: all of them).
 
-    The model's compiled forest when it has one (numpy alone, exactly scikit-learn's answers),
-    else the model itself through scikit-learn or MLflow, which the serving install leaves out:
-    there, a model without a compiled forest is refused in one line.
+    The model's compiled form when it has one (a forest or a linear model: numpy alone,
+    exactly scikit-learn's answers), else the model itself through scikit-learn or MLflow,
+    which the serving install leaves out: there, a model without a compiled form is refused in
+    one line.
     """
     loaded = load_compiled(model.resolved_uri, model.location)
     if loaded is None:
@@ -64,10 +65,10 @@ def predictor_for(model: ModelRef, available: tuple[str, ...] | None = None) -> 
             # The compile command takes a registered version: name this one, or say so.
             version = f"models:/{model.name}/{model.version}" if model.version else None
             raise ConfigurationError(
-                f"model {display_uri(model.uri)} has no compiled forest, and this install has "
-                f"no scikit-learn: a random forest{'' if version else ' registered in MLflow'} "
-                "is compiled, in the full install, with "
-                f"`python -m ride_duration.compile {version or 'models:/NAME/VERSION'}`; any "
+                f"model {display_uri(model.uri)} has no compiled form, and this install has "
+                "no scikit-learn: a random forest or a linear regression"
+                f"{'' if version else ' registered in MLflow'} is compiled, in the full install, "
+                f"with `python -m ride_duration.compile {version or 'models:/NAME/VERSION'}`; any "
                 "other model is served by the full install or image"
             )
         loaded = load_model(model.resolved_uri, model.location)
@@ -75,8 +76,8 @@ def predictor_for(model: ModelRef, available: tuple[str, ...] | None = None) -> 
 
 
 def needed_fields(model: ModelRef) -> list[str] | None:
-    """The canonical trip fields `model` needs, from its compiled forest (numpy alone); None
-    when it has no compiled forest to say."""
+    """The canonical trip fields `model` needs, from its compiled form (numpy alone); None
+    when it has no compiled form to say."""
     from ride_duration.data.features import required_fields
 
     compiled = load_compiled(model.resolved_uri, model.location)
@@ -108,7 +109,7 @@ def load_for_serving(settings: Settings) -> ServingModel:
             "%s; loading MODEL_LOCATION %s instead", error, display_uri(settings.model_location)
         )
         model = load(settings.model_location, settings)
-    # One ride now, so that what the first prediction sets up (the forest's lookups, or
+    # One ride now, so that what the first prediction sets up (the compiled form's lookups, or
     # scikit-learn's) is ready before gunicorn forks its workers: no first request pays for it.
     model.predict_rides([{"PULocationID": None, "DOLocationID": None, "trip_distance": 1.0}])
     logger.info(

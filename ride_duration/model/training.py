@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from ride_duration.core.errors import InputNotFoundError, ScoringError
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
+from ride_duration.data import features
 from ride_duration.data.sources import read_trips, trip_file_uri
 from ride_duration.model.artifacts import is_connection_failure, server_unreachable
 from ride_duration.model.compiling import Compiled, compile_checked, log_to_model
@@ -42,7 +42,7 @@ class TrainedModel:
     model_version: str
     alias: str
     rmse: float
-    compiled: str  # what was checked of the compiled forest logged with it, or why none was
+    compiled: str  # the compiled form logged with it and what was checked of it, or why none
 
 
 def make_pipeline(estimator: Estimator) -> Any:
@@ -103,7 +103,7 @@ def train(
             valid_trips.num_rows,
             valid_month,
         )
-        features = f.available_features(taxi_type)
+        feature_names = features.available_features(taxi_type)
         mlflow.set_experiment(experiment_name)
         with mlflow.start_run() as run:
             mlflow.log_params(
@@ -112,17 +112,20 @@ def train(
                     "train_month": str(month),
                     "valid_month": str(valid_month),
                     "estimator": estimator,
-                    "features": ",".join(features),
+                    "features": ",".join(feature_names),
                     "train_rows": train_trips.num_rows,
                     **(RANDOM_FOREST_PARAMS if estimator == "random-forest" else {}),
                 }
             )
             with _step(f"fitting {_describe(estimator)}"):
-                pipeline, training_rows, rmse = _fit(estimator, features, train_trips, valid_trips)
+                pipeline, training_rows, rmse = _fit(
+                    estimator, feature_names, train_trips, valid_trips
+                )
             logger.info("rmse on %s %s: %.4f", taxi_type, valid_month, rmse)
             mlflow.log_metric("rmse", rmse)
             # Compiled and verified before anything is logged: a mismatch logs nothing.
-            with _step("compiling the forest and checking it against scikit-learn"):
+            model = "forest" if estimator == "random-forest" else "linear model"
+            with _step(f"compiling the {model} and checking it against scikit-learn"):
                 compiled = compile_checked(pipeline, training_rows)
             with _step(f"logging the model to MLflow and registering it as {model_name}"):
                 version = _log(pipeline, compiled, model_name)
@@ -133,7 +136,9 @@ def train(
             model_version=version,
             alias=alias,
             rmse=rmse,
-            compiled=compiled.describe() if compiled else "not a forest: scored with scikit-learn",
+            compiled=f"{compiled.kind.noun}: {compiled.describe()}"
+            if compiled
+            else "no compiled form: scored with scikit-learn",
         )
 
 
@@ -173,21 +178,24 @@ def _describe(estimator: Estimator) -> str:
 
 
 def _fit(
-    estimator: Estimator, features: tuple[str, ...], train_trips: pa.Table, valid_trips: pa.Table
+    estimator: Estimator,
+    feature_names: tuple[str, ...],
+    train_trips: pa.Table,
+    valid_trips: pa.Table,
 ) -> tuple[Any, list[dict[str, Any]], float]:
     """The fitted pipeline, the feature rows it was fitted on, and its RMSE on the next month."""
     from sklearn.metrics import root_mean_squared_error
 
     pipeline = make_pipeline(estimator)
-    training_rows = f.feature_records(train_trips, features)
-    pipeline.fit(training_rows, train_trips[f.ACTUAL_DURATION].to_numpy())
-    predictions = pipeline.predict(f.feature_records(valid_trips, features))
-    actual = valid_trips[f.ACTUAL_DURATION].to_numpy()
+    training_rows = features.feature_records(train_trips, feature_names)
+    pipeline.fit(training_rows, train_trips[features.ACTUAL_DURATION].to_numpy())
+    predictions = pipeline.predict(features.feature_records(valid_trips, feature_names))
+    actual = valid_trips[features.ACTUAL_DURATION].to_numpy()
     return pipeline, training_rows, float(root_mean_squared_error(actual, predictions))
 
 
 def _log(pipeline: Any, compiled: Compiled | None, model_name: str) -> str:
-    """Log the pipeline (and its compiled forest beside it) to the active run; its version."""
+    """Log the pipeline (and its compiled form beside it) to the active run; its version."""
     import mlflow.sklearn
     import sklearn
 

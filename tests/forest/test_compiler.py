@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
-from ride_duration.data import layouts as t
+from ride_duration.data import layouts
 from ride_duration.forest import compiler, errors
 from tests.support.forests import durations, forest_of, records
 
@@ -24,7 +24,7 @@ def one_hot_split_at(threshold: float):
     def make(rows, target):
         pipeline = fitted(make_pipeline(DictVectorizer(), forest_of(3, 6)), rows, target)
         tree = pipeline[-1].estimators_[1].tree_
-        distance_column = pipeline[0].vocabulary_[t.DISTANCE]
+        distance_column = pipeline[0].vocabulary_[layouts.DISTANCE]
         node = np.flatnonzero((tree.feature >= 0) & (tree.feature != distance_column))[0]
         tree.threshold[node] = threshold
         return pipeline
@@ -35,7 +35,9 @@ def one_hot_split_at(threshold: float):
 def distance_split_at_infinity(rows, target):
     pipeline = fitted(make_pipeline(DictVectorizer(), forest_of(3, 6)), rows, target)
     tree = pipeline[-1].estimators_[0].tree_
-    tree.threshold[np.flatnonzero(tree.feature == pipeline[0].vocabulary_[t.DISTANCE])[0]] = np.inf
+    tree.threshold[np.flatnonzero(tree.feature == pipeline[0].vocabulary_[layouts.DISTANCE])[0]] = (
+        np.inf
+    )
     return pipeline
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ride_duration.forest import npz as forest_file
+from ride_duration.forest import npz
 from tests.conftest import REPO
 from tests.support.forests import METHODS, MODELS, assert_same_bits, predict_both
 
@@ -19,12 +19,12 @@ from tests.support.forests import METHODS, MODELS, assert_same_bits, predict_bot
 @pytest.mark.parametrize("name", list(MODELS))
 def test_save_and_load_round_trip(name, compiled, score_rides, tmp_path):
     model = compiled[name]
-    path = forest_file.save(model, tmp_path)
-    assert path == tmp_path / forest_file.FILE_NAME
-    with np.load(path, allow_pickle=False) as npz:
-        assert all(npz[key].dtype != object for key in npz.files)
-        assert npz["feature"].dtype == npz["pair_columns"].dtype == np.int32
-    loaded = forest_file.load(path)
+    path = npz.save(model, tmp_path)
+    assert path == tmp_path / npz.FILE_NAME
+    with np.load(path, allow_pickle=False) as archive:
+        assert all(archive[key].dtype != object for key in archive.files)
+        assert archive["feature"].dtype == archive["pair_columns"].dtype == np.int32
+    loaded = npz.load(path)
     for field in ("feature", "threshold", "left", "right", "value", "roots"):
         np.testing.assert_array_equal(getattr(loaded, field), getattr(model, field))
         assert getattr(loaded, field).dtype == getattr(model, field).dtype
@@ -38,14 +38,14 @@ def test_save_and_load_round_trip(name, compiled, score_rides, tmp_path):
 
 def test_a_forest_without_its_table_round_trips(compiled, tmp_path):
     model = replace(compiled["forest"], table=None)
-    loaded = forest_file.load(forest_file.save(model, tmp_path / "walk-only.npz"))
+    loaded = npz.load(npz.save(model, tmp_path / "walk-only.npz"))
     assert loaded.table is None
     assert loaded.n_estimators == model.n_estimators == 12
 
 
 def rewrite(path: Path, change) -> None:
-    with np.load(path, allow_pickle=False) as npz:
-        arrays = {key: npz[key] for key in npz.files}
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
     change(arrays)
     with path.open("wb") as file:
         np.savez(file, **arrays)
@@ -110,21 +110,21 @@ CORRUPTIONS = {
 
 @pytest.mark.parametrize("corruption", list(CORRUPTIONS))
 def test_a_corrupt_or_foreign_file_is_refused(corruption, compiled, tmp_path):
-    path = forest_file.save(compiled["forest"], tmp_path / "forest.npz")
+    path = npz.save(compiled["forest"], tmp_path / "forest.npz")
     corrupt, match = CORRUPTIONS[corruption]
     corrupt(path)
     with pytest.raises(ValueError, match=match) as error:
-        forest_file.load(path)
+        npz.load(path)
     assert str(path) in str(error.value)
 
 
 def test_loading_and_predicting_import_no_sklearn(compiled, tmp_path):
-    path = forest_file.save(compiled["forest"], tmp_path)
+    path = npz.save(compiled["forest"], tmp_path)
     code = f"""
 import sys
 import numpy as np
-from ride_duration.forest import npz as forest_file
-model = forest_file.load({str(path)!r})
+from ride_duration.forest import npz
+model = npz.load({str(path)!r})
 pairs = model.vocabulary.encode(np.array([3, 20]), np.array([4, 20]))
 print(model.predict(pairs, np.array([2.5, 0.0])).tobytes().hex())
 print(model.predict(pairs, np.array([2.5, 0.0]), method="walk").tobytes().hex())
@@ -140,3 +140,27 @@ assert not any(m.startswith(heavy) for m in sys.modules), sorted(sys.modules)
         model, np.array([3, 20]), np.array([4, 20]), np.array([2.5, 0.0]), "auto"
     )
     assert done.stdout.split() == [expected.tobytes().hex()] * 2
+
+
+def test_a_forest_file_names_its_kind_and_one_written_before_kinds_still_loads(compiled, tmp_path):
+    path = npz.save(compiled["forest"], tmp_path)
+    with np.load(path, allow_pickle=False) as archive:
+        assert json.loads(archive["metadata"].tobytes())["kind"] == "forest"
+
+    def without_kind(arrays):
+        metadata = json.loads(arrays["metadata"].tobytes())
+        del metadata["kind"]
+        arrays["metadata"] = np.frombuffer(json.dumps(metadata).encode(), dtype=np.uint8)
+
+    rewrite(path, without_kind)
+    assert npz.load(path).n_estimators == compiled["forest"].n_estimators
+
+
+def test_a_forest_asked_for_as_a_linear_model_is_refused_in_one_line(compiled, tmp_path):
+    path = npz.save(compiled["forest"], tmp_path)
+    with pytest.raises(ValueError, match="it holds a compiled forest") as refused:
+        npz.load(path, "linear")
+    assert str(refused.value) == (
+        f"{path} is not a valid compiled linear model: it holds a compiled forest, not a "
+        "compiled linear model"
+    )

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.feature_extraction import DictVectorizer
 
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.forest.vocabulary import (
     DISTANCE,
     PU_DO,
@@ -20,8 +19,8 @@ from tests.support.forests import KNOWN
 
 
 def test_names_agree_with_the_features_module():
-    assert (PU_DO, DISTANCE) == (f.PU_DO, t.DISTANCE)
-    assert UNKNOWN_LOCATION == f.UNKNOWN_LOCATION
+    assert (PU_DO, DISTANCE) == (features.PU_DO, layouts.DISTANCE)
+    assert UNKNOWN_LOCATION == features.UNKNOWN_LOCATION
 
 
 @pytest.mark.parametrize(
@@ -67,20 +66,20 @@ def test_naive_keys_would_alias():
     ],
 )
 def test_the_vocabulary_holds_only_keys_the_features_produce(key, is_pair):
-    rows = [{f.PU_DO: key}, {f.PU_DO: "7_8", t.DISTANCE: 1.0}, {"other": 2.0}]
+    rows = [{features.PU_DO: key}, {features.PU_DO: "7_8", layouts.DISTANCE: 1.0}, {"other": 2.0}]
     vectorizer = DictVectorizer().fit(rows)
     vocabulary = PairVocabulary.from_dict_vectorizer(vectorizer)
     assert len(vocabulary.pair_keys) == 1 + is_pair
-    assert vocabulary.distance_column == vectorizer.vocabulary_[t.DISTANCE]
+    assert vocabulary.distance_column == vectorizer.vocabulary_[layouts.DISTANCE]
     assert vocabulary.describe(vectorizer.vocabulary_["PU_DO=7_8"]).startswith("PU_DO=7_8 ")
 
 
 @pytest.mark.parametrize(
     ("row", "match"),
     [
-        ({f.PU_DO: "3-4", t.DISTANCE: 1.0}, "not '<int>_<int>'"),
-        ({f.PU_DO: 34, t.DISTANCE: 1.0}, "not '<int>_<int>'"),
-        ({f.PU_DO: "3_4", t.DISTANCE: "1.0"}, "not a number"),
+        ({features.PU_DO: "3-4", layouts.DISTANCE: 1.0}, "not '<int>_<int>'"),
+        ({features.PU_DO: 34, layouts.DISTANCE: 1.0}, "not '<int>_<int>'"),
+        ({features.PU_DO: "3_4", layouts.DISTANCE: "1.0"}, "not a number"),
     ],
 )
 def test_encode_records_refuses_what_the_features_never_make(row, match, compiled):
@@ -89,7 +88,12 @@ def test_encode_records_refuses_what_the_features_never_make(row, match, compile
 
 
 def test_encode_records_reads_rows_as_the_vectorizer_does(compiled):
-    rows = [{f.PU_DO: "3_4", t.DISTANCE: 2}, {t.DISTANCE: 1.5}, {f.PU_DO: "3_4"}, {}]
+    rows = [
+        {features.PU_DO: "3_4", layouts.DISTANCE: 2},
+        {layouts.DISTANCE: 1.5},
+        {features.PU_DO: "3_4"},
+        {},
+    ]
     pairs, distance = encode_records(compiled["forest"].vocabulary, rows)
     known = compiled["forest"].vocabulary.encode(np.array([3]), np.array([4]))[0]
     assert pairs.tolist() == [known, -1, known, -1]

@@ -212,6 +212,53 @@ def trained(services: Services, input_dir: Path) -> Trained:
     return Trained(run_id=run_id, version=version, rmse=rmse)
 
 
+LINEAR_MODEL = "ride-duration-linear"
+
+
+@pytest.fixture(scope="session")
+def trained_linear(services: Services, input_dir: Path) -> Trained:
+    """Run `train.py green 2021 1 --estimator linear`, registered as ride-duration-linear (its
+    own alias production: ride-duration's stays on the forest)."""
+    result = run_cli(
+        "train.py",
+        "green",
+        "2021",
+        "1",
+        "--estimator",
+        "linear",
+        env={
+            **services.env,
+            "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+            "MODEL_NAME": LINEAR_MODEL,
+        },
+        cwd=services.workdir,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = re.search(r"run_id: (\w+)", result.stdout).group(1)
+    version = re.search(rf"models:/{LINEAR_MODEL}/(\d+)", result.stdout).group(1)
+    rmse = float(re.search(r"rmse: ([\d.]+)", result.stdout).group(1))
+    return Trained(run_id=run_id, version=version, rmse=rmse)
+
+
+@pytest.fixture(scope="session")
+def linear_sklearn(services: Services, trained_linear: Trained) -> Callable[[list[dict]], object]:
+    """What scikit-learn's own `pipeline.predict` gives for rides, on their feature dicts: the
+    online modes' compiled linear model must answer the same bits."""
+    import mlflow
+    import mlflow.sklearn
+
+    from ride_duration.data.features import feature_records
+    from ride_duration.data.rides import rides_table
+
+    mlflow.set_tracking_uri(services.tracking_uri)
+    pipeline = mlflow.sklearn.load_model(f"models:/{LINEAR_MODEL}/{trained_linear.version}")
+
+    def predict(rides: list[dict]) -> object:
+        return pipeline.predict(feature_records(rides_table(rides)))
+
+    return predict
+
+
 @pytest.fixture(scope="module")
 def local_model(services: Services, trained: Trained, tmp_path_factory) -> Path:
     """The trained model as a local folder, so that S3 traffic in these tests is output only."""

@@ -1,9 +1,10 @@
-"""The compiled forest in every way of serving, against the session's MLflow server and S3.
+"""The compiled forms in every way of serving, against the session's MLflow server and S3.
 
 `train.py` (the session's `trained` model) logs `forest.npz` beside the pickle; batch, the web
 service's core and the stream handler then predict with numpy alone, bit for bit what
 scikit-learn gives with n_jobs=1. A version logged without it is scored with scikit-learn until
-`python -m ride_duration.compile` adds it.
+`python -m ride_duration.compile` adds it. The linear baseline (`trained_linear`) gets its
+compiled form (`linear.npz`) the same way, served from either install bit for bit.
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from ride_duration.core.months import Month
-from ride_duration.data import features as f
+from ride_duration.data import features
 from ride_duration.data.sources import read_trips
 from ride_duration.forest import npz
 from tests.conftest import REPO
-from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
+from tests.integration.conftest import (
+    LINEAR_MODEL,
+    TEMPLATE,
+    Install,
+    Services,
+    Trained,
+    run_cli,
+)
+from tests.support.rides import as_rides, prepared
 from tests.support.tlc_fake import file_name
 
 
@@ -68,7 +77,7 @@ def test_a_scored_month_is_bit_for_bit_scikit_learn_with_one_job(
     assert "predicted with compiled forest" in result.stdout + result.stderr
     partition = tmp_path / "out/taxi_type=green/year=2021/month=03"
     written = pq.read_table(partition / "predictions.parquet")
-    expected = one_job(pipeline).predict(f.feature_records(month_trips(input_dir, 3)))
+    expected = one_job(pipeline).predict(features.feature_records(month_trips(input_dir, 3)))
     assert written["predicted_duration"].to_numpy().tobytes() == expected.tobytes()
     manifest = json.loads((partition / "_manifest.json").read_text())
     assert manifest["model"]["scoring"] == "compiled forest"
@@ -160,31 +169,34 @@ def test_a_version_without_it_is_scored_with_scikit_learn_until_compiled(
     after_path, after = scored(str(tmp_path / "_after"))
     assert after_path == "compiled forest"
     assert after == before  # scikit-learn (n_jobs=1 per block) and the compiled form agree
-    expected = one_job(pipeline).predict(f.feature_records(month_trips(input_dir, 4)))
+    expected = one_job(pipeline).predict(features.feature_records(month_trips(input_dir, 4)))
     assert after == expected.tobytes()
 
 
-def test_the_compile_command_refuses_a_model_that_is_not_a_forest(
-    services: Services, tmp_path: Path
+@pytest.mark.parametrize("regressor", ["LinearRegression", "Ridge"])
+def test_the_compile_command_compiles_a_linear_regression_and_refuses_what_it_cannot(
+    services: Services, tmp_path: Path, regressor: str
 ):
+    import sklearn.linear_model
     from sklearn.feature_extraction import DictVectorizer
-    from sklearn.linear_model import LinearRegression
     from sklearn.pipeline import make_pipeline
 
     mlflow.set_tracking_uri(services.tracking_uri)
     mlflow.set_experiment("linear")
     records = [{"PU_DO": "1_2", "trip_distance": float(d)} for d in range(20)]
-    linear = make_pipeline(DictVectorizer(), LinearRegression()).fit(records, list(range(20)))
+    model = getattr(sklearn.linear_model, regressor)()
+    linear = make_pipeline(DictVectorizer(), model).fit(records, list(range(20)))
+    name = f"lin-{regressor}"
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(
-            linear, name="model", serialization_format="cloudpickle", registered_model_name="lin"
+            linear, name="model", serialization_format="cloudpickle", registered_model_name=name
         )
     result = subprocess.run(
         [
             sys.executable,
             "-m",
             "ride_duration.compile",
-            f"models:/lin/{info.registered_model_version}",
+            f"models:/{name}/{info.registered_model_version}",
         ],
         env=services.env,
         cwd=REPO,
@@ -192,9 +204,60 @@ def test_the_compile_command_refuses_a_model_that_is_not_a_forest(
         text=True,
         timeout=300,
     )
+    if regressor == "LinearRegression":
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "bit for bit equal to scikit-learn on " in result.stdout
+        assert result.stdout.strip().endswith("; logged as linear.npz")
+        return
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: lin/{info.registered_model_version} is not a DictVectorizer + random forest "
-        "pipeline, so it has no compiled form: the full install or image serves it with "
-        "scikit-learn"
+        f"error: {name}/{info.registered_model_version} is not a DictVectorizer + random forest "
+        "or LinearRegression pipeline, so it has no compiled form: the full install or image "
+        "serves it with scikit-learn"
     )
+
+
+def test_train_logs_a_linear_models_compiled_form_beside_the_pickle(
+    services, trained_linear, tmp_path
+):
+    mlflow.set_tracking_uri(services.tracking_uri)
+    folder = mlflow.artifacts.download_artifacts(
+        f"models:/{LINEAR_MODEL}/{trained_linear.version}", dst_path=str(tmp_path)
+    )
+    assert {"MLmodel", "model.pkl", "linear.npz"} <= {p.name for p in Path(folder).iterdir()}
+    assert type(npz.load(Path(folder) / "linear.npz", "linear")).__name__ == "CompiledLinear"
+
+
+def test_the_online_core_predicts_the_linear_model_from_each_install_bit_for_bit(
+    services: Services, install: Install, linear_sklearn
+):
+    """The raw predictions (JSON keeps a float's every bit) of a fresh process of each install,
+    as a web worker or a Lambda container starts: scikit-learn's own, without it."""
+    rides = [*as_rides(prepared(2021, 3, 600).slice(0, 500))]
+    rides.append({"PULocationID": None, "DOLocationID": 43, "trip_distance": 0.0})
+    rides.append({"PULocationID": 130, "DOLocationID": 205, "trip_distance": 1e30})
+    script = f"""
+import json, sys
+from ride_duration.model.service import load_for_serving
+from ride_duration.core.settings import Settings
+model = load_for_serving(Settings.from_env())
+print(json.dumps({{
+    "path": model.predictor.path,
+    "predictions": model.predict_rides({rides!r}).tolist(),
+    "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "mlflow")),
+}}))
+"""
+    result = subprocess.run(
+        [str(install.python), "-c", script],
+        env=install.env({**services.env, "MODEL_URI": f"models:/{LINEAR_MODEL}@production"}),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["path"] == "compiled linear model"
+    assert answer["heavy"] == []
+    expected = np.asarray(linear_sklearn(rides), dtype=np.float64)
+    assert np.array(answer["predictions"]).tobytes() == expected.tobytes()

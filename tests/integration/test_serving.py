@@ -189,10 +189,10 @@ def test_a_model_without_a_compiled_forest_is_refused_at_start(
         result = one_ride(serving.python, env)
     assert result.returncode == 2
     assert one_line_error(result) == (
-        f"error: model {uncompiled} has no compiled forest, and this install has no "
-        "scikit-learn: a random forest registered in MLflow is compiled, in the full install, "
-        "with `python -m ride_duration.compile models:/NAME/VERSION`; any other model is served "
-        "by the full install or image"
+        f"error: model {uncompiled} has no compiled form, and this install has no "
+        "scikit-learn: a random forest or a linear regression registered in MLflow is compiled, "
+        "in the full install, with `python -m ride_duration.compile models:/NAME/VERSION`; any "
+        "other model is served by the full install or image"
     )
 
 

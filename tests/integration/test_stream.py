@@ -21,7 +21,7 @@ import pytest
 
 from ride_duration.online.consumer import lambda_record
 from tests.conftest import REPO
-from tests.integration.conftest import Install, Services, Trained
+from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained
 from tests.support.docs import lambda_recipe
 from tests.support.lambda_runtime import LambdaRuntime, run_function
 from tests.support.rides import as_rides, prepared
@@ -192,6 +192,24 @@ def test_the_lambda_scores_good_records_and_reports_exactly_the_bad_ones(
     log = (tmp_path / "function.log").read_text()
     for reason in ("not base64 JSON", "PULocationID is missing", "trip_distance must be"):
         assert reason in log
+
+
+def test_the_lambda_scores_with_a_compiled_linear_model_as_scikit_learn_does(
+    services: Services, trained_linear: Trained, streams: Streams, tmp_path: Path, linear_sklearn
+):
+    """From the serving install too: the linear baseline's compiled form, scikit-learn's bits."""
+    rides = good_rides(40)
+    put(streams, [(key, encoded(key, ride)) for key, ride in rides])
+    env = function_env(services, streams, MODEL_URI=f"models:/{LINEAR_MODEL}@production")
+    [result] = invoke(streams, env, tmp_path / "function.log", lambda_event(streams))
+    assert result.error is None, result.error
+    assert result.response["batchItemFailures"] == []
+    found = predictions_by_ride(streams.client, streams.output)
+    expected = dict(zip([k for k, _ in rides], linear_sklearn([r for _, r in rides]), strict=True))
+    assert set(found) == set(expected)
+    for key, [record] in found.items():
+        assert record["version"] == f"{LINEAR_MODEL}/{trained_linear.version}"
+        assert record["prediction"]["ride_duration"] == round(float(expected[key]), 2)
 
 
 def test_refused_writes_are_retried_and_still_refused_ones_reported(

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import Install, Services, Trained
+from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained
 from tests.support.rides import as_rides, prepared
 from tests.support.servers import free_port, http_ok, stop, wait_until_ready
 
@@ -101,6 +101,15 @@ def web(services: Services, trained: Trained, install: Install, tmp_path_factory
         "WEB_THREADS": str(THREADS),
         "WEB_CLIENT_TIMEOUT_SECONDS": str(CLIENT_TIMEOUT),
     }
+    with serving(install, env, log) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def linear_web(services: Services, trained_linear: Trained, install: Install, tmp_path_factory):
+    """The web service on the linear baseline, from each install: its compiled form."""
+    log = tmp_path_factory.mktemp("linear-web") / "gunicorn.log"
+    env = {**services.env, "MODEL_URI": f"models:/{LINEAR_MODEL}@production"}
     with serving(install, env, log) as running:
         yield running
 
@@ -366,3 +375,18 @@ def test_with_no_model_reachable_it_exits_with_one_line(
         "artifact location"
     ]
     assert "Traceback" not in result.stderr
+
+
+def test_a_linear_model_is_served_as_scikit_learn_answers_it(
+    linear_web: Web, trained_linear: Trained, linear_sklearn
+):
+    """From the serving install too: the compiled linear model needs no scikit-learn."""
+    status, ready = linear_web.call("/ready")
+    assert status == 200
+    assert ready["model_version"] == f"{LINEAR_MODEL}/{trained_linear.version}"
+    rides = [*as_rides(prepared(2021, 3, 400).slice(0, 300)), COURSE_RIDE]
+    rides.append({"PULocationID": None, "DOLocationID": 43, "trip_distance": 0.0})
+    status, answer = linear_web.call("/predict/batch", {"rides": rides})
+    assert status == 200
+    durations = [p["duration"] for p in answer["predictions"]]
+    assert np.array(durations).tobytes() == np.array(minutes(linear_sklearn(rides))).tobytes()

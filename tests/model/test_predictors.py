@@ -14,25 +14,24 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.model.predictors import DictVectorizerPredictor, RecordsPredictor, make_predictor
 from tests.support import rides
 
-WITH_DISTANCE = f.ALL_FEATURES
-PU_DO_ONLY = (f.PU_DO,)
-DISTANCE_ONLY = (t.DISTANCE,)
+WITH_DISTANCE = features.ALL_FEATURES
+PU_DO_ONLY = (features.PU_DO,)
+DISTANCE_ONLY = (layouts.DISTANCE,)
 
 
-def prepared(taxi_type: str, year: int, month: int, rows: int, features=WITH_DISTANCE) -> pa.Table:
-    return rides.prepared(year, month, rows, taxi_type, features)
+def prepared(taxi_type: str, year: int, month: int, rows: int, names=WITH_DISTANCE) -> pa.Table:
+    return rides.prepared(year, month, rows, taxi_type, names)
 
 
 def with_unknown_locations(trips: pa.Table, every: int) -> pa.Table:
     """`trips` with the pickup id of every `every`-th row and the dropoff id of the next null."""
     n = trips.num_rows
     positions = np.arange(n)
-    for name, offset in ((t.PICKUP_LOCATION, 0), (t.DROPOFF_LOCATION, 1)):
+    for name, offset in ((layouts.PICKUP_LOCATION, 0), (layouts.DROPOFF_LOCATION, 1)):
         nulls = pa.array((positions + offset) % every == 0)
         column = pc.if_else(nulls, pa.scalar(None, pa.int64()), trips[name])
         trips = trips.set_column(trips.schema.get_field_index(name), name, column)
@@ -46,12 +45,12 @@ def odd_trips() -> pa.Table:
     n = len(pu)
     return pa.table(
         {
-            t.PICKUP: pa.array([datetime(2021, 2, 3, 4, 5)] * n, pa.timestamp("us")),
-            t.PICKUP_LOCATION: pa.array(pu, pa.int64()),
-            t.DROPOFF_LOCATION: pa.array(do, pa.int64()),
-            t.DISTANCE: pa.array([0.0, 1.0, 2.5, 3.0, 4.0, 0.5, 1.5, 2.0, 10.0, 0.0]),
-            f.ACTUAL_DURATION: pa.array([10.0] * n),
-            f.ROW_NUMBER: pa.array(np.arange(n, dtype=np.int64)),
+            layouts.PICKUP: pa.array([datetime(2021, 2, 3, 4, 5)] * n, pa.timestamp("us")),
+            layouts.PICKUP_LOCATION: pa.array(pu, pa.int64()),
+            layouts.DROPOFF_LOCATION: pa.array(do, pa.int64()),
+            layouts.DISTANCE: pa.array([0.0, 1.0, 2.5, 3.0, 4.0, 0.5, 1.5, 2.0, 10.0, 0.0]),
+            features.ACTUAL_DURATION: pa.array([10.0] * n),
+            features.ROW_NUMBER: pa.array(np.arange(n, dtype=np.int64)),
         }
     )
 
@@ -70,17 +69,19 @@ def score_trips() -> pa.Table:
 
 @pytest.fixture(scope="module")
 def fhv_train_trips() -> pa.Table:
-    return prepared("fhv", 2021, 1, rows=2_000, features=PU_DO_ONLY)
+    return prepared("fhv", 2021, 1, rows=2_000, names=PU_DO_ONLY)
 
 
 @pytest.fixture(scope="module")
 def fhv_score_trips() -> pa.Table:
-    february = prepared("fhv", 2021, 2, rows=1_500, features=PU_DO_ONLY)
+    february = prepared("fhv", 2021, 2, rows=1_500, names=PU_DO_ONLY)
     return pa.concat_tables([february, odd_trips().select(february.column_names)])
 
 
-def fit(pipeline: Pipeline, trips: pa.Table, features: tuple[str, ...]) -> Pipeline:
-    return pipeline.fit(f.feature_records(trips, features), trips[f.ACTUAL_DURATION].to_numpy())
+def fit(pipeline: Pipeline, trips: pa.Table, names: tuple[str, ...]) -> Pipeline:
+    return pipeline.fit(
+        features.feature_records(trips, names), trips[features.ACTUAL_DURATION].to_numpy()
+    )
 
 
 def small_forest() -> RandomForestRegressor:
@@ -142,22 +143,22 @@ def pipelines(train_trips, fhv_train_trips) -> dict[str, Pipeline]:
         "fhv": fhv_train_trips,
     }
     return {
-        name: fit(factory(), data[source], features)
-        for name, (factory, source, features) in PIPELINES.items()
+        name: fit(factory(), data[source], names)
+        for name, (factory, source, names) in PIPELINES.items()
     }
 
 
 @pytest.fixture(params=list(PIPELINES))
 def case(request, pipelines, score_trips, fhv_score_trips):
     """(pipeline, trips to score, the features the pipeline was fitted on)."""
-    _, source, features = PIPELINES[request.param]
+    _, source, names = PIPELINES[request.param]
     trips = fhv_score_trips if source == "fhv" else score_trips
-    return pipelines[request.param], trips, features
+    return pipelines[request.param], trips, names
 
 
 def test_the_scored_trips_hold_the_awkward_cases(pipelines, score_trips):
     vocabulary = pipelines["forest"][0].vocabulary_
-    keys = f.pu_do(score_trips).to_pylist()
+    keys = features.pu_do(score_trips).to_pylist()
     assert any(f"PU_DO={key}" not in vocabulary for key in keys)  # unknown pairs
     assert any(key.startswith("-1_") for key in keys)
     assert any(key.endswith("_-1") for key in keys)
@@ -167,10 +168,10 @@ def test_the_scored_trips_hold_the_awkward_cases(pipelines, score_trips):
 
 
 def test_transform_equals_the_dict_vectorizer(case):
-    pipeline, trips, features = case
+    pipeline, trips, names = case
     vectorizer = pipeline[0]
     fast = DictVectorizerPredictor(pipeline).transform(trips)
-    slow = vectorizer.transform(f.feature_records(trips, features))
+    slow = vectorizer.transform(features.feature_records(trips, names))
     assert fast.shape == slow.shape == (trips.num_rows, len(vectorizer.feature_names_))
     assert fast.dtype == slow.dtype
     assert (fast != slow).nnz == 0
@@ -178,10 +179,10 @@ def test_transform_equals_the_dict_vectorizer(case):
 
 
 def test_fast_and_generic_predictions_are_equal(case):
-    pipeline, trips, features = case
+    pipeline, trips, names = case
     fast = make_predictor(pipeline)
     assert isinstance(fast, DictVectorizerPredictor)
-    generic = RecordsPredictor(pipeline, features)
+    generic = RecordsPredictor(pipeline, names)
     fast_predictions = fast.predict(trips)
     generic_predictions = generic.predict(trips)
     assert fast_predictions.dtype == generic_predictions.dtype == np.float64
@@ -189,7 +190,7 @@ def test_fast_and_generic_predictions_are_equal(case):
     np.testing.assert_allclose(fast_predictions, generic_predictions, rtol=0, atol=1e-9)
     np.testing.assert_allclose(
         fast_predictions,
-        pipeline.predict(f.feature_records(trips, features)),
+        pipeline.predict(features.feature_records(trips, names)),
         rtol=0,
         atol=1e-9,
     )
@@ -206,7 +207,7 @@ def test_generic_path_with_all_features_ignores_ones_the_model_never_saw(pipelin
 
 
 @pytest.mark.parametrize(
-    ("name", "features"),
+    ("name", "names"),
     [
         ("forest", ("PU_DO", "trip_distance")),
         ("linear-distance-only", ("trip_distance",)),
@@ -214,12 +215,12 @@ def test_generic_path_with_all_features_ignores_ones_the_model_never_saw(pipelin
         ("fhv-forest-without-distance", ("PU_DO",)),
     ],
 )
-def test_the_fast_path_asks_only_for_the_features_the_model_uses(pipelines, name, features):
-    assert DictVectorizerPredictor(pipelines[name]).features == features
+def test_the_fast_path_asks_only_for_the_features_the_model_uses(pipelines, name, names):
+    assert DictVectorizerPredictor(pipelines[name]).features == names
 
 
 def test_the_fast_path_needs_no_distance_column_for_a_model_without_it(pipelines, fhv_score_trips):
-    assert t.DISTANCE not in fhv_score_trips.column_names
+    assert layouts.DISTANCE not in fhv_score_trips.column_names
     predictions = make_predictor(pipelines["fhv-linear-without-distance"]).predict(fhv_score_trips)
     assert predictions.shape == (fhv_score_trips.num_rows,)
     assert np.isfinite(predictions).all()
@@ -229,8 +230,8 @@ def test_unknown_pairs_get_no_column(pipelines):
     trips = odd_trips()
     pipeline = pipelines["linear"]
     matrix = DictVectorizerPredictor(pipeline).transform(trips)
-    distance_column = pipeline[0].vocabulary_[t.DISTANCE]
-    keys = f.pu_do(trips).to_pylist()
+    distance_column = pipeline[0].vocabulary_[layouts.DISTANCE]
+    keys = features.pu_do(trips).to_pylist()
     for row, key in enumerate(keys):
         columns = set(matrix[row].indices) - {distance_column}
         if f"PU_DO={key}" in pipeline[0].vocabulary_:
@@ -244,19 +245,19 @@ def test_ids_beyond_32_bits_never_alias_a_known_pair(pipelines, train_trips, nam
     # 2**32 + 43 must not be taken for 43, nor (p, 2**32 + d) for (p + 1, d)
     pipeline = pipelines[name]
     known = train_trips.slice(0, 20)
-    pu = known[t.PICKUP_LOCATION].to_numpy()
-    do = known[t.DROPOFF_LOCATION].to_numpy()
+    pu = known[layouts.PICKUP_LOCATION].to_numpy()
+    do = known[layouts.DROPOFF_LOCATION].to_numpy()
     trips = pa.concat_tables(
         [
-            known.set_column(1, t.PICKUP_LOCATION, pa.array(pu + 2**32)),
-            known.set_column(1, t.PICKUP_LOCATION, pa.array(pu - 1)).set_column(
-                2, t.DROPOFF_LOCATION, pa.array(do + 2**32)
+            known.set_column(1, layouts.PICKUP_LOCATION, pa.array(pu + 2**32)),
+            known.set_column(1, layouts.PICKUP_LOCATION, pa.array(pu - 1)).set_column(
+                2, layouts.DROPOFF_LOCATION, pa.array(do + 2**32)
             ),
         ]
     )
-    assert trips.column_names[1:3] == [t.PICKUP_LOCATION, t.DROPOFF_LOCATION]
+    assert trips.column_names[1:3] == [layouts.PICKUP_LOCATION, layouts.DROPOFF_LOCATION]
     fast = DictVectorizerPredictor(pipeline).transform(trips)
-    slow = pipeline[0].transform(f.feature_records(trips))
+    slow = pipeline[0].transform(features.feature_records(trips))
     assert (fast != slow).nnz == 0
     np.testing.assert_array_equal(fast.toarray(), slow.toarray())
 
@@ -286,7 +287,7 @@ class DoubleDistance:
 
     def predict(self, records: list[dict]) -> list[float]:
         self.seen = records
-        return [2 * record.get(t.DISTANCE, 0.0) for record in records]
+        return [2 * record.get(layouts.DISTANCE, 0.0) for record in records]
 
 
 @pytest.mark.parametrize(
@@ -322,7 +323,7 @@ def test_the_generic_path_gives_the_models_own_predictions(factory, train_trips,
     model = fit(factory(), train_trips, WITH_DISTANCE)
     np.testing.assert_array_equal(
         make_predictor(model).predict(score_trips),
-        model.predict(f.feature_records(score_trips, WITH_DISTANCE)),
+        model.predict(features.feature_records(score_trips, WITH_DISTANCE)),
     )
 
 
@@ -338,18 +339,18 @@ def test_the_generic_path_passes_the_available_features(available, keys, score_t
     assert [list(record) for record in model.seen] == [keys] * score_trips.num_rows
     assert predictions.dtype == np.float64
     assert predictions.shape == (score_trips.num_rows,)
-    if t.DISTANCE in keys:
-        np.testing.assert_array_equal(predictions, 2 * score_trips[t.DISTANCE].to_numpy())
+    if layouts.DISTANCE in keys:
+        np.testing.assert_array_equal(predictions, 2 * score_trips[layouts.DISTANCE].to_numpy())
 
 
 def test_a_big_batch_on_several_threads_is_bitwise_the_forest_with_one_job():
     """Blocks of rows on threads, each with n_jobs=1: exact, unlike the forest's n_jobs=-1."""
     import copy
 
-    from ride_duration.model import predictors as scoring
+    from ride_duration.model.predictors import MIN_BLOCK_ROWS
 
     rng = np.random.default_rng(3)
-    n = 4 * scoring.MIN_BLOCK_ROWS + 123
+    n = 4 * MIN_BLOCK_ROWS + 123
     pickup, dropoff, distance = rng.integers(1, 40, n), rng.integers(1, 40, n), rng.gamma(2, 1.5, n)
     records = [
         {"PU_DO": f"{a}_{b}", "trip_distance": float(d)}
@@ -372,8 +373,46 @@ def _trips_of(records: list[dict]) -> pa.Table:
     pu, do = zip(*(r["PU_DO"].split("_") for r in records), strict=True)
     return pa.table(
         {
-            t.PICKUP_LOCATION: pa.array([int(x) for x in pu], pa.int64()),
-            t.DROPOFF_LOCATION: pa.array([int(x) for x in do], pa.int64()),
-            t.DISTANCE: pa.array([r["trip_distance"] for r in records], pa.float64()),
+            layouts.PICKUP_LOCATION: pa.array([int(x) for x in pu], pa.int64()),
+            layouts.DROPOFF_LOCATION: pa.array([int(x) for x in do], pa.int64()),
+            layouts.DISTANCE: pa.array([r["trip_distance"] for r in records], pa.float64()),
         }
     )
+
+
+# The cases a compiled form exists for: every forest and every float64 linear model.
+COMPILED = {
+    name: "compiled forest" if "forest" in name else "compiled linear model"
+    for name in PIPELINES
+    if name != "linear-float32"
+}
+
+
+@pytest.mark.parametrize("name", list(PIPELINES))
+def test_the_compiled_path_is_the_pipeline_bit_for_bit(
+    name, pipelines, score_trips, fhv_score_trips
+):
+    """One predictor for every compiled kind: a forest's n_jobs=1 answers, a linear model's
+    own answers, on trips (unseen pairs, unknown locations, zero distances)."""
+    from ride_duration.model.compiling import compile_checked
+    from ride_duration.model.predictors import CompiledPredictor
+
+    _, source, names = PIPELINES[name]
+    trips = fhv_score_trips if source == "fhv" else score_trips
+    pipeline = pipelines[name]
+    compiled = compile_checked(pipeline, [])  # probe rows only: these trips hold huge ids
+    if name not in COMPILED:
+        assert compiled is None  # a float32 vectorizer: sums in another precision
+        return
+    predictor = make_predictor(compiled.model)
+    assert isinstance(predictor, CompiledPredictor)
+    assert predictor.path == COMPILED[name]
+    assert predictor.features == make_predictor(pipeline).features
+    expected = make_predictor(pipeline).predict(trips)  # n_jobs=1 per block
+    assert predictor.predict(trips).tobytes() == expected.tobytes()
+    batch = predictor.predict_batch(trips)
+    assert batch.values.tobytes() == expected.tobytes()
+    assert batch.unknown_pairs == make_predictor(pipeline).predict_batch(trips).unknown_pairs
+    if "linear" in name:  # the forest with n_jobs=-1 is not the reference
+        records = features.feature_records(trips, names)
+        assert predictor.predict(trips).tobytes() == pipeline.predict(records).tobytes()

@@ -12,8 +12,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 
 from ride_duration.core.errors import ConfigurationError
-from ride_duration.data import features as f
-from ride_duration.data import rules
+from ride_duration.data import features, rules
 from ride_duration.data.rides import checked_table
 from ride_duration.model.compiling import compile_checked
 from ride_duration.model.distinct import PredictionCache
@@ -31,7 +30,7 @@ def forest() -> ServingModel:
     trips = prepared(2021, 2, 3_000)
     regressor = RandomForestRegressor(n_estimators=10, max_depth=10, random_state=0)
     pipeline = make_pipeline(DictVectorizer(), regressor)
-    pipeline.fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
+    pipeline.fit(features.feature_records(trips), trips[features.ACTUAL_DURATION].to_numpy())
     return ServingModel(MODEL, make_predictor(pipeline))
 
 
@@ -56,7 +55,7 @@ def test_a_serving_model_says_its_version(forest: ServingModel):
 def test_a_model_that_is_not_a_dict_vectorizer_pipeline_serves_through_the_generic_path():
     trips = prepared(2021, 2, 500)
     scaled = make_pipeline(DictVectorizer(sparse=False), LinearRegression())
-    scaled.fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
+    scaled.fit(features.feature_records(trips), trips[features.ACTUAL_DURATION].to_numpy())
     model = ServingModel(MODEL, make_predictor(scaled))
     expected = scaled.predict([{"PU_DO": "130_205", "trip_distance": 3.66}])
     np.testing.assert_allclose(model.predict_rides([RIDE]), expected, rtol=0, atol=1e-9)
@@ -70,9 +69,9 @@ def predictors() -> dict:
     trips = prepared(2021, 2, 3_000)
     fitted = make_pipeline(
         DictVectorizer(), RandomForestRegressor(n_estimators=10, max_depth=10, random_state=0)
-    ).fit(f.feature_records(trips), trips[f.ACTUAL_DURATION].to_numpy())
+    ).fit(features.feature_records(trips), trips[features.ACTUAL_DURATION].to_numpy())
     return {
-        "compiled": make_predictor(compile_checked(fitted, f.feature_records(trips)).forest),
+        "compiled": make_predictor(compile_checked(fitted, features.feature_records(trips)).model),
         "scikit-learn fast path": make_predictor(fitted),
         "generic": RecordsPredictor(fitted),
     }
@@ -107,8 +106,38 @@ def test_without_scikit_learn_a_model_with_no_compiled_forest_is_refused_in_one_
     with pytest.raises(ConfigurationError) as error:
         predictor_for(model)
     assert str(error.value) == (
-        f"model {tmp_path} has no compiled forest, and this install has no scikit-learn: a "
-        f"random forest{which} is compiled, in the full install, with "
+        f"model {tmp_path} has no compiled form, and this install has no scikit-learn: a "
+        f"random forest or a linear regression{which} is compiled, in the full install, with "
         f"`python -m ride_duration.compile {compile_uri}`; any other model is served by the "
         "full install or image"
     )
+
+
+@pytest.fixture(scope="module")
+def linear_folder(tmp_path_factory):
+    """A linear model's folder with only its MLmodel and its compiled form: no pickle at all."""
+    from ride_duration.forest import npz
+
+    trips = prepared(2021, 2, 3_000)
+    fitted = make_pipeline(DictVectorizer(), LinearRegression())
+    fitted.fit(features.feature_records(trips), trips[features.ACTUAL_DURATION].to_numpy())
+    folder = tmp_path_factory.mktemp("linear")
+    (folder / "MLmodel").write_text("flavors:\n  sklearn: {pickled_model: model.pkl}\n")
+    npz.save(compile_checked(fitted, features.feature_records(trips)).model, folder)
+    return folder, fitted
+
+
+def test_without_scikit_learn_a_compiled_linear_model_is_served_bit_for_bit(
+    not_installed, linear_folder
+):
+    folder, fitted = linear_folder
+    not_installed("sklearn")
+    model = ModelRef(uri=str(folder), resolved_uri=str(folder), name=None, version=None)
+    serving = ServingModel(model, predictor_for(model))
+    assert serving.predictor.path == "compiled linear model"
+    rides = [*as_rides(prepared(2021, 3, 800)), {**RIDE, "PULocationID": None}, RIDE]
+    rides.append({**RIDE, "DOLocationID": "205", "trip_distance": "0"})
+    checked = rules.check_rides(rides)
+    expected = make_predictor(fitted).predict_checked(checked)
+    assert serving.predict_rides(rides).tobytes() == expected.tobytes()
+    assert serving.predictor.predict_checked(checked).tobytes() == expected.tobytes()

@@ -45,12 +45,18 @@ def test_a_trained_model_is_logged_registered_and_aliased(tmp_path, monkeypatch)
         batch_size=1_000,
     )
     assert (trained.model_name, trained.model_version, trained.alias) == ("ride", "1", "production")
-    assert trained.compiled == "not a forest: scored with scikit-learn"
+    # The linear model is compiled too, and its compiled form logged beside its pickle.
+    assert trained.compiled.startswith(
+        "compiled linear model: bit for bit equal to scikit-learn on "
+    )
     assert trained.rmse > 0
     client = mlflow.MlflowClient()
     assert client.get_model_version_by_alias("ride", "production").run_id == trained.run_id
     params = client.get_run(trained.run_id).data.params
     assert (params["train_month"], params["valid_month"]) == ("2021-01", "2021-02")
+    source = client.get_model_version("ride", "1").source
+    files = {a.path for a in client.list_logged_model_artifacts(source.removeprefix("models:/"))}
+    assert "linear.npz" in files
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,10 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import make_pipeline
 from sklearn.tree import DecisionTreeRegressor
 
-from ride_duration.data import features as f
-from ride_duration.data import layouts as t
+from ride_duration.data import features, layouts
 from ride_duration.forest.compiled import CompiledForest
 
-BOTH = (f.PU_DO, t.DISTANCE)
+BOTH = (features.PU_DO, layouts.DISTANCE)
 
 
 METHODS = ("walk", "table")
@@ -34,14 +33,14 @@ def make_rides(n: int, seed: int, locations: int) -> tuple[np.ndarray, np.ndarra
     return pickup, dropoff, np.select([kind == 0, kind == 1], [cents, uniform], exact)
 
 
-def records(pickup, dropoff, distance, features=BOTH) -> list[dict]:
+def records(pickup, dropoff, distance, names=BOTH) -> list[dict]:
     rows = []
     for p, d, x in zip(pickup.tolist(), dropoff.tolist(), distance.tolist(), strict=True):
         row = {}
-        if f.PU_DO in features:
-            row[f.PU_DO] = f"{p}_{d}"
-        if t.DISTANCE in features:
-            row[t.DISTANCE] = x
+        if features.PU_DO in names:
+            row[features.PU_DO] = f"{p}_{d}"
+        if layouts.DISTANCE in names:
+            row[layouts.DISTANCE] = x
         rows.append(row)
     return rows
 
@@ -73,8 +72,11 @@ MODELS = {
         ),
         BOTH,
     ),
-    "pu-do-only": (lambda: make_pipeline(DictVectorizer(), forest_of(10, 10)), (f.PU_DO,)),
-    "distance-only": (lambda: make_pipeline(DictVectorizer(), forest_of(10, 10)), (t.DISTANCE,)),
+    "pu-do-only": (lambda: make_pipeline(DictVectorizer(), forest_of(10, 10)), (features.PU_DO,)),
+    "distance-only": (
+        lambda: make_pipeline(DictVectorizer(), forest_of(10, 10)),
+        (layouts.DISTANCE,),
+    ),
 }
 
 
@@ -83,8 +85,8 @@ def predict_both(model: CompiledForest, pickup, dropoff, distance, method):
     return model.predict(pairs, distance, method=method)
 
 
-def sklearn_predict(reference, pickup, dropoff, distance, features) -> np.ndarray:
-    return reference.predict(records(pickup, dropoff, distance, features))
+def sklearn_predict(reference, pickup, dropoff, distance, names) -> np.ndarray:
+    return reference.predict(records(pickup, dropoff, distance, names))
 
 
 def assert_same_bits(got: np.ndarray, expected: np.ndarray) -> None:
