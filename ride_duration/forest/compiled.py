@@ -23,7 +23,7 @@ import numpy as np
 
 from ride_duration.forest.arrays import check_array, distinct
 from ride_duration.forest.table import LookupTable
-from ride_duration.forest.vocabulary import DISTANCE, PairVocabulary
+from ride_duration.forest.vocabulary import PairVocabulary, checked_distances
 
 Method = Literal["auto", "table", "walk"]
 
@@ -170,21 +170,7 @@ class CompiledForest:
         """float32(distance) as float64, or None when the model has no distance column."""
         if self.vocabulary.distance_column is None:
             return None
-        if distance is None:
-            raise ValueError(f"the model uses {DISTANCE}: give a distance for every ride")
-        values = np.asarray(distance, dtype=np.float64)
-        if values.shape != (n,):
-            raise ValueError(f"{n} pair columns but distances of shape {values.shape}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = values.astype(np.float32)  # the cast scikit-learn applies to X
-        bad = ~np.isfinite(x)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(
-                f"{int(bad.sum())} distance(s) are NaN, infinite or too large for float32, "
-                f"which scikit-learn refuses (row {row}: {float(values[row])!r})"
-            )
-        return x.astype(np.float64)
+        return checked_distances(distance, n, as_float32=True)
 
     def _lookup(self, pairs: np.ndarray, x: np.ndarray | None) -> np.ndarray:
         if self.table is None:

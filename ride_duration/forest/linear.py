@@ -25,7 +25,13 @@ import numpy as np
 
 from ride_duration.forest.arrays import FLOAT32_MAX, check_array
 from ride_duration.forest.errors import CompiledMismatchError, NotCompilableError
-from ride_duration.forest.vocabulary import DISTANCE, PU_DO, PairVocabulary, encode_records
+from ride_duration.forest.vocabulary import (
+    DISTANCE,
+    PU_DO,
+    PairVocabulary,
+    checked_distances,
+    encode_records,
+)
 
 KIND = "linear"
 FILE_NAME = "linear.npz"
@@ -73,24 +79,10 @@ class CompiledLinear:
                 # A rounded product, then a rounded sum, as scipy's loop does. The two entries'
                 # column order does not matter: (0 + a) + b is (0 + b) + a, bit for bit, for
                 # every a and b (-0.0 included).
-                total += self._checked_distance(distance, len(pairs)) * self.coef[column]
+                miles = checked_distances(distance, len(pairs), as_float32=False)
+                total += miles * self.coef[column]
             total += self.intercept
         return total
-
-    def _checked_distance(self, distance: np.ndarray | None, n: int) -> np.ndarray:
-        if distance is None:
-            raise ValueError(f"the model uses {DISTANCE}: give a distance for every ride")
-        values = np.asarray(distance, dtype=np.float64)
-        if values.shape != (n,):
-            raise ValueError(f"{n} pair columns but distances of shape {values.shape}")
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise ValueError(
-                f"{int(bad.sum())} distance(s) are NaN or infinite, which scikit-learn refuses "
-                f"(row {row}: {float(values[row])!r})"
-            )
-        return values
 
 
 def compile_pipeline(pipeline: Any) -> CompiledLinear:

@@ -212,3 +212,26 @@ def location_ids(values: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]
         raise TypeError(f"{name} ids must be a 1-d integer array, got {ids.dtype}")
     valid = ids < MAX_ID if ids.dtype.kind == "u" else valid_ids(ids)
     return np.where(valid, ids, 0).astype(np.int64), valid
+
+
+def checked_distances(distance: np.ndarray | None, n: int, *, as_float32: bool) -> np.ndarray:
+    """Each ride's distance as float64, refused as scikit-learn refuses X: one per ride, none
+    NaN or infinite (after the cast to float32 a forest applies, with `as_float32`)."""
+    if distance is None:
+        raise ValueError(f"the model uses {DISTANCE}: give a distance for every ride")
+    values = np.asarray(distance, dtype=np.float64)
+    if values.shape != (n,):
+        raise ValueError(f"{n} pair columns but distances of shape {values.shape}")
+    x = values
+    if as_float32:
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = values.astype(np.float32).astype(np.float64)  # the cast scikit-learn applies
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row = int(np.argmax(bad))
+        what = "NaN, infinite or too large for float32" if as_float32 else "NaN or infinite"
+        raise ValueError(
+            f"{int(bad.sum())} distance(s) are {what}, which scikit-learn refuses "
+            f"(row {row}: {float(values[row])!r})"
+        )
+    return x
