@@ -84,31 +84,37 @@ def test_a_scored_month_is_bit_for_bit_scikit_learn_with_one_job(
     assert manifest["model"]["run_id"] == trained.run_id
 
 
-def test_the_online_core_loads_it_without_scikit_learn_or_scipy(services: Services, trained):
-    """A fresh process, as a web worker or a Lambda container starts."""
-    script = """
+def served_in_a_fresh_process(python: Path | str, env: dict[str, str], rides: list[dict]) -> dict:
+    """What a fresh process of `python` serves for `rides` with MODEL_URI in `env`, as a web
+    worker or a Lambda container starts: its path, its raw predictions (JSON keeps a float's
+    every bit) and which of scikit-learn, scipy and MLflow it imported."""
+    script = f"""
 import json, sys
 from ride_duration.model.service import load_for_serving
 from ride_duration.core.settings import Settings
 model = load_for_serving(Settings.from_env())
-rides = [{"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66},
-         {"PULocationID": None, "DOLocationID": 43, "trip_distance": 0.0}]
-print(json.dumps({
+print(json.dumps({{
     "path": model.predictor.path,
-    "predictions": model.predict_rides(rides).tolist(),
+    "predictions": model.predict_rides({rides!r}).tolist(),
     "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "mlflow")),
-}))
+}}))
 """
     result = subprocess.run(
-        [sys.executable, "-c", script],
-        env={**services.env, "MODEL_URI": "models:/ride-duration@production"},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [str(python), "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_the_online_core_loads_it_without_scikit_learn_or_scipy(services: Services, trained):
+    """A fresh process, as a web worker or a Lambda container starts."""
+    rides = [
+        {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66},
+        {"PULocationID": None, "DOLocationID": 43, "trip_distance": 0.0},
+    ]
+    answer = served_in_a_fresh_process(
+        sys.executable, {**services.env, "MODEL_URI": "models:/ride-duration@production"}, rides
+    )
     assert answer["path"] == "compiled forest"
     assert answer["heavy"] == []
     mlflow.set_tracking_uri(services.tracking_uri)
@@ -236,27 +242,11 @@ def test_the_online_core_predicts_the_linear_model_from_each_install_bit_for_bit
     rides = [*as_rides(prepared(2021, 3, 600).slice(0, 500))]
     rides.append({"PULocationID": None, "DOLocationID": 43, "trip_distance": 0.0})
     rides.append({"PULocationID": 130, "DOLocationID": 205, "trip_distance": 1e30})
-    script = f"""
-import json, sys
-from ride_duration.model.service import load_for_serving
-from ride_duration.core.settings import Settings
-model = load_for_serving(Settings.from_env())
-print(json.dumps({{
-    "path": model.predictor.path,
-    "predictions": model.predict_rides({rides!r}).tolist(),
-    "heavy": sorted(m for m in sys.modules if m.split(".")[0] in ("sklearn", "scipy", "mlflow")),
-}}))
-"""
-    result = subprocess.run(
-        [str(install.python), "-c", script],
-        env=install.env({**services.env, "MODEL_URI": f"models:/{LINEAR_MODEL}@production"}),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    answer = served_in_a_fresh_process(
+        install.python,
+        install.env({**services.env, "MODEL_URI": f"models:/{LINEAR_MODEL}@production"}),
+        rides,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["path"] == "compiled linear model"
     assert answer["heavy"] == []
     expected = np.asarray(linear_sklearn(rides), dtype=np.float64)
