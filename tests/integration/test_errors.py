@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
 from tests.support.failures import assert_one_line_failure, files_in
-from tests.support.servers import free_port
+from tests.support.servers import refused_url
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 from tests.support.troubleshooting import assert_documented
 
@@ -113,17 +113,13 @@ def test_bad_input_fails_with_one_clear_line_and_writes_nothing(
     assert not out.exists() or not files_in(out)
 
 
-def _dead() -> str:
-    return f"http://127.0.0.1:{free_port()}"
-
-
 # (case, command, arguments, extra environment, fragment of the error line, exit code)
 COMMANDS = [
     (
         "MLflow down",
         "score.py",
         ["green", "2021", "3"],
-        {"MLFLOW_TRACKING_URI": _dead()},
+        {"MLFLOW_TRACKING_URI": refused_url()},
         "did not answer (Connection refused): start it or set MLFLOW_TRACKING_URI",
         2,
     ),
@@ -203,7 +199,7 @@ COMMANDS = [
         "train: MLflow down",
         "train.py",
         ["green", "2021", "2"],
-        {"MLFLOW_TRACKING_URI": _dead()},
+        {"MLFLOW_TRACKING_URI": refused_url()},
         "did not answer",
         2,
     ),

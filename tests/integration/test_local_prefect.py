@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.integration.conftest import TEMPLATE, Services, Trained, run_cli
-from tests.support.servers import free_port, stop
+from tests.support.servers import free_port, refused_url, stop
 
 BURNERS_PER_CORE = 2
 
@@ -136,7 +136,7 @@ def test_a_stopped_local_server_is_started_again_and_the_profile_points_at_it(
 def test_a_configured_prefect_api_that_refuses_fails_at_once_with_one_line(
     services: Services, tmp_path: Path
 ):
-    env = services.env | {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api"}
+    env = services.env | {"PREFECT_API_URL": f"{refused_url()}/api"}
     result = run_cli("score.py", "green", "2021", "2", env=env, cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [

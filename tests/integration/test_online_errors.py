@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import REPO
 from tests.integration.conftest import Install, Services, Trained, serving_install
 from tests.support.failures import assert_one_line_failure, files_in
-from tests.support.servers import free_port
+from tests.support.servers import refused_url
 from tests.support.troubleshooting import assert_documented
 
 RIDE = {"ride": {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}, "ride_id": 156}
@@ -138,7 +138,7 @@ def test_an_online_entry_point_fails_with_one_line(
     tmp_path: Path,
     case: Case,
 ):
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    dead = refused_url()  # nothing listens there
     values = {"endpoint": services.s3_endpoint, "dead": dead}
     env = {
         **serving.env(services.env),
@@ -179,7 +179,7 @@ def test_help_answers_at_once_and_starts_nothing(
     """--help prints the usage and exits 0, with stdin left open (a command that read it would
     wait for ever) and a tracking server that does not answer (one that loaded the model would
     fail)."""
-    env = {**serving.env(services.env), "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    env = {**serving.env(services.env), "MLFLOW_TRACKING_URI": refused_url()}
     stdin, held_open = os.pipe()
     try:
         result = subprocess.run(

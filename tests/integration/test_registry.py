@@ -18,7 +18,7 @@ from ride_duration.model.loading import load_model
 from ride_duration.model.resolve import resolve_model
 from tests.conftest import REPO
 from tests.integration.conftest import Services, Trained
-from tests.support.servers import free_port
+from tests.support.servers import refused_url
 
 RECORDS = [{"PU_DO": f"{i % 7}_{i % 5}", "trip_distance": float(i % 11)} for i in range(200)]
 TARGET = [r["trip_distance"] * 2.0 + (i % 7) for i, r in enumerate(RECORDS)]
@@ -128,7 +128,7 @@ def test_a_server_that_does_not_answer_is_said_so_and_reports_no_artifact_locati
     trust then has none of the server's locations."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
-    dead = f"http://127.0.0.1:{free_port()}"
+    dead = refused_url()
     with pytest.raises(TrackingServerUnreachableError, match=f"^MLflow tracking server {dead} did"):
         registry.lookup(dead, "ride-duration", "1")
     assert registry.artifact_locations(dead) is None

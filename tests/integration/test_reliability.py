@@ -31,7 +31,7 @@ from ride_duration.batch.paths import LockFiles, MonthOutput
 from ride_duration.core.months import Month
 from tests.conftest import REPO
 from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
-from tests.support.servers import CuttableProxy, free_port
+from tests.support.servers import CuttableProxy, refused_url
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 BIG_ROWS = 200_000
@@ -318,13 +318,13 @@ SECRET = "S3cr3tDoNotLeak"
         (
             "a tracking URI with a password",
             [],
-            {"MLFLOW_TRACKING_URI": f"http://user:{SECRET}@127.0.0.1:{free_port()}"},
+            {"MLFLOW_TRACKING_URI": refused_url().replace("//", f"//user:{SECRET}@")},
             "did not answer",
         ),
         (
             "a tracking URI with a token alone, logging at DEBUG",
             ["--debug"],
-            {"MLFLOW_TRACKING_URI": f"http://{SECRET}@127.0.0.1:{free_port()}"},
+            {"MLFLOW_TRACKING_URI": refused_url().replace("//", f"//{SECRET}@")},
             "did not answer",
         ),
         (

@@ -25,7 +25,7 @@ from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained
 from tests.support.docs import lambda_recipe
 from tests.support.lambda_runtime import LambdaRuntime, run_function
 from tests.support.rides import as_rides, prepared
-from tests.support.servers import RefusingKinesis, free_port, stop
+from tests.support.servers import RefusingKinesis, refused_url, stop
 
 COURSE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 BAD = {
@@ -321,7 +321,7 @@ def test_the_recipes_fallback_serves_when_the_tracking_server_is_down(
         streams,
         tmp_path,
         {"always", "for `MODEL_LOCATION`", "as a fallback"},
-        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        MLFLOW_TRACKING_URI=refused_url(),  # nothing listens there
         PREDICTIONS_STREAM_NAME=streams.output,
         MODEL_LOCATION=location,
         TRUSTED_MODEL_PREFIXES=f"models:/,runs:/,{location.split('/models/')[0]}/",

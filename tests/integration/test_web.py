@@ -27,7 +27,7 @@ import pytest
 from tests.conftest import REPO
 from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained
 from tests.support.rides import as_rides, prepared
-from tests.support.servers import free_port, http_ok, stop, wait_until_ready
+from tests.support.servers import free_port, http_ok, refused_url, stop, wait_until_ready
 
 COURSE_RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 
@@ -340,7 +340,7 @@ def test_with_the_tracking_server_down_it_serves_model_location(
 ):
     env = {
         **services.env,
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        "MLFLOW_TRACKING_URI": refused_url(),  # nothing listens there
         "MODEL_LOCATION": _download_uri(services, trained),
         "TRUSTED_MODEL_PREFIXES": "models:/,runs:/,s3://mlflow-artifacts/",
     }
@@ -358,7 +358,7 @@ def test_with_the_tracking_server_down_it_serves_model_location(
 def test_with_no_model_reachable_it_exits_with_one_line(
     services: Services, install: Install, tmp_path: Path
 ):
-    env = {**services.env, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    env = {**services.env, "MLFLOW_TRACKING_URI": refused_url()}
     result = subprocess.run(
         _command(install, free_port()),
         env=install.env(env),

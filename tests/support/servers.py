@@ -24,6 +24,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+_REFUSING: list[socket.socket] = []  # held open until the test process ends
+
+
+def refused_url() -> str:
+    """An http URL on 127.0.0.1 that refuses connections for the rest of the test process.
+
+    Its port stays bound and never listens, so a server started later (moto, gunicorn, a
+    Prefect server) cannot be given it, as it can a port `free_port` has let go of."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _REFUSING.append(sock)
+    return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def http_ok(url: str) -> Callable[[], bool]:
     """A readiness check: `url` answers 2xx."""
 
