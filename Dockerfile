@@ -10,9 +10,10 @@
 # Only the runtime ([packages]) section of Pipfile.lock is installed.
 #
 # The serving image (`docker build --target serving`, `make image-serving`) runs the last three
-# with a compiled model, from the lock's [serving] section alone: numpy, flask, gunicorn, boto3
-# and awslambdaric, no pandas, pyarrow, scikit-learn, MLflow or Prefect. Its install step is
-# scripts/install_serving.py, the one `make serving-env` runs outside Docker.
+# with a compiled model, from pyproject.toml's serving requirements alone, at the lock's
+# versions: numpy, flask, gunicorn, boto3 and awslambdaric, no pandas, pyarrow, scikit-learn,
+# MLflow or Prefect. Its install step is scripts/install_serving.py, the one `make serving-env`
+# runs outside Docker.
 #
 # tests/integration/test_image.py replays the full image's install step and COPYs without
 # Docker; tests/integration/test_serving.py runs the online modes from `make serving-env`.
@@ -38,16 +39,18 @@ FROM base AS serving
 # The index the Pipfile's source (${PIP_INDEX_URL}) stands for; pip's default when empty.
 ARG PIP_INDEX_URL
 
-COPY Pipfile.lock scripts/install_serving.py /tmp/serving/
+# The package and what its serving role needs, at the lock's versions and by its hashes.
+COPY Pipfile.lock pyproject.toml /tmp/serving/
+COPY scripts/install_serving.py /tmp/serving/scripts/
+COPY ride_duration/ /tmp/serving/ride_duration/
 RUN PIP_INDEX_URL="${PIP_INDEX_URL:-$(python -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')}" \
-    python /tmp/serving/install_serving.py --system --lock /tmp/serving/Pipfile.lock \
+    python /tmp/serving/scripts/install_serving.py --system \
     && rm -rf /tmp/serving /root/.cache
 
 ARG CODE_VERSION
 ENV CODE_VERSION=${CODE_VERSION}
 
 COPY predict.py gunicorn.conf.py lambda_function.py stream.py ./
-COPY ride_duration/ ./ride_duration/
 # Byte-compiled now, so that no cold start compiles the code (PYTHONDONTWRITEBYTECODE keeps a
 # running container from writing into /app).
 RUN python -m compileall -q -j 0 /app
@@ -80,9 +83,14 @@ ARG CODE_VERSION
 ENV CODE_VERSION=${CODE_VERSION}
 
 COPY score.py backfill.py train.py predict.py gunicorn.conf.py lambda_function.py stream.py \
-     deployment.yaml ./
+     deployment.yaml pyproject.toml ./
 COPY ride_duration/ ./ride_duration/
-RUN python -m compileall -q -j 0 /app
+# The package in place (the deployments' entrypoints are paths under /app), with its console
+# scripts; its dependencies are the lock's, installed above.
+RUN PIP_INDEX_URL="${PIP_INDEX_URL:-$(python -c 'from pip._internal.models.index import PyPI; print(PyPI.simple_url)')}" \
+    pip install --no-cache-dir --quiet --no-deps --editable /app \
+    && rm -rf /root/.cache \
+    && python -m compileall -q -j 0 /app
 
 USER 10001:10001
 EXPOSE 9696

@@ -19,8 +19,9 @@ export TLC_DATA_DIR
 TEST_WORKERS ?= 2
 VENV := .venv
 RUN := $(VENV)/bin/python
-# The serving install (web service, Lambda, stream consumer with a compiled model): numpy,
-# flask, gunicorn, boto3, awslambdaric and nothing else. The tests run the online modes from it.
+# The serving install (web service, Lambda, stream consumer with a compiled model): pyproject's
+# serving requirements at the lock's versions (numpy, flask, gunicorn, boto3, awslambdaric) and
+# the package, editable. The tests run the online modes from it.
 SERVING_VENV ?= .venv-serving
 override SERVING_VENV := $(abspath $(SERVING_VENV))
 export SERVING_VENV
@@ -37,18 +38,22 @@ help: ## list the targets
 
 install: $(VENV)/.installed ## create .venv from Pipfile.lock (pipenv install --dev --deploy)
 
-$(VENV)/.installed: Pipfile Pipfile.lock
+$(VENV)/.installed: Pipfile Pipfile.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null || { \
 	  echo "make: the environment needs Python 3.11, and $(PYTHON) is $$($(PYTHON) -V 2>&1):" \
 	    "run make with PYTHON=python3.11 (or the path of a Python 3.11)" >&2; exit 2; }
 	@$(PYTHON) -m pipenv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet pipenv
 	$(PYTHON) -m pipenv install --dev --deploy
+	@# The package itself, in place, with its console scripts (ride-duration-score, ...); its
+	@# dependencies are the lock's, installed above.
+	PYTHONWARNINGS="ignore:Editable installation" \
+	  $(RUN) -m pip install --quiet --no-deps --no-build-isolation --editable .
 	@touch $@
 
 serving-env: $(SERVING_VENV)/.installed ## the serving install in SERVING_VENV (.venv-serving)
 	@$(SERVING_VENV)/bin/python -m compileall -q $(SERVING_CODE)
 
-$(SERVING_VENV)/.installed: Pipfile.lock scripts/install_serving.py
+$(SERVING_VENV)/.installed: Pipfile.lock pyproject.toml scripts/install_serving.py
 	$(PYTHON) scripts/install_serving.py --venv $(SERVING_VENV)
 	@touch $@
 

@@ -1,83 +1,18 @@
 """Score the Kinesis stream without Lambda: `python stream.py` (a container, or a laptop).
 
-Reads INPUT_STREAM_NAME (`ride_events`) shard by shard from STREAM_START (TRIM_HORIZON or
-LATEST) or from its checkpoint (STREAM_CHECKPOINT), hands each batch to the same handler as
-the Lambda function, and keeps going until SIGTERM or Ctrl-C, which stop it after the batch at
-hand. Records the handler still reports failed after STREAM_MAX_RETRIES retries are kept in
-STREAM_DEAD_LETTER. One consumer at a time reads with a checkpoint; a second is refused. The
-Kinesis endpoint is KINESIS_ENDPOINT_URL, else AWS_ENDPOINT_URL. It ends with one line on
-stdout, the records read, scored, failed and dead-lettered, and exit code 1 when any failed.
+The command `ride-duration-stream` from a checkout (`ride_duration/stream.py`): it reads
+INPUT_STREAM_NAME into the Lambda function's handler until SIGTERM or Ctrl-C.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import signal
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING
-
+import ride_duration.stream
 from ride_duration.core import cli
-
-if TYPE_CHECKING:
-    from ride_duration.online.consumer import Consumer
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command line: `python stream.py [--until-idle] [--debug]`; exit code 1 when a record
-    failed, 2 when the consumer could not start."""
-    parser = argparse.ArgumentParser(
-        prog="stream.py", description="Score the rides of a Kinesis stream, as the Lambda does."
-    )
-    parser.add_argument(
-        "--until-idle", action="store_true", help="stop once every shard is read to its end"
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # botocore's INFO lines (where it found credentials, an endpoint) are not the consumer's.
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-
-    consumers: list[Consumer] = []  # the consumer, once made: its tally is the summary
-
-    def run() -> None:
-        from ride_duration.core.settings import Settings
-        from ride_duration.online.checkpoint import Checkpoint
-        from ride_duration.online.consumer import Consumer
-        from ride_duration.online.kinesis import check_input, kinesis_client
-        from ride_duration.online.stream import scorer
-
-        settings = Settings.from_env()
-        check_input(settings)  # a wrong endpoint or stream: one line, before anything else
-        client = kinesis_client(settings, writes_only=False)
-        model, handler = scorer(settings, client)
-        with Checkpoint(Path(settings.stream_checkpoint)) as checkpoint:
-            consumer = Consumer(
-                client=client,
-                stream=settings.input_stream_name,
-                handler=handler,
-                checkpoint=checkpoint,
-                dead_letter=Path(settings.stream_dead_letter),
-                start=settings.stream_start,
-                batch_size=settings.stream_batch_size,
-                max_retries=settings.stream_max_retries,
-            )
-            consumers.append(consumer)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: consumer.stop.set())
-            logging.getLogger("stream").info(
-                "reading %s into %s with %s",
-                settings.input_stream_name,
-                settings.predictions_stream_name,
-                model.version,
-            )
-            started = time.monotonic()
-            consumer.run(until_idle=args.until_idle)
-            print(consumer.tally.summary(time.monotonic() - started, consumer.dead_letter))
-
-    code = cli.run(run, debug=args.debug)
-    return code or (1 if consumers and consumers[0].tally.failed else 0)
+    """`python stream.py`: the command `ride-duration-stream` (`ride_duration.stream`)."""
+    return ride_duration.stream.main(argv, prog="stream.py")
 
 
 if __name__ == "__main__":

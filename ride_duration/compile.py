@@ -11,10 +11,10 @@ import argparse
 from ride_duration.core import cli
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: `python -m ride_duration.compile MODEL_URI [options]`."""
+def main(argv: list[str] | None = None, prog: str = "ride-duration-compile") -> int:
+    """The command line: `ride-duration-compile MODEL_URI [options]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m ride_duration.compile",
+        prog=prog,
         description=(
             "Compile a registered model (a random forest or a linear regression), verify it, "
             "log it beside the model."
@@ -25,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> None:
         from ride_duration.core.settings import Settings
-        from ride_duration.model.compiling import compile_registered
+
+        with cli.role("batch"):
+            from ride_duration.model.compiling import compile_registered
 
         settings = Settings.from_env()
         settings.configure_mlflow()
@@ -35,5 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(run, debug=args.debug)
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """The console script `ride-duration-compile`."""
     cli.exit(main())
+
+
+if __name__ == "__main__":
+    cli.exit(main(prog="python -m ride_duration.compile"))

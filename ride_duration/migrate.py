@@ -13,10 +13,10 @@ import argparse
 from ride_duration.core import cli
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line: `python -m ride_duration.migrate [OUTPUT_ROOT]`."""
+def main(argv: list[str] | None = None, prog: str = "ride-duration-migrate") -> int:
+    """The command line: `ride-duration-migrate [OUTPUT_ROOT]`."""
     parser = argparse.ArgumentParser(
-        prog="python -m ride_duration.migrate",
+        prog=prog,
         description="Move predictions written by earlier versions into the current layout.",
     )
     parser.add_argument(
@@ -26,8 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def run() -> None:
-        from ride_duration.batch.migration import migrate
         from ride_duration.core.settings import Settings
+
+        with cli.role("batch"):
+            from ride_duration.batch.migration import migrate
 
         settings = Settings.from_env()
         migrate(args.root or settings.output_root, print, settings.lock_stale_seconds)
@@ -35,5 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     return cli.run(run, debug=args.debug)
 
 
-if __name__ == "__main__":
+def command() -> None:
+    """The console script `ride-duration-migrate`."""
     cli.exit(main())
+
+
+if __name__ == "__main__":
+    cli.exit(main(prog="python -m ride_duration.migrate"))

@@ -224,15 +224,20 @@ def test_the_sample_manifest_has_the_fields_build_writes():
     assert sample["model"]["scoring"] == "compiled forest"
 
 
+# The flow each deployment entrypoint names.
+ENTRYPOINT_FLOWS = {
+    "ride_duration/orchestration/flows.py:score": "ride-duration-prediction",
+    "ride_duration/orchestration/flows.py:score_scheduled_month": (
+        "ride-duration-prediction-scheduled"
+    ),
+    "ride_duration/orchestration/flows.py:backfill": "ride-duration-prediction-backfill",
+}
+
+
 def deployment_names(prefect_file: str) -> set[str]:
     """`FLOW/DEPLOYMENT` of each deployment of a prefect.yaml file."""
-    flows = {
-        "score.py:score": "ride-duration-prediction",
-        "score.py:score_scheduled_month": "ride-duration-prediction-scheduled",
-        "backfill.py:backfill": "ride-duration-prediction-backfill",
-    }
     content = yaml.safe_load((REPO / prefect_file).read_text())
-    return {f"{flows[d['entrypoint']]}/{d['name']}" for d in content["deployments"]}
+    return {f"{ENTRYPOINT_FLOWS[d['entrypoint']]}/{d['name']}" for d in content["deployments"]}
 
 
 @pytest.mark.parametrize(
@@ -245,14 +250,12 @@ def test_the_deployment_tables_name_the_deployments_of_their_file(prefect_file, 
     assert documented == deployment_names(prefect_file)
 
 
-def test_the_score_flows_are_the_entrypoints_deployment_yaml_names():
-    """`deployment_names` maps entry points to flow names: keep it true to the code."""
-    import backfill
-    import score
+@pytest.mark.parametrize(("entrypoint", "name"), sorted(ENTRYPOINT_FLOWS.items()))
+def test_each_entrypoint_is_the_flow_it_names(entrypoint, name):
+    """Loaded as a worker loads it: the file by its path, the flow by its function's name."""
+    from prefect.flows import load_flow_from_entrypoint
 
-    assert score.score.name == "ride-duration-prediction"
-    assert score.score_scheduled_month.name == "ride-duration-prediction-scheduled"
-    assert backfill.backfill.name == "ride-duration-prediction-backfill"
+    assert load_flow_from_entrypoint(f"{REPO}/{entrypoint}").name == name
 
 
 def test_the_lambda_recipe_names_settings_and_says_when_each_is_needed():

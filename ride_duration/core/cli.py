@@ -15,9 +15,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from ride_duration.core.errors import ScoringError
+from ride_duration.core.errors import MissingInstallError, ScoringError
 
 
 class _NoTraceback(logging.Filter):
@@ -78,6 +79,22 @@ def run(main: Callable[[], object], debug: bool) -> int:
         print("error: interrupted (Ctrl-C)", file=sys.stderr)
         return 128 + signal.SIGINT
     return 0
+
+
+@contextmanager
+def role(extra: str) -> Iterator[None]:
+    """The imports of a command's role: a library its install lacks is one line naming the
+    extra to install (`pip install 'ride-duration[batch]'`), not a traceback."""
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        if (error.name or "").startswith("ride_duration"):
+            raise
+        raise MissingInstallError(
+            f"this command needs the {extra} install, and {error.name} is not installed: "
+            f"pip install 'ride-duration[{extra}]', or run it from the project's environment "
+            "(make install)"
+        ) from None
 
 
 def end_within(seconds: float) -> None:

@@ -47,6 +47,10 @@ class ConfigurationError(ScoringError):
     """An environment variable holds a value that cannot be used."""
 
 
+class MissingInstallError(ScoringError):
+    """A library the command needs is not installed: its role's extra is missing."""
+
+
 class BackfillFailedError(ScoringError):
     """Some months of a backfill failed; the others completed. `rows` are its table's."""
 

@@ -8,7 +8,6 @@ because the TLC has changed their case over the years (`DOlocationID`, `dropOff_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 import pyarrow as pa
@@ -16,9 +15,6 @@ import pyarrow.compute as pc
 
 from ride_duration.core.errors import SchemaError
 from ride_duration.data import rules
-
-TaxiType = Literal["yellow", "green", "fhv", "fhvhv"]
-TAXI_TYPES: tuple[str, ...] = get_args(TaxiType)
 
 PICKUP = "pickup_datetime"
 DROPOFF = "dropoff_datetime"

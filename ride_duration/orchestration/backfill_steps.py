@@ -37,7 +37,8 @@ from ride_duration.batch.status import LastRun, survey
 from ride_duration.core import uris
 from ride_duration.core.errors import BackfillFailedError, first_line
 from ride_duration.core.months import Month
-from ride_duration.data.layouts import TaxiType, lacking_fields
+from ride_duration.data.layouts import lacking_fields
+from ride_duration.data.taxi_types import TaxiType
 from ride_duration.model import service
 from ride_duration.orchestration import deployments
 from ride_duration.orchestration.tasks import RunSetup

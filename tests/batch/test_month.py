@@ -26,6 +26,7 @@ from ride_duration.core.months import Month
 from ride_duration.core.settings import Limits, Settings
 from ride_duration.data import features, layouts
 from ride_duration.data.ride_ids import deterministic_ride_ids
+from ride_duration.data.taxi_types import TAXI_TYPES
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
 from tests.support.rides import prepare
@@ -72,7 +73,7 @@ def trip_files(tmp_path_factory) -> dict[str, Path]:
         taxi_type: write_trips(
             folder / file_name(taxi_type, 2021, 3), make_trips(taxi_type, 2021, 3, rows=ROWS)
         )
-        for taxi_type in layouts.TAXI_TYPES
+        for taxi_type in TAXI_TYPES
     }
 
 

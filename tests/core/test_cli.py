@@ -23,6 +23,7 @@ from ride_duration.core.errors import (
     ScoringError,
 )
 from ride_duration.core.months import current_month
+from ride_duration.orchestration import flows
 from tests.conftest import HEAVY, REPO
 
 MAINS = {"score": score.main, "train": train.main}
@@ -333,7 +334,7 @@ def _schema(flow) -> dict:
 
 
 def test_a_custom_score_run_needs_the_taxi_type_year_and_month_and_nothing_else():
-    schema = _schema(score.score)
+    schema = _schema(flows.score)
     assert schema["required"] == ["taxi_type", "year", "month"]
     assert {name: p.get("default") for name, p in schema["properties"].items()} == {
         "taxi_type": None,
@@ -362,12 +363,7 @@ def test_a_custom_score_run_needs_the_taxi_type_year_and_month_and_nothing_else(
 )
 def test_every_parameter_is_one_plain_type_with_a_description(flow, parameter, kind):
     """No `anyOf` (the UI renders it as a type toggle) and a description for the form."""
-    flows = {
-        "score": score.score,
-        "backfill": backfill.backfill,
-        "score_scheduled_month": score.score_scheduled_month,
-    }
-    field = _schema(flows[flow])["properties"][parameter]
+    field = _schema(getattr(flows, flow))["properties"][parameter]
     assert "anyOf" not in field
     assert field["type"] == kind
     assert field["description"]
@@ -378,13 +374,13 @@ def test_every_parameter_is_one_plain_type_with_a_description(flow, parameter, k
     [("year", 2009, 2100), ("month", 1, 12)],
 )
 def test_the_year_and_month_bounds_are_in_the_schema_and_the_description(parameter, low, high):
-    field = _schema(score.score)["properties"][parameter]
+    field = _schema(flows.score)["properties"][parameter]
     assert (field["minimum"], field["maximum"]) == (low, high)
     assert f"{low} to {high}" in field["description"]
 
 
 def test_a_backfill_needs_at_least_one_taxi_type_and_months_as_yyyy_mm():
-    properties = _schema(backfill.backfill)["properties"]
+    properties = _schema(flows.backfill)["properties"]
     assert properties["taxi_types"]["minItems"] == 1
     assert properties["taxi_types"]["items"]["enum"] == ["yellow", "green", "fhv", "fhvhv"]
     for name in ("start", "end"):

@@ -12,6 +12,7 @@ import pytest
 from ride_duration.core.months import Month
 from ride_duration.data import features, layouts
 from ride_duration.data.sources import canonical_columns
+from ride_duration.data.taxi_types import TAXI_TYPES
 from tests.support.tlc_fake import make_trips
 
 REASONS = [reason.value for reason in features.DropReason]
@@ -398,7 +399,7 @@ def test_required_fields(names, expected):
     assert features.required_fields(names) == expected
 
 
-@pytest.mark.parametrize("taxi_type", layouts.TAXI_TYPES)
+@pytest.mark.parametrize("taxi_type", TAXI_TYPES)
 def test_every_taxi_type_provides_the_fields_of_its_features(taxi_type):
     fields = features.required_fields(features.available_features(taxi_type))
     names = make_trips(taxi_type, 2021, 3, rows=5).column_names

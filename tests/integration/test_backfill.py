@@ -21,8 +21,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 
-from backfill import backfill
 from ride_duration.core.errors import BackfillFailedError
+from ride_duration.orchestration.flows import backfill
 from tests.integration.conftest import TEMPLATE, Services, Trained
 from tests.support.tlc_fake import file_name
 

@@ -188,7 +188,7 @@ def test_the_serving_image_is_the_serving_install_and_the_online_code():
     """`docker build --target serving` installs with the script `make serving-env` runs,
     compiles its code and serves the web service by default."""
     runs = [arguments for keyword, arguments in stages()["serving"] if keyword == "RUN"]
-    assert any("install_serving.py --system --lock" in run for run in runs)
+    assert any("scripts/install_serving.py --system" in run for run in runs)
     assert not any("pipenv" in run for run in runs)
     assert any(run.startswith("python -m compileall") and "/app" in run for run in runs)
     make = run(["make", "-n", "-B", "serving-env", "SERVING_VENV=/tmp/x"], cwd=REPO).stdout
@@ -197,6 +197,7 @@ def test_the_serving_image_is_the_serving_install_and_the_online_code():
     sources = {source for copy in copies("serving") for source in copy.sources}
     assert sources == {
         "Pipfile.lock",
+        "pyproject.toml",
         "scripts/install_serving.py",
         "predict.py",
         "gunicorn.conf.py",
@@ -204,6 +205,11 @@ def test_the_serving_image_is_the_serving_install_and_the_online_code():
         "stream.py",
         "ride_duration/",
     }
+    # install_serving.py finds the lock, pyproject.toml and the package beside its scripts/.
+    serving_root = {copy.dest for copy in copies("serving") if "Pipfile.lock" in copy.sources}
+    script = next(c.dest for c in copies("serving") if "scripts/install_serving.py" in c.sources)
+    package = next(c.dest for c in copies("serving") if "ride_duration/" in c.sources)
+    assert serving_root == {script.parent} == {package.parent}
     assert json.loads(last("CMD", "serving")) == ["gunicorn", "predict:app"]
     assert last("USER", "serving").split(":")[0] not in {"root", "0"}
     assert last("WORKDIR", "serving") == "/app"
@@ -312,6 +318,15 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
         cwd=tmp_path,
         timeout=600,
     )
+    # The package in place at /app, with its console scripts: the RUN after the code's COPYs.
+    [step] = [a for k, a in list(stages().values())[-1] if k == "RUN" and "--editable /app" in a]
+    assert "--no-deps" in step
+    run(
+        [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--editable", str(app)],
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     install_seconds = time.monotonic() - started
     print(f"image install step replayed in {install_seconds:.0f} s")
 
@@ -366,6 +381,9 @@ def test_image_install_step_and_score_month_in_a_fresh_venv(
     assert kept.read_bytes() == outputs[0].read_bytes()
     manifest = json.loads(outputs[0].with_name("_manifest.json").read_text())
     assert manifest["code_version"] == build_args["CODE_VERSION"]
+    # `docker run IMAGE ride-duration-score ...`: the console scripts are on the image's PATH.
+    usage = run(["ride-duration-score", "--help"], env=image_env, cwd=tmp_path, timeout=60)
+    assert usage.stdout.startswith("usage: ride-duration-score")
 
     # `docker run -p 9696:9696 IMAGE gunicorn predict:app`: the web service from the same image.
     port = free_port()

@@ -15,7 +15,7 @@ from prefect.client.orchestration import get_client
 from ride_duration.batch import manifest
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.months import Month
-from score import score
+from ride_duration.orchestration.flows import score
 from tests.integration.conftest import (
     INPUT_BUCKET,
     OUTPUT_BUCKET,

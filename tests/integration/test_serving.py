@@ -16,6 +16,7 @@ import mlflow
 import pytest
 from packaging.utils import canonicalize_name
 
+from scripts.install_serving import distribution_name
 from tests.conftest import REPO
 from tests.integration.conftest import (
     TEMPLATE,
@@ -61,7 +62,9 @@ def one_ride(python: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_it_holds_the_locks_serving_section_and_nothing_else(serving: Install):
+def test_it_holds_the_serving_requirements_at_the_locked_versions_and_nothing_else(
+    serving: Install,
+):
     listing = run(
         serving.python,
         "import importlib.metadata as m, json; "
@@ -70,10 +73,19 @@ def test_it_holds_the_locks_serving_section_and_nothing_else(serving: Install):
     installed = {
         canonicalize_name(name): version for name, version in json.loads(listing.stdout).items()
     }
-    lock = json.loads((REPO / "Pipfile.lock").read_text())["serving"]
-    assert installed == {
-        canonicalize_name(name): spec["version"].removeprefix("==") for name, spec in lock.items()
+    assert installed.pop("ride-duration")  # the package, editable
+    lock = json.loads((REPO / "Pipfile.lock").read_text())["default"]
+    locked = {canonicalize_name(name): spec["version"] for name, spec in lock.items()}
+    assert {name: f"=={version}" for name, version in installed.items()} == {
+        name: locked[name] for name in installed
     }
+    wheelhouse = serving.bin.parent / "wheelhouse"
+    assert set(installed) == {
+        distribution_name(file)
+        for file in wheelhouse.iterdir()
+        if not file.name.startswith("ride_duration-")
+    }
+    assert {"numpy", "pyyaml", "flask", "gunicorn", "boto3", "awslambdaric"} <= set(installed)
     assert "pip" not in installed  # the venv was filled from outside (`pip --python`)
     for module in FULL_STACK:
         assert run(serving.python, f"import {module}").returncode != 0, f"{module} importable"

@@ -16,10 +16,9 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.feature_extraction import DictVectorizer
 from sklearn.pipeline import make_pipeline
 
-import backfill
-import score
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.core.months import Month
+from ride_duration.orchestration import flows
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 TEMPLATE = "{taxi_type}_tripdata_{year:04d}-{month:02d}.parquet"
@@ -77,7 +76,7 @@ def _flow_run_name(state) -> str:
 
 
 def test_the_score_flow_publishes_its_month_and_names_its_run(months):
-    state = score.score(taxi_type="green", year=2021, month=3, return_state=True)
+    state = flows.score(taxi_type="green", year=2021, month=3, return_state=True)
 
     assert state.is_completed(), state
     summary = state.result()
@@ -90,7 +89,7 @@ def test_the_score_flow_publishes_its_month_and_names_its_run(months):
 def test_the_score_flows_body_runs_alone_through_fn(months):
     # Outside a flow run, Prefect still records the report (and says that it will stop).
     with disable_run_logger(), pytest.warns(FutureWarning, match="outside of a flow"):
-        summary = score.score.fn(taxi_type="green", year=2021, month=2)
+        summary = flows.score.fn(taxi_type="green", year=2021, month=2)
 
     assert summary["month"] == "2021-02"
     assert summary["rows_scored"] == _published_rows(months, 2) > 0
@@ -104,7 +103,7 @@ def test_the_score_flows_body_runs_alone_through_fn(months):
     ],
 )
 def test_a_score_run_that_cannot_start_fails_saying_why(months, parameters, message):
-    state = score.score(taxi_type="green", year=2021, month=3, return_state=True, **parameters)
+    state = flows.score(taxi_type="green", year=2021, month=3, return_state=True, **parameters)
 
     assert state.is_failed(), state
     assert message in str(state.result(raise_on_failure=False))
@@ -115,9 +114,7 @@ def test_the_backfill_scores_each_month_as_a_subflow_and_a_failure_stops_none(mo
     # January has no trip file (left alone: not published); February's is no parquet file.
     (tmp_path / "trips" / file_name("green", 2021, 2)).write_bytes(b"not a parquet file")
 
-    state = backfill.backfill(
-        taxi_types=["green"], start="2021-01", end="2021-03", return_state=True
-    )
+    state = flows.backfill(taxi_types=["green"], start="2021-01", end="2021-03", return_state=True)
 
     assert state.is_failed(), state
     error = state.result(raise_on_failure=False)

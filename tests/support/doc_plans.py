@@ -197,6 +197,8 @@ PLANS: dict[str, Plan] = {
         expect={
             # make demo's forest, compiled (version 3, the linear baseline, is compiled too)
             PREDICT: ('{"duration":', '"model_version":"ride-duration/1"'),
+            # the wheelhouse installs offline, console scripts and all
+            "~/serving/bin/ride-duration-stream --help": ("usage: ride-duration-stream",),
         }
     ),
     "docs/stream.md#Scoring a stream": Plan(
