@@ -15,7 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ride_duration.core.errors import ConfigurationError, TrackingServerUnreachableError
+from ride_duration.core.errors import (
+    ConfigurationError,
+    RideError,
+    TrackingServerUnreachableError,
+)
 from ride_duration.core.settings import Settings
 from ride_duration.core.uris import display_uri
 from ride_duration.data import rules
@@ -38,16 +42,36 @@ class ServingModel:
         """What answers and outputs record: "NAME/VERSION", else the run id."""
         return self.ref.label
 
-    def predict_rides(self, rides: Sequence[object]) -> np.ndarray:
-        """Predicted minutes for each ride, in order, from one vectorised call.
+    def score(self, rides: Sequence[object]) -> Scored:
+        """Check `rides` and predict the minutes of those that keep the rules, in one
+        vectorised call: what every transport scores with.
 
         A ride has `PULocationID`, `DOLocationID` and `trip_distance`, checked by the batch
-        rules (`rules.check_rides`): the first that breaks one raises RideError.
+        rules (`rules.check_rides`); a ride that breaks one is in `errors`, by its position.
         """
         checked = rules.check_rides(rides)
-        if checked.errors:
-            raise checked.errors[0]
-        return self.predictor.predict_checked(checked)
+        if not checked.kept:
+            return Scored(kept=[], predictions=np.empty(0), errors=checked.errors)
+        predictions = self.predictor.predict_checked(checked)
+        return Scored(kept=checked.kept, predictions=predictions, errors=checked.errors)
+
+    def predict_rides(self, rides: Sequence[object]) -> np.ndarray:
+        """Predicted minutes for each ride, in order, or none: the first ride that breaks a
+        rule raises its RideError (a request is answered whole or refused)."""
+        scored = self.score(rides)
+        if scored.errors:
+            raise scored.errors[0]
+        return scored.predictions
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The rides of one scoring call: the positions of those kept, their predicted minutes in
+    the same order, and the broken rule of each other ride."""
+
+    kept: list[int]
+    predictions: np.ndarray
+    errors: list[RideError]
 
 
 def predictor_for(model: ModelRef, available: tuple[str, ...] | None = None) -> Predictor:

@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from score import score
+from ride_duration.orchestration.flows import score
 from tests.integration.conftest import TEMPLATE, Services, run_cli
 from tests.support.docs import Example, conforms, example_answers
 
@@ -73,8 +73,7 @@ def test_the_pages_example_answers_are_the_demo_models(
     method, path, body = example.request
     if method == "KINESIS":
         event = stream.kinesis_event([json.dumps(body).encode()])
-        output = stream.Output(None, path)
-        answer = stream.handle(event, model, output, test_run=True)["predictions"][0]
+        answer = stream.handle(event, model, None)["predictions"][0]
     else:
         client = web.create_app(web.Loaded(model)).test_client()
         answer = client.open(path, method=method, json=body).get_json()

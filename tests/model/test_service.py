@@ -11,7 +11,7 @@ from sklearn.feature_extraction import DictVectorizer
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import make_pipeline
 
-from ride_duration.core.errors import ConfigurationError
+from ride_duration.core.errors import ConfigurationError, RideError
 from ride_duration.data import features, rules
 from ride_duration.data.rides import checked_table
 from ride_duration.model.compiling import compile_checked
@@ -50,6 +50,35 @@ def test_a_serving_model_says_its_version(forest: ServingModel):
     assert forest.version == "m/3"
     assert forest.predict_rides([RIDE]).shape == (1,)
     assert forest.predict_rides([]).shape == (0,)
+
+
+BAD_DISTANCE = {**RIDE, "trip_distance": -1}
+NOT_A_RIDE = "not a ride"
+
+
+@pytest.mark.parametrize(
+    ("rides", "kept", "refused"),
+    [
+        ([RIDE, RIDE], [0, 1], []),
+        ([RIDE, BAD_DISTANCE, RIDE], [0, 2], [(1, "trip_distance")]),
+        ([NOT_A_RIDE, RIDE, BAD_DISTANCE], [1], [(0, None), (2, "trip_distance")]),
+        ([BAD_DISTANCE], [], [(0, "trip_distance")]),
+        ([], [], []),
+    ],
+    ids=["all kept", "one bad value", "malformed and bad", "none kept", "none"],
+)
+def test_one_scoring_call_predicts_the_kept_rides_and_names_the_others(
+    forest: ServingModel, rides, kept, refused
+):
+    scored = forest.score(rides)
+    assert scored.kept == kept
+    assert [(error.index, error.field) for error in scored.errors] == refused
+    alone = forest.predict_rides([rides[i] for i in kept])
+    assert scored.predictions.tobytes() == alone.tobytes()  # the kept rides' answers, as alone
+    if refused:
+        with pytest.raises(RideError) as raised:
+            forest.predict_rides(rides)  # answered whole or refused: the first broken rule
+        assert (raised.value.index, raised.value.field) == refused[0]
 
 
 def test_a_model_that_is_not_a_dict_vectorizer_pipeline_serves_through_the_generic_path():

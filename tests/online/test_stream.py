@@ -15,6 +15,7 @@ import pytest
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.service import ServingModel
 from ride_duration.online import stream
+from ride_duration.online.sink import KinesisSink
 from tests.support.rides import MODEL, RIDE
 
 
@@ -57,8 +58,8 @@ def model(pipeline) -> ServingModel:
     return ServingModel(MODEL, make_predictor(pipeline))
 
 
-def output(client: FakeKinesis, retries: int = 3) -> stream.Output:
-    return stream.Output(client, "ride_predictions", retries, sleep=lambda _: None)
+def output(client: FakeKinesis, retries: int = 3) -> KinesisSink:
+    return KinesisSink(client, "ride_predictions", retries, sleep=lambda _: None)
 
 
 def test_the_course_record_becomes_the_course_prediction_with_the_real_version(model):
@@ -174,8 +175,7 @@ def test_a_test_run_writes_nothing_and_answers_the_predictions(model):
     answer = stream.handle(
         event(record(1, {"ride": RIDE, "ride_id": 156}), record(2, None, raw=b"x")),
         model,
-        stream.Output(None, "ride_predictions"),
-        test_run=True,
+        None,
     )
     assert answer["batchItemFailures"] == [{"itemIdentifier": "2"}]
     [prediction] = answer["predictions"]
@@ -218,8 +218,7 @@ def test_a_local_event_holds_each_data_as_a_numbered_record(datas):
 
 def test_a_local_event_is_scored_as_lambda_would_score_it(model):
     data = json.dumps({"ride": RIDE, "ride_id": 156}).encode()
-    output = stream.Output(None, "out")
-    answer = stream.handle(stream.kinesis_event([data, b"bad"]), model, output, test_run=True)
+    answer = stream.handle(stream.kinesis_event([data, b"bad"]), model, None)
     assert answer["batchItemFailures"] == [{"itemIdentifier": "2"}]
     assert [p["prediction"]["ride_id"] for p in answer["predictions"]] == [156]
 
@@ -260,7 +259,7 @@ def test_a_call_refused_for_one_entry_is_split_and_the_others_are_written(model)
     client = ValidatingKinesis()
     entries = [(str(i), {"Data": b"{}", "PartitionKey": f"ride-{i}"}) for i in range(21)]
     entries[7] = ("7", {"Data": b"{}", "PartitionKey": "k" * 300})
-    failed = stream._put_chunk(output(client), entries)
+    failed = output(client).put_chunk(entries)
     assert failed == ["7"]
     assert sorted(w["PartitionKey"] for w in client.written) == sorted(
         f"ride-{i}" for i in range(21) if i != 7
@@ -278,7 +277,7 @@ def test_a_call_refused_for_good_is_not_retried(model):
 
     client = Missing()
     entries = [(str(i), {"Data": b"{}", "PartitionKey": str(i)}) for i in range(3)]
-    assert stream._put_chunk(output(client), entries) == ["0", "1", "2"]
+    assert output(client).put_chunk(entries) == ["0", "1", "2"]
     assert client.calls == [3]
 
 
