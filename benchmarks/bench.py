@@ -254,7 +254,7 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
     from ride_duration.batch.output import output_table
     from ride_duration.core.months import Month
     from ride_duration.data import features, layouts, ride_ids
-    from ride_duration.model.predictors import DictVectorizerPredictor
+    from ride_duration.model.runtimes.pipeline import DictVectorizerPredictor
 
     pipeline = mlflow.sklearn.load_model(str(model_path))
     columns = [

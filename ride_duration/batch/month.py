@@ -33,8 +33,8 @@ from ride_duration.core.months import Month
 from ride_duration.core.settings import RideIdMode, Settings
 from ride_duration.data import features, ride_ids, sources
 from ride_duration.model.distinct import PredictionCache
-from ride_duration.model.predictors import Predictor
 from ride_duration.model.resolve import ModelRef
+from ride_duration.model.runtimes.base import Predictor
 
 logger = logging.getLogger(__name__)
 

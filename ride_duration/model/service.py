@@ -24,8 +24,9 @@ from ride_duration.core.settings import Settings
 from ride_duration.core.uris import display_uri
 from ride_duration.data import rules
 from ride_duration.model.loading import load_compiled, load_model
-from ride_duration.model.predictors import Predictor, make_predictor
+from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef, resolve_model
+from ride_duration.model.runtimes.base import Predictor
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from ride_duration.core.errors import (
 )
 from ride_duration.core.months import Month
 from ride_duration.core.settings import Settings
-from ride_duration.model.predictors import RecordsPredictor
 from ride_duration.model.resolve import ModelRef
+from ride_duration.model.runtimes.records import RecordsPredictor
 from tests.support.tlc_fake import make_trips, write_trips
 
 SCHEMA = pa.schema([("a", pa.int64()), ("b", pa.string())])

@@ -15,7 +15,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ride_duration.data import features, layouts
-from ride_duration.model.predictors import DictVectorizerPredictor, RecordsPredictor, make_predictor
+from ride_duration.model.predictors import make_predictor
+from ride_duration.model.runtimes.pipeline import DictVectorizerPredictor
+from ride_duration.model.runtimes.records import RecordsPredictor
 from tests.support import rides
 
 WITH_DISTANCE = features.ALL_FEATURES
@@ -347,7 +349,7 @@ def test_a_big_batch_on_several_threads_is_bitwise_the_forest_with_one_job():
     """Blocks of rows on threads, each with n_jobs=1: exact, unlike the forest's n_jobs=-1."""
     import copy
 
-    from ride_duration.model.predictors import MIN_BLOCK_ROWS
+    from ride_duration.model.runtimes.pipeline import MIN_BLOCK_ROWS
 
     rng = np.random.default_rng(3)
     n = 4 * MIN_BLOCK_ROWS + 123
@@ -395,7 +397,7 @@ def test_the_compiled_path_is_the_pipeline_bit_for_bit(
     """One predictor for every compiled kind: a forest's n_jobs=1 answers, a linear model's
     own answers, on trips (unseen pairs, unknown locations, zero distances)."""
     from ride_duration.model.compiling import compile_checked
-    from ride_duration.model.predictors import CompiledPredictor
+    from ride_duration.model.runtimes.compiled import CompiledPredictor
 
     _, source, names = PIPELINES[name]
     trips = fhv_score_trips if source == "fhv" else score_trips

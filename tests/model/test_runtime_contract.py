@@ -17,12 +17,10 @@ from ride_duration.data import features
 from ride_duration.data.rules import check_rides
 from ride_duration.model.compiling import compile_checked
 from ride_duration.model.distinct import PredictionCache
-from ride_duration.model.predictors import (
-    CompiledPredictor,
-    DictVectorizerPredictor,
-    RecordsPredictor,
-    make_predictor,
-)
+from ride_duration.model.predictors import RUNTIMES, make_predictor
+from ride_duration.model.runtimes.compiled import CompiledPredictor
+from ride_duration.model.runtimes.pipeline import DictVectorizerPredictor
+from ride_duration.model.runtimes.records import RecordsPredictor
 from tests.support.rides import as_rides, prepared
 
 
@@ -38,7 +36,7 @@ def _linear():
 
 
 # runtime: (the pipeline it is made from, how it is made, the type it must be)
-RUNTIMES = {
+CASES = {
     "compiled forest": (
         _forest,
         lambda p: make_predictor(compile_checked(p, []).model),
@@ -62,10 +60,10 @@ def trips():
     return train, prepared(2021, 2, rows=1_500)
 
 
-@pytest.fixture(scope="module", params=list(RUNTIMES))
+@pytest.fixture(scope="module", params=list(CASES))
 def runtime(request, trips):
     """(the runtime's name, its predictor, the pipeline it runs)."""
-    make_pipeline_of, make, kind = RUNTIMES[request.param]
+    make_pipeline_of, make, kind = CASES[request.param]
     train, _ = trips
     pipeline = make_pipeline_of().fit(
         features.feature_records(train), train[features.ACTUAL_DURATION].to_numpy()
@@ -107,3 +105,19 @@ def test_no_trips_get_no_predictions(runtime, trips):
     _, month = trips
     assert predictor.predict(month.slice(0, 0)).shape == (0,)
     assert predictor.predict_batch(month.slice(0, 0)).values.shape == (0,)
+
+
+def test_every_runtime_of_the_registry_keeps_the_contract():
+    assert {kind for _, _, kind in CASES.values()} == set(RUNTIMES)
+
+
+def test_each_runtime_declines_the_models_it_does_not_serve(trips):
+    train, _ = trips
+    pipeline = _forest().fit(
+        features.feature_records(train), train[features.ACTUAL_DURATION].to_numpy()
+    )
+    compiled = compile_checked(pipeline, []).model
+    assert CompiledPredictor.for_model(pipeline, None) is None
+    assert DictVectorizerPredictor.for_model(compiled, None) is None
+    assert DictVectorizerPredictor.for_model(pipeline[-1], None) is None  # no vectorizer
+    assert isinstance(RecordsPredictor.for_model(pipeline[-1], None), RecordsPredictor)

@@ -93,7 +93,7 @@ def test_a_model_that_is_not_a_dict_vectorizer_pipeline_serves_through_the_gener
 @pytest.fixture(scope="module")
 def predictors() -> dict:
     """The three paths for one fitted forest: compiled, scikit-learn's fast path, generic."""
-    from ride_duration.model.predictors import RecordsPredictor
+    from ride_duration.model.runtimes.records import RecordsPredictor
 
     trips = prepared(2021, 2, 3_000)
     fitted = make_pipeline(
