@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None, prog: str = "ride-duration-score") -> in
             from ride_duration.orchestration import report
             from ride_duration.orchestration.flows import score
             from ride_duration.orchestration.server import prefect_api
+        cli.quiet(args.debug)  # Prefect's handlers exist now
 
         with prefect_api():
             summary = score(

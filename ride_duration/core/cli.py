@@ -53,19 +53,29 @@ def _names_of(kind: type[ScoringError]) -> list[str]:
     return [kind.__name__] + [name for sub in kind.__subclasses__() for name in _names_of(sub)]
 
 
+def quiet(debug: bool) -> None:
+    """Log a known failure as one line, once (unless `debug`): filters on the handlers the
+    root logger and Prefect's loggers have now. Prefect makes its handlers when it is imported:
+    a command that imports it late calls this again then (a handler is filtered once)."""
+    if debug:
+        return
+    # urllib3's "Retrying (Retry(total=1, ...))" warnings: the error line says the outcome.
+    # Prefect's workers that send a run's events and logs say "Still processing items" while
+    # they drain at exit, which they do anyway, sometimes after the command's last line.
+    for chatty in ("urllib3", "EventsWorker", "APILogWorker"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
+        for handler in logging.getLogger(name).handlers:
+            if any(isinstance(f, _NoTraceback) for f in handler.filters):
+                continue
+            handler.addFilter(_NoTraceback())
+            if isinstance(handler, logging.StreamHandler):  # the console, not the API
+                handler.addFilter(_KnownFailureOnce())
+
+
 def run(main: Callable[[], object], debug: bool) -> int:
     """Call `main`; turn a known failure into one line on stderr and exit code 2."""
-    if not debug:
-        # urllib3's "Retrying (Retry(total=1, ...))" warnings: the error line says the outcome.
-        # Prefect's workers that send a run's events and logs say "Still processing items" while
-        # they drain at exit, which they do anyway, sometimes after the command's last line.
-        for chatty in ("urllib3", "EventsWorker", "APILogWorker"):
-            logging.getLogger(chatty).setLevel(logging.ERROR)
-        for name in ("prefect", "prefect.flow_runs", "prefect.task_runs", ""):
-            for handler in logging.getLogger(name).handlers:
-                handler.addFilter(_NoTraceback())
-                if isinstance(handler, logging.StreamHandler):  # the console, not the API
-                    handler.addFilter(_KnownFailureOnce())
+    quiet(debug)
     try:
         main()
     except ScoringError as error:

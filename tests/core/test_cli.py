@@ -505,3 +505,19 @@ def _record(name: str, message: str, error: BaseException | None = None) -> logg
 )
 def test_prefect_s_console_lines_about_a_known_failure_are_dropped(record, shown):
     assert cli._KnownFailureOnce().filter(record) is shown
+
+
+@pytest.mark.parametrize(("debug", "filters"), [(False, 2), (True, 0)])
+def test_quiet_filters_a_handler_made_late_once(debug, filters):
+    """Prefect makes its handlers when a command imports it, after `cli.run` began: `quiet`
+    again filters them, and a handler filtered already is not filtered twice."""
+    handler = logging.StreamHandler()
+    logger = logging.getLogger("prefect.flow_runs")
+    logger.addHandler(handler)
+    try:
+        cli.quiet(debug)
+        cli.quiet(debug)
+        kinds = [type(f) for f in handler.filters]
+        assert kinds == [cli._NoTraceback, cli._KnownFailureOnce][:filters]
+    finally:
+        logger.removeHandler(handler)
