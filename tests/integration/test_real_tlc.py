@@ -123,7 +123,7 @@ def test_every_real_month_scores(
 def test_backfilling_five_real_months_then_again_then_after_deleting_one(
     real_model: dict, tlc_data_dir: Path, out: Path
 ):
-    from backfill import backfill
+    from ride_duration.orchestration.flows import backfill
 
     def run() -> list[str]:
         rows = backfill(
