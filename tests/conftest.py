@@ -67,3 +67,12 @@ def tlc_data_dir() -> Path:
     if not value or not Path(value, "green_tripdata_2021-01.parquet").is_file():
         pytest.skip("TLC_DATA_DIR is not set to a folder of real TLC files")
     return Path(value)
+
+
+@pytest.fixture(autouse=True)
+def _servers_answer_again():
+    """Each test asks tracking servers afresh: a server one test found down (its port reused
+    since) is not taken as down by the next (`model.rest` remembers it for a minute)."""
+    from ride_duration.model import rest
+
+    rest._unanswered.clear()

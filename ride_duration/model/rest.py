@@ -30,6 +30,11 @@ MLFLOW_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": 120,
 }
 ARTIFACTS_ROOT = "/api/2.0/mlflow-artifacts/artifacts"
+# A server that did not answer, after the retries, is not asked again by this process for this
+# long: one command asks it several things (its artifact locations for the trust, then the
+# version, then MODEL_LOCATION's trust), and each would wait through the retries again.
+UNANSWERED_SECONDS = 60.0
+_unanswered: dict[str, tuple[float, OSError]] = {}  # server -> when it did not answer, and how
 
 
 def open_url(url: str) -> http.client.HTTPResponse | None:
@@ -86,8 +91,12 @@ def _open(url: str) -> http.client.HTTPResponse:
 
     A server that does not answer is asked again as MLflow's client would
     (MLFLOW_HTTP_REQUEST_MAX_RETRIES more times, waiting BACKOFF_FACTOR, then twice as long
-    each time), then its URLError is raised.
+    each time), then its URLError is raised, and raised at once for UNANSWERED_SECONDS after.
     """
+    server = urllib.parse.urlsplit(url).netloc
+    unanswered = _unanswered.get(server)
+    if unanswered is not None and time.monotonic() - unanswered[0] < UNANSWERED_SECONDS:
+        raise unanswered[1]
     retries, backoff, timeout = (_mlflow_number(name) for name in MLFLOW_DEFAULTS)
     request = urllib.request.Request(url, headers=_credentials())
     attempt = 0
@@ -95,11 +104,13 @@ def _open(url: str) -> http.client.HTTPResponse:
         try:
             # typeshed types urlopen's answer as Any; for an http(s) URL it is an HTTPResponse.
             answer: http.client.HTTPResponse = urllib.request.urlopen(request, timeout=timeout)
+            _unanswered.pop(server, None)
             return answer
         except urllib.error.HTTPError:
             raise
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             if attempt >= retries:
+                _unanswered[server] = (time.monotonic(), error)
                 raise
             wait = backoff * 2**attempt
             logger.debug("%s did not answer (%s); again in %.0f s", display_uri(url), error, wait)

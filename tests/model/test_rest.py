@@ -167,3 +167,32 @@ def test_a_refusal_is_not_asked_again(monkeypatch):
     monkeypatch.setattr(rest.urllib.request, "urlopen", refuse)
     assert rest.open_url("http://h/api") is None
     assert calls == [1]
+
+
+def test_a_server_that_did_not_answer_is_not_waited_for_again(monkeypatch):
+    """One command asks a server several things; once it did not answer after the retries,
+    the next question fails at once, for UNANSWERED_SECONDS, then it is asked again."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    slept: list[float] = []
+    monkeypatch.setattr(rest.time, "sleep", slept.append)
+    now = [1000.0]
+    monkeypatch.setattr(rest.time, "monotonic", lambda: now[0])
+    calls = []
+
+    def refuse(request, timeout):
+        calls.append(request.full_url)
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    monkeypatch.setattr(rest.urllib.request, "urlopen", refuse)
+    for _ in range(2):
+        with pytest.raises(urllib.error.URLError):
+            rest.open_url("http://h/api/first")
+    assert (len(calls), slept) == (3, [1, 2])  # the second question waited for nothing
+    with pytest.raises(urllib.error.URLError):
+        rest.open_url("http://other/api")  # another server is asked
+    assert len(calls) == 6
+    now[0] += rest.UNANSWERED_SECONDS
+    with pytest.raises(urllib.error.URLError):
+        rest.open_url("http://h/api/again")
+    assert len(calls) == 9
