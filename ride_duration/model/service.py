@@ -51,18 +51,20 @@ class ServingModel:
         rules (`rules.check_rides`); a ride that breaks one is in `errors`, by its position.
         """
         checked = rules.check_rides(rides)
-        if not checked.kept:
-            return Scored(kept=[], predictions=np.empty(0), errors=checked.errors)
-        predictions = self.predictor.predict_checked(checked)
-        return Scored(kept=checked.kept, predictions=predictions, errors=checked.errors)
+        return Scored(checked.kept, self._predict(checked), checked.errors)
 
     def predict_rides(self, rides: Sequence[object]) -> np.ndarray:
         """Predicted minutes for each ride, in order, or none: the first ride that breaks a
-        rule raises its RideError (a request is answered whole or refused)."""
-        scored = self.score(rides)
-        if scored.errors:
-            raise scored.errors[0]
-        return scored.predictions
+        rule raises its RideError (a request is answered whole or refused, before any ride
+        is predicted)."""
+        checked = rules.check_rides(rides)
+        if checked.errors:
+            raise checked.errors[0]
+        return self._predict(checked)
+
+    def _predict(self, checked: rules.CheckedRides) -> np.ndarray:
+        """The kept rides' predictions, from one call (none for no ride)."""
+        return self.predictor.predict_checked(checked) if checked.kept else np.empty(0)
 
 
 @dataclass(frozen=True)
