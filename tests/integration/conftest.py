@@ -194,22 +194,24 @@ def input_dir(services: Services) -> Path:
     return folder
 
 
+def train_model(
+    env: dict[str, str], cwd: Path, model_name: str = "ride-duration", *options: str
+) -> Trained:
+    """Run `train.py green 2021 1 OPTIONS` with `env`; the run, version and rmse it printed
+    for `model_name`."""
+    result = run_cli("train.py", "green", "2021", "1", *options, env=env, cwd=cwd)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run_id = re.search(r"run_id: (\w+)", result.stdout).group(1)
+    version = re.search(rf"models:/{model_name}/(\d+)", result.stdout).group(1)
+    rmse = float(re.search(r"rmse: ([\d.]+)", result.stdout).group(1))
+    return Trained(run_id=run_id, version=version, rmse=rmse)
+
+
 @pytest.fixture(scope="session")
 def trained(services: Services, input_dir: Path) -> Trained:
     """Run `train.py green 2021 1` against the session's MLflow server (artifacts on S3)."""
-    result = run_cli(
-        "train.py",
-        "green",
-        "2021",
-        "1",
-        env={**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)},
-        cwd=services.workdir,
-    )
-    assert result.returncode == 0, result.stderr
-    run_id = re.search(r"run_id: (\w+)", result.stdout).group(1)
-    version = re.search(r"models:/ride-duration/(\d+)", result.stdout).group(1)
-    rmse = float(re.search(r"rmse: ([\d.]+)", result.stdout).group(1))
-    return Trained(run_id=run_id, version=version, rmse=rmse)
+    env = {**services.env, "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE)}
+    return train_model(env, services.workdir)
 
 
 LINEAR_MODEL = "ride-duration-linear"
@@ -219,25 +221,12 @@ LINEAR_MODEL = "ride-duration-linear"
 def trained_linear(services: Services, input_dir: Path) -> Trained:
     """Run `train.py green 2021 1 --estimator linear`, registered as ride-duration-linear (its
     own alias production: ride-duration's stays on the forest)."""
-    result = run_cli(
-        "train.py",
-        "green",
-        "2021",
-        "1",
-        "--estimator",
-        "linear",
-        env={
-            **services.env,
-            "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
-            "MODEL_NAME": LINEAR_MODEL,
-        },
-        cwd=services.workdir,
-    )
-    assert result.returncode == 0, result.stderr
-    run_id = re.search(r"run_id: (\w+)", result.stdout).group(1)
-    version = re.search(rf"models:/{LINEAR_MODEL}/(\d+)", result.stdout).group(1)
-    rmse = float(re.search(r"rmse: ([\d.]+)", result.stdout).group(1))
-    return Trained(run_id=run_id, version=version, rmse=rmse)
+    env = {
+        **services.env,
+        "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+        "MODEL_NAME": LINEAR_MODEL,
+    }
+    return train_model(env, services.workdir, LINEAR_MODEL, "--estimator", "linear")
 
 
 @pytest.fixture(scope="session")

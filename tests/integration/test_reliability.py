@@ -30,7 +30,14 @@ from ride_duration.batch import manifest
 from ride_duration.batch.paths import LockFiles, MonthOutput
 from ride_duration.core.months import Month
 from tests.conftest import REPO
-from tests.integration.conftest import OUTPUT_BUCKET, TEMPLATE, Services, Trained, run_cli
+from tests.integration.conftest import (
+    OUTPUT_BUCKET,
+    TEMPLATE,
+    Services,
+    Trained,
+    run_cli,
+    train_model,
+)
 from tests.support.servers import CuttableProxy, refused_url
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
@@ -245,19 +252,11 @@ def test_a_new_model_version_becomes_the_current_set_and_the_old_one_is_kept_unt
     old = out / "_versions" / output.partition / f"{trained.run_id}.parquet"
     before = _sha256(old)  # its manifest is in its footer
 
-    trained_again = run_cli(
-        "train.py",
-        "green",
-        "2021",
-        "1",
-        "--estimator",
-        "linear",
-        # Its own registered name: other tests rely on ride-duration's versions.
-        env={**env, "MODEL_NAME": "ride-duration-candidate", "MODEL_ALIAS": "candidate"},
-        cwd=tmp_path,
-    )
-    assert trained_again.returncode == 0, trained_again.stderr[-2000:]
-    new_run = trained_again.stdout.split("run_id: ", 1)[1].split()[0]
+    # Its own registered name: other tests rely on ride-duration's versions.
+    candidate = {**env, "MODEL_NAME": "ride-duration-candidate", "MODEL_ALIAS": "candidate"}
+    new_run = train_model(
+        candidate, tmp_path, "ride-duration-candidate", "--estimator", "linear"
+    ).run_id
     result = run_cli(
         "score.py",
         "green",

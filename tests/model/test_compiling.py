@@ -62,39 +62,39 @@ def test_what_no_compiled_kind_repeats_exactly_is_not_compiled(factory, rows):
     assert compiling.compile_checked(factory().fit(rows, TARGET), ROWS) is None
 
 
-def test_the_compiled_form_is_logged_beside_the_models_pickle(forest, tmp_path, monkeypatch):
-    import mlflow
-    import mlflow.sklearn
-
-    from ride_duration.model.loading import load_compiled
-
-    monkeypatch.chdir(tmp_path)
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(forest, name="model", serialization_format="cloudpickle")
-    compiled = compiling.compile_checked(forest, ROWS)
-    compiling.log_to_model(info.model_id, compiled)
-    location = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location
-    loaded = load_compiled(f"models:/{info.model_id}", location)
-    assert loaded is not None
-    assert np.array_equal(loaded.vocabulary.pair_keys, compiled.model.vocabulary.pair_keys)
-
-
-def test_a_compiled_linear_model_is_logged_beside_the_pickle_and_loads(
-    linear, tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("fixture", "same"),
+    [
+        (
+            "forest",
+            lambda loaded, compiled: (
+                loaded is not None
+                and np.array_equal(loaded.vocabulary.pair_keys, compiled.vocabulary.pair_keys)
+            ),
+        ),
+        (
+            "linear",
+            lambda loaded, compiled: (
+                type(loaded) is type(compiled) and loaded.coef.tobytes() == compiled.coef.tobytes()
+            ),
+        ),
+    ],
+)
+def test_the_compiled_form_is_logged_beside_the_models_pickle_and_loads(
+    fixture, same, request, tmp_path, monkeypatch
 ):
     import mlflow
     import mlflow.sklearn
 
     from ride_duration.model.loading import load_compiled
 
+    pipeline = request.getfixturevalue(fixture)
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     with mlflow.start_run():
-        info = mlflow.sklearn.log_model(linear, name="model", serialization_format="cloudpickle")
-    compiled = compiling.compile_checked(linear, ROWS)
+        info = mlflow.sklearn.log_model(pipeline, name="model", serialization_format="cloudpickle")
+    compiled = compiling.compile_checked(pipeline, ROWS)
     compiling.log_to_model(info.model_id, compiled)
     location = mlflow.MlflowClient().get_logged_model(info.model_id).artifact_location
     loaded = load_compiled(f"models:/{info.model_id}", location)
-    assert type(loaded) is type(compiled.model)
-    assert loaded.coef.tobytes() == compiled.model.coef.tobytes()
+    assert same(loaded, compiled.model)
