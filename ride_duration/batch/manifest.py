@@ -21,6 +21,8 @@ from typing import Any
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import storage, uris, writes
+from ride_duration.monitoring.drift import FIGURES
+from ride_duration.monitoring.profile import PROFILE_FILE
 
 MANIFEST_VERSION = 2
 FOOTER_KEY = b"ride_duration.manifest"
@@ -60,12 +62,31 @@ def build(
             "scoring": result.scoring_path,
         },
         "metrics": result.metrics,
+        "drift": drift_section(result),
         "code_version": code_version or git_version(),
         "flow_run_id": flow_run_id,
         "started_at": started_at.isoformat(timespec="seconds"),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "seconds": result.seconds,
     }
+
+
+def drift_section(result: MonthResult) -> dict[str, Any]:
+    """The month's drift from its model's reference profile, per column (docs/monitoring.md);
+    `reference` is null when the model has no profile, and there are no figures."""
+    if result.reference is None:
+        return {"reference": None, "columns": {}}
+    columns: dict[str, Any] = {}
+    for column in result.drift:
+        figures: dict[str, Any] = {figure: column.figure(figure) for figure in FIGURES}
+        month = result.profile.histograms[column.column] if result.profile else None
+        if month is not None and month.edges is None:
+            figures["unknown_share"] = month.unknown_share
+            figures["reference_unknown_share"] = result.reference.histograms[
+                column.column
+            ].unknown_share
+        columns[column.column] = figures
+    return {"reference": PROFILE_FILE, "columns": columns}
 
 
 @functools.cache

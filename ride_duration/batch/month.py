@@ -24,17 +24,21 @@ from types import SimpleNamespace
 import numpy as np
 import pyarrow as pa
 
-from ride_duration.batch import manifest, quality
+from ride_duration.batch import history, manifest, quality
 from ride_duration.batch.output import output_table
 from ride_duration.batch.result import MonthResult
 from ride_duration.batch.sink import Claim, MonthSink, StagedSet
 from ride_duration.core import storage, uris
+from ride_duration.core.errors import QualityError
 from ride_duration.core.months import Month
 from ride_duration.core.settings import RideIdMode, Settings
 from ride_duration.data import features, ride_ids, sources
 from ride_duration.model.distinct import PredictionCache
 from ride_duration.model.resolve import ModelRef
 from ride_duration.model.runtimes.base import Predictor
+from ride_duration.monitoring import drift
+from ride_duration.monitoring.columns import profiled_columns
+from ride_duration.monitoring.profile import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,7 @@ def score_month(
     model: ModelRef,
     predictor: Predictor,
     settings: Settings,
+    reference: Profile | None = None,
     flow_run_id: str | None = None,
     timings: dict[str, float] | None = None,
 ) -> MonthResult:
@@ -55,8 +60,10 @@ def score_month(
 
     The input and its columns are checked before the output is touched; then the month is
     claimed, streamed into a staged set, checked against the settings' limits, and only then
-    published. Any failure publishes nothing. `timings` (seconds spent before, such as the
-    model's load) go into the result's and the manifest's seconds.
+    published. Any failure publishes nothing. `reference` is the model's reference profile,
+    which the month's drift is measured from (None: the model has none). `timings` (seconds
+    spent before, such as the model's load) go into the result's and the manifest's seconds.
+    The month's row of the monitoring table is written once it is published, or refused.
     """
     result = MonthResult(
         taxi_type=taxi_type,
@@ -66,6 +73,7 @@ def score_month(
         model=model,
         manifest_uri=uris.display_uri(sink.manifest_uri),
         scoring_path=predictor.path,
+        reference=reference,
     )
     started_at = datetime.now(UTC)
     started = time.perf_counter()
@@ -86,7 +94,7 @@ def score_month(
         staged = sink.stage(result.model)
         try:
             streamed = _stream(result, batches, columns, staged, predictor, settings.ride_id_mode)
-            streamed.check(result, settings, claim)
+            streamed.check(result, settings, claim, sink)
             result.seconds = {**(timings or {}), **streamed.stages.rounded()}
             result.seconds["total"] = round(time.perf_counter() - started, 3)
             content = manifest.build(
@@ -104,6 +112,7 @@ def score_month(
         with streamed.stages.timing("publish"):
             sink.publish(staged, content)
         result.seconds["publish"] = round(streamed.stages.seconds["publish"], 3)
+        sink.record(history.month_row(result, "published"))
     if result.rows_scored == 0:
         logger.warning("%s: no trip could be scored; the output file is empty", result.label)
     return result
@@ -213,16 +222,30 @@ class Streamed:
     stages: Stages
     dropped: Counter[str]
     totals: quality.Totals
+    profile: Profile | None  # the month's, in its model's reference bins (None: no reference)
 
-    def check(self, result: MonthResult, settings: Settings, claim: Claim) -> None:
-        """Record the month's drops and metrics, then fail it (nothing published) if a limit is
-        crossed or its claim was taken over."""
+    def check(self, result: MonthResult, settings: Settings, claim: Claim, sink: MonthSink) -> None:
+        """Record the month's drops, metrics and drift, then fail it (nothing published) if a
+        limit is crossed (its row of the monitoring table says why) or its claim was taken
+        over."""
         result.rows_dropped = {r.value: self.dropped.get(r.value, 0) for r in features.DropReason}
         result.metrics = self.totals.metrics()
-        quality.check(
-            result.label, result.rows_read, result.rows_dropped, result.metrics, settings.limits
-        )
-        claim.check()  # a run whose claim was taken over publishes nothing
+        result.profile = self.profile
+        if result.reference is not None and self.profile is not None:
+            result.drift = drift.compare(result.reference, self.profile)
+        claim.check()  # a run whose claim was taken over publishes nothing, records nothing
+        try:
+            quality.check(
+                result.label,
+                result.rows_read,
+                result.rows_dropped,
+                result.metrics,
+                settings.limits,
+                result.drift,
+            )
+        except QualityError as refused:
+            sink.record(history.month_row(result, "refused", str(refused)))
+            raise
 
 
 def _stream(
@@ -235,7 +258,8 @@ def _stream(
 ) -> Streamed:
     """Batches in, predictions out into a staged set, published later only if all is well (the
     caller discards the set on failure)."""
-    streamed = Streamed(staged, Stages(), Counter(), quality.Totals())
+    profile = result.reference.same_bins() if result.reference else None
+    streamed = Streamed(staged, Stages(), Counter(), quality.Totals(), profile)
     stages, cache = streamed.stages, PredictionCache()
     for raw in stages.reading(batches):
         with stages.timing("prepare"):
@@ -253,6 +277,11 @@ def _stream(
             table = output_table(trips, ids, values, result.model.label)
             streamed.totals.add(table["diff"].to_numpy(), unknown)
             staged.write(table)
+        if profile is not None:
+            with stages.timing("profile"):
+                profile.add(
+                    profiled_columns(trips, values), raw.num_rows, sum(prepared.dropped.values())
+                )
         result.rows_scored += trips.num_rows
     return streamed
 

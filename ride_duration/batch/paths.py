@@ -8,6 +8,7 @@ per month. Every model version's own set is kept under `_versions/`, which reade
     {root}/taxi_type=green/year=2021/month=03/_manifest.json               its manifest (a copy)
     {root}/taxi_type=green/year=2021/month=03/_lock.{generation}.json      while a run scores it
     {root}/_versions/taxi_type=green/year=2021/month=03/{run id}.parquet   each version's set
+    {root}/_monitoring/green-2021-03.parquet         the month's row of the monitoring table
 
 A leading underscore (or dot) keeps pyarrow datasets, pandas, Spark and the documented DuckDB
 glob off a file or folder. Local and S3 outputs differ only in the root.
@@ -28,6 +29,7 @@ from ride_duration.model.resolve import ModelRef
 CURRENT_FILE = "predictions.parquet"
 MANIFEST_FILE = "_manifest.json"
 VERSIONS_FOLDER = "_versions"
+MONITORING_FOLDER = "_monitoring"
 LOCK_STEM = "_lock"
 
 
@@ -68,6 +70,11 @@ class MonthOutput:
         return uris.join(
             self.root, VERSIONS_FOLDER, self.partition, f"{model_file_stem(model)}.parquet"
         )
+
+    @property
+    def monitoring(self) -> str:
+        """The month's row of the monitoring table (`batch.history`): its last checked run."""
+        return uris.join(self.root, MONITORING_FOLDER, f"{self.taxi_type}-{self.month}.parquet")
 
     @property
     def lock(self) -> LockFiles:

@@ -1,15 +1,22 @@
-"""A month's quality: error metrics of its predictions, and the limits that can fail it.
+"""A month's quality: error metrics of its predictions, its drift, and the limits that can
+fail it.
 
 The metrics are in minutes, from `diff = actual - predicted` of every scored trip: RMSE, MAE,
-mean error, and the share of trips whose pickup/dropoff pair the model never saw.
+mean error, and the share of trips whose pickup/dropoff pair the model never saw. The drift
+figures are `ride_duration.monitoring.drift`'s, per column.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ride_duration.core.errors import QualityError
-from ride_duration.core.settings import Limits
+from ride_duration.core.limits import Limits
+from ride_duration.monitoring.drift import ColumnDrift
+
+logger = logging.getLogger(__name__)
 
 
 class Totals:
@@ -50,8 +57,10 @@ def check(
     rows_dropped: dict[str, int],
     metrics: dict[str, float | None],
     limits: Limits,
+    drift: list[ColumnDrift] | None = None,
 ) -> None:
-    """Fail the month, before anything is published, when a limit is crossed."""
+    """Fail the month, before anything is published, when a limit is crossed; warn when a
+    column's drift is above WARN_PSI."""
     problems = []
     dropped = sum(rows_dropped.values())
     if rows_read and limits.max_drop_ratio is not None:
@@ -72,5 +81,33 @@ def check(
         value = metrics.get(name)
         if limit is not None and value is not None and abs(value) > limit:
             problems.append(f"{name} {value:.4g} > {setting} {limit:g}")
+    problems += drift_crossings(drift or [], limits.max_psi, limits.max_js_distance)
     if problems:
-        raise QualityError(f"{label} failed its checks: {'; '.join(problems)}; nothing was written")
+        raise QualityError(
+            f"{label} failed its checks: {'; '.join(problems)}; nothing was published"
+        )
+    warnings = drift_crossings(drift or [], limits.warn_psi, None, setting="WARN_PSI")
+    if warnings:
+        logger.warning(
+            "%s drifted: %s; published (MAX_PSI fails a month)", label, "; ".join(warnings)
+        )
+
+
+def drift_crossings(
+    drift: list[ColumnDrift],
+    max_psi: float | None,
+    max_js_distance: float | None,
+    setting: str = "MAX_PSI",
+) -> list[str]:
+    """What crosses the limits, one phrase per column and figure: "trip_distance psi 0.61 >
+    MAX_PSI 0.5"."""
+    crossed = []
+    for column in drift:
+        for figure, limit, name in (
+            ("psi", max_psi, setting),
+            ("js_distance", max_js_distance, "MAX_JS_DISTANCE"),
+        ):
+            value = column.figure(figure)
+            if limit is not None and value is not None and value > limit:
+                crossed.append(f"{column.column} {figure} {value:.4g} > {name} {limit:g}")
+    return crossed

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from ride_duration.core.months import Month
 from ride_duration.model.resolve import ModelRef
+from ride_duration.monitoring.drift import ColumnDrift
+from ride_duration.monitoring.profile import Profile
 
 
 @dataclass
@@ -24,6 +26,9 @@ class MonthResult:
     metrics: dict[str, float | None] = field(default_factory=dict)
     manifest_uri: str = ""
     scoring_path: str = ""  # how the model predicted: the compiled forest, scikit-learn, ...
+    reference: Profile | None = None  # the model's reference profile, when it has one
+    profile: Profile | None = None  # the month's, in the reference's bins
+    drift: list[ColumnDrift] = field(default_factory=list)
 
     @property
     def label(self) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import pyarrow as pa
 
-from ride_duration.batch import manifest
+from ride_duration.batch import history, manifest
 from ride_duration.batch.locks import MonthLock
 from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.batch.paths import CURRENT_FILE, VERSIONS_FOLDER, MonthOutput
@@ -71,6 +71,9 @@ class MonthSink(Protocol):
 
     def current(self) -> dict[str, Any] | None:
         """The manifest of the month's current set, None when there is none."""
+
+    def record(self, row: pa.Table) -> None:
+        """Write the month's row of the monitoring table (`batch.history`), published or not."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,15 @@ class ParquetFolder:
 
     def current(self) -> dict[str, Any] | None:
         return manifest.current(self.output)
+
+    def record(self, row: pa.Table) -> None:
+        try:
+            writes.write_bytes(self.output.monitoring, history.to_bytes(row))
+        except storage.storage_errors():
+            # Its figures are in the run's result and (when published) the manifest too.
+            logger.warning(
+                "could not write %s", uris.display_uri(self.output.monitoring), exc_info=True
+            )
 
     def _remove_unfinished(self, lock: MonthLock) -> None:
         """Remove what runs of this month killed before it left unfinished, whatever model they

@@ -80,7 +80,7 @@ class MonthBusyError(ScoringError):
 
 
 class QualityError(ScoringError):
-    """The month's drops or quality metrics crossed a configured limit; nothing was written."""
+    """The month's drops or quality metrics crossed a configured limit; nothing was published."""
 
 
 class RideError(ScoringError):

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ride_duration.core.errors import ConfigurationError
+from ride_duration.core.limits import Limits
 from ride_duration.core.variables import read_variables, variable, variables
 
 TLC_INPUT_URI_TEMPLATE = (
@@ -24,33 +25,6 @@ TLC_INPUT_URI_TEMPLATE = (
 )
 
 RideIdMode = Literal["deterministic", "random"]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Checks a month must pass before its output is published (None: no limit)."""
-
-    max_drop_ratio: float | None = variable(
-        "MAX_DROP_RATIO",
-        0.5,
-        "fail a month that drops more of its rows than this share, 0 to 1 (`none`: no limit)",
-        maximum=1,
-    )
-    max_rmse: float | None = variable(
-        "MAX_RMSE", None, "fail a month whose RMSE (minutes) is above this"
-    )
-    max_mae: float | None = variable(
-        "MAX_MAE", None, "fail a month whose mean absolute error (minutes) is above this"
-    )
-    max_abs_mean_error: float | None = variable(
-        "MAX_ABS_MEAN_ERROR", None, "fail a month whose mean error (minutes) is further from 0"
-    )
-    max_unknown_pair_share: float | None = variable(
-        "MAX_UNKNOWN_PAIR_SHARE",
-        None,
-        "fail a month with a larger share (0 to 1) of pickup/dropoff pairs the model never saw",
-        maximum=1,
-    )
 
 
 @dataclass(frozen=True)

@@ -149,13 +149,18 @@ def _make_folder(fs: fsspec.AbstractFileSystem, directory: str) -> None:
 
 def write_text(uri: str, text: str) -> None:
     """Write a small text file atomically: readers see the old content or the new, whole."""
+    write_bytes(uri, text.encode())
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a small file atomically: readers see the old content or the new, whole."""
     fs, path = fsspec.core.url_to_fs(uri)
     _make_folder(fs, posixpath.dirname(path))
     if "file" in protocols(fs):
         staging = _staging_path(path)
         try:
             with open(staging, "wb") as handle:
-                handle.write(text.encode())
+                handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(staging, path)
@@ -165,7 +170,7 @@ def write_text(uri: str, text: str) -> None:
             raise
         _sync_folder(posixpath.dirname(path))
     else:
-        fs.pipe_file(path, text.encode())  # one PUT: whole or absent
+        fs.pipe_file(path, data)  # one PUT: whole or absent
 
 
 def publish_copy(source: str, target: str) -> None:

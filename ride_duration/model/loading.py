@@ -21,6 +21,7 @@ from ride_duration.model.artifacts import (
     not_a_model,
     parse_mlmodel,
 )
+from ride_duration.monitoring.profile import PROFILE_FILE, Profile, ProfileError
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,34 @@ def load_compiled(resolved_uri: str, location: str | None = None) -> CompiledMod
             return None
     except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
         raise as_scoring_error(error, resolved_uri) from None
+
+
+@functools.lru_cache(maxsize=8)
+def load_profile(resolved_uri: str, location: str | None = None) -> Profile | None:
+    """The model's reference profile (`profile.npz` beside its pickle), None when it has none.
+
+    Plain arrays, no pickle. A file that does not load is reported, and the month is scored
+    without a reference (its drift is not measured).
+    """
+    try:
+        with ModelFiles(location or resolved_uri) as files:
+            path = os.path.join(files.fetch(PROFILE_FILE), PROFILE_FILE)
+            if not os.path.isfile(path):
+                return None
+            with open(path, "rb") as handle:
+                data = handle.read()
+    except Exception as error:  # noqa: BLE001 - translated to a clear error, or re-raised
+        raise as_scoring_error(error, resolved_uri) from None
+    try:
+        return Profile.from_bytes(data)
+    except ProfileError as error:
+        logger.warning(
+            "%s of %s does not load (%s): drift is not measured",
+            PROFILE_FILE,
+            display_uri(location or resolved_uri),
+            error,
+        )
+        return None
 
 
 @functools.lru_cache(maxsize=8)

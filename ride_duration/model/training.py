@@ -20,6 +20,9 @@ from ride_duration.data import features
 from ride_duration.data.sources import read_trips, trip_file_uri
 from ride_duration.model.artifacts import is_connection_failure, server_unreachable
 from ride_duration.model.compiling import Compiled, compile_checked, log_to_model
+from ride_duration.model.predictors import make_predictor
+from ride_duration.model.profiling import log_profile, reference_profile
+from ride_duration.monitoring.profile import Profile
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +65,10 @@ def make_pipeline(estimator: Estimator) -> Any:
 
 def _month_trips(
     template: str, taxi_type: str, month: Month, batch_size: int, role: str
-) -> pa.Table:
+) -> features.PreparedTrips:
     """A month's trips, or, when its file is missing, an error that says which month it is."""
     try:
-        return read_trips(
-            trip_file_uri(template, taxi_type, month), taxi_type, month, batch_size
-        ).table
+        return read_trips(trip_file_uri(template, taxi_type, month), taxi_type, month, batch_size)
     except InputNotFoundError as error:
         why = " (training validates on the month after the one it trains on)"
         raise InputNotFoundError(
@@ -91,10 +92,11 @@ def train(
 
     with _unanswered_as_one_line():
         valid_month = month.shift(1)
-        train_trips = _month_trips(input_uri_template, taxi_type, month, batch_size, "training")
+        training = _month_trips(input_uri_template, taxi_type, month, batch_size, "training")
+        train_trips = training.table
         valid_trips = _month_trips(
             input_uri_template, taxi_type, valid_month, batch_size, "validation"
-        )
+        ).table
         logger.info(
             "training on %d trips of %s %s, validating on %d of %s",
             train_trips.num_rows,
@@ -127,8 +129,11 @@ def train(
             model = "forest" if estimator == "random-forest" else "linear model"
             with _step(f"compiling the {model} and checking it against scikit-learn"):
                 compiled = compile_checked(pipeline, training_rows)
+            with _step("profiling the training trips and the model's predictions of them"):
+                predictor = make_predictor(compiled.model if compiled else pipeline, feature_names)
+                profile = reference_profile(predictor, training)
             with _step(f"logging the model to MLflow and registering it as {model_name}"):
-                version = _log(pipeline, compiled, model_name)
+                version = _log(pipeline, compiled, profile, model_name)
         mlflow.MlflowClient().set_registered_model_alias(model_name, alias, version)
         return TrainedModel(
             run_id=run.info.run_id,
@@ -194,8 +199,9 @@ def _fit(
     return pipeline, training_rows, float(root_mean_squared_error(actual, predictions))
 
 
-def _log(pipeline: Any, compiled: Compiled | None, model_name: str) -> str:
-    """Log the pipeline (and its compiled form beside it) to the active run; its version."""
+def _log(pipeline: Any, compiled: Compiled | None, profile: Profile, model_name: str) -> str:
+    """Log the pipeline (its compiled form and reference profile beside it) to the active run;
+    its version."""
     import mlflow.sklearn
     import sklearn
 
@@ -224,6 +230,7 @@ def _log(pipeline: Any, compiled: Compiled | None, model_name: str) -> str:
         logger.debug("MLflow printed: %s", printed.getvalue().strip())
     if compiled is not None:
         log_to_model(info.model_id, compiled)
+    log_profile(info.model_id, profile)
     return str(info.registered_model_version)
 
 

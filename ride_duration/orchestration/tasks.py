@@ -21,6 +21,7 @@ from ride_duration.core.settings import Settings
 from ride_duration.core.storage import storage_errors
 from ride_duration.data.features import available_features
 from ride_duration.model import service
+from ride_duration.model.loading import load_profile
 from ride_duration.model.resolve import ModelRef, resolve_model
 
 RETRY_DELAYS_SECONDS: list[float] = [2, 10]
@@ -78,6 +79,7 @@ def score_month_task(
     """
     started = time.perf_counter()
     predictor = service.predictor_for(model, available_features(taxi_type))
+    reference = load_profile(model.resolved_uri, model.location)
     timings = {**(timings or {}), "model_load": round(time.perf_counter() - started, 3)}
     return score_month(
         taxi_type=taxi_type,
@@ -87,6 +89,7 @@ def score_month_task(
         model=model,
         predictor=predictor,
         settings=settings,
+        reference=reference,
         flow_run_id=str(flow_run.id) if flow_run.id else None,
         timings=timings,
     )

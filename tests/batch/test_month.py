@@ -22,8 +22,9 @@ from ride_duration.batch.output import OUTPUT_SCHEMA
 from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core.errors import ConfigurationError, QualityError, SchemaError
+from ride_duration.core.limits import Limits
 from ride_duration.core.months import Month
-from ride_duration.core.settings import Limits, Settings
+from ride_duration.core.settings import Settings
 from ride_duration.data import features, layouts
 from ride_duration.data.ride_ids import deterministic_ride_ids
 from ride_duration.data.taxi_types import TAXI_TYPES
@@ -137,6 +138,7 @@ def test_counts_add_up(tmp_path, trip_files, forest):
         "total",
     }
     assert files(root) == [
+        "_monitoring/green-2021-03.parquet",
         "_versions/taxi_type=green/year=2021/month=03/abc.parquet",
         "taxi_type=green/year=2021/month=03/_manifest.json",
         "taxi_type=green/year=2021/month=03/predictions.parquet",
@@ -270,13 +272,13 @@ def test_a_failure_after_some_batches_writes_nothing(tmp_path, trip_files, fores
     assert files(root) == []  # nothing published, staged or locked
 
 
-def test_a_month_with_no_scorable_trip_fails_the_default_drop_ratio_and_writes_nothing(
+def test_a_month_with_no_scorable_trip_fails_the_default_drop_ratio_and_publishes_nothing(
     tmp_path, trip_files, forest
 ):
     root = tmp_path / "out"
     with pytest.raises(QualityError, match=r"100\.0% of rows dropped .* > MAX_DROP_RATIO 0\.5"):
         score(trip_files["green"], root, make_predictor(forest), month=7)
-    assert files(root) == []
+    assert files(root) == ["_monitoring/green-2021-07.parquet"]  # why it was refused
 
 
 def test_without_a_drop_limit_a_month_with_no_scorable_trip_writes_an_empty_file(

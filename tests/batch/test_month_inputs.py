@@ -36,8 +36,9 @@ from ride_duration.batch.paths import MonthOutput
 from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core import storage, writes
 from ride_duration.core.errors import MonthBusyError, QualityError, SchemaError, ScoringError
+from ride_duration.core.limits import Limits
 from ride_duration.core.months import Month
-from ride_duration.core.settings import Limits, Settings
+from ride_duration.core.settings import Settings
 from ride_duration.data import features
 from ride_duration.model.predictors import make_predictor
 from ride_duration.model.resolve import ModelRef
@@ -58,6 +59,7 @@ OUTPUT = f"{FOLDER}/predictions.parquet"
 MANIFEST = f"{FOLDER}/_manifest.json"
 VERSIONS = f"_versions/{FOLDER}"
 VERSION = f"{VERSIONS}/run1.parquet"
+MONITORING = "_monitoring/green-2021-03.parquet"  # the month's row of the monitoring table
 REASONS = [reason.value for reason in features.DropReason]
 PICKUP, DROPOFF = "lpep_pickup_datetime", "lpep_dropoff_datetime"
 IDS = ("PULocationID", "DOLocationID")
@@ -204,7 +206,11 @@ def assert_published(
     output = month_output(tmp_path)
     # The current set, its manifest and the version of each model scored: no staging, no lock.
     found = files(out)
-    assert [name for name in found if not name.startswith(f"{VERSIONS}/")] == [MANIFEST, OUTPUT]
+    assert [name for name in found if not name.startswith(f"{VERSIONS}/")] == [
+        MONITORING,
+        MANIFEST,
+        OUTPUT,
+    ]
     assert version_file(result.model) in found
     assert all("/." not in name and "/_lock" not in name for name in found)
     assert result.output_uri == str(out / OUTPUT)
@@ -445,7 +451,7 @@ CASES = [
     case(
         "every trip outside 1..60 minutes, default limits name MAX_DROP_RATIO",
         lambda x: lasting(x, ALL, 90),
-        Refused(QualityError, "> MAX_DROP_RATIO 0.5; nothing was written"),
+        Refused(QualityError, "> MAX_DROP_RATIO 0.5; nothing was published"),
     ),
     case(
         "every trip outside 1..60 minutes, no drop limit",
@@ -522,7 +528,7 @@ CASES = [
     case(
         "MAX_RMSE crossed, named",
         lambda x: x,
-        Refused(QualityError, "> MAX_RMSE 0.0001; nothing was written"),
+        Refused(QualityError, "> MAX_RMSE 0.0001; nothing was published"),
         limits=Limits(max_rmse=0.0001),
     ),
     case("MAX_RMSE kept", lambda x: x, Scored(), limits=Limits(max_rmse=100.0)),
@@ -580,8 +586,15 @@ def test_bad_input(tmp_path, fitted, baseline, modify, limits, expect):
     if isinstance(expect, Refused):
         with pytest.raises(ScoringError) as excinfo:
             score(tmp_path, table, fitted, limits=limits)
-        assert_refused(excinfo, expect.error, expect.fragment)
-        assert files(tmp_path / "out") == []  # nothing published, staged or locked
+        message = assert_refused(excinfo, expect.error, expect.fragment)
+        # Nothing published, staged or locked; a month refused by a limit has its row of the
+        # monitoring table, which says why.
+        if expect.error is QualityError:
+            assert files(tmp_path / "out") == [MONITORING]
+            row = pq.read_table(tmp_path / "out" / MONITORING).to_pylist()[0]
+            assert (row["state"], row["reason"]) == ("refused", message)
+        else:
+            assert files(tmp_path / "out") == []
         return
 
     result, source = score(tmp_path, table, fitted, limits=limits)

@@ -7,7 +7,7 @@ import pytest
 
 from ride_duration.batch.quality import Totals, check
 from ride_duration.core.errors import QualityError
-from ride_duration.core.settings import Limits
+from ride_duration.core.limits import Limits
 
 
 def test_metrics_over_batches_are_those_of_the_whole_month():
@@ -45,7 +45,7 @@ def test_a_crossed_limit_fails_the_month_saying_which(limits, metrics, dropped, 
     with pytest.raises(QualityError, match="green 2021-03 failed its checks") as caught:
         check("green 2021-03", 100, dropped, metrics, limits)
     assert says in str(caught.value)
-    assert str(caught.value).endswith("nothing was written")
+    assert str(caught.value).endswith("nothing was published")
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,7 @@ def test_scoring_a_good_file_through_the_same_helper_works(tmp_path):
     assert pq.read_table(current).num_rows == result.rows_scored > 0
     assert set(pq.read_table(current)["predicted_duration"].to_pylist()) == {10.0}
     assert files_below(root) == [
+        "_monitoring/green-2021-03.parquet",
         "_versions/taxi_type=green/year=2021/month=03/abc.parquet",
         "taxi_type=green/year=2021/month=03/_manifest.json",
         "taxi_type=green/year=2021/month=03/predictions.parquet",
