@@ -50,7 +50,7 @@ SCHEMA = pa.schema(
                 (f"{column}_edges", pa.list_(pa.float64())),
             )
         ),
-        ("scored_at", pa.timestamp("s", tz="UTC")),
+        ("scored_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
 
@@ -109,10 +109,9 @@ def read(root: str, taxi_type: str | None = None) -> pa.Table:
     for name in storage.list_names(folder, pattern):
         try:
             table = storage.read_table(uris.join(folder, name))
-        except (OSError, ValueError):
+            tables.append(table.select(SCHEMA.names).cast(SCHEMA))
+        except (OSError, ValueError, KeyError, pa.ArrowException):
             continue
-        if table.schema.equals(SCHEMA, check_metadata=False):
-            tables.append(table)
     if not tables:
         return SCHEMA.empty_table()
     return pa.concat_tables(tables).sort_by([("taxi_type", "ascending"), ("month", "ascending")])

@@ -16,6 +16,7 @@ Counts are integers, so a month's profile is the same whatever its batches were.
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -178,7 +179,7 @@ class Profile:
                     histograms[name] = Histogram(counts, edges)
         except ProfileError:
             raise
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
             raise ProfileError(f"not a profile: {error}") from None
         return cls(histograms, rows_read, rows_dropped)
 
