@@ -1,19 +1,26 @@
-"""The monitoring report: one self-contained page from the monitoring table's rows."""
+"""The monitoring report: one self-contained page from the monitoring table's rows, and the
+command `ride-duration-report` that writes it (its one-line errors)."""
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import re
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from ride_duration import report as command
+from ride_duration.batch import history
 from ride_duration.core.limits import Limits
 from ride_duration.monitoring.profile import COLUMNS, NUMERIC_COLUMNS, UNKNOWN_ZONE_BIN
 from ride_duration.monitoring.report import default_month, month_runs, render, warnings_of
+from tests.support.troubleshooting import assert_documented
 
 SCRIPT = "<script>alert('reason')</script>"
 EDGES = [2.0, 5.0, 10.0]
@@ -272,3 +279,86 @@ def test_importing_the_report_imports_no_matplotlib():
     code = "import sys, ride_duration.monitoring.report; print('matplotlib' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert found.stdout.strip() == "False", found.stderr
+
+
+# --- the command ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """An output root whose monitoring table has green 2021-01 to 2021-03 and 2021-05."""
+    folder = tmp_path / "output" / "_monitoring"
+    folder.mkdir(parents=True)
+    for found in (row("2021-01"), row("2021-02"), row("2021-03", **REFUSED), row("2021-05")):
+        table = pa.Table.from_pylist([found], schema=history.SCHEMA)
+        (folder / f"green-{found['month']}.parquet").write_bytes(history.to_bytes(table))
+    return tmp_path / "output"
+
+
+@pytest.fixture(autouse=True)
+def _restore_log_filters():
+    """cli.run filters the log handlers it finds; take its filters off again."""
+    handlers = [
+        h
+        for n in ("prefect", "prefect.flow_runs", "prefect.task_runs", "")
+        for h in logging.getLogger(n).handlers
+    ]
+    before = {handler: list(handler.filters) for handler in handlers}
+    yield
+    for handler, filters in before.items():
+        handler.filters[:] = filters
+
+
+def test_the_command_writes_the_page_and_prints_where(root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert command.main(["green", "2021-01", "2021-06", "--output-root", str(root)]) == 0
+    captured = capsys.readouterr()
+    written = tmp_path / "report-green-2021-01-2021-06.html"
+    assert captured.out == f"{written}\n"
+    assert captured.err == ""
+    page = written.read_text()
+    assert page.count("<svg") == TRENDS + HISTOGRAMS
+    assert "Not in the table (not scored): 2021-04, 2021-06." in page
+    out = tmp_path / "reports" / "march.html"
+    argv = ["green", "2021-01", "2021-03", "--output-root", str(root), "--out", str(out)]
+    assert command.main([*argv, "--month", "2021-02"]) == 0
+    assert capsys.readouterr().out == f"{out}\n"
+    assert "The reference and 2021-02, column by column" in out.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["green", "2022-01", "2022-12"],
+            "error: no month of green from 2022-01 to 2022-12 in the monitoring table under "
+            "{root}: score one first",
+        ),
+        (
+            ["green", "2021-01", "2021-06", "--month", "2021-09"],
+            "error: the chosen month 2021-09 is outside the report's months 2021-01 to 2021-06: ",
+        ),
+        (
+            ["green", "2021-01", "2021-06", "--month", "2021-04"],
+            "error: green 2021-04 has no row in the monitoring table under {root}: choose a month "
+            "it has (2021-01 to 2021-03, 2021-05), or none",
+        ),
+        (
+            ["green", "2021-06", "2021-01"],
+            "error: the end month 2021-01 is before the start month 2021-06",
+        ),
+    ],
+)
+def test_the_commands_errors_are_one_documented_line(
+    root, tmp_path, argv, line, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+    assert command.main([*argv, "--output-root", str(root)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(line.format(root=root))
+    assert captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err
+    assert_documented(captured.err)
+    assert sorted(tmp_path.rglob("*")) == before  # no page written
