@@ -32,10 +32,16 @@ def shift_distances(source: Path, target: Path, factor: float) -> Path:
 
 
 def score(services: Services, month: int, inputs: Path, out: Path, **env: str):
+    """`score.py green 2021 MONTH` reading `inputs`, writing to `out`."""
+    return score_with(services, 2021, month, inputs, out, **env)
+
+
+def score_with(services: Services, year: int, month: int, inputs: Path, out: Path, **env: str):
+    """`score.py green YEAR MONTH` reading `inputs`, writing to `out`, with `env` set."""
     return run_cli(
         "score.py",
         "green",
-        "2021",
+        str(year),
         str(month),
         env={
             **services.env,

@@ -119,6 +119,37 @@ def test_every_real_month_scores(
         # Scoring the validation month reproduces the validation RMSE of training exactly.
         assert np.sqrt(np.mean(diff**2)) == pytest.approx(real_model["rmse"], abs=1e-4)
 
+    # Drift from the training month (2021-01): none on itself; little within 2021; and the
+    # city's change by 2022 is plain in the pickup zones (measured PSI 0.72 to 1.15).
+    drift = json.loads(Path(summary["manifest"]).read_text())["drift"]
+    psi = {column: figures["psi"] for column, figures in drift["columns"].items()}
+    assert drift["reference"] == "profile.npz"
+    if (year, month) == (2021, 1):
+        assert set(psi.values()) == {0.0}
+    elif year == 2021:
+        assert max(psi.values()) < 0.1
+    else:
+        assert psi["PULocationID"] > 0.25  # above WARN_PSI: published, with a warning
+
+
+@pytest.mark.parametrize("month", [2, 3, 4, 5])
+def test_a_real_month_whose_distances_grew_by_half_is_refused_and_as_it_was_passes(
+    real_model: dict, services: Services, tlc_data_dir: Path, tmp_path: Path, month: int
+):
+    from tests.integration.test_monitoring import score_with, shift_distances
+
+    name = TEMPLATE.format(taxi_type="green", year=2021, month=month)
+    shifted = shift_distances(tlc_data_dir / name, tmp_path / "shifted" / name, 1.5)
+    out = tmp_path / "out"
+    env = {"MAX_PSI": "0.1", "MODEL_URI": f"models:/{MODEL}@production"}
+    refused = score_with(services, 2021, month, shifted.parent, out, **env)
+    assert refused.returncode == 2, refused.stderr
+    assert f"green 2021-{month:02d} failed its checks: trip_distance psi " in refused.stderr
+    published = [p.relative_to(out) for p in out.rglob("*") if p.is_file()]
+    assert published == [Path(f"_monitoring/green-2021-{month:02d}.parquet")]  # why, only
+    kept = score_with(services, 2021, month, tlc_data_dir, out, **env)
+    assert kept.returncode == 0, kept.stderr
+
 
 def test_backfilling_five_real_months_then_again_then_after_deleting_one(
     real_model: dict, tlc_data_dir: Path, out: Path
