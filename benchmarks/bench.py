@@ -5,7 +5,11 @@
 Each measurement runs in its own process, so its peak RSS is its own:
   (a) product: ride_duration.batch.month.score_month, read to the month's published current
                set (the score task's body, through its ParquetFolder sink),
-               with the model's compiled forest as the score task loads it;
+               with the model's compiled forest and reference profile as the score task
+               loads them, so the month's drift is measured;
+  (a0) the same without the reference profile (a model trained before profiles): no drift,
+               to tell what measuring it costs; (a) and (a0) run twice each, alternately,
+               and each keeps its faster run;
   (b) naive:   the course's script: whole month in pandas, to_dict(orient="records"),
                pipeline.predict on the dicts, uuid.uuid4() in a Python loop, to_parquet;
   (c) floor:   read only the needed columns, predict of the final estimator on a feature matrix
@@ -121,7 +125,7 @@ def train_model() -> Path:
     """The RandomForest of train.py, fitted on green 2021-01 and saved once, compiled as
     train.py compiles it (forest.npz beside the pickle)."""
     path = CACHE / ("model-real" if tlc_dir() else "model-generated")
-    if (path / "forest.npz").exists():
+    if (path / "forest.npz").exists() and (path / "profile.npz").exists():
         return path
     import mlflow.sklearn
 
@@ -150,7 +154,15 @@ def train_model() -> Path:
     if path.exists():
         shutil.rmtree(path)
     mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
-    npz.save(compile_checked(pipeline, records).model, path / npz.FILE_NAME)
+    compiled = compile_checked(pipeline, records).model
+    npz.save(compiled, path / npz.FILE_NAME)
+    # The reference profile train.py logs beside it: the training trips, the model's answers.
+    from ride_duration.model.predictors import make_predictor
+    from ride_duration.model.profiling import reference_profile
+    from ride_duration.monitoring.profile import PROFILE_FILE
+
+    profile = reference_profile(make_predictor(compiled), features.PreparedTrips(trips, {}))
+    (path / PROFILE_FILE).write_bytes(profile.to_bytes())
     return path
 
 
@@ -180,15 +192,19 @@ def product_file(root: Path) -> Path:
     return Path(MonthOutput(str(root), TAXI_TYPE, Month(YEAR, MONTH)).current)
 
 
-def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
+def run_product(
+    input_path: Path, model_path: Path, output: Path, with_reference: bool = True
+) -> dict:
     """The score task's body: the month published as the current set under the root `output`
-    (emptied first, so that every run publishes a first set)."""
+    (emptied first, so that every run publishes a first set); without the model's reference
+    profile when `with_reference` is False."""
     from ride_duration.batch.month import score_month
     from ride_duration.batch.paths import MonthOutput
     from ride_duration.batch.sink import ParquetFolder
     from ride_duration.core.months import Month
     from ride_duration.core.settings import Settings
     from ride_duration.data.features import available_features
+    from ride_duration.model.loading import load_profile
     from ride_duration.model.resolve import ModelRef
     from ride_duration.model.service import predictor_for
 
@@ -200,6 +216,7 @@ def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
     ref = ModelRef(uri=str(model_path), resolved_uri=str(model_path), run_id="bench")
     clock = time.perf_counter()
     predictor = predictor_for(ref, available_features(TAXI_TYPE))
+    reference = load_profile(ref.resolved_uri) if with_reference else None
     load_first = time.perf_counter() - clock
     clock = time.perf_counter()
     predictor_for(ref, available_features(TAXI_TYPE))  # a second month in the same process
@@ -213,6 +230,7 @@ def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
         model=ref,
         predictor=predictor,
         settings=settings,
+        reference=reference,
     )
     seconds = time.perf_counter() - started
     return {
@@ -223,7 +241,13 @@ def run_product(input_path: Path, model_path: Path, output: Path) -> dict:
         "model_load_seconds": load_first,
         "model_load_again_seconds": load_again,
         "scoring": predictor.path,
+        "drift_columns": len(result.drift),
     }
+
+
+def run_product_without_drift(input_path: Path, model_path: Path, output: Path) -> dict:
+    """(a0): the product scoring with a model that has no reference profile."""
+    return run_product(input_path, model_path, output, with_reference=False)
 
 
 def run_naive(input_path: Path, model_path: Path, output: Path) -> dict:
@@ -296,7 +320,12 @@ def run_floor(input_path: Path, model_path: Path, output: Path) -> dict:
     }
 
 
-RUNNERS = {"product": run_product, "naive": run_naive, "floor": run_floor}
+RUNNERS = {
+    "product": run_product,
+    "product-without-drift": run_product_without_drift,
+    "naive": run_naive,
+    "floor": run_floor,
+}
 
 
 def measure(kind: str, input_path: Path, model_path: Path, output: Path) -> dict:
@@ -363,6 +392,9 @@ def machine() -> str:
 
 def report(rows: int, source: str, results: dict, memory: dict, diff: float) -> tuple[str, bool]:
     a, b, c = results["product"], results["naive"], results["floor"]
+    a0 = results["product-without-drift"]
+    drift_time = a["seconds"] / a0["seconds"]
+    drift_rss = a["rss_mb"] - a0["rss_mb"]
     speedup = b["seconds"] / a["seconds"]
     overhead = a["seconds"] / c["seconds"]
     rss_ratio = a["rss_mb"] / b["rss_mb"]
@@ -381,6 +413,16 @@ def report(rows: int, source: str, results: dict, memory: dict, diff: float) -> 
         ("peak RSS (a) <= half of (b)", f"{rss_ratio:.2f}", rss_ratio <= 0.5),
         ("peak RSS 6M rows < 1.3 x 1M rows", f"{mem_ratio:.2f}", mem_ratio < 1.3),
         ("(a) and (b) predict the same values (max diff <= 1e-9)", f"{diff:.1e}", diff <= 1e-9),
+        (
+            "(a)/(a0) <= 1.10: measuring drift adds at most 10% to the time",
+            f"{drift_time:.3f}",
+            drift_time <= 1.10,
+        ),
+        (
+            "peak RSS (a) - (a0) <= 50 MB: and at most 50 MB to the memory",
+            f"{drift_rss:+.0f} MB",
+            drift_rss <= 50,
+        ),
     ]
     lines = [
         f"Month: {rows:,} trips resampled from {source}, moved into green {YEAR}-{MONTH:02d}.",
@@ -390,6 +432,7 @@ def report(rows: int, source: str, results: dict, memory: dict, diff: float) -> 
     ]
     for name, label in (
         ("product", "(a) product"),
+        ("product-without-drift", "(a0) product, no drift measured"),
         ("naive", "(b) naive (course script)"),
         ("floor", "(c) floor"),
     ):
@@ -409,7 +452,9 @@ def report(rows: int, source: str, results: dict, memory: dict, diff: float) -> 
     lines += [
         f"Model load: {a['model_load_seconds']:.2f} s the first time in a process, "
         f"{a['model_load_again_seconds'] * 1000:.3f} ms for the next month (cached). "
-        f"(a) predicts with: {a['scoring']}; (b) and (c) with scikit-learn."
+        f"(a) predicts with: {a['scoring']}; (b) and (c) with scikit-learn. "
+        f"(a) measures the drift of {a['drift_columns']} columns from the model's reference "
+        "profile (its stage `profile`); (a0) scores with a model that has none."
     ]
     lines += ["", "| product on | seconds | peak RSS (MB) |", "|---|---:|---:|"]
     for n in MEMORY_ROWS:
@@ -442,9 +487,16 @@ def main() -> int:
     input_path, source = build_month(args.rows, args.distinct_rows)
     WORK.mkdir(parents=True, exist_ok=True)
     # (a) publishes under an output root; (b) and (c) write one file.
-    outputs = {kind: WORK / (kind if kind == "product" else f"{kind}.parquet") for kind in RUNNERS}
-    results = {}
-    for kind in ("product", "naive", "floor"):
+    outputs = {
+        kind: WORK / (kind if kind.startswith("product") else f"{kind}.parquet") for kind in RUNNERS
+    }
+    results: dict[str, dict] = {}
+    for kind in ("product", "product-without-drift", "product", "product-without-drift"):
+        print(f"measuring ({kind}) on {args.rows:,} rows ...", file=sys.stderr)
+        run = measure(kind, input_path, model_path, outputs[kind])
+        if kind not in results or run["seconds"] < results[kind]["seconds"]:
+            results[kind] = run
+    for kind in ("naive", "floor"):
         print(f"measuring ({kind}) on {args.rows:,} rows ...", file=sys.stderr)
         results[kind] = measure(kind, input_path, model_path, outputs[kind])
     diff = same_predictions(product_file(outputs["product"]), outputs["naive"])
