@@ -1,7 +1,8 @@
-"""The monitoring report as a file: a taxi type's rows of the monitoring table, drawn as one
-HTML page (`ride_duration.monitoring.report`) and written whole, locally or to an object store.
+"""The monitoring report as a file: drawn from the table under a root, and written whole.
 
-The command `ride-duration-report` calls `write_report`, and so can a flow once it has scored a
+A taxi type's rows of the monitoring table (`history.read`) are drawn as one HTML page
+(`ride_duration.monitoring.report`) and written atomically, locally or to an object store. The
+command `ride-duration-report` calls `write_report`, and so can a flow once it has scored a
 month.
 """
 
