@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from ride_duration.batch import manifest
 from ride_duration.batch.result import MonthResult
 from ride_duration.core import uris
 
@@ -45,6 +47,7 @@ def summary(result: MonthResult) -> dict[str, Any]:
         "rows_dropped": dict(result.rows_dropped),
         "rows_scored": result.rows_scored,
         "metrics": dict(result.metrics),
+        "drift": manifest.drift_section(result),
         "manifest": result.manifest_uri,
         "seconds": dict(result.seconds),
     }
@@ -82,19 +85,86 @@ def markdown_report(result: MonthResult) -> str:
         ),
         f"| manifest | `{result.manifest_uri}` |",
         f"| seconds | {result.seconds.get('total', 0):.1f} |",
+        "",
+        "## Drift from the model's reference profile",
+        "",
+        *drift_table(manifest.drift_section(result)),
     ]
     return "\n".join(lines) + "\n"
 
 
+def drift_table(section: Mapping[str, Any]) -> list[str]:
+    """A manifest's drift section as markdown lines: each column's PSI and Jensen-Shannon
+    distance, and for the zones the share of unknown zones beside the reference's."""
+    if section.get("reference") is None:
+        return ["no reference profile: drift not measured"]
+    lines = [
+        "| column | psi | js distance | unknown zones (reference) |",
+        "|---|---|---|---|",
+    ]
+    for column, figures in (section.get("columns") or {}).items():
+        unknown = ""
+        if "unknown_share" in figures:
+            unknown = (
+                f"{_share(figures['unknown_share'])} "
+                f"({_share(figures.get('reference_unknown_share'))})"
+            )
+        lines.append(
+            f"| {column} | {_figure(figures.get('psi'))} "
+            f"| {_figure(figures.get('js_distance'))} | {unknown} |"
+        )
+    return lines
+
+
+def _figure(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"
+
+
+def drift_cells(section: Mapping[str, Any] | None, warn_psi: float | None) -> dict[str, Any]:
+    """A month's largest drift, from its manifest's drift section, as a row's plain values: the
+    column with the largest PSI, that PSI and its Jensen-Shannon distance, and `drift`, what
+    a text table shows of them: "0.31 trip_distance", ending in " !" above `warn_psi`
+    (WARN_PSI); "no reference" when the model has no reference profile; "n/a" when no figure
+    was measured (no rows scored); blank without a section (no set, or a set made before
+    drift was measured)."""
+    cells: dict[str, Any] = {"drift": "", "drift_column": "", "psi": None, "js_distance": None}
+    if not section:
+        return cells
+    if section.get("reference") is None:
+        return cells | {"drift": "no reference"}
+    measured = [
+        (column, figures)
+        for column, figures in (section.get("columns") or {}).items()
+        if isinstance(figures, Mapping) and figures.get("psi") is not None
+    ]
+    if not measured:
+        return cells | {"drift": "n/a"}
+    column, figures = max(measured, key=lambda item: float(item[1]["psi"]))
+    psi = float(figures["psi"])
+    warned = warn_psi is not None and psi > warn_psi
+    return {
+        "drift": f"{psi:.2f} {column}" + (" !" if warned else ""),
+        "drift_column": column,
+        "psi": psi,
+        "js_distance": figures.get("js_distance"),
+    }
+
+
 # The columns of a backfill's table (real runs and dry runs alike) and of a status table:
-# (key in the row, header, format).
+# (key in the row, header, format). Narrow enough for 100 columns before the reason: the rows'
+# MAE, unknown-pair share and JS distance are in the flows' table artifacts.
 BACKFILL_COLUMNS = [
     ("taxi_type", "taxi type", "{}"),
     ("month", "month", "{}"),
     ("state", "state", "{}"),
     ("model_version", "model", "{}"),
     ("rows_scored", "rows", "{:,}"),
-    ("rmse", "rmse", "{:.4f}"),
+    ("rmse", "rmse", "{:.2f}"),
+    ("drift", "drift (psi)", "{}"),
     ("seconds", "seconds", "{:.1f}"),
     ("reason", "reason", "{}"),
 ]
@@ -104,6 +174,8 @@ STATUS_COLUMNS = [
     ("state", "state", "{}"),
     ("model_version", "model", "{}"),
     ("rows_scored", "rows", "{:,}"),
+    ("rmse", "rmse", "{:.2f}"),
+    ("drift", "drift (psi)", "{}"),
     ("published", "published (UTC)", "{}"),
     ("reason", "reason", "{}"),
 ]
