@@ -63,6 +63,19 @@ class MonthStatus:
         return (self.manifest or {}).get("rows_scored")
 
     @property
+    def metrics(self) -> dict[str, float | None]:
+        """The current set's error metrics: rmse, mae, mean_error, unknown_pair_share ({}
+        without one)."""
+        return dict((self.manifest or {}).get("metrics") or {})
+
+    @property
+    def drift(self) -> dict[str, Any] | None:
+        """The current set's drift from its model's reference profile, as its manifest has it
+        (`manifest.drift_section`); None without a set, or for one made before drift was
+        measured."""
+        return (self.manifest or {}).get("drift")
+
+    @property
     def date(self) -> str:
         """When the current set was published (UTC, to the minute)."""
         finished = str((self.manifest or {}).get("finished_at") or "")

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -22,7 +23,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
-from ride_duration.batch import paths
+from ride_duration.batch import manifest, paths
 from ride_duration.batch.planning import (
     LEFT_ALONE,
     Mode,
@@ -33,15 +34,18 @@ from ride_duration.batch.planning import (
     failure_summary,
     plan,
 )
-from ride_duration.batch.status import LastRun, survey
+from ride_duration.batch.status import LOOKUPS_AT_ONCE, LastRun, MonthStatus, survey
 from ride_duration.core import uris
 from ride_duration.core.errors import BackfillFailedError, first_line
 from ride_duration.core.months import Month
 from ride_duration.data.layouts import lacking_fields
 from ride_duration.data.taxi_types import TaxiType
 from ride_duration.model import service
-from ride_duration.orchestration import deployments
+from ride_duration.orchestration import deployments, report
 from ride_duration.orchestration.tasks import RunSetup
+
+# The error metrics in a row of a backfill's or a status table (MonthOutcome's).
+METRICS = ("rmse", "mae", "unknown_pair_share")
 
 
 @dataclass(frozen=True)
@@ -85,19 +89,25 @@ def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMo
     return planned
 
 
-def dry_run_rows(planned: list[PlannedMonth]) -> list[dict[str, Any]]:
+def dry_run_rows(
+    planned: list[PlannedMonth], warn_psi: float | None = None
+) -> list[dict[str, Any]]:
     """What a dry run returns: each month with what would happen to it, and why, in the shape
-    of a real run's rows (the model and rows are those of the month's current set)."""
+    of a real run's rows (the model, rows, errors and drift are those of the month's current
+    set; a drift above `warn_psi` is marked)."""
     return [
-        MonthOutcome(
-            month=str(p.month),
-            taxi_type=p.taxi_type,
-            state=_verb(p, True),
-            model_version=p.status.version,
-            rows_scored=p.status.rows,
-            output=uris.display_uri(p.output.current),
-            reason=p.reason,
-        ).as_row()
+        _row(
+            MonthOutcome(
+                month=str(p.month),
+                taxi_type=p.taxi_type,
+                state=_verb(p, True),
+                output=uris.display_uri(p.output.current),
+                reason=p.reason,
+                **_current_set(p.status),
+            ),
+            p.status.drift,
+            warn_psi,
+        )
         for p in planned
     ]
 
@@ -115,6 +125,7 @@ def status_rows(backfill: Backfill) -> list[dict[str, Any]]:
         stale_after_seconds=backfill.run.settings.lock_stale_seconds,
         unscorable=_unscorable(service.needed_fields(backfill.run.model)),
     )
+    warn_psi = backfill.run.settings.limits.warn_psi
     rows = [
         {
             "taxi_type": s.taxi_type,
@@ -122,6 +133,8 @@ def status_rows(backfill: Backfill) -> list[dict[str, Any]]:
             "state": s.state,
             "model_version": s.version,
             "rows_scored": s.rows,
+            **{name: s.metrics.get(name) for name in METRICS},
+            **report.drift_cells(s.drift, warn_psi),
             "published": s.date,
             "reason": s.reason,
             "output": uris.display_uri(s.output.current),
@@ -224,7 +237,9 @@ def finish(
     rows, so that the table is shown on failure too) if one failed."""
     by_month = {(o.taxi_type, o.month): o for o in scored}
     outcomes = [by_month.get((p.taxi_type, str(p.month))) or _left_alone(p) for p in planned]
-    rows = [o.as_row() for o in outcomes]
+    drift = _drift_sections(planned, outcomes)
+    warn_psi = backfill.run.settings.limits.warn_psi
+    rows = [_row(o, section, warn_psi) for o, section in zip(outcomes, drift, strict=True)]
     create_table_artifact(
         table=rows,
         key=backfill.key,
@@ -279,8 +294,45 @@ def _left_alone(month: PlannedMonth) -> MonthOutcome:
         month=str(month.month),
         taxi_type=month.taxi_type,
         state=LEFT_ALONE[month.action],
-        model_version=month.status.version,
-        rows_scored=month.status.rows,
         output=uris.display_uri(month.output.current),
         reason=month.reason,
+        **_current_set(month.status),
     )
+
+
+def _current_set(status: MonthStatus) -> dict[str, Any]:
+    """A month's current set as an outcome's fields: its model, rows and error metrics."""
+    return {
+        "model_version": status.version,
+        "rows_scored": status.rows,
+        **{name: status.metrics.get(name) for name in METRICS},
+    }
+
+
+def _drift_sections(
+    planned: list[PlannedMonth], outcomes: list[MonthOutcome]
+) -> list[dict[str, Any] | None]:
+    """Each month's drift section: that of the set its run published for a month scored (its
+    manifest read again, a few at a time), of its current set for a month left alone, none
+    for a month that failed."""
+
+    def section(pair: tuple[PlannedMonth, MonthOutcome]) -> dict[str, Any] | None:
+        month, outcome = pair
+        if outcome.state == "completed":
+            drift: dict[str, Any] | None = (manifest.current(month.output) or {}).get("drift")
+            return drift
+        return month.status.drift if outcome.state in LEFT_ALONE.values() else None
+
+    with ThreadPoolExecutor(LOOKUPS_AT_ONCE) as pool:
+        return list(pool.map(section, zip(planned, outcomes, strict=True)))
+
+
+def _row(
+    outcome: MonthOutcome, drift: dict[str, Any] | None, warn_psi: float | None
+) -> dict[str, Any]:
+    """A month's row of the backfill's table: its outcome, with the largest drift of its set
+    (`report.drift_cells`) after its error metrics."""
+    cells = list(outcome.as_row().items())
+    at = [key for key, _ in cells].index("seconds")
+    drifts = list(report.drift_cells(drift, warn_psi).items())
+    return dict(cells[:at] + drifts + cells[at:])

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ride_duration.batch.paths import MonthOutput
-from ride_duration.batch.status import LastRun, judge, stale_reasons, survey
+from ride_duration.batch.status import LastRun, MonthStatus, judge, stale_reasons, survey
 from ride_duration.core.months import Month
 from tests.support.locks import holder
 from tests.support.outputs import model, publish
@@ -308,3 +308,28 @@ def test_survey_checks_unscorability_once_per_taxi_type(tmp_path):
         ("green", "2021-03", "missing"),
         ("green", "2021-04", "not published"),
     ]
+
+
+DRIFT = {"reference": "profile.npz", "columns": {"trip_distance": {"psi": 0.3, "js_distance": 0.1}}}
+
+
+@pytest.mark.parametrize(
+    ("content", "metrics", "drift"),
+    [
+        (None, {}, None),
+        (MADE, {}, None),  # a set made before errors and drift were in its manifest
+        (MADE | {"metrics": {"rmse": 6.5, "mae": None}}, {"rmse": 6.5, "mae": None}, None),
+        (MADE | {"metrics": {"rmse": 6.5}, "drift": DRIFT}, {"rmse": 6.5}, DRIFT),
+        (
+            MADE | {"metrics": {}, "drift": {"reference": None, "columns": {}}},
+            {},
+            {"reference": None, "columns": {}},
+        ),
+    ],
+    ids=["no set", "before errors", "before drift", "drift", "no reference"],
+)
+def test_a_month_s_current_set_tells_its_errors_and_drift(content, metrics, drift):
+    status = MonthStatus(
+        "green", MARCH, "done", "", "in", MonthOutput("out", "green", MARCH), content
+    )
+    assert (status.metrics, status.drift) == (metrics, drift)

@@ -22,6 +22,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort, LogSort
 
 from ride_duration.core.errors import BackfillFailedError
+from ride_duration.monitoring.profile import COLUMNS
 from ride_duration.orchestration.flows import backfill
 from tests.integration.conftest import TEMPLATE, Services, Trained
 from tests.support.tlc_fake import file_name
@@ -120,6 +121,11 @@ def test_the_backfill_publishes_a_table_artifact_of_its_months(
         assert 0 < row["rmse"] < 10
         assert 0 < row["mae"] <= row["rmse"]
         assert 0 <= row["unknown_pair_share"] < 1
+        # and its largest drift from the model's reference profile
+        assert row["drift_column"] in COLUMNS
+        assert row["psi"] >= 0
+        assert 0 <= row["js_distance"] <= 1
+        assert row["drift"].startswith(f"{row['psi']:.2f} {row['drift_column']}")
 
 
 async def _logs_of_latest(run_name: str) -> list[str]:

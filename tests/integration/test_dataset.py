@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -223,6 +224,9 @@ def test_status_shows_every_month_s_state_in_one_table(
         "state",
         "model",
         "rows",
+        "rmse",
+        "drift",
+        "(psi)",
         "published",
         "(UTC)",
         "reason",
@@ -245,6 +249,10 @@ def test_status_shows_every_month_s_state_in_one_table(
     assert "input changed (size " in text
     assert "fhv trips have no trip_distance column, but the model needs it" in text
     assert f"ride-duration/{trained.version}" in text
+    done = lines[header + 3]  # green 2021-03: its rmse, and its largest drift from the reference
+    assert re.search(
+        r"  \d+\.\d\d  \d+\.\d\d (trip_distance|\w+_duration|\w+LocationID)( !)?  ", done
+    )
 
 
 def test_a_failed_backfill_ends_with_its_table(

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from prefect.states import Completed, Crashed, Failed
 
+from ride_duration.batch import manifest
 from ride_duration.batch.paths import MonthOutput
-from ride_duration.batch.planning import MonthOutcome, PlannedMonth
+from ride_duration.batch.planning import MonthOutcome, PlannedMonth, completed_outcome
 from ride_duration.batch.status import LastRun, MonthStatus
 from ride_duration.core.errors import BackfillFailedError
 from ride_duration.core.months import Month
@@ -22,9 +23,29 @@ from ride_duration.model import service
 from ride_duration.model.resolve import ModelRef
 from ride_duration.orchestration import backfill_steps, deployments
 from ride_duration.orchestration.tasks import RunSetup
+from tests.support.outputs import model, publish
 
 MODEL = ModelRef(uri="models:/m@a", resolved_uri="models:/m/3", name="m", version="3", run_id="r")
 CURRENT = {"model": {"label": "m/2"}, "rows_scored": 1_234, "finished_at": "2026-12-01T10:00:00"}
+ERRORS = {"rmse": 6.5, "mae": 4.25, "unknown_pair_share": 0.125}
+NO_REFERENCE = {"reference": None, "columns": {}}
+BLANK = {"drift": "", "drift_column": "", "psi": None, "js_distance": None}
+
+
+def drift(**psi: float | None) -> dict:
+    """A manifest's drift section with these columns' PSI (their JS distance: a tenth of it)."""
+    return {
+        "reference": "profile.npz",
+        "columns": {
+            column: {"psi": value, "js_distance": None if value is None else value / 10}
+            for column, value in psi.items()
+        },
+    }
+
+
+def largest(drift: str, column: str, psi: float) -> dict:
+    """A row's cells of a largest drift on `column` (its JS distance: a tenth of its PSI)."""
+    return {"drift": drift, "drift_column": column, "psi": psi, "js_distance": psi / 10}
 
 
 def planned(
@@ -51,6 +72,7 @@ def row(month: int, state: str, reason: str, **changes: object) -> dict:
         "rmse": None,
         "mae": None,
         "unknown_pair_share": None,
+        **BLANK,
         "seconds": None,
         "output": f"out/taxi_type=green/year=2021/month={month:02d}/predictions.parquet",
         "reason": reason,
@@ -103,6 +125,55 @@ def test_a_dry_run_says_what_would_happen_to_each_month_as_a_real_run_does(
     months: list[PlannedMonth], rows: list[dict]
 ):
     assert backfill_steps.dry_run_rows(months) == rows
+
+
+@pytest.mark.parametrize(
+    ("current", "warn_psi", "changes"),
+    [
+        (None, 0.25, {}),
+        (CURRENT, 0.25, {}),  # a set made before errors and drift were measured
+        (CURRENT | {"metrics": ERRORS, "drift": NO_REFERENCE}, 0.25, {"drift": "no reference"}),
+        (
+            CURRENT | {"metrics": ERRORS, "drift": drift(trip_distance=0.08, DOLocationID=0.02)},
+            0.25,
+            largest("0.08 trip_distance", "trip_distance", 0.08),
+        ),
+        (
+            CURRENT | {"metrics": ERRORS, "drift": drift(trip_distance=0.08, DOLocationID=0.5)},
+            0.25,
+            largest("0.50 DOLocationID !", "DOLocationID", 0.5),
+        ),
+        (
+            CURRENT | {"metrics": ERRORS, "drift": drift(DOLocationID=0.5)},
+            None,
+            largest("0.50 DOLocationID", "DOLocationID", 0.5),
+        ),
+        (  # 0 rows scored: nothing measured
+            CURRENT | {"metrics": dict.fromkeys(ERRORS), "drift": drift(trip_distance=None)},
+            0.25,
+            {"drift": "n/a"},
+        ),
+    ],
+    ids=[
+        "no set",
+        "a set from before drift",
+        "no reference",
+        "drift",
+        "above WARN_PSI",
+        "no WARN_PSI",
+        "no rows scored",
+    ],
+)
+def test_a_dry_run_shows_each_current_sets_errors_and_drift(
+    current: dict | None, warn_psi: float | None, changes: dict
+):
+    (shown,) = backfill_steps.dry_run_rows([planned(1, current=current)], warn_psi)
+    expected = row(1, "would score", "missing: never scored", **changes)
+    if current is not None:
+        expected |= {"model_version": "m/2", "rows_scored": 1_234}
+        expected |= current.get("metrics") or {}
+    assert shown == expected
+    assert list(shown)[list(shown).index("unknown_pair_share") + 1] == "drift"  # then seconds
 
 
 def test_a_dry_run_row_shows_no_credentials():
@@ -259,6 +330,10 @@ def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
             "state": state,
             "model_version": "",
             "rows_scored": None,
+            "rmse": None,
+            "mae": None,
+            "unknown_pair_share": None,
+            **BLANK,
             "published": "",
             "reason": reason.format(input=input_uri),
             "output": f"{root}/taxi_type=green/year=2021/month=01/predictions.parquet",
@@ -269,3 +344,90 @@ def test_the_state_of_every_month_is_a_row_and_a_table_artifact(
         {"table": rows, "key": "status-green", "description": "State of green for m/3"}
     ]
     assert not (tmp_path / "out").exists()  # a look at the months writes nothing
+
+
+def published(root: Path, month: int, section: dict | None) -> MonthOutput:
+    """A month of green 2021 published by m/3 (rmse 5.0) whose manifest has this drift
+    section (None: none, as a manifest from before drift was measured)."""
+    output = publish(str(root), "green", Month(2021, month), model(3))
+    content = manifest.current(output)
+    assert content is not None
+    del content["drift"]
+    manifest.write(output, content if section is None else content | {"drift": section})
+    return output
+
+
+@pytest.mark.parametrize(
+    ("section", "changes"),
+    [
+        (None, {}),
+        (NO_REFERENCE, {"drift": "no reference"}),
+        (
+            drift(trip_distance=0.3, PULocationID=0.1),
+            largest("0.30 trip_distance !", "trip_distance", 0.3),
+        ),
+        (drift(actual_duration=0.1), largest("0.10 actual_duration", "actual_duration", 0.1)),
+    ],
+    ids=["a set from before drift", "no reference", "above WARN_PSI", "drift"],
+)
+def test_a_month_scored_shows_the_errors_and_drift_its_run_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, section: dict | None, changes: dict
+):
+    Artifacts(monkeypatch)
+    root = str(tmp_path / "out")
+    published(tmp_path / "out", 1, section)
+    month = planned(1, root=root)  # planned before its run published the set
+    outcome = completed_outcome(month, seconds=4.0)
+    [shown] = backfill_steps.finish(run(root), [month], [outcome])
+    assert shown == (
+        row(1, "completed", "", model_version="m/3", rows_scored=3, rmse=5.0, seconds=4.0)
+        | {"output": f"{root}/taxi_type=green/year=2021/month=01/predictions.parquet"}
+        | changes
+    )
+
+
+REFUSED = (
+    "green 2021-02 failed its checks: trip_distance psi 0.61 > MAX_PSI 0.5; nothing was published"
+)
+
+
+def test_a_month_left_alone_shows_its_sets_errors_and_drift_and_a_failed_one_none(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    Artifacts(monkeypatch)
+    current = CURRENT | {"metrics": ERRORS, "drift": drift(trip_distance=0.5)}
+    months = [planned(1, "done", "current", current), planned(2, "score", "stale", current)]
+    with pytest.raises(BackfillFailedError) as failed:
+        backfill_steps.finish(run(), months, [scored(2, "failed", REFUSED)])
+    assert failed.value.rows == [
+        row(
+            1,
+            "done",
+            "current",
+            model_version="m/2",
+            rows_scored=1_234,
+            **ERRORS,
+            **largest("0.50 trip_distance !", "trip_distance", 0.5),
+        ),
+        row(2, "failed", REFUSED),  # nothing published: no figures
+    ]
+    assert str(failed.value) == f"1 of 2 months failed: green 2021-02 ({REFUSED})"
+
+
+def test_the_state_of_a_month_with_a_set_shows_its_errors_and_drift(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    Artifacts(monkeypatch)
+    monkeypatch.setattr(deployments, "last_runs", _no_runs)
+    monkeypatch.setattr(service, "needed_fields", lambda model: None)
+    published(tmp_path / "out", 1, drift(PULocationID=0.04, trip_distance=0.02))
+    [shown] = backfill_steps.status_rows(
+        run(str(tmp_path / "out"), str(tmp_path / "in-{year}-{month}"))
+    )
+    assert (shown["model_version"], shown["rows_scored"]) == ("m/3", 3)
+    assert (shown["rmse"], shown["mae"], shown["unknown_pair_share"]) == (5.0, None, None)
+    assert {key: shown[key] for key in BLANK} == largest("0.04 PULocationID", "PULocationID", 0.04)
+
+
+async def _no_runs(names: list[str]) -> dict[str, LastRun]:
+    return {}
