@@ -73,10 +73,14 @@ class MonthOutcome:
     seconds: float | None = None
     output: str = ""
     reason: str = ""
+    drift: dict[str, Any] | None = None  # the drift section of its set's manifest, if any
 
     def as_row(self) -> dict[str, Any]:
-        """A row of the backfill's table artifact."""
-        return asdict(self)
+        """A row of the backfill's table artifact (its drift is shown in cells of its own:
+        `orchestration.report.drift_cells`)."""
+        row = asdict(self)
+        del row["drift"]
+        return row
 
 
 def completed_outcome(month: PlannedMonth, seconds: float | None) -> MonthOutcome:
@@ -94,6 +98,7 @@ def completed_outcome(month: PlannedMonth, seconds: float | None) -> MonthOutcom
         unknown_pair_share=metrics.get("unknown_pair_share"),
         seconds=round(seconds, 1) if seconds is not None else None,
         output=uris.display_uri(month.output.current),
+        drift=content.get("drift"),
     )
 
 

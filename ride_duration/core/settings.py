@@ -105,6 +105,13 @@ class Settings:
         "every minute)",
         minimum=4,
     )
+    monitoring_report_months: int = variable(
+        "MONITORING_REPORT_MONTHS",
+        12,
+        "months a deployment's score run draws in the monitoring report it writes and links "
+        "(docs/monitoring.md; 0: none)",
+        minimum=0,
+    )
     code_version: str | None = variable(
         "CODE_VERSION",
         None,

@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -23,7 +22,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
-from ride_duration.batch import manifest, paths
+from ride_duration.batch import paths
 from ride_duration.batch.planning import (
     LEFT_ALONE,
     Mode,
@@ -34,7 +33,7 @@ from ride_duration.batch.planning import (
     failure_summary,
     plan,
 )
-from ride_duration.batch.status import LOOKUPS_AT_ONCE, LastRun, MonthStatus, survey
+from ride_duration.batch.status import LastRun, MonthStatus, survey
 from ride_duration.core import uris
 from ride_duration.core.errors import BackfillFailedError, first_line
 from ride_duration.core.months import Month
@@ -89,9 +88,7 @@ def plan_months(backfill: Backfill, mode: Mode, dry_run: bool) -> list[PlannedMo
     return planned
 
 
-def dry_run_rows(
-    planned: list[PlannedMonth], warn_psi: float | None = None
-) -> list[dict[str, Any]]:
+def dry_run_rows(planned: list[PlannedMonth], warn_psi: float | None) -> list[dict[str, Any]]:
     """What a dry run returns: each month with what would happen to it, and why, in the shape
     of a real run's rows (the model, rows, errors and drift are those of the month's current
     set; a drift above `warn_psi` is marked)."""
@@ -105,7 +102,6 @@ def dry_run_rows(
                 reason=p.reason,
                 **_current_set(p.status),
             ),
-            p.status.drift,
             warn_psi,
         )
         for p in planned
@@ -237,9 +233,8 @@ def finish(
     rows, so that the table is shown on failure too) if one failed."""
     by_month = {(o.taxi_type, o.month): o for o in scored}
     outcomes = [by_month.get((p.taxi_type, str(p.month))) or _left_alone(p) for p in planned]
-    drift = _drift_sections(planned, outcomes)
     warn_psi = backfill.run.settings.limits.warn_psi
-    rows = [_row(o, section, warn_psi) for o, section in zip(outcomes, drift, strict=True)]
+    rows = [_row(outcome, warn_psi) for outcome in outcomes]
     create_table_artifact(
         table=rows,
         key=backfill.key,
@@ -301,38 +296,20 @@ def _left_alone(month: PlannedMonth) -> MonthOutcome:
 
 
 def _current_set(status: MonthStatus) -> dict[str, Any]:
-    """A month's current set as an outcome's fields: its model, rows and error metrics."""
+    """A month's current set as an outcome's fields: its model, rows, error metrics and
+    drift."""
     return {
         "model_version": status.version,
         "rows_scored": status.rows,
         **{name: status.metrics.get(name) for name in METRICS},
+        "drift": status.drift,
     }
 
 
-def _drift_sections(
-    planned: list[PlannedMonth], outcomes: list[MonthOutcome]
-) -> list[dict[str, Any] | None]:
-    """Each month's drift section: that of the set its run published for a month scored (its
-    manifest read again, a few at a time), of its current set for a month left alone, none
-    for a month that failed."""
-
-    def section(pair: tuple[PlannedMonth, MonthOutcome]) -> dict[str, Any] | None:
-        month, outcome = pair
-        if outcome.state == "completed":
-            drift: dict[str, Any] | None = (manifest.current(month.output) or {}).get("drift")
-            return drift
-        return month.status.drift if outcome.state in LEFT_ALONE.values() else None
-
-    with ThreadPoolExecutor(LOOKUPS_AT_ONCE) as pool:
-        return list(pool.map(section, zip(planned, outcomes, strict=True)))
-
-
-def _row(
-    outcome: MonthOutcome, drift: dict[str, Any] | None, warn_psi: float | None
-) -> dict[str, Any]:
+def _row(outcome: MonthOutcome, warn_psi: float | None) -> dict[str, Any]:
     """A month's row of the backfill's table: its outcome, with the largest drift of its set
     (`report.drift_cells`) after its error metrics."""
     cells = list(outcome.as_row().items())
     at = [key for key, _ in cells].index("seconds")
-    drifts = list(report.drift_cells(drift, warn_psi).items())
+    drifts = list(report.drift_cells(outcome.drift, warn_psi).items())
     return dict(cells[:at] + drifts + cells[at:])

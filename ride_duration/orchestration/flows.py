@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from ride_duration.batch import paths
+from ride_duration.batch.monitoring_report import default_name
 from ride_duration.batch.planning import Mode
 from ride_duration.batch.sink import ParquetFolder
 from ride_duration.core import uris
@@ -31,7 +32,7 @@ from ride_duration.core.months import FIRST_YEAR, LAST_YEAR, Month, check_past, 
 from ride_duration.core.settings import Settings
 from ride_duration.data.sources import trip_file_uri
 from ride_duration.data.taxi_types import TaxiType
-from ride_duration.orchestration import backfill_steps, report, schedule
+from ride_duration.orchestration import backfill_steps, report, report_link, schedule
 from ride_duration.orchestration.tasks import prepare_run, score_month_task
 
 # The form's descriptions come from the docstrings' Args (Prefect drops Annotated descriptions);
@@ -97,6 +98,13 @@ def score(
         key=paths.run_name(taxi_type, chosen),
         description=f"Ride-duration predictions for {result.label}",
     )
+    months = run.settings.monitoring_report_months
+    if months and report_link.in_deployment_run():
+        name = report_link.latest_name(taxi_type)
+        first = chosen.shift(1 - months)
+        report_link.link_report(
+            run.output_root, taxi_type, first, chosen, name, run.settings, logger
+        )
     return report.summary(result)
 
 
@@ -177,7 +185,7 @@ def backfill(
         return backfill_steps.status_rows(backfill)
     planned = backfill_steps.plan_months(backfill, mode, dry_run)
     if dry_run:
-        return backfill_steps.dry_run_rows(planned)
+        return backfill_steps.dry_run_rows(planned, run.settings.limits.warn_psi)
     to_score = [p for p in planned if p.action == "score"]
     finished = backfill_steps.progress_reporter(backfill, len(to_score))
     if deployment:
@@ -190,4 +198,10 @@ def backfill(
         )
     else:
         scored = backfill_steps.score_here(backfill, to_score, score, finished)
+    for taxi_type in dict.fromkeys(p.taxi_type for p in to_score):
+        name = default_name(taxi_type, months[0], months[-1])
+        logger = get_run_logger()
+        report_link.link_report(
+            run.output_root, taxi_type, months[0], months[-1], name, run.settings, logger
+        )
     return backfill_steps.finish(backfill, planned, scored)

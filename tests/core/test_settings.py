@@ -40,6 +40,7 @@ DEFAULTS = {
         "max_js_distance": None,
     },
     "lock_stale_seconds": 600,
+    "monitoring_report_months": 12,
     "code_version": None,
     "web_workers": None,
     "web_threads": 4,

@@ -25,6 +25,9 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
@@ -210,6 +213,20 @@ def test_a_custom_run_from_the_ui_is_executed_by_a_worker(
     assert pq.read_metadata(output).num_rows > 0
     kept = output_root / "_versions" / partition / f"{trained.run_id}.parquet"
     assert kept.read_bytes() == output.read_bytes()
+    # A deployment's run draws the monitoring report of its last 12 months, and links it.
+    report = output_root / "_monitoring" / "report-green.html"
+    assert "<svg" in report.read_text()
+
+    async def link(client):
+        return await client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["monitoring-green"]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]),
+            )
+        )
+
+    (artifact,) = _api(prefect_server, link)
+    assert artifact.data.endswith(f"](file://{report})")  # Prefect keeps a link as markdown
 
 
 def test_a_run_scheduled_for_a_date_scores_that_date_minus_the_publication_lag(

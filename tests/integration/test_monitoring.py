@@ -156,3 +156,47 @@ def test_profile_refuses_a_version_whose_run_does_not_say_its_month(
     message = "run does not say which taxi type and month it was trained on"
     assert_one_line_failure(result, message, 2, workdir=tmp_path)
     assert_documented(next(line for line in result.stderr.splitlines() if message in line))
+
+
+def test_a_backfill_draws_the_report_of_its_months_and_links_it(
+    services: Services, trained: Trained, input_dir: Path, tmp_path: Path, monkeypatch
+):
+    """In this process: its months are subflows, which draw none; the backfill draws one."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    from ride_duration.orchestration.flows import backfill
+
+    out = tmp_path / "out"
+    monkeypatch.setenv("OUTPUT_ROOT", str(out))
+    rows = backfill(
+        taxi_types=["green"],
+        start="2021-02",
+        end="2021-03",
+        model_uri=f"models:/ride-duration/{trained.version}",
+        input_uri_template=str(input_dir / TEMPLATE),
+    )
+    assert [row["state"] for row in rows] == ["completed", "completed"]
+    monitoring = out / "_monitoring"
+    assert sorted(p.name for p in monitoring.iterdir()) == [
+        "green-2021-02.parquet",
+        "green-2021-03.parquet",
+        "report-green-2021-02-2021-03.html",
+    ]
+    page = (monitoring / "report-green-2021-02-2021-03.html").read_text()
+    assert "2021-02" in page
+    assert "2021-03" in page
+
+    async def links():
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["monitoring-green"])),
+                sort=ArtifactSort.CREATED_DESC,
+            )
+
+    latest = asyncio.run(links())[0]
+    link = f"file://{monitoring / 'report-green-2021-02-2021-03.html'}"
+    assert latest.data == f"[monitoring report, green 2021-02 to 2021-03]({link})"

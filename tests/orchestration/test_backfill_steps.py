@@ -124,7 +124,7 @@ def run(root: str = "out", template: str = "in/{taxi_type}") -> backfill_steps.B
 def test_a_dry_run_says_what_would_happen_to_each_month_as_a_real_run_does(
     months: list[PlannedMonth], rows: list[dict]
 ):
-    assert backfill_steps.dry_run_rows(months) == rows
+    assert backfill_steps.dry_run_rows(months, 0.25) == rows
 
 
 @pytest.mark.parametrize(
@@ -177,7 +177,7 @@ def test_a_dry_run_shows_each_current_sets_errors_and_drift(
 
 
 def test_a_dry_run_row_shows_no_credentials():
-    (shown,) = backfill_steps.dry_run_rows([planned(1, root="s3://user:secret@b/out")])
+    (shown,) = backfill_steps.dry_run_rows([planned(1, root="s3://user:secret@b/out")], 0.25)
     assert shown["output"] == "s3://b/out/taxi_type=green/year=2021/month=01/predictions.parquet"
 
 
