@@ -93,7 +93,9 @@ def test_months_are_scored_once_and_a_rerun_scores_only_what_is_missing(
     assert [(f.parent.name, f.name) for f in kept] == [
         (f"month=0{m}", f"{trained.run_id}.parquet") for m in range(1, 5)
     ]
-    assert sorted(output.rglob("*.parquet")) == sorted(files + kept)
+    rows = sorted((output / "_monitoring").glob("*.parquet"))  # the monitoring table's
+    assert [f.name for f in rows] == [f"green-2021-0{m}.parquet" for m in range(1, 5)]
+    assert sorted(output.rglob("*.parquet")) == sorted(files + kept + rows)
 
     again = _run(inputs, output)
     assert {r["state"] for r in again} == {"done"}
@@ -172,7 +174,11 @@ def test_a_failed_month_does_not_stop_the_others_and_mode_failed_reruns_it(
     assert "is not a readable parquet file" in str(failed.value)
     months = sorted(p.parent.name for p in _current_sets(output))
     assert months == ["month=01", "month=03", "month=04"]
-    assert sorted(p.parent.name for p in output.rglob("*.parquet")) == sorted(months * 2)
+    sets = [p for p in output.rglob("*.parquet") if "_monitoring" not in p.parts]
+    assert sorted(p.parent.name for p in sets) == sorted(months * 2)
+    # The failed month has no row of the monitoring table: it was never checked.
+    rows = sorted(p.name for p in (output / "_monitoring").glob("*.parquet"))
+    assert rows == ["green-2021-01.parquet", "green-2021-03.parquet", "green-2021-04.parquet"]
 
     (inputs / file_name("green", 2021, 2)).write_bytes(good)
     rows = _run(inputs, output, mode="failed")

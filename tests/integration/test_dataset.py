@@ -192,6 +192,7 @@ def test_a_rewritten_input_makes_exactly_its_month_stale_and_only_it_is_rewritte
     after = {path: sha(path) for path in sorted(root.rglob("*.parquet"))}
     rewritten = sorted(str(p.relative_to(root)) for p in files if after[p] != before[p])
     assert rewritten == [
+        "_monitoring/green-2022-02.parquet",  # its row of the monitoring table
         f"_versions/taxi_type=green/year=2022/month=02/{trained.run_id}.parquet",
         "taxi_type=green/year=2022/month=02/predictions.parquet",
     ]
