@@ -1,5 +1,4 @@
-"""A month's quality: error metrics of its predictions, its drift, and the limits that can
-fail it.
+"""A month's quality: its error metrics and drift, and the limits that can fail it.
 
 The metrics are in minutes, from `diff = actual - predicted` of every scored trip: RMSE, MAE,
 mean error, and the share of trips whose pickup/dropoff pair the model never saw. The drift

@@ -1,5 +1,6 @@
-"""A model's reference profile: taken when it is trained, or added to a version logged before
-(the command `ride-duration-profile MODEL_URI`).
+"""A model's reference profile: taken when it is trained, or added to a version logged before.
+
+The command `ride-duration-profile MODEL_URI` adds one to a version logged before profiles.
 
 The profile (`ride_duration.monitoring.profile`) counts the trips the model was fitted on and
 its own predictions of them, through the runtime batch scoring uses, so that scoring its

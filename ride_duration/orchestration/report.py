@@ -14,7 +14,8 @@ from ride_duration.core import uris
 def log_result(
     result: MonthResult, logger: logging.Logger | logging.LoggerAdapter[logging.Logger]
 ) -> None:
-    """The run's closing log lines: rows read, dropped and scored, where they went, quality."""
+    """The run's closing log lines: rows read, dropped and scored, where they went, quality,
+    drift."""
     dropped = ", ".join(f"{reason}={count}" for reason, count in result.rows_dropped.items())
     logger.info(
         "read %d rows, dropped %d (%s), scored %d with %s; wrote %s and %s",
@@ -30,6 +31,13 @@ def log_result(
     logger.info(
         "quality: %s", ", ".join(f"{name}={value}" for name, value in result.metrics.items())
     )
+    if result.reference is None:
+        logger.info("drift: not measured (the model has no reference profile)")
+    else:
+        psi = ", ".join(
+            f"{c.column}={'n/a' if c.psi is None else f'{c.psi:.4f}'}" for c in result.drift
+        )
+        logger.info("drift (psi) from the model's reference profile: %s", psi)
 
 
 def summary(result: MonthResult) -> dict[str, Any]:

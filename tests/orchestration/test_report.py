@@ -197,15 +197,33 @@ def test_the_summary_and_report_show_no_credentials():
     assert "sig" not in report.markdown_report(shown)
 
 
-def test_the_log_says_what_was_read_dropped_scored_and_written(caplog):
+@pytest.mark.parametrize(
+    ("changes", "drift"),
+    [
+        ({}, "drift: not measured (the model has no reference profile)"),
+        (
+            {
+                "reference": profile(0),
+                "drift": [
+                    ColumnDrift("trip_distance", 0.012345, 0.05),
+                    ColumnDrift("PULocationID", None, None),
+                ],
+            },
+            "drift (psi) from the model's reference profile: trip_distance=0.0123, "
+            "PULocationID=n/a",
+        ),
+    ],
+)
+def test_the_log_says_what_was_read_dropped_scored_and_written(caplog, changes, drift):
     logger = logging.getLogger("test-report")
     with caplog.at_level(logging.INFO, logger="test-report"):
-        report.log_result(result(), logger)
-    first, path, quality = (r.getMessage() for r in caplog.records)
+        report.log_result(result(**changes), logger)
+    first, path, quality, drifted = (r.getMessage() for r in caplog.records)
     assert first.startswith("read 1000 rows, dropped 10 (pickup_outside_month=3, ")
     assert "scored 990 with m/1" in first
     assert path == "predicted with compiled forest"
     assert quality == "quality: rmse=6.5, mae=None"
+    assert drifted == drift
 
 
 # --- text tables ------------------------------------------------------------------------------
