@@ -9,6 +9,7 @@ import shlex
 import subprocess
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 import yaml
 
@@ -17,6 +18,8 @@ from ride_duration.batch.result import MonthResult
 from ride_duration.core import settings
 from ride_duration.core.months import Month
 from ride_duration.model.resolve import ModelRef
+from ride_duration.monitoring import drift
+from ride_duration.monitoring.profile import NUMERIC_COLUMNS, ZONE_COLUMNS, Profile
 from tests.conftest import REPO
 from tests.support.doc_plans import PLANS
 from tests.support.docs import (
@@ -204,6 +207,13 @@ def test_the_sample_manifest_has_the_fields_build_writes():
         metrics={"rmse": 1.0, "mae": 1.0, "mean_error": 0.0, "unknown_pair_share": 0.0},
         seconds={"read": 0.1, "total": 0.1},
     )
+    # Measured against a reference profile of every column, as make demo's model has.
+    trips = {column: np.array([1.0, 2.0, 3.0]) for column in NUMERIC_COLUMNS}
+    trips |= {column: np.array([1, 2, -1]) for column in ZONE_COLUMNS}
+    result.reference = Profile.reference(trips, rows_read=3, rows_dropped=0)
+    result.profile = result.reference.same_bins()
+    result.profile.add(trips, rows_read=3, rows_dropped=0)
+    result.drift = drift.compare(result.reference, result.profile)
     built = manifest.with_file(  # _manifest.json: the manifest, and the file it describes
         manifest.build(
             result,

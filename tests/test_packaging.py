@@ -130,7 +130,9 @@ def test_only_files_the_lock_lists_are_installed(tmp_path, in_the_wheelhouse, lo
 
 def test_every_command_is_a_console_script_of_the_package():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    for command in ("score", "backfill", "train", "stream", "compile", "migrate"):
+    commands = ("score", "backfill", "train", "stream", "compile", "migrate", "profile", "report")
+    assert sorted(scripts) == sorted(f"ride-duration-{command}" for command in commands)
+    for command in commands:
         module, function = scripts[f"ride-duration-{command}"].split(":")
         assert (module, function) == (f"ride_duration.{command}", "command")
         assert (REPO / module.replace(".", "/")).with_suffix(".py").is_file()

@@ -98,7 +98,8 @@ def test_a_fresh_venv_installs_the_package_offline_at_the_locked_versions(
     # Every console script answers --help; a batch command says which extra it needs.
     work = tmp_path / "work"
     work.mkdir()
-    for command in ("score", "backfill", "train", "stream", "compile", "migrate"):
+    commands = ("score", "backfill", "train", "stream", "compile", "migrate", "profile", "report")
+    for command in commands:
         result = _command(bin_dir, f"ride-duration-{command}", "--help", env=env, cwd=work)
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"usage: ride-duration-{command}")

@@ -43,6 +43,13 @@ READ_PREDICTIONS = (
     "print(k.get_records(ShardIterator=it)['Records'][0]['Data'].decode())\""
 )
 
+MONITORING_TABLE = (
+    'pipenv run python -c "import duckdb; duckdb.sql(\\"SELECT month, state, model_version, '
+    "round(rmse, 2) AS rmse, round(trip_distance_psi, 4) AS distance_psi, "
+    "round(PULocationID_psi, 4) AS pickup_psi FROM 'output/_monitoring/green-*.parquet' "
+    'ORDER BY month\\").show()"'
+)
+
 # Every section with a console block, keyed "PAGE#TITLE", in the order they run.
 PLANS: dict[str, Plan] = {
     "README.md#Quickstart": Plan(
@@ -132,6 +139,25 @@ PLANS: dict[str, Plan] = {
             "pipenv run python backfill.py green 2021-01 2021-05 --mode stale --dry-run": (
                 "green      2021-01  done",
             ),
+        }
+    ),
+    # Every month 2021-01..05 is scored by now, by make demo's model (version 1, profiled).
+    "docs/monitoring.md#The monitoring table": Plan(
+        expect={MONITORING_TABLE: ("2021-01", "2021-05", "published", "ride-duration/1")}
+    ),
+    "docs/monitoring.md#The report": Plan(
+        expect={
+            "pipenv run ride-duration-report green 2021-01 2021-05": (
+                "report-green-2021-01-2021-05.html",
+            )
+        }
+    ),
+    "docs/monitoring.md#Models without a profile": Plan(
+        expect={
+            "pipenv run ride-duration-profile models:/ride-duration/1": (
+                "profiled ride-duration/1 on ",
+                "trips of green 2021-01; logged as profile.npz",
+            )
         }
     ),
     "docs/training.md#Training": Plan(
