@@ -32,6 +32,7 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -121,48 +122,52 @@ def build_month(rows: int, distinct: bool = False) -> tuple[Path, str]:
     return path, source
 
 
-def train_model() -> Path:
-    """The RandomForest of train.py, fitted on green 2021-01 and saved once, compiled as
-    train.py compiles it (forest.npz beside the pickle)."""
-    path = CACHE / ("model-real" if tlc_dir() else "model-generated")
-    if (path / "forest.npz").exists() and (path / "profile.npz").exists():
-        return path
-    import mlflow.sklearn
-
+def training_trips() -> Any:
+    """The prepared trips of green 2021-01 (real, else generated), as train.py fits on them."""
     from ride_duration.core.months import Month
     from ride_duration.data import features
     from ride_duration.data.sources import canonical_columns, read_trips
-    from ride_duration.model import training
 
     folder = tlc_dir()
     if folder:
-        trips = read_trips(
+        return read_trips(
             str(folder / "green_tripdata_2021-01.parquet"), "green", Month(2021, 1), 500_000
-        ).table
-    else:
-        from tests.support.tlc_fake import make_trips
+        )
+    from tests.support.tlc_fake import make_trips
 
-        raw = make_trips("green", 2021, 1, 80_000)
-        raw = canonical_columns(raw, "green", features.required_fields(features.ALL_FEATURES))
-        trips = features.prepare_trips(raw, Month(2021, 1)).table
+    raw = make_trips("green", 2021, 1, 80_000)
+    raw = canonical_columns(raw, "green", features.required_fields(features.ALL_FEATURES))
+    return features.prepare_trips(raw, Month(2021, 1))
+
+
+def train_model() -> Path:
+    """The RandomForest of train.py, fitted on green 2021-01 and saved once, compiled and
+    profiled as train.py does it (forest.npz and profile.npz beside the pickle)."""
     from ride_duration.forest import npz
-    from ride_duration.model.compiling import compile_checked
-
-    records = features.feature_records(trips)
-    pipeline = training.make_pipeline("random-forest")
-    pipeline.fit(records, trips[features.ACTUAL_DURATION].to_numpy())
-    if path.exists():
-        shutil.rmtree(path)
-    mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
-    compiled = compile_checked(pipeline, records).model
-    npz.save(compiled, path / npz.FILE_NAME)
-    # The reference profile train.py logs beside it: the training trips, the model's answers.
     from ride_duration.model.predictors import make_predictor
     from ride_duration.model.profiling import reference_profile
     from ride_duration.monitoring.profile import PROFILE_FILE
 
-    profile = reference_profile(make_predictor(compiled), features.PreparedTrips(trips, {}))
-    (path / PROFILE_FILE).write_bytes(profile.to_bytes())
+    path = CACHE / ("model-real" if tlc_dir() else "model-generated")
+    if not (path / npz.FILE_NAME).exists():
+        import mlflow.sklearn
+
+        from ride_duration.data import features
+        from ride_duration.model import training
+        from ride_duration.model.compiling import compile_checked
+
+        trips = training_trips().table
+        records = features.feature_records(trips)
+        pipeline = training.make_pipeline("random-forest")
+        pipeline.fit(records, trips[features.ACTUAL_DURATION].to_numpy())
+        if path.exists():
+            shutil.rmtree(path)
+        mlflow.sklearn.save_model(pipeline, str(path), serialization_format="cloudpickle")
+        npz.save(compile_checked(pipeline, records).model, path / npz.FILE_NAME)
+    if not (path / PROFILE_FILE).exists():
+        compiled = npz.load(str(path / npz.FILE_NAME), "forest")
+        profile = reference_profile(make_predictor(compiled), training_trips())
+        (path / PROFILE_FILE).write_bytes(profile.to_bytes())
     return path
 
 

@@ -136,7 +136,7 @@ def drift_cells(section: Mapping[str, Any] | None, warn_psi: float | None) -> di
     """A month's largest drift, from its manifest's drift section, as a row's plain values: the
     column with the largest PSI, that PSI and its Jensen-Shannon distance, and `drift`, what
     a text table shows of them: "0.31 trip_distance", ending in " !" above `warn_psi`
-    (WARN_PSI); "no reference" when the model has no reference profile; "n/a" when no figure
+    (WARN_PSI); "0.00" alone when no column drifted at all; "no reference" when the model has no reference profile; "n/a" when no figure
     was measured (no rows scored); blank without a section (no set, or a set made before
     drift was measured)."""
     cells: dict[str, Any] = {"drift": "", "drift_column": "", "psi": None, "js_distance": None}
@@ -153,6 +153,8 @@ def drift_cells(section: Mapping[str, Any] | None, warn_psi: float | None) -> di
         return cells | {"drift": "n/a"}
     column, figures = max(measured, key=lambda item: float(item[1]["psi"]))
     psi = float(figures["psi"])
+    if psi == 0:  # the month the model was trained on: no column drifted
+        return cells | {"drift": "0.00", "psi": 0.0, "js_distance": 0.0}
     warned = warn_psi is not None and psi > warn_psi
     return {
         "drift": f"{psi:.2f} {column}" + (" !" if warned else ""),

@@ -326,6 +326,11 @@ def largest(drift: str, column: str, psi: float) -> dict:
             None,
             largest("0.31 trip_distance", "trip_distance", 0.31),
         ),
+        (  # the training month: every PSI 0, no column to name
+            drift(trip_distance=0.0, PULocationID=0.0),
+            0.25,
+            BLANK | {"drift": "0.00", "psi": 0.0, "js_distance": 0.0},
+        ),
     ],
     ids=[
         "no section",
@@ -335,6 +340,7 @@ def largest(drift: str, column: str, psi: float) -> dict:
         "above WARN_PSI",
         "at WARN_PSI",
         "no WARN_PSI",
+        "no drift at all",
     ],
 )
 def test_a_months_largest_drift_is_a_rows_cells(section, warn_psi, cells):
