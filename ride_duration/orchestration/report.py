@@ -136,9 +136,9 @@ def drift_cells(section: Mapping[str, Any] | None, warn_psi: float | None) -> di
     """A month's largest drift, from its manifest's drift section, as a row's plain values: the
     column with the largest PSI, that PSI and its Jensen-Shannon distance, and `drift`, what
     a text table shows of them: "0.31 trip_distance", ending in " !" above `warn_psi`
-    (WARN_PSI); "0.00" alone when no column drifted at all; "no reference" when the model has no reference profile; "n/a" when no figure
-    was measured (no rows scored); blank without a section (no set, or a set made before
-    drift was measured)."""
+    (WARN_PSI); "0.00" alone when no column drifted at all; "no reference" when the model has
+    no reference profile; "n/a" when no figure was measured (no rows scored); blank without a
+    section (no set, or a set made before drift was measured)."""
     cells: dict[str, Any] = {"drift": "", "drift_column": "", "psi": None, "js_distance": None}
     if not section:
         return cells
