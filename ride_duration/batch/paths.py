@@ -9,6 +9,7 @@ per month. Every model version's own set is kept under `_versions/`, which reade
     {root}/taxi_type=green/year=2021/month=03/_lock.{generation}.json      while a run scores it
     {root}/_versions/taxi_type=green/year=2021/month=03/{run id}.parquet   each version's set
     {root}/_monitoring/green-2021-03.parquet         the month's row of the monitoring table
+    {root}/_reports/report-green.html                the monitoring report a deployment drew
 
 A leading underscore (or dot) keeps pyarrow datasets, pandas, Spark and the documented DuckDB
 glob off a file or folder. Local and S3 outputs differ only in the root.
@@ -30,6 +31,7 @@ CURRENT_FILE = "predictions.parquet"
 MANIFEST_FILE = "_manifest.json"
 VERSIONS_FOLDER = "_versions"
 MONITORING_FOLDER = "_monitoring"
+REPORTS_FOLDER = "_reports"  # the monitoring reports flows draw (orchestration.report_link)
 LOCK_STEM = "_lock"
 
 

@@ -1,11 +1,14 @@
-"""The monitoring report a flow writes beside the monitoring table and links as an artifact.
+"""The monitoring report a flow writes under the output root and links as an artifact.
 
 A score run launched by a deployment (the monthly schedule, a run from the UI, a backfill's
-month on a worker) draws the last MONITORING_REPORT_MONTHS months up to its own; a backfill
-draws its range once at its end. The page goes to `{root}/_monitoring/report-{taxi type}-
-{first}-{last}.html` and the run gets a link artifact to it, `monitoring-{taxi type}`. A score
-run by hand (`score.py`) draws none, to stay quick: `ride-duration-report` draws one on demand.
-Drawing it never fails a run: its month is published already.
+month on a worker) draws the last MONITORING_REPORT_MONTHS months up to its own, to
+`{root}/_reports/report-{taxi type}.html` (the latest, replaced by each run); a backfill that
+scored months of a taxi type draws its range at its end, to
+`report-{taxi type}-{first}-{last}.html` beside it. The run gets a link artifact to the page,
+`monitoring-{taxi type}`. A score run by hand (`score.py`) draws none, to stay quick:
+`ride-duration-report` draws one on demand. Drawing it never fails a run: its month is
+published already. (`_reports/`, not the table's `_monitoring/`: a reader of the table's
+folder reads parquet files only.)
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import deployment
 
 from ride_duration.batch.monitoring_report import write_report
-from ride_duration.batch.paths import MONITORING_FOLDER
+from ride_duration.batch.paths import REPORTS_FOLDER
 from ride_duration.core import uris
 from ride_duration.core.errors import ScoringError
 from ride_duration.core.months import Month
@@ -44,10 +47,10 @@ def link_report(
     settings: Settings,
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
 ) -> str | None:
-    """Write the report of `taxi_type` from `first` to `last` as `name` in the monitoring
-    table's folder under `root`, and link it to this run; where it went, or None (said in a
+    """Write the report of `taxi_type` from `first` to `last` as `name` in the reports' folder
+    under `root`, and link it to this run; where it went, or None (said in a
     warning) when it could not be drawn or written."""
-    target = uris.join(root, MONITORING_FOLDER, name)
+    target = uris.join(root, REPORTS_FOLDER, name)
     failures: tuple[type[BaseException], ...] = (ScoringError, *storage_errors())
     try:
         written = write_report(root, taxi_type, first, last, None, target, settings.limits)

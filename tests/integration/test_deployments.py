@@ -214,7 +214,7 @@ def test_a_custom_run_from_the_ui_is_executed_by_a_worker(
     kept = output_root / "_versions" / partition / f"{trained.run_id}.parquet"
     assert kept.read_bytes() == output.read_bytes()
     # A deployment's run draws the monitoring report of its last 12 months, and links it.
-    report = output_root / "_monitoring" / "report-green.html"
+    report = output_root / "_reports" / "report-green.html"
     assert "<svg" in report.read_text()
 
     async def link(client):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -184,9 +185,11 @@ def test_a_backfill_draws_the_report_of_its_months_and_links_it(
     assert sorted(p.name for p in monitoring.iterdir()) == [
         "green-2021-02.parquet",
         "green-2021-03.parquet",
-        "report-green-2021-02-2021-03.html",
     ]
-    page = (monitoring / "report-green-2021-02-2021-03.html").read_text()
+    assert pd.read_parquet(monitoring)["month"].tolist() == ["2021-02", "2021-03"]  # one table
+    reports = out / "_reports"
+    assert sorted(p.name for p in reports.iterdir()) == ["report-green-2021-02-2021-03.html"]
+    page = (reports / "report-green-2021-02-2021-03.html").read_text()
     assert "2021-02" in page
     assert "2021-03" in page
 
@@ -198,5 +201,5 @@ def test_a_backfill_draws_the_report_of_its_months_and_links_it(
             )
 
     latest = asyncio.run(links())[0]
-    link = f"file://{monitoring / 'report-green-2021-02-2021-03.html'}"
+    link = f"file://{reports / 'report-green-2021-02-2021-03.html'}"
     assert latest.data == f"[monitoring report, green 2021-02 to 2021-03]({link})"
