@@ -112,7 +112,10 @@ def breakdown(log: str, wall: float, output_root: Path) -> list[tuple[str, float
         ("start, imports and Prefect until the flow begins, and exit", wall - in_flow),
         ("model resolve (registry)", seconds.get("model_resolve", 0)),
         ("model load", seconds.get("model_load", 0)),
-        *((f"month: {k}", seconds[k]) for k in ("read", "prepare", "ride_ids", "predict", "write")),
+        *(
+            (f"month: {k}", seconds.get(k, 0))
+            for k in ("read", "prepare", "ride_ids", "predict", "write", "profile")
+        ),
         ("publishing the set, Prefect tasks, logs and artifact within the flow", in_flow - staged),
     ]
 
