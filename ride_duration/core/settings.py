@@ -172,6 +172,13 @@ class Settings:
     web_max_batch_rides: int = variable(
         "WEB_MAX_BATCH_RIDES", 1000, "most rides one `POST /predict/batch` may send", minimum=1
     )
+    web_drain_seconds: int = variable(
+        "WEB_DRAIN_SECONDS",
+        5,
+        "after SIGTERM, seconds the web service still serves, `/ready` answering 503, before it "
+        "stops",
+        minimum=0,
+    )
     # The stream scorer (lambda_function.py, stream.py): Kinesis in, Kinesis out.
     input_stream_name: str = variable(
         "INPUT_STREAM_NAME", "ride_events", "the Kinesis stream `stream.py` reads"
@@ -215,6 +222,12 @@ class Settings:
         "STREAM_DEAD_LETTER",
         "stream-dead-letter.jsonl",
         "where it keeps records still failed after that",
+    )
+    stream_metrics_port: int | None = variable(
+        "STREAM_METRICS_PORT",
+        None,
+        "port `stream.py` serves its Prometheus `/metrics` on (unset: none)",
+        minimum=1,
     )
 
     @classmethod

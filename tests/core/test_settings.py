@@ -47,6 +47,7 @@ DEFAULTS = {
     "web_timeout_seconds": 30,
     "web_client_timeout_seconds": 10,
     "web_max_batch_rides": 1000,
+    "web_drain_seconds": 5,
     "input_stream_name": "ride_events",
     "predictions_stream_name": "ride_predictions",
     "kinesis_endpoint_url": None,
@@ -57,6 +58,7 @@ DEFAULTS = {
     "stream_batch_size": 100,
     "stream_max_retries": 2,
     "stream_dead_letter": "stream-dead-letter.jsonl",
+    "stream_metrics_port": None,
     "local_prefect_port": 4200,
     "local_prefect_start_timeout_seconds": 300,
 }
