@@ -1,4 +1,4 @@
-"""The web worker's request reader (`online.worker.Reading`): when a request is whole, or refused.
+"""The web worker's request reader (`online.reading`): when a request is whole, or refused.
 
 The worker itself runs under a real gunicorn in tests/integration/test_web.py; here the reader
 is fed requests in pieces, as slow and lying clients send them.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ride_duration.online.worker import MAX_HEADER_BYTES, Reading
+from ride_duration.online.reading import MAX_HEADER_BYTES, Reading
 
 POST = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
 
