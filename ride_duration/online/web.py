@@ -2,18 +2,22 @@
 
 `create_app` builds the Flask app around a model loader (tests hand over a small real model);
 `predict.py` is the entry point gunicorn runs. Durations are minutes to two decimals
-(`answers.minutes`, as the stream scorer gives them). Every answer names the model version,
-every bad request gets a 4xx JSON `{"error": ..., "field": ...}`, never a traceback, and each
-request logs one JSON line: method, path, status, rides, latency and model version.
+(`answers.minutes`, as the stream scorer gives them). Every answer names the model version
+(`X-Model-Version`, and in the body) and its request's id (`X-Request-ID`: `online.request_ids`),
+every bad request gets a 4xx JSON `{"error": ..., "field": ...}`, never a traceback, each
+request logs one JSON line (method, path, status, rides, latency, model version, request id)
+and is counted in the metrics `GET /metrics` shows (`online.metrics`). Once the worker drains
+(`online.worker`, after SIGTERM), `/ready` answers 503 while the rest still answers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
@@ -23,11 +27,22 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from ride_duration.core.errors import RideError, ScoringError
 from ride_duration.data import rules
 from ride_duration.model.service import ServingModel
+from ride_duration.online import request_ids
 from ride_duration.online.answers import minutes
+from ride_duration.online.metrics import (
+    CONTENT_TYPE,
+    RIDE_ID,
+    UNMATCHED,
+    WebMetrics,
+    refusal_rule,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1 << 20  # a thousand rides fit in well under 1 MiB
+MODEL_VERSION_HEADER = "X-Model-Version"
+PREDICT_ENDPOINTS = ("/predict", "/predict/batch")
+_SERVICE_KEY = "ride_duration"
 
 
 @dataclass(frozen=True)
@@ -46,6 +61,31 @@ def load(loader: Callable[[], ServingModel]) -> Loaded:
         return Loaded(None, str(error))
 
 
+@dataclass
+class Service:
+    """What an app's process shares with its gunicorn worker (`online.worker`): the model, the
+    metrics, and whether the worker drains (set on SIGTERM: /ready then answers 503)."""
+
+    loaded: Loaded
+    metrics: WebMetrics
+    draining: threading.Event = field(default_factory=threading.Event)
+
+    def headers(self, request_id: str) -> dict[str, str]:
+        """The headers of every answer: the request's id and, once loaded, the model version
+        (absent when the model is not loaded: there is no version to name)."""
+        headers = {request_ids.HEADER: request_id}
+        if self.loaded.model is not None:
+            headers[MODEL_VERSION_HEADER] = self.loaded.model.version
+        return headers
+
+
+def service_of(app: object) -> Service | None:
+    """The Service of an app `create_app` made; None for any other WSGI app."""
+    extensions = getattr(app, "extensions", None)
+    found = extensions.get(_SERVICE_KEY) if isinstance(extensions, dict) else None
+    return found if isinstance(found, Service) else None
+
+
 class Refused(Exception):
     """A request the service refuses, with its status and the field at fault."""
 
@@ -61,6 +101,10 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     assert isinstance(app.json, DefaultJSONProvider)  # Flask's own, which sorts keys by default
     app.json.sort_keys = False
+    service = Service(loaded, WebMetrics())
+    app.extensions[_SERVICE_KEY] = service
+    if loaded.model is not None:
+        service.metrics.serving(loaded.model.version, loaded.model.ref.run_id)
 
     def model() -> ServingModel:
         if loaded.model is None:
@@ -71,27 +115,36 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
     def started() -> None:
         g.started = time.perf_counter()
         g.rides = 0
+        g.request_id = request_ids.request_id(request.headers.get(request_ids.HEADER))
 
     @app.after_request
     def log_request(response: Response) -> Response:
+        request_id = g.get("request_id") or request_ids.new()
+        response.headers.update(service.headers(request_id))
+        seconds = time.perf_counter() - g.get("started", time.perf_counter())
+        endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
+        rides = g.get("rides", 0)
         logger.info(
             json.dumps(
                 {
                     "method": request.method,
                     "path": request.path,
                     "status": response.status_code,
-                    "rides": g.get("rides", 0),
-                    "latency_ms": round((time.perf_counter() - g.get("started", 0)) * 1000, 3),
+                    "rides": rides,
+                    "latency_ms": round(seconds * 1000, 3),
                     "model_version": loaded.model.version if loaded.model else None,
+                    "request_id": request_id,
                 }
             )
         )
+        predicted = rides if endpoint in PREDICT_ENDPOINTS else None
+        service.metrics.answered(endpoint, response.status_code, seconds, predicted)
         return response
 
     @app.post("/predict")
     def predict_one() -> Response:
         ride = _json_object()
-        ride_id = _ride_id(ride, "ride_id")
+        ride_id = _ride_id(ride, "ride_id", service.metrics)
         serving = model()
         duration = _predict(serving, [ride], field_prefix="")[0]
         return _answer(serving, {"duration": duration, "ride_id": ride_id})
@@ -105,7 +158,9 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
         if len(rides) > max_batch:
             raise Refused(413, f"at most {max_batch} rides per request, got {len(rides)}", "rides")
         ids = [
-            _ride_id(ride, f"rides[{i}].ride_id") if isinstance(ride, dict) else None
+            _ride_id(ride, f"rides[{i}].ride_id", service.metrics)
+            if isinstance(ride, dict)
+            else None
             for i, ride in enumerate(rides)
         ]
         serving = model()
@@ -125,7 +180,13 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
     def ready() -> Response | tuple[Response, int]:
         if loaded.model is None:
             return jsonify({"status": "not ready", "error": loaded.error}), 503
+        if service.draining.is_set():  # SIGTERM: a load balancer sends no more, the rest ends
+            return _answer(loaded.model, {"status": "draining"}), 503
         return _answer(loaded.model, {"status": "ready"})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(service.metrics.exposition(), content_type=CONTENT_TYPE)
 
     @app.errorhandler(Refused)
     def refused(error: Refused) -> tuple[Response, int]:
@@ -142,7 +203,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
 
     @app.errorhandler(Exception)
     def failure(error: Exception) -> tuple[Response, int]:
-        logger.exception("request failed")
+        logger.exception("request %s failed", g.get("request_id"))
         return jsonify({"error": "internal error", "field": None}), 500
 
     def _predict(serving: ServingModel, rides: Sequence[object], field_prefix: str) -> list[float]:
@@ -150,6 +211,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
         try:
             values = serving.predict_rides(rides)
         except RideError as error:
+            service.metrics.refused_ride(refusal_rule(error, rides))
             field = error.field if not field_prefix else _indexed(field_prefix, error)
             raise Refused(400, str(error), field) from None
         return minutes(values)
@@ -175,11 +237,12 @@ def _json_object() -> dict[str, Any]:
     return body
 
 
-def _ride_id(ride: dict[str, Any], field: str) -> str | int | None:
+def _ride_id(ride: dict[str, Any], field: str, metrics: WebMetrics) -> str | int | None:
     """A ride's optional id, echoed back: a string or a whole number."""
     try:
         return rules.ride_id(ride.get("ride_id"))
     except ValueError as error:
+        metrics.refused_ride(RIDE_ID)
         raise Refused(400, str(error), field) from None
 
 

@@ -217,6 +217,48 @@ def test_ready_says_the_model_version(client, path):
     assert client.get("/health").get_json() == {"status": "alive"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("POST", "/predict", RIDE, 200),
+        ("POST", "/predict", {**RIDE, "trip_distance": -1}, 400),
+        ("POST", "/predict/batch", {"rides": [RIDE] * 6}, 413),
+        ("GET", "/predict", None, 405),
+        ("GET", "/nowhere", None, 404),
+        ("GET", "/ready", None, 200),
+        ("GET", "/health", None, 200),
+        ("GET", "/metrics", None, 200),
+    ],
+)
+def test_every_answer_names_the_model_version_in_a_header(client, method, path, body, status):
+    response = client.open(path, method=method, json=body)
+    assert response.status_code == status
+    assert response.headers["X-Model-Version"] == "ride-duration/3"
+
+
+def test_draining_makes_ready_answer_503_while_predictions_go_on(client):
+    service = web.service_of(client.application)
+    assert service is not None
+    service.draining.set()  # what the worker does on SIGTERM
+    for path in ("/ready", "/ping"):
+        response = client.get(path)
+        assert response.status_code == 503
+        assert response.get_json() == {
+            "status": "draining",
+            "model_version": "ride-duration/3",
+            "run_id": "abc123",
+        }
+        assert response.headers["X-Model-Version"] == "ride-duration/3"
+    assert client.post("/predict", json=RIDE).status_code == 200
+    assert client.get("/health").status_code == 200
+
+
+def test_a_service_is_found_only_on_the_apps_create_app_makes(client):
+    assert web.service_of(client.application) is not None
+    assert web.service_of(object()) is None
+    assert web.service_of(lambda environ, start_response: []) is None
+
+
 def test_a_model_that_failed_to_load_makes_ready_and_predict_say_so():
     def fails() -> ServingModel:
         raise ModelNotFoundError("cannot find model models:/ride-duration@nope: no alias")
@@ -230,6 +272,9 @@ def test_a_model_that_failed_to_load_makes_ready_and_predict_say_so():
     answer = client.post("/predict", json=RIDE)
     assert answer.status_code == 503
     assert "the model is not loaded" in answer.get_json()["error"]
+    # no model, no version to name: the header is left out, not sent empty
+    assert "X-Model-Version" not in answer.headers
+    assert "X-Model-Version" not in ready.headers
 
 
 def test_an_unexpected_failure_is_a_500_json_without_a_traceback(pipeline):
@@ -254,6 +299,7 @@ def test_each_request_logs_one_json_line(client, caplog):
     assert entry["rides"] == 2
     assert entry["model_version"] == "ride-duration/3"
     assert entry["latency_ms"] > 0
+    assert len(entry["request_id"]) == 32  # made: the client sent none
     assert (entry["method"], entry["path"]) == ("POST", "/predict/batch")
 
 

@@ -1,0 +1,133 @@
+"""The web service's Prometheus metrics: requests, latency, rides, refused rides, the model served.
+
+One `WebMetrics` per app, written with prometheus_client. Under gunicorn the counts of every
+worker add up: gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at a fresh folder before the app
+(and prometheus_client) is imported, each process writes its counts into its own files there,
+and a scrape answered by any worker reads them all (prometheus_client's multiprocess mode).
+Without that variable (Flask's development server, the unit tests) a scrape shows this process
+alone. Every label takes values from a short fixed list: the app's routes, HTTP statuses, the
+ride rules of `data.rules`, the one model the service loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from ride_duration.core.errors import RideError
+from ride_duration.data import rules
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# A request answered by the worker before the app saw it (408, 413, 431, gunicorn's own 400):
+# no route is known.
+UNREAD = "unread"
+UNMATCHED = "unmatched"  # a path no route takes (404)
+# Seconds from the app's first look at a request to its answer: a compiled model answers in a
+# millisecond or two, a batch of 1,000 rides in tens.
+LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+RIDE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+# Why a ride was refused: the field whose rule it broke (`rules.RULES`, and the ride id's rule),
+# a field it lacks, or a ride that is no JSON object.
+MISSING_FIELD = "missing_field"
+NOT_AN_OBJECT = "not_an_object"
+RIDE_ID = "ride_id"
+REFUSAL_RULES = (*rules.RULES, RIDE_ID, MISSING_FIELD, NOT_AN_OBJECT)
+
+
+def refusal_rule(error: RideError, rides: Sequence[object]) -> str:
+    """The rule a refused ride broke, as the metrics name it: its RideError's field (the rule of
+    `rules.RULES` it names), `missing_field` when the ride lacks that field, `not_an_object`
+    when the error names no field (the ride is no object)."""
+    if error.field is None:
+        return NOT_AN_OBJECT
+    ride = rides[error.index] if 0 <= error.index < len(rides) else None
+    if isinstance(ride, Mapping) and error.field not in ride:
+        return MISSING_FIELD
+    return error.field
+
+
+def multiprocess() -> bool:
+    """Whether the counts are kept in PROMETHEUS_MULTIPROC_DIR's files, for every process."""
+    return bool(os.environ.get(MULTIPROCESS_VARIABLE))
+
+
+class WebMetrics:
+    """The web service's metrics, registered in a registry of their own (one per app: tests
+    make many apps in one process)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "ride_duration_web_requests",
+            "Requests answered, by endpoint (the route; unread: refused by the worker before "
+            "the app read it; unmatched: no route) and HTTP status",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ride_duration_web_request_duration_seconds",
+            "Seconds from a request read whole to its answer made, by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.rides = Histogram(
+            "ride_duration_web_rides_per_request",
+            "Rides predicted per request answered 200, by endpoint",
+            ["endpoint"],
+            buckets=RIDE_BUCKETS,
+            registry=self.registry,
+        )
+        self.refused = Counter(
+            "ride_duration_web_rides_refused",
+            "Rides refused, by the rule they broke (the ride a refused request's 400 names)",
+            ["rule"],
+            registry=self.registry,
+        )
+        self.model = Gauge(
+            "ride_duration_web_model_info",
+            "The model the service answers with: 1, labelled with its version and run id",
+            ["model_version", "run_id"],
+            multiprocess_mode="max",  # the same 1 in every process: one series, not one per pid
+            registry=self.registry,
+        )
+        for rule in REFUSAL_RULES:  # every rule shows, at 0 until a ride breaks it
+            self.refused.labels(rule)
+
+    def serving(self, version: str, run_id: str | None) -> None:
+        """Name the model being served (once, when the app is made)."""
+        self.model.labels(version, run_id or "").set(1)
+
+    def answered(
+        self, endpoint: str, status: int, seconds: float | None = None, rides: int | None = None
+    ) -> None:
+        """Count an answer: its endpoint and status; its latency when the app made it; its rides
+        when it predicted them (status 200 of a predict endpoint)."""
+        self.requests.labels(endpoint, str(status)).inc()
+        if seconds is not None:
+            self.latency.labels(endpoint).observe(seconds)
+        if rides is not None and status == 200:
+            self.rides.labels(endpoint).observe(rides)
+
+    def refused_ride(self, rule: str) -> None:
+        """Count a ride refused for breaking `rule` (one of REFUSAL_RULES)."""
+        self.refused.labels(rule).inc()
+
+    def exposition(self) -> bytes:
+        """The scrape: Prometheus' text format, of every process under gunicorn."""
+        if not multiprocess():
+            return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # unannotated there
+        return generate_latest(registry)
