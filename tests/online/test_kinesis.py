@@ -119,3 +119,59 @@ def test_kinesis_without_a_region_is_one_line_that_says_which_variable(
     assert str(refused.value) == (
         f"no AWS region for Kinesis: set AWS_DEFAULT_REGION (e.g. eu-west-1){hint}"
     )
+
+
+class Throttled(Describing):
+    """A Kinesis client whose DescribeStreamSummary is throttled `times` times first."""
+
+    def __init__(self, code: str, times: int) -> None:
+        super().__init__(None)
+        self.code, self.times = code, times
+
+    def describe_stream_summary(self, *, StreamName: str) -> dict:
+        if self.times:
+            self.times -= 1
+            self.described.append(StreamName)
+            raise client_error(self.code, "Rate exceeded")
+        return super().describe_stream_summary(StreamName=StreamName)
+
+
+@pytest.mark.parametrize(
+    "code", ["LimitExceededException", "ProvisionedThroughputExceededException"]
+)
+def test_a_throttled_look_up_is_tried_again_for_a_few_seconds(code):
+    client, pauses = Throttled(code, times=4), []
+    check_stream(
+        client,
+        "s",
+        missing=InputNotFoundError,
+        unreachable=InputUnreachableError,
+        sleep=pauses.append,
+    )
+    assert client.described == ["s"] * 5
+    assert len(pauses) == 4
+    assert all(0 <= pause <= 0.8 for pause in pauses)  # the backoff's ceilings: 0.1, 0.2, ...
+
+
+def test_a_look_up_throttled_all_along_is_one_line_after_ten_seconds():
+    client, pauses = Throttled("LimitExceededException", times=10_000), []
+    with pytest.raises(ConfigurationError) as refused:
+        check_stream(
+            client,
+            "s",
+            missing=InputNotFoundError,
+            unreachable=InputUnreachableError,
+            sleep=pauses.append,
+        )
+    assert sum(pauses) == pytest.approx(10.0)
+    assert str(refused.value) == (
+        f"Kinesis at {ENDPOINT} throttled every look-up of stream s for 10 s "
+        "(LimitExceededException): too many calls on the account; start again later"
+    )
+
+
+@pytest.mark.parametrize(("retries", "attempts"), [(True, None), (False, 1)])
+def test_a_client_that_retries_itself_gets_botocores_retries_off(monkeypatch, retries, attempts):
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = kinesis_client(Settings(), retries=retries)
+    assert client.meta.config.retries.get("total_max_attempts") == attempts
