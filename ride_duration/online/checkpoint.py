@@ -1,14 +1,21 @@
-"""The stream consumer's checkpoint: the last sequence number done per shard, one reader."""
+"""The stream consumer's checkpoint (the last sequence number done per shard) and dead letter.
+
+One consumer at a time reads with a checkpoint. The dead-letter file keeps, one JSON line each,
+the records still failed once their retries are spent, synced before the checkpoint moves past
+them.
+"""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ride_duration.core.errors import ScoringError
 
@@ -112,3 +119,22 @@ class Checkpoint:
     def _save(self) -> None:
         content = {"shards": self.done, "finished": sorted(self.finished)}
         _synced_write(self.path, json.dumps(content, indent=2, sort_keys=True))
+
+
+def keep_aside(path: Path, shard_id: str, records: list[dict[str, Any]], reason: str) -> None:
+    """Append `records` of `shard_id` (as GetRecords answered them) to the dead-letter file
+    `path`, one JSON line each with its data and `reason`, synced before this returns."""
+    with path.open("a", encoding="utf-8") as out:
+        for record in records:
+            line = {
+                "shard_id": shard_id,
+                "sequence_number": record["SequenceNumber"],
+                "partition_key": record["PartitionKey"],
+                "data": base64.b64encode(record["Data"]).decode(),
+                "reason": reason,
+            }
+            out.write(json.dumps(line) + "\n")
+        out.flush()
+        with contextlib.suppress(OSError):  # kept for sure before the checkpoint moves on
+            os.fsync(out.fileno())
+    logger.warning("%d records of %s kept in %s", len(records), shard_id, path)

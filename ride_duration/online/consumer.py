@@ -15,10 +15,7 @@ are read to their end.
 from __future__ import annotations
 
 import base64
-import contextlib
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,19 +24,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ride_duration.online.checkpoint import Checkpoint
+from ride_duration.online.checkpoint import Checkpoint, keep_aside
+from ride_duration.online.consumer_metrics import ConsumerMetrics
+from ride_duration.online.throttling import (
+    THROTTLED,
+    Backoff,
+    StoppedError,
+    episode_line,
+    error_code,
+    transient,
+)
 
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
-
-# What GetRecords answers when the shard is read too fast, or the service is busy: wait, retry.
-THROTTLED = {
-    "ProvisionedThroughputExceededException",
-    "LimitExceededException",
-    "KMSThrottlingException",
-}
-MAX_BACKOFF_SECONDS = 30.0
 
 
 @dataclass
@@ -49,8 +47,8 @@ class Shard:
     shard_id: str
     iterator: str | None
     attempts: int = 0  # deliveries of the current first record that were reported failed
-    backoff: float = 0.0  # seconds to wait before the next read, after a throttled one
-    not_before: float = 0.0
+    failed_reads: int = 0  # reads in a row that were throttled or found no connection
+    not_before: float = 0.0  # when to read again, after such a read
 
 
 @dataclass
@@ -78,7 +76,14 @@ class Tally:
 
 @dataclass(frozen=True)
 class Consumer:
-    """Reads `stream` with `client` (boto3 Kinesis) into `handler`, until `stop` is set."""
+    """Reads `stream` with `client` into `handler`, until `stop` is set.
+
+    `client` is boto3's Kinesis client in a `throttling.RetryingKinesis`: its calls outlast
+    throttling, each throttled answer counted (by `metrics.on_throttle`, given to it). A
+    throttled GetRecords holds up only its shard, read again after a pause of `backoff` while
+    the others go on. `metrics` counts the records read, scored, failed and dead-lettered, and
+    keeps each shard's MillisBehindLatest.
+    """
 
     client: Any
     stream: str
@@ -91,10 +96,19 @@ class Consumer:
     idle_seconds: float = 1.0
     stop: threading.Event = field(default_factory=threading.Event)
     clock: Callable[[], float] = time.monotonic
+    wait: Callable[[float], object] | None = None  # pauses (default: on `stop`)
+    backoff: Backoff = field(default_factory=Backoff)
     tally: Tally = field(default_factory=Tally)
+    metrics: ConsumerMetrics = field(default_factory=ConsumerMetrics)
 
     def run(self, until_idle: bool = False) -> None:
         """Consume until stopped (or, with `until_idle`, until every shard is caught up)."""
+        try:
+            self._run(until_idle)
+        except StoppedError:  # stopped while a Kinesis call waited to be tried again
+            return
+
+    def _run(self, until_idle: bool) -> None:
         arn = self.client.describe_stream(StreamName=self.stream)["StreamDescription"]["StreamARN"]
         shards: dict[str, Shard] = {}
         self._follow_shards(shards)
@@ -109,9 +123,12 @@ class Consumer:
             # Idle: shards may have closed, or been added by a resharding.
             if self._follow_shards(shards):
                 continue
-            if until_idle and not any(s.backoff for s in shards.values()):
+            waiting = [s.not_before for s in shards.values() if s.failed_reads]
+            if until_idle and not waiting:
                 return
-            self.stop.wait(self.idle_seconds)
+            # until the next shard to read again is due, or a while when none is waiting
+            pause = min([self.idle_seconds, *(due - self.clock() for due in waiting)])
+            (self.wait or self.stop.wait)(max(pause, 0.0))
 
     def _follow_shards(self, shards: dict[str, Shard]) -> bool:
         """List the stream's shards again: finish those read to their end (Kinesis says their
@@ -128,6 +145,7 @@ class Consumer:
                 shard.iterator = None  # closed, and read to its last record
         for shard_id in [s for s, shard in shards.items() if shard.iterator is None]:
             self.checkpoint.finish(shard_id)
+            self.metrics.finished(shard_id)
             del shards[shard_id]
             changed = True
         present = {s["ShardId"] for s in listed}
@@ -180,23 +198,19 @@ class Consumer:
         try:
             answer = self.client.get_records(ShardIterator=shard.iterator, Limit=self.batch_size)
         except Exception as error:
-            code = (getattr(error, "response", None) or {}).get("Error", {}).get("Code")
-            if code == "ExpiredIteratorException":  # idle too long: again after the checkpoint
+            if error_code(error) == "ExpiredIteratorException":  # idle too long: renewed
                 shard.iterator = self._iterator(shard.shard_id)
                 return None
-            if code in THROTTLED or _connection_failed(error):
-                shard.backoff = min(max(2 * shard.backoff, 0.2), MAX_BACKOFF_SECONDS)
-                shard.not_before = self.clock() + shard.backoff
-                logger.warning(
-                    "reading %s failed (%s): trying again in %.1f s",
-                    shard.shard_id,
-                    code or type(error).__name__,
-                    shard.backoff,
-                )
+            if error_code(error) in THROTTLED or transient(error):
+                if not shard.failed_reads:  # one line per episode, not one per try
+                    logger.warning("%s", episode_line("GetRecords", shard.shard_id, error))
+                shard.not_before = self.clock() + self.backoff.delay(shard.failed_reads)
+                shard.failed_reads += 1
                 return None
             raise
-        shard.backoff = 0.0
+        shard.failed_reads = 0
         shard.iterator = answer.get("NextShardIterator")
+        self.metrics.lag(shard.shard_id, answer.get("MillisBehindLatest"))
         records: list[dict[str, Any]] = answer["Records"]
         return records
 
@@ -210,6 +224,10 @@ class Consumer:
         event = {"Records": [lambda_record(r, shard.shard_id, arn) for r in records]}
         sequences = [r["SequenceNumber"] for r in records]
         failed = self._failed(event, sequences)
+        reported = sum(1 for sequence in sequences if sequence in failed)
+        self.metrics.read.inc(len(records))
+        self.metrics.scored.inc(len(records) - reported)
+        self.metrics.failed.inc(reported)
         tally = self.tally
         tally.retrying.pop(shard.shard_id, None)  # counted again below if they fail again
         if not failed:
@@ -229,11 +247,13 @@ class Consumer:
             tally.retrying[shard.shard_id] = len(kept)  # the rest from `first` is read again
             return True
         # Retries spent: keep the failed records aside, as Lambda's on-failure destination.
-        self._keep_aside(shard.shard_id, kept)
+        reason = f"reported failed {self.max_retries + 1} times"
+        keep_aside(self.dead_letter, shard.shard_id, kept, reason)
         shard.attempts = 0
         self.checkpoint.advance(shard.shard_id, sequences[-1])
         tally.scored += len(records) - first - len(kept)
         tally.dead_lettered += len(kept)
+        self.metrics.dead_lettered.inc(len(kept))
         return True
 
     def _failed(self, event: dict[str, Any], sequences: list[str]) -> set[str]:
@@ -245,38 +265,6 @@ class Consumer:
         except Exception:
             logger.exception("the handler failed on a batch of %d records", len(sequences))
             return set(sequences)
-
-    def _keep_aside(self, shard_id: str, records: list[dict[str, Any]]) -> None:
-        with self.dead_letter.open("a", encoding="utf-8") as out:
-            for record in records:
-                out.write(
-                    json.dumps(
-                        {
-                            "shard_id": shard_id,
-                            "sequence_number": record["SequenceNumber"],
-                            "partition_key": record["PartitionKey"],
-                            "data": base64.b64encode(record["Data"]).decode(),
-                            "reason": f"reported failed {self.max_retries + 1} times",
-                        }
-                    )
-                    + "\n"
-                )
-            out.flush()
-            with contextlib.suppress(OSError):  # kept for sure before the checkpoint moves on
-                os.fsync(out.fileno())
-        logger.warning("%d records of %s kept in %s", len(records), shard_id, self.dead_letter)
-
-
-def _connection_failed(error: Exception) -> bool:
-    """Whether a call failed for want of a connection (worth waiting for), not a bug."""
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    try:
-        from botocore.exceptions import ConnectionError as BotocoreConnectionError
-        from botocore.exceptions import HTTPClientError
-    except ImportError:
-        return False
-    return isinstance(error, (BotocoreConnectionError, HTTPClientError))
 
 
 def lambda_record(record: dict[str, Any], shard_id: str, arn: str) -> dict[str, Any]:

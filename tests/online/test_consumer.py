@@ -33,6 +33,8 @@ class FakeKinesis:
         # number; moto's server only lists it.
         self.ends_iterators = ends_iterators
         self.failures: list[str] = []  # error codes the next get_records calls raise
+        self.lag: dict[str, int] = {}  # shard -> the MillisBehindLatest its reads answer
+        self.written: list[bytes] = []  # what put_records took
 
     def add_shard(self, shard_id: str, parent: str | None = None, adjacent: str | None = None):
         self.shards[shard_id] = {"records": [], "parent": parent, "adjacent": adjacent}
@@ -93,7 +95,15 @@ class FakeKinesis:
         records = shard["records"][int(position) : int(position) + Limit]
         end = int(position) + len(records)
         done = self.ends_iterators and shard.get("closed") and end == len(shard["records"])
-        return {"Records": records, "NextShardIterator": None if done else f"{shard_id}|{end}"}
+        return {
+            "Records": records,
+            "NextShardIterator": None if done else f"{shard_id}|{end}",
+            **({"MillisBehindLatest": self.lag[shard_id]} if shard_id in self.lag else {}),
+        }
+
+    def put_records(self, StreamName: str, Records: list[dict]) -> dict:
+        self.written += [record["Data"] for record in Records]
+        return {"FailedRecordCount": 0, "Records": [{"SequenceNumber": "1"} for _ in Records]}
 
 
 class Handler:
