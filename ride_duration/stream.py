@@ -7,15 +7,20 @@ LATEST) or from its checkpoint (STREAM_CHECKPOINT), hands each batch to the same
 the Lambda function, and keeps going until SIGTERM or Ctrl-C, which stop it after the batch at
 hand. Records the handler still reports failed after STREAM_MAX_RETRIES retries are kept in
 STREAM_DEAD_LETTER. One consumer at a time reads with a checkpoint; a second is refused. The
-Kinesis endpoint is KINESIS_ENDPOINT_URL, else AWS_ENDPOINT_URL. It ends with one line on
-stdout, the records read, scored, failed and dead-lettered, and exit code 1 when any failed.
+Kinesis endpoint is KINESIS_ENDPOINT_URL, else AWS_ENDPOINT_URL; calls Kinesis throttles are
+tried again (`online.throttling`) for as long as it runs. With STREAM_METRICS_PORT set, it
+serves its Prometheus metrics on `http://0.0.0.0:PORT/metrics` (every interface: it runs in a
+container). It ends with one line on stdout, the records read, scored, failed and
+dead-lettered, and exit code 1 when any failed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +28,12 @@ from typing import TYPE_CHECKING
 from ride_duration.core import cli
 
 if TYPE_CHECKING:
+    from ride_duration.core.settings import Settings
     from ride_duration.online.consumer import Consumer
+
+# Where the metrics are served: every interface, as a container's published port is reached
+# from outside it (127.0.0.1 would answer only inside the container).
+METRICS_ADDRESS = "0.0.0.0"
 
 
 def main(argv: list[str] | None = None, prog: str = "ride-duration-stream") -> int:
@@ -46,41 +56,68 @@ def main(argv: list[str] | None = None, prog: str = "ride-duration-stream") -> i
     def run() -> None:
         with cli.role("serving"):
             from ride_duration.core.settings import Settings
-            from ride_duration.online.checkpoint import Checkpoint
-            from ride_duration.online.consumer import Consumer
-            from ride_duration.online.kinesis import check_input, kinesis_client
-            from ride_duration.online.stream import scorer
 
-        settings = Settings.from_env()
-        check_input(settings)  # a wrong endpoint or stream: one line, before anything else
-        client = kinesis_client(settings, writes_only=False)
-        model, handler = scorer(settings, client)
-        with Checkpoint(Path(settings.stream_checkpoint)) as checkpoint:
-            consumer = Consumer(
-                client=client,
-                stream=settings.input_stream_name,
-                handler=handler,
-                checkpoint=checkpoint,
-                dead_letter=Path(settings.stream_dead_letter),
-                start=settings.stream_start,
-                batch_size=settings.stream_batch_size,
-                max_retries=settings.stream_max_retries,
-            )
-            consumers.append(consumer)
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(signum, lambda *_: consumer.stop.set())
-            logging.getLogger("stream").info(
-                "reading %s into %s with %s",
-                settings.input_stream_name,
-                settings.predictions_stream_name,
-                model.version,
-            )
-            started = time.monotonic()
-            consumer.run(until_idle=args.until_idle)
-            print(consumer.tally.summary(time.monotonic() - started, consumer.dead_letter))
+        consumers.append(consumer(Settings.from_env(), until_idle=args.until_idle))
 
     code = cli.run(run, debug=args.debug)
     return code or (1 if consumers and consumers[0].tally.failed else 0)
+
+
+def consumer(settings: Settings, until_idle: bool) -> Consumer:
+    """Check the input, load the model, serve the metrics (STREAM_METRICS_PORT), and consume
+    until stopped (SIGTERM, Ctrl-C) or, `until_idle`, caught up; the consumer, once done."""
+    with cli.role("serving"):
+        from ride_duration.online.checkpoint import Checkpoint
+        from ride_duration.online.consumer import Consumer
+        from ride_duration.online.consumer_metrics import ConsumerMetrics
+        from ride_duration.online.kinesis import check_input, kinesis_client
+        from ride_duration.online.stream import scorer
+        from ride_duration.online.throttling import RetryingKinesis
+
+    log = logging.getLogger("stream")
+    check_input(settings)  # a wrong endpoint or stream: one line, before anything else
+    metrics, stop = ConsumerMetrics(), threading.Event()
+    # botocore's own retries off: every call, the handler's PutRecords included, is retried
+    # (and its throttles counted) by RetryingKinesis alone.
+    client = RetryingKinesis(
+        kinesis_client(settings, writes_only=False, retries=False),
+        stop=stop,
+        on_throttle=metrics.on_throttle,
+    )
+    model, handler = scorer(settings, client)
+    metrics.serving(model.version, model.ref.run_id)
+    with contextlib.ExitStack() as cleanup:
+        checkpoint = cleanup.enter_context(Checkpoint(Path(settings.stream_checkpoint)))
+        port = settings.stream_metrics_port
+        if port is not None:  # once the model is loaded: up means ready
+            server = metrics.serve(port, METRICS_ADDRESS)
+            cleanup.callback(server.server_close)
+            cleanup.callback(server.shutdown)
+            log.info("metrics on http://%s:%d/metrics", METRICS_ADDRESS, port)
+        consumer = Consumer(
+            client=client,
+            stream=settings.input_stream_name,
+            handler=handler,
+            checkpoint=checkpoint,
+            dead_letter=Path(settings.stream_dead_letter),
+            start=settings.stream_start,
+            batch_size=settings.stream_batch_size,
+            max_retries=settings.stream_max_retries,
+            stop=stop,
+            metrics=metrics,
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        log.info(
+            "reading %s into %s with %s",
+            settings.input_stream_name,
+            settings.predictions_stream_name,
+            model.version,
+        )
+        started = time.monotonic()
+        consumer.run(until_idle=until_idle)
+        print(consumer.tally.summary(time.monotonic() - started, consumer.dead_letter))
+    return consumer
 
 
 def command() -> None:

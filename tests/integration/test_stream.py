@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained
 from tests.support.docs import lambda_recipe
 from tests.support.lambda_runtime import LambdaRuntime, run_function
 from tests.support.rides import as_rides, prepared
-from tests.support.servers import RefusingKinesis, refused_url, stop
+from tests.support.servers import RefusingKinesis, free_port, refused_url, stop
 
 COURSE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 BAD = {
@@ -518,3 +519,70 @@ def test_after_a_split_the_consumer_reads_the_parent_then_its_children(
     assert set(found) == {key for key, _ in before + after}
     checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
     assert shard["ShardId"] in checkpoint["finished"]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples `/metrics` on `port` serves, by name and labels; none when nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    samples = [line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#")]
+    return {name: float(value) for name, value in samples}
+
+
+def documented_metrics() -> set[str]:
+    """The metric names docs/stream.md's scrape shows."""
+    shown = re.findall(r"^(ride_duration_stream_\w+)", (REPO / "docs/stream.md").read_text(), re.M)
+    assert shown
+    return set(shown)
+
+
+def test_the_consumer_serves_its_metrics_while_it_runs(
+    services: Services, trained: Trained, streams: Streams, tmp_path: Path
+):
+    entries = [(key, encoded(key, ride)) for key, ride in good_rides(30)]
+    entries[5:5] = [(f"bad-{name[:30]}", data) for name, data in list(BAD.items())[:3]]
+    put(streams, entries)
+    proxy = RefusingKinesis(services.s3_endpoint)
+    proxy.throttled_reads = 4  # each one counted: botocore does not retry the consumer's calls
+    port = free_port()
+    process = consumer(
+        services,
+        streams,
+        tmp_path,
+        KINESIS_ENDPOINT_URL=proxy.endpoint,
+        STREAM_METRICS_PORT=str(port),
+        STREAM_MAX_RETRIES="0",  # each record delivered once: the counts are the records put
+    )
+    log = (tmp_path / "consumer.log").read_text
+    try:
+        deadline = time.monotonic() + 180
+        metrics = scrape(port)
+        while metrics.get("ride_duration_stream_records_read_total") != len(entries):
+            assert process.poll() is None, log()[-3000:]
+            assert time.monotonic() < deadline, (metrics, log()[-3000:])
+            time.sleep(0.5)
+            metrics = scrape(port)
+        process.send_signal(signal.SIGTERM)  # served until the consumer stops
+        assert process.wait(timeout=30) == 1, log()[-3000:]  # records failed: exit code 1
+    finally:
+        stop(process)
+        proxy.close()
+    assert scrape(port) == {}  # closed with the consumer
+    assert "read 33 records: 30 scored, 3 failed, 3 dead-lettered" in log()
+    prefix = "ride_duration_stream"
+    assert metrics[f"{prefix}_records_scored_total"] == 30
+    assert metrics[f"{prefix}_records_failed_total"] == 3
+    assert metrics[f"{prefix}_records_dead_lettered_total"] == 3
+    throttled = 'api="GetRecords",code="ProvisionedThroughputExceededException"'
+    assert metrics[f"{prefix}_kinesis_throttled_total{{{throttled}}}"] == 4
+    assert sum(v for k, v in metrics.items() if k.startswith(f"{prefix}_kinesis_throttled_t")) == 4
+    shards = [s["ShardId"] for s in streams.client.list_shards(StreamName=streams.input)["Shards"]]
+    for shard in shards:  # read to their newest record
+        assert metrics[f'{prefix}_millis_behind_latest{{shard="{shard}"}}'] == 0
+    served = f'run_id="{trained.run_id}",version="ride-duration/{trained.version}"'
+    assert metrics[f"{prefix}_model_info{{{served}}}"] == 1
+    names = {re.split(r"[{ ]", key)[0] for key in metrics}
+    assert documented_metrics() <= names, documented_metrics() - names
