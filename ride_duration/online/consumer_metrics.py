@@ -46,14 +46,14 @@ class ConsumerMetrics:
         self.model = Gauge(
             f"{PREFIX}_model_info",
             "The model version the consumer scores with (1)",
-            ("version", "run_id"),
+            ("model_version", "run_id"),  # as the web service labels its own
             registry=self.registry,
         )
 
     def serving(self, version: str, run_id: str | None) -> None:
         """The model the consumer scores with."""
         self.model.clear()
-        self.model.labels(version=version, run_id=run_id or "").set(1)
+        self.model.labels(model_version=version, run_id=run_id or "").set(1)
 
     def on_throttle(self, api: str, code: str) -> None:
         """Count a throttled Kinesis answer."""

@@ -582,7 +582,7 @@ def test_the_consumer_serves_its_metrics_while_it_runs(
     shards = [s["ShardId"] for s in streams.client.list_shards(StreamName=streams.input)["Shards"]]
     for shard in shards:  # read to their newest record
         assert metrics[f'{prefix}_millis_behind_latest{{shard="{shard}"}}'] == 0
-    served = f'run_id="{trained.run_id}",version="ride-duration/{trained.version}"'
+    served = f'model_version="ride-duration/{trained.version}",run_id="{trained.run_id}"'
     assert metrics[f"{prefix}_model_info{{{served}}}"] == 1
     names = {re.split(r"[{ ]", key)[0] for key in metrics}
     assert documented_metrics() <= names, documented_metrics() - names

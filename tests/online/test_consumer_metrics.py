@@ -81,8 +81,8 @@ def test_the_model_served_is_one_labelled_gauge():
     metrics = ConsumerMetrics()
     metrics.serving("ride-duration/1", "abc123")
     metrics.serving("ride-duration/2", None)  # a consumer serves one model: the last
-    assert metrics.value("model_info", version="ride-duration/2", run_id="") == 1
-    assert metrics.value("model_info", version="ride-duration/1", run_id="abc123") is None
+    assert metrics.value("model_info", model_version="ride-duration/2", run_id="") == 1
+    assert metrics.value("model_info", model_version="ride-duration/1", run_id="abc123") is None
 
 
 def test_each_consumer_has_a_registry_of_its_own():
