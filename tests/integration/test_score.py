@@ -126,8 +126,9 @@ def test_score_flow_reads_and_writes_s3_with_model_artifacts_on_s3(
     version_key = f"_rides/_versions/taxi_type=green/year=2021/month=04/{trained.run_id}.parquet"
     assert summary["output"] == f"s3://{OUTPUT_BUCKET}/{key}"
     listed = services.s3().list_objects_v2(Bucket=OUTPUT_BUCKET, Prefix="_rides/")
+    row_key = "_rides/_monitoring/green-2021-04.parquet"  # the month's row of the table
     assert sorted(item["Key"] for item in listed["Contents"]) == sorted(
-        [manifest_key, key, version_key]
+        [manifest_key, key, version_key, row_key]
     )
     content = json.loads(
         services.s3().get_object(Bucket=OUTPUT_BUCKET, Key=manifest_key)["Body"].read()

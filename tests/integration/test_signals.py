@@ -186,6 +186,7 @@ def test_a_signal_at_any_moment_after_the_claim_publishes_nothing_and_leaves_not
     rerun = run_cli("score.py", "green", "2021", "6", env=env, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert store.names() == [
+        f"_monitoring/green-{store.output.month}.parquet",  # the month's row of the table
         f"_versions/{store.output.partition}/{trained.run_id}.parquet",
         f"{store.output.partition}/_manifest.json",
         f"{store.output.partition}/predictions.parquet",
