@@ -13,6 +13,7 @@ from ride_duration.model.predictors import make_predictor
 from ride_duration.model.service import ServingModel
 from ride_duration.online import web
 from tests.support.rides import MODEL, RIDE
+from tests.support.troubleshooting import assert_documented
 
 
 class CountingPredictor:
@@ -309,6 +310,14 @@ def test_each_request_logs_one_json_line(client, caplog):
         ("WEB_WORKERS", "abc", "error: WEB_WORKERS must be a whole number, got 'abc'"),
         ("WEB_THREADS", "0", "error: WEB_THREADS must be at least 1, got 0"),
         ("WEB_TIMEOUT_SECONDS", "soon", "error: WEB_TIMEOUT_SECONDS must be a whole number"),
+        ("WEB_DRAIN_SECONDS", "-1", "error: WEB_DRAIN_SECONDS must be at least 0, got -1"),
+        (
+            "PROMETHEUS_MULTIPROC_DIR",
+            "/dev/null/metrics",
+            "error: PROMETHEUS_MULTIPROC_DIR /dev/null/metrics cannot hold the metrics (Not a "
+            "directory): point it at a folder the service can write, or unset it for a "
+            "temporary one",
+        ),
     ],
 )
 def test_a_bad_web_setting_stops_gunicorn_with_one_line(variable, value, says):
@@ -332,4 +341,6 @@ def test_a_bad_web_setting_stops_gunicorn_with_one_line(variable, value, says):
     assert result.returncode == 2
     assert result.stderr.strip().startswith(says)
     assert len(result.stderr.strip().splitlines()) == 1
+    if variable == "PROMETHEUS_MULTIPROC_DIR":  # new with the metrics: its troubleshooting row
+        assert_documented(result.stderr.strip())
     assert "Traceback" not in result.stdout + result.stderr
