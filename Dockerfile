@@ -11,9 +11,9 @@
 #
 # The serving image (`docker build --target serving`, `make image-serving`) runs the last three
 # with a compiled model, from pyproject.toml's serving requirements alone, at the lock's
-# versions: numpy, flask, gunicorn, boto3 and awslambdaric, no pandas, pyarrow, scikit-learn,
-# MLflow or Prefect. Its install step is scripts/install_serving.py, the one `make serving-env`
-# runs outside Docker.
+# versions: numpy, flask, gunicorn, boto3, awslambdaric and prometheus-client, no pandas, pyarrow,
+# scikit-learn, MLflow or Prefect. Its install step is scripts/install_serving.py, the one `make
+# serving-env` runs outside Docker.
 #
 # tests/integration/test_image.py replays the full image's install step and COPYs without
 # Docker; tests/integration/test_serving.py runs the online modes from `make serving-env`.

@@ -20,8 +20,8 @@ TEST_WORKERS ?= 2
 VENV := .venv
 RUN := $(VENV)/bin/python
 # The serving install (web service, Lambda, stream consumer with a compiled model): pyproject's
-# serving requirements at the lock's versions (numpy, flask, gunicorn, boto3, awslambdaric) and
-# the package, editable. The tests run the online modes from it.
+# serving requirements at the lock's versions (numpy, flask, gunicorn, boto3, awslambdaric,
+# prometheus-client) and the package, editable. The tests run the online modes from it.
 SERVING_VENV ?= .venv-serving
 override SERVING_VENV := $(abspath $(SERVING_VENV))
 export SERVING_VENV

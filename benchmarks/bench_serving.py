@@ -3,9 +3,9 @@
     python benchmarks/bench_serving.py [--before REV] [--results benchmarks/RESULTS.md]
 
 Installs: the full one (`.venv`, every role) and the serving one (`make serving-env`,
-SERVING_VENV: numpy, flask, gunicorn, boto3, awslambdaric). With `--before REV`, the full
-install also runs the code of commit REV (a git worktree), to show what the serving work changed
-for the full install too. Measured, each in fresh processes:
+SERVING_VENV: numpy, flask, gunicorn, boto3, awslambdaric, prometheus-client). With `--before
+REV`, the full install also runs the code of commit REV (a git worktree), to show what the
+serving work changed for the full install too. Measured, each in fresh processes:
   - the environment on disk: its site-packages, and the whole virtual environment;
   - the Lambda handler's first answer: a fresh process imports lambda_function, loads the
     compiled model from a local folder and answers one record (TEST_RUN); seconds from

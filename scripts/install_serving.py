@@ -5,12 +5,12 @@
 
 The web service, the Lambda function and the stream consumer need, with a compiled model, only
 what pyproject.toml's `[project].dependencies` and `serving` extra name: numpy, pyyaml, flask,
-gunicorn, boto3 and awslambdaric. Nothing is pinned twice. Which packages: pyproject.toml.
-Which versions and which files: Pipfile.lock, the lock of the full install (its default
-section). pip resolves the requirements with the lock's versions as constraints and downloads
-them into a wheelhouse; every file must have a hash the lock lists for it; pip then installs
-the wheelhouse by hash (`--require-hashes --no-deps --no-index`), which byte-compiles it, and
-checks that nothing is missing (`pip check`). The package itself is built into the same
+gunicorn, boto3, awslambdaric and prometheus-client. Nothing is pinned twice. Which packages:
+pyproject.toml. Which versions and which files: Pipfile.lock, the lock of the full install (its
+default section). pip resolves the requirements with the lock's versions as constraints and
+downloads them into a wheelhouse; every file must have a hash the lock lists for it; pip then
+installs the wheelhouse by hash (`--require-hashes --no-deps --no-index`), which byte-compiles
+it, and checks that nothing is missing (`pip check`). The package itself is built into the same
 wheelhouse and installed with its console scripts (in a venv, editable, so that it runs the
 code in place). The venv keeps its wheelhouse (DIR/wheelhouse): the same files install offline
 elsewhere with `pip install --no-index --find-links DIR/wheelhouse 'ride-duration[serving]'`.

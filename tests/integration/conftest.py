@@ -66,7 +66,8 @@ class Services:
 @dataclass(frozen=True)
 class Install:
     """The environment a served process runs from: the full install (`.venv`, this one) or the
-    serving install (`make serving-env`: numpy, flask, gunicorn, boto3, awslambdaric)."""
+    serving install (`make serving-env`: numpy, flask, gunicorn, boto3, awslambdaric,
+    prometheus-client)."""
 
     name: str
     bin: Path

@@ -85,7 +85,8 @@ def test_it_holds_the_serving_requirements_at_the_locked_versions_and_nothing_el
         for file in wheelhouse.iterdir()
         if not file.name.startswith("ride_duration-")
     }
-    assert {"numpy", "pyyaml", "flask", "gunicorn", "boto3", "awslambdaric"} <= set(installed)
+    needed = {"numpy", "pyyaml", "flask", "gunicorn", "boto3", "awslambdaric", "prometheus-client"}
+    assert needed <= set(installed)
     assert "pip" not in installed  # the venv was filled from outside (`pip --python`)
     for module in FULL_STACK:
         assert run(serving.python, f"import {module}").returncode != 0, f"{module} importable"
