@@ -232,6 +232,25 @@ PLANS: dict[str, Plan] = {
             "~/serving/bin/ride-duration-stream --help": ("usage: ride-duration-stream",),
         }
     ),
+    "docs/web.md#Operating the service": Plan(
+        expect={
+            "curl -s -i -X POST -H 'Content-Type: application/json' -H 'X-Request-ID: order-77' "
+            '-d \'{"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}\' '
+            "http://127.0.0.1:9696/predict": (
+                "HTTP/1.1 200 OK",
+                "X-Request-ID: order-77",
+                # the Training section moved the alias to the linear baseline, version 3
+                "X-Model-Version: ride-duration/3",
+                '"model_version":"ride-duration/3"',
+            ),
+            "curl -s http://127.0.0.1:9696/metrics | grep -E "
+            "'^ride_duration_web_(requests_total|rides_refused_total|model_info)'": (
+                'ride_duration_web_requests_total{endpoint="/predict",status="200"} 1.0',
+                'ride_duration_web_rides_refused_total{rule="trip_distance"} 0.0',
+                'ride_duration_web_model_info{model_version="ride-duration/3",run_id="',
+            ),
+        }
+    ),
     "docs/stream.md#Scoring a stream": Plan(
         skip={
             "STREAM_METRICS_PORT=9100 pipenv run python stream.py": STREAM_METRICS,
