@@ -104,6 +104,11 @@ class WebMetrics:
         )
         for rule in REFUSAL_RULES:  # every rule shows, at 0 until a ride breaks it
             self.refused.labels(rule)
+        # Each answer's labelled series, kept: prometheus_client checks labels on every call
+        # (dicts are safe across the worker's threads: a race only looks a series up twice).
+        self._answers: dict[tuple[str, int], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
+        self._rides: dict[str, Histogram] = {}
 
     def serving(self, version: str, run_id: str | None) -> None:
         """Name the model being served (once, when the app is made)."""
@@ -114,11 +119,21 @@ class WebMetrics:
     ) -> None:
         """Count an answer: its endpoint and status; its latency when the app made it; its rides
         when it predicted them (status 200 of a predict endpoint)."""
-        self.requests.labels(endpoint, str(status)).inc()
+        counter = self._answers.get((endpoint, status))
+        if counter is None:  # a label set's first answer: found once, then kept
+            counter = self._answers[endpoint, status] = self.requests.labels(endpoint, str(status))
+        counter.inc()
         if seconds is not None:
-            self.latency.labels(endpoint).observe(seconds)
+            self._child(self._latencies, self.latency, endpoint).observe(seconds)
         if rides is not None and status == 200:
-            self.rides.labels(endpoint).observe(rides)
+            self._child(self._rides, self.rides, endpoint).observe(rides)
+
+    @staticmethod
+    def _child(kept: dict[str, Histogram], histogram: Histogram, endpoint: str) -> Histogram:
+        child = kept.get(endpoint)
+        if child is None:
+            child = kept[endpoint] = histogram.labels(endpoint)
+        return child
 
     def refused_ride(self, rule: str) -> None:
         """Count a ride refused for breaking `rule` (one of REFUSAL_RULES)."""

@@ -120,7 +120,8 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
     @app.after_request
     def log_request(response: Response) -> Response:
         request_id = g.get("request_id") or request_ids.new()
-        response.headers.update(service.headers(request_id))
+        for name, value in service.headers(request_id).items():
+            response.headers[name] = value
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
         rides = g.get("rides", 0)
