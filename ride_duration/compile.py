@@ -6,35 +6,32 @@ scikit-learn and logged beside the model's pickle (`ride_duration.model.compilin
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ride_duration.core import cli
+
+if TYPE_CHECKING:
+    from ride_duration.core.settings import Settings
 
 
 def main(argv: list[str] | None = None, prog: str = "ride-duration-compile") -> int:
     """The command line: `ride-duration-compile MODEL_URI [options]`."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
+    return cli.registered_model_tool(
+        argv,
+        prog,
         description=(
             "Compile a registered model (a random forest or a linear regression), verify it, "
             "log it beside the model."
         ),
+        action=_compile_registered,
     )
-    parser.add_argument("model_uri", help="e.g. models:/ride-duration/3 or models:/NAME@ALIAS")
-    args = cli.parse_tool(parser, argv)
 
-    def run() -> None:
-        from ride_duration.core.settings import Settings
 
-        with cli.role("batch"):
-            from ride_duration.model.compiling import compile_registered
+def _compile_registered() -> Callable[[str, Settings, str], str]:
+    from ride_duration.model.compiling import compile_registered
 
-        settings = Settings.from_env()
-        settings.configure_mlflow()
-        template = args.input_uri_template or settings.input_uri_template
-        print(compile_registered(args.model_uri, settings, template))
-
-    return cli.run(run, debug=args.debug)
+    return compile_registered
 
 
 def command() -> None:

@@ -7,35 +7,32 @@ it scores from then on measure their drift (`ride_duration.model.profiling`).
 
 from __future__ import annotations
 
-import argparse
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ride_duration.core import cli
+
+if TYPE_CHECKING:
+    from ride_duration.core.settings import Settings
 
 
 def main(argv: list[str] | None = None, prog: str = "ride-duration-profile") -> int:
     """The command line: `ride-duration-profile MODEL_URI [options]`."""
-    parser = argparse.ArgumentParser(
-        prog=prog,
+    return cli.registered_model_tool(
+        argv,
+        prog,
         description=(
             "Take the reference profile of a registered model from its training month, and log "
             "it beside the model, so the months it scores measure their drift."
         ),
+        action=_profile_registered,
     )
-    parser.add_argument("model_uri", help="e.g. models:/ride-duration/3 or models:/NAME@ALIAS")
-    args = cli.parse_tool(parser, argv)
 
-    def run() -> None:
-        from ride_duration.core.settings import Settings
 
-        with cli.role("batch"):
-            from ride_duration.model.profiling import profile_registered
+def _profile_registered() -> Callable[[str, Settings, str], str]:
+    from ride_duration.model.profiling import profile_registered
 
-        settings = Settings.from_env()
-        settings.configure_mlflow()
-        template = args.input_uri_template or settings.input_uri_template
-        print(profile_registered(args.model_uri, settings, template))
-
-    return cli.run(run, debug=args.debug)
+    return profile_registered
 
 
 def command() -> None:

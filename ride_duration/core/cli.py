@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ride_duration.core.errors import MissingInstallError, ScoringError
 
@@ -190,6 +191,34 @@ def parse_tool(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     return arguments
+
+
+def registered_model_tool(
+    argv: list[str] | None,
+    prog: str,
+    description: str,
+    action: Callable[[], Callable[[str, Any, str], str]],
+) -> int:
+    """A command `PROG MODEL_URI [--input-uri-template T] [--debug]` of the batch install.
+
+    `action()`, called once the line is parsed (it imports what the command needs), gives the
+    function that takes the model URI, the settings and the trip file template, and returns
+    the one line the command prints."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("model_uri", help="e.g. models:/ride-duration/3 or models:/NAME@ALIAS")
+    args = parse_tool(parser, argv)
+
+    def run_action() -> None:
+        from ride_duration.core.settings import Settings
+
+        with role("batch"):
+            call = action()
+        settings = Settings.from_env()
+        settings.configure_mlflow()
+        template = args.input_uri_template or settings.input_uri_template
+        print(call(args.model_uri, settings, template))
+
+    return run(run_action, debug=args.debug)
 
 
 def say(line: str) -> None:
