@@ -128,7 +128,7 @@ SERVING = [
     Serving(r"mlflow server .*--port 5000", http_ok("http://127.0.0.1:5000/health")),
     Serving(r"gunicorn .*127.0.0.1:9696 predict:app", http_ok("http://127.0.0.1:9696/ready")),
     # The stream consumer serving its metrics: it answers once its model is loaded.
-    Serving(r"STREAM_METRICS_PORT=9100 .*stream\.py$", http_ok("http://127.0.0.1:9100/metrics")),
+    Serving(r"STREAM_METRICS_PORT=9100 .*stream\.py", http_ok("http://127.0.0.1:9100/metrics")),
 ]
 
 
