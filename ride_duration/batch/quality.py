@@ -80,12 +80,13 @@ def check(
         value = metrics.get(name)
         if limit is not None and value is not None and abs(value) > limit:
             problems.append(f"{name} {value:.4g} > {setting} {limit:g}")
-    problems += drift_crossings(drift or [], limits.max_psi, limits.max_js_distance)
+    drift = drift or []
+    problems += drift_crossings(drift, limits.max_psi, limits.max_js_distance)
     if problems:
         raise QualityError(
             f"{label} failed its checks: {'; '.join(problems)}; nothing was published"
         )
-    warnings = drift_crossings(drift or [], limits.warn_psi, None, setting="WARN_PSI")
+    warnings = drift_crossings(drift, limits.warn_psi, None, setting="WARN_PSI")
     if warnings:
         logger.warning(
             "%s drifted: %s; published (MAX_PSI fails a month)", label, "; ".join(warnings)

@@ -198,9 +198,9 @@ def backfill(
         )
     else:
         scored = backfill_steps.score_here(backfill, to_score, score, finished)
+    logger = get_run_logger()
     for taxi_type in dict.fromkeys(p.taxi_type for p in to_score):
         name = default_name(taxi_type, months[0], months[-1])
-        logger = get_run_logger()
         report_link.link_report(
             run.output_root, taxi_type, months[0], months[-1], name, run.settings, logger
         )
