@@ -28,7 +28,8 @@ from ride_duration.online import stream
 
 @functools.cache
 def _handler() -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """The model and the output stream: made at the container's first event, kept after."""
+    """The model and the output stream: made at the container's first event, kept after (a
+    container keeps its model: MODEL_REFRESH_SECONDS is the long-running scorers')."""
     _, handler = stream.scorer(Settings.from_env())
     return handler
 

@@ -8,7 +8,9 @@
 
 The model is resolved and loaded when gunicorn imports this module (once, before it forks its
 workers): an alias becomes one version, returned in every answer. When the model cannot be
-loaded at all, the service exits with one line saying why.
+loaded at all, the service exits with one line saying why. With MODEL_REFRESH_SECONDS set, each
+worker looks at the alias that often and serves the version it names next, once that version
+loads and passes its check.
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ import sys
 from flask import Flask
 
 from ride_duration.core.settings import Settings
+from ride_duration.model.refresh import ModelRefresher
 from ride_duration.model.service import load_for_serving
 from ride_duration.online import web
 
 
 def create_app() -> Flask:
-    """The app gunicorn serves, around the model of the settings."""
+    """The app gunicorn serves, around the model of the settings (kept current when
+    MODEL_REFRESH_SECONDS is set)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     settings = Settings.from_env()
     loaded = web.load(lambda: load_for_serving(settings))
     if loaded.model is None:
         print(f"error: {loaded.error}", file=sys.stderr)
         sys.exit(2)
-    return web.create_app(loaded, max_batch=settings.web_max_batch_rides)
+    refresher = ModelRefresher(loaded.model, settings)
+    return web.create_app(loaded, max_batch=settings.web_max_batch_rides, refresher=refresher)
 
 
 def main(argv: list[str] | None = None) -> int:

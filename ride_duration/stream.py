@@ -10,8 +10,10 @@ STREAM_DEAD_LETTER. One consumer at a time reads with a checkpoint; a second is 
 Kinesis endpoint is KINESIS_ENDPOINT_URL, else AWS_ENDPOINT_URL; calls Kinesis throttles are
 tried again (`online.throttling`) for as long as it runs. With STREAM_METRICS_PORT set, it
 serves its Prometheus metrics on `http://0.0.0.0:PORT/metrics` (every interface: it runs in a
-container). It ends with one line on stdout, the records read, scored, failed and
-dead-lettered, and exit code 1 when any failed.
+container). With MODEL_REFRESH_SECONDS set, it looks at the model's alias that often and scores
+the next batch with the version it names, once that version loads and passes its check. It
+ends with one line on stdout, the records read, scored, failed and dead-lettered, and exit
+code 1 when any failed.
 """
 
 from __future__ import annotations
@@ -84,10 +86,14 @@ def consumer(settings: Settings, until_idle: bool) -> Consumer:
         stop=stop,
         on_throttle=metrics.on_throttle,
     )
-    model, handler = scorer(settings, client)
+    refresher, handler = scorer(settings, client)
+    model = refresher.model
     metrics.serving(model.version, model.ref.run_id)
+    refresher.listener = metrics.refreshed
     with contextlib.ExitStack() as cleanup:
         checkpoint = cleanup.enter_context(Checkpoint(Path(settings.stream_checkpoint)))
+        if refresher.start():  # MODEL_REFRESH_SECONDS: each batch takes the model serving then
+            cleanup.callback(refresher.stop)
         port = settings.stream_metrics_port
         if port is not None:  # once the model is loaded: up means ready
             server = metrics.serve(port, METRICS_ADDRESS)

@@ -37,6 +37,10 @@ class ModelNotFoundError(ScoringError):
     """The model URI names no model, version, alias or artifact."""
 
 
+class ModelCheckError(ScoringError):
+    """The model loaded, but fails on the rides every model is checked with before it serves."""
+
+
 class TrackingServerUnreachableError(ScoringError):
     """The MLflow tracking server did not answer after bounded retries."""
 

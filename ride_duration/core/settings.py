@@ -54,6 +54,14 @@ class Settings:
         "artifact folder or `s3://` location the web service and the stream scorer load when "
         "the tracking server does not answer (a fallback: it must start with a trusted prefix)",
     )
+    model_refresh_seconds: int = variable(
+        "MODEL_REFRESH_SECONDS",
+        0,
+        "seconds between the web service's and `stream.py`'s looks at the model's alias: a new "
+        "version is loaded and checked beside the one serving, then served (0: never)",
+        minimum=0,
+        maximum=86400,
+    )
     # Loading a model unpickles it, which runs code: only these locations are loaded. Unset
     # (None), the tracking store's own (`model.resolve`); set, exactly the ones it lists.
     trusted_model_prefixes: tuple[str, ...] | None = variable(

@@ -149,3 +149,9 @@ def _load_sklearn(files: ModelFiles, mlmodel: MLmodel, uri: str) -> Any:
     import mlflow.sklearn
 
     return mlflow.sklearn.load_model(files.fetch_all())
+
+
+def forget_loaded() -> None:
+    """Drop what the loaders keep: a server that switched models keeps only the one serving."""
+    for loader in (load_compiled, load_profile, load_model):
+        loader.cache_clear()

@@ -17,6 +17,7 @@ import numpy as np
 
 from ride_duration.core.errors import (
     ConfigurationError,
+    ModelCheckError,
     RideError,
     TrackingServerUnreachableError,
 )
@@ -117,6 +118,35 @@ def load(uri: str, settings: Settings) -> ServingModel:
     return ServingModel(model, predictor_for(model))
 
 
+# What a model must answer before it serves: a mile between unknown zones, and a real trip.
+CHECK_RIDES = (
+    {"PULocationID": None, "DOLocationID": None, "trip_distance": 1.0},
+    {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66},
+)
+
+
+def check_answers(model: ServingModel) -> None:
+    """Refuse a model that does not answer CHECK_RIDES with minutes (a finite number each).
+
+    It is also the first prediction, made before the model serves: what that sets up (the
+    compiled form's lookups, or scikit-learn's) is ready before gunicorn forks its workers, or
+    before a refreshed model takes over, so no request pays for it.
+    """
+    try:
+        answers = model.predict_rides(CHECK_RIDES)
+    except Exception as error:  # noqa: BLE001 - any failure of the model's own is its refusal
+        raise ModelCheckError(
+            f"model {model.version} fails on a check ride ({type(error).__name__}: {error}): "
+            "it is not served"
+        ) from None
+    if answers.shape != (len(CHECK_RIDES),) or not np.isfinite(answers).all():
+        shown = ", ".join(f"{value:g}" for value in np.ravel(answers)[: len(CHECK_RIDES)])
+        raise ModelCheckError(
+            f"model {model.version} answers [{shown}] for {len(CHECK_RIDES)} check rides, not a "
+            "finite number of minutes each: it is not served"
+        )
+
+
 def load_for_serving(settings: Settings) -> ServingModel:
     """The model the online modes serve: the settings' model, pinned to one version.
 
@@ -136,9 +166,7 @@ def load_for_serving(settings: Settings) -> ServingModel:
             "%s; loading MODEL_LOCATION %s instead", error, display_uri(settings.model_location)
         )
         model = load(settings.model_location, settings)
-    # One ride now, so that what the first prediction sets up (the compiled form's lookups, or
-    # scikit-learn's) is ready before gunicorn forks its workers: no first request pays for it.
-    model.predict_rides([{"PULocationID": None, "DOLocationID": None, "trip_distance": 1.0}])
+    check_answers(model)
     logger.info(
         "serving %s = %s (run %s) with %s",
         display_uri(model.ref.uri),

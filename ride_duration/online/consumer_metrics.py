@@ -15,6 +15,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 from ride_duration.core.errors import ConfigurationError
+from ride_duration.model.refresh import COUNTED_OUTCOMES, Outcome
+from ride_duration.model.service import ServingModel
 
 PREFIX = "ride_duration_stream"
 
@@ -49,11 +51,25 @@ class ConsumerMetrics:
             ("model_version", "run_id"),  # as the web service labels its own
             registry=self.registry,
         )
+        self.refreshes = counter(
+            "model_refreshes",
+            "Looks at the model's alias (MODEL_REFRESH_SECONDS), by outcome: switched to a new "
+            "version, refused one that failed to load or check, or could not look it up",
+            ("outcome",),
+        )
+        for outcome in COUNTED_OUTCOMES:
+            self.refreshes.labels(outcome=outcome)
 
     def serving(self, version: str, run_id: str | None) -> None:
         """The model the consumer scores with."""
         self.model.clear()
         self.model.labels(model_version=version, run_id=run_id or "").set(1)
+
+    def refreshed(self, outcome: Outcome, before: ServingModel, after: ServingModel) -> None:
+        """Count a look at the alias; after a switch, name the new model."""
+        self.refreshes.labels(outcome=outcome).inc()
+        if outcome == "switched":
+            self.serving(after.version, after.ref.run_id)
 
     def on_throttle(self, api: str, code: str) -> None:
         """Count a throttled Kinesis answer."""

@@ -6,7 +6,7 @@ worker add up: gunicorn.conf.py points PROMETHEUS_MULTIPROC_DIR at a fresh folde
 and a scrape answered by any worker reads them all (prometheus_client's multiprocess mode).
 Without that variable (Flask's development server, the unit tests) a scrape shows this process
 alone. Every label takes values from a short fixed list: the app's routes, HTTP statuses, the
-ride rules of `data.rules`, the one model the service loaded.
+ride rules of `data.rules`, the refresh's outcomes, the versions the service has served.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from ride_duration.core.errors import RideError
 from ride_duration.data import rules
+from ride_duration.model.refresh import COUNTED_OUTCOMES, Outcome
+from ride_duration.model.service import ServingModel
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 MULTIPROCESS_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -97,13 +99,25 @@ class WebMetrics:
         )
         self.model = Gauge(
             "ride_duration_web_model_info",
-            "The model the service answers with: 1, labelled with its version and run id",
+            "The model the service answers with: 1, labelled with its version and run id (0 for "
+            "one it served before a refresh)",
             ["model_version", "run_id"],
-            multiprocess_mode="max",  # the same 1 in every process: one series, not one per pid
+            # The largest of the live workers': one series per version, not one per pid, at 1
+            # while any worker answers with it; a worker that exited counts no more.
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+        self.refreshes = Counter(
+            "ride_duration_web_model_refreshes",
+            "Looks at the model's alias (MODEL_REFRESH_SECONDS), by outcome: switched to a new "
+            "version, refused one that failed to load or check, or could not look it up",
+            ["outcome"],
             registry=self.registry,
         )
         for rule in REFUSAL_RULES:  # every rule shows, at 0 until a ride breaks it
             self.refused.labels(rule)
+        for outcome in COUNTED_OUTCOMES:
+            self.refreshes.labels(outcome)
         # Each answer's labelled series, kept: prometheus_client checks labels on every call
         # (dicts are safe across the worker's threads: a race only looks a series up twice).
         self._answers: dict[tuple[str, int], Counter] = {}
@@ -111,8 +125,15 @@ class WebMetrics:
         self._rides: dict[str, Histogram] = {}
 
     def serving(self, version: str, run_id: str | None) -> None:
-        """Name the model being served (once, when the app is made)."""
+        """Name the model this process serves (as it starts serving)."""
         self.model.labels(version, run_id or "").set(1)
+
+    def refreshed(self, outcome: Outcome, before: ServingModel, after: ServingModel) -> None:
+        """Count a look at the alias; after a switch, name the new model (the old one at 0)."""
+        self.refreshes.labels(outcome).inc()
+        if outcome == "switched":
+            self.model.labels(before.version, before.ref.run_id or "").set(0)
+            self.serving(after.version, after.ref.run_id)
 
     def answered(
         self, endpoint: str, status: int, seconds: float | None = None, rides: int | None = None

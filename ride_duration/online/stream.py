@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -27,6 +26,7 @@ from typing import Any
 
 from ride_duration.core.settings import Settings
 from ride_duration.data import rules
+from ride_duration.model.refresh import ModelRefresher
 from ride_duration.model.service import ServingModel, load_for_serving
 from ride_duration.online.answers import minutes
 from ride_duration.online.kinesis import check_output, kinesis_client
@@ -49,8 +49,10 @@ class Ride:
 
 def scorer(
     settings: Settings, client: Kinesis | None = None
-) -> tuple[ServingModel, Callable[[dict[str, Any]], dict[str, Any]]]:
-    """The model `settings` name, and a handler of Kinesis events that scores with it.
+) -> tuple[ModelRefresher, Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The model `settings` name, in a refresher (which `stream.py` starts when
+    MODEL_REFRESH_SECONDS is set), and a handler of Kinesis events that scores each event with
+    the refresher's model as the event comes.
 
     Predictions go to PREDICTIONS_STREAM_NAME through `client` (by default one made from
     `settings`), a stream checked first (`check_output`: a wrong endpoint or stream is
@@ -63,8 +65,12 @@ def scorer(
         if client is None:
             client = kinesis_client(settings)
         sink = KinesisSink(client, settings.predictions_stream_name, settings.put_retries)
-    model = load_for_serving(settings)
-    return model, functools.partial(handle, model=model, sink=sink)
+    refresher = ModelRefresher(load_for_serving(settings), settings)
+
+    def handler(event: dict[str, Any]) -> dict[str, Any]:
+        return handle(event, refresher.model, sink)
+
+    return refresher, handler
 
 
 def handle(event: object, model: ServingModel, sink: PredictionSink | None) -> dict[str, Any]:

@@ -8,12 +8,17 @@ every bad request gets a 4xx JSON `{"error": ..., "field": ...}`, never a traceb
 request logs one JSON line (method, path, status, rides, latency, model version, request id)
 and is counted in the metrics `GET /metrics` shows (`online.metrics`). Once the worker drains
 (`online.worker`, after SIGTERM), `/ready` answers 503 while the rest still answers.
+
+With MODEL_REFRESH_SECONDS set, each process polls the model's alias in a thread of its own
+(`model.refresh`), started as a gunicorn worker starts (or at a process's first request): a
+request takes the model serving as it begins, and its answer names that version.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +31,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ride_duration.core.errors import RideError, ScoringError
 from ride_duration.data import rules
+from ride_duration.model.refresh import ModelRefresher
 from ride_duration.model.service import ServingModel
 from ride_duration.online import request_ids
 from ride_duration.online.answers import minutes
@@ -63,19 +69,48 @@ def load(loader: Callable[[], ServingModel]) -> Loaded:
 
 @dataclass
 class Service:
-    """What an app's process shares with its gunicorn worker (`online.worker`): the model, the
-    metrics, and whether the worker drains (set on SIGTERM: /ready then answers 503)."""
+    """What an app's process shares with its gunicorn worker (`online.worker`): the model (kept
+    current by `refresher` when there is one), the metrics, and whether the worker drains (set
+    on SIGTERM: /ready then answers 503)."""
 
     loaded: Loaded
     metrics: WebMetrics
+    refresher: ModelRefresher | None = None
     draining: threading.Event = field(default_factory=threading.Event)
+    _process: int = field(default=0, init=False)  # the process `in_this_process` ran in
+    _starting: threading.Lock = field(default_factory=threading.Lock, init=False)
 
-    def headers(self, request_id: str) -> dict[str, str]:
-        """The headers of every answer: the request's id and, once loaded, the model version
-        (absent when the model is not loaded: there is no version to name)."""
+    @property
+    def model(self) -> ServingModel | None:
+        """The model serving now: take it once per request."""
+        return self.refresher.model if self.refresher is not None else self.loaded.model
+
+    def in_this_process(self, wait_seconds: float = 0.0) -> None:
+        """Once per process, as it starts serving: name its model in the metrics and start the
+        refresher's thread (threads do not survive gunicorn's fork: each worker starts its
+        own), waiting up to `wait_seconds` for its first look, so that a worker started after
+        the alias moved serves the new version from its first request."""
+        if self._process == os.getpid():
+            return
+        with self._starting:
+            if self._process == os.getpid():
+                return
+            model = self.model
+            if model is not None:
+                self.metrics.serving(model.version, model.ref.run_id)
+            if self.refresher is not None:
+                self.refresher.listener = self.metrics.refreshed
+                if self.refresher.start() and wait_seconds > 0:
+                    self.refresher.polled.wait(wait_seconds)
+            self._process = os.getpid()
+
+    def headers(self, request_id: str, model: ServingModel | None = None) -> dict[str, str]:
+        """The headers of every answer: the request's id and the version of `model` (by
+        default the one serving), absent when no model is loaded: there is none to name."""
         headers = {request_ids.HEADER: request_id}
-        if self.loaded.model is not None:
-            headers[MODEL_VERSION_HEADER] = self.loaded.model.version
+        model = model or self.model
+        if model is not None:
+            headers[MODEL_VERSION_HEADER] = model.version
         return headers
 
 
@@ -95,32 +130,37 @@ class Refused(Exception):
         self.field = field
 
 
-def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
-    """The web service around a loaded model (or a failed load, which /ready reports)."""
+def create_app(
+    loaded: Loaded, *, max_batch: int = 1000, refresher: ModelRefresher | None = None
+) -> Flask:
+    """The web service around a loaded model (or a failed load, which /ready reports), kept
+    current by `refresher` when given."""
     app = Flask("ride_duration")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     assert isinstance(app.json, DefaultJSONProvider)  # Flask's own, which sorts keys by default
     app.json.sort_keys = False
-    service = Service(loaded, WebMetrics())
+    service = Service(loaded, WebMetrics(), refresher)
     app.extensions[_SERVICE_KEY] = service
-    if loaded.model is not None:
-        service.metrics.serving(loaded.model.version, loaded.model.ref.run_id)
 
     def model() -> ServingModel:
-        if loaded.model is None:
+        serving: ServingModel | None = g.model
+        if serving is None:
             raise Refused(503, f"the model is not loaded: {loaded.error}")
-        return loaded.model
+        return serving
 
     @app.before_request
     def started() -> None:
         g.started = time.perf_counter()
         g.rides = 0
         g.request_id = request_ids.request_id(request.headers.get(request_ids.HEADER))
+        service.in_this_process()
+        g.model = service.model  # this request's model, whatever a refresh does meanwhile
 
     @app.after_request
     def log_request(response: Response) -> Response:
         request_id = g.get("request_id") or request_ids.new()
-        for name, value in service.headers(request_id).items():
+        serving = g.get("model", service.model)
+        for name, value in service.headers(request_id, serving).items():
             response.headers[name] = value
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
         endpoint = request.url_rule.rule if request.url_rule is not None else UNMATCHED
@@ -133,7 +173,7 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
                     "status": response.status_code,
                     "rides": rides,
                     "latency_ms": round(seconds * 1000, 3),
-                    "model_version": loaded.model.version if loaded.model else None,
+                    "model_version": serving.version if serving else None,
                     "request_id": request_id,
                 }
             )
@@ -179,11 +219,11 @@ def create_app(loaded: Loaded, *, max_batch: int = 1000) -> Flask:
     @app.get("/ready")
     @app.get("/ping")
     def ready() -> Response | tuple[Response, int]:
-        if loaded.model is None:
+        if g.model is None:
             return jsonify({"status": "not ready", "error": loaded.error}), 503
         if service.draining.is_set():  # SIGTERM: a load balancer sends no more, the rest ends
-            return _answer(loaded.model, {"status": "draining"}), 503
-        return _answer(loaded.model, {"status": "ready"})
+            return _answer(g.model, {"status": "draining"}), 503
+        return _answer(g.model, {"status": "ready"})
 
     @app.get("/metrics")
     def metrics() -> Response:

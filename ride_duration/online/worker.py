@@ -19,7 +19,9 @@ idle connections, lets the requests in flight finish and exits. The master waits
 `graceful_timeout` (gunicorn.conf.py: the drain and 5 s) before it kills what is left.
 
 Every answer of the worker itself carries the headers of the app's (`X-Request-ID`, a new one,
-and `X-Model-Version`) and is counted in the metrics, under the endpoint `unread`.
+and `X-Model-Version`) and is counted in the metrics, under the endpoint `unread`. As it starts,
+the worker starts the app's model refresh (MODEL_REFRESH_SECONDS), which lives in a thread of
+each worker.
 
 `gunicorn.conf.py` makes it the worker class (`worker_class`), so `gunicorn predict:app` uses
 it; TLS (`certfile`) is left to gunicorn's own worker, which then reads as gthread does.
@@ -66,8 +68,14 @@ class BufferingWorker(ThreadWorker):  # type: ignore[misc]  # gunicorn has no ty
     def load_wsgi(self) -> None:
         super().load_wsgi()
         self.service = service_of(self.wsgi)
-        if self.service is not None and self.drain_deadline is not None:  # SIGTERM came first
+        if self.service is None:
+            return
+        if self.drain_deadline is not None:  # SIGTERM came first
             self.service.draining.set()
+        # Before the first request: the model named in the metrics, its refresh started and its
+        # first look done (a worker started after the alias moved then serves the new version
+        # from the start), within half gunicorn's timeout, which this worker's silence counts.
+        self.service.in_this_process(wait_seconds=min(10.0, self.cfg.timeout / 2))
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         """SIGTERM: drain (see the module), rather than gthread's stop at once."""

@@ -19,6 +19,7 @@ DEFAULTS = {
     "model_uri": None,
     "run_id": None,
     "model_location": None,
+    "model_refresh_seconds": 0,
     "input_uri_template": TLC_INPUT_URI_TEMPLATE,
     "output_root": "output",
     "batch_size": 500_000,
@@ -112,6 +113,8 @@ def test_from_env_reads_the_process_environment_by_default(monkeypatch):
         ("BACKFILL_MONTH_TIMEOUT_SECONDS", "60", "backfill_month_timeout_seconds", 60),
         ("LOCAL_PREFECT_PORT", "4321", "local_prefect_port", 4321),
         ("MODEL_LOCATION", "s3://models/m/artifacts", "model_location", "s3://models/m/artifacts"),
+        ("MODEL_REFRESH_SECONDS", "30", "model_refresh_seconds", 30),
+        ("MODEL_REFRESH_SECONDS", "0", "model_refresh_seconds", 0),
         ("WEB_WORKERS", "3", "web_workers", 3),
         ("WEB_THREADS", "8", "web_threads", 8),
         ("WEB_TIMEOUT_SECONDS", "60", "web_timeout_seconds", 60),
@@ -220,6 +223,9 @@ def test_input_uri_of_a_custom_template():
         ("TEST_RUN", "maybe", "True or False"),
         ("STREAM_START", "NOW", "'TRIM_HORIZON' or 'LATEST'"),
         ("WEB_WORKERS", "0", "at least 1"),
+        ("MODEL_REFRESH_SECONDS", "-1", "at least 0"),
+        ("MODEL_REFRESH_SECONDS", "86401", "at most 86400"),
+        ("MODEL_REFRESH_SECONDS", "0.5", "whole number"),
     ],
 )
 def test_bad_values_are_configuration_errors_naming_the_variable(variable, value, says):

@@ -34,7 +34,7 @@ from tests.support.shown import shapes, shown_block
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 # Ports the pages' commands use: free inside the private network, or they must be free here.
-DOC_PORTS = (4200, 5000, 9000, 9100, 9696)
+DOC_PORTS = (4200, 5000, 9000, 9100, 9696, 9697)
 DEMO_MONTHS = [(2021, m) for m in range(1, 6)]
 
 
@@ -127,6 +127,7 @@ SERVING = [
     Serving(r"moto_server .*-p 9000", port_open(9000)),
     Serving(r"mlflow server .*--port 5000", http_ok("http://127.0.0.1:5000/health")),
     Serving(r"gunicorn .*127.0.0.1:9696 predict:app", http_ok("http://127.0.0.1:9696/ready")),
+    Serving(r"gunicorn .*127.0.0.1:9697 predict:app", http_ok("http://127.0.0.1:9697/ready")),
     # The stream consumer serving its metrics: it answers once its model is loaded.
     Serving(r"STREAM_METRICS_PORT=9100 .*stream\.py", http_ok("http://127.0.0.1:9100/metrics")),
 ]

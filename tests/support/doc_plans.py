@@ -244,6 +244,22 @@ PLANS: dict[str, Plan] = {
                 'ride_duration_web_rides_refused_total{rule="trip_distance"} 0.0',
                 'ride_duration_web_model_info{model_version="ride-duration/3",run_id="',
             ),
+            # the second service, refreshing every 5 s, switched to the version train.py made
+            "pipenv run python train.py green 2021 1 --estimator linear": (
+                "models:/ride-duration/4",
+            ),
+            "sleep 10; curl -s -i http://127.0.0.1:9697/ready": (
+                "HTTP/1.1 200 OK",
+                "X-Model-Version: ride-duration/4",
+                '"model_version":"ride-duration/4"',
+            ),
+            "curl -s http://127.0.0.1:9697/metrics | grep -E "
+            "'^ride_duration_web_model_(info|refreshes_total)'": (
+                'ride_duration_web_model_info{model_version="ride-duration/3",run_id="',
+                'ride_duration_web_model_info{model_version="ride-duration/4",run_id="',
+                'ride_duration_web_model_refreshes_total{outcome="switched"}',
+                'ride_duration_web_model_refreshes_total{outcome="refused"} 0.0',
+            ),
         }
     ),
     "docs/stream.md#Scoring a stream": Plan(
@@ -269,6 +285,20 @@ PLANS: dict[str, Plan] = {
                 '"version": "ride-duration/1"',
                 '"ride_id": 156',
                 '"batchItemFailures": []',
+            ),
+        }
+    ),
+    "docs/stream.md#The local consumer": Plan(
+        expect={
+            # the consumer of "Scoring a stream", refreshing every 5 s, takes version 5
+            "pipenv run python train.py green 2021 1 --estimator linear": (
+                "models:/ride-duration/5",
+            ),
+            "sleep 10; curl -s http://127.0.0.1:9100/metrics | grep -E "
+            "'^ride_duration_stream_model_(info|refreshes_total)'": (
+                'ride_duration_stream_model_info{model_version="ride-duration/5",run_id="',
+                'ride_duration_stream_model_refreshes_total{outcome="switched"} 1.0',
+                'ride_duration_stream_model_refreshes_total{outcome="refused"} 0.0',
             ),
         }
     ),
