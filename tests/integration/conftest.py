@@ -215,6 +215,61 @@ def trained(services: Services, input_dir: Path) -> Trained:
     return train_model(env, services.workdir)
 
 
+REFRESHED = "ride-duration-refresh"
+RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
+
+
+@dataclass(frozen=True)
+class Refreshable:
+    """The versions of REFRESHED a refresh test moves its alias between, and the minutes each
+    answers for RIDE."""
+
+    forest: str
+    linear: str
+    empty: str  # a version whose files hold no model: it never loads
+    minutes: dict[str, float]  # "NAME/VERSION" -> minutes
+
+
+@pytest.fixture(scope="session")
+def refreshable(services: Services, input_dir: Path) -> Refreshable:
+    """REFRESHED in the session's MLflow server: version 1 a forest, 2 a linear model (their
+    answers differ, so an answer shows which version made it), 3 no model at all."""
+    from mlflow import MlflowClient
+
+    from ride_duration.core.settings import Settings
+    from ride_duration.model import service
+    from ride_duration.online.answers import minutes
+
+    env = {
+        **services.env,
+        "INPUT_URI_TEMPLATE": str(input_dir / TEMPLATE),
+        "MODEL_NAME": REFRESHED,
+    }
+    forest = train_model(env, services.workdir, REFRESHED)
+    linear = train_model(env, services.workdir, REFRESHED, "--estimator", "linear")
+    client = MlflowClient(services.tracking_uri)
+    run = client.get_run(forest.run_id)
+    empty = client.create_model_version(
+        REFRESHED, f"{run.info.artifact_uri}/no-model-here", run_id=forest.run_id
+    )
+    settings = Settings.from_env(services.env)
+    answers = {
+        f"{REFRESHED}/{version}": minutes(
+            service.load(f"models:/{REFRESHED}/{version}", settings).predict_rides([RIDE])
+        )[0]
+        for version in (forest.version, linear.version)
+    }
+    assert len(set(answers.values())) == 2, answers  # an answer tells its version
+    return Refreshable(forest.version, linear.version, str(empty.version), answers)
+
+
+def move_alias(services: Services, version: str) -> None:
+    """Point REFRESHED's production alias at `version`."""
+    from mlflow import MlflowClient
+
+    MlflowClient(services.tracking_uri).set_registered_model_alias(REFRESHED, "production", version)
+
+
 LINEAR_MODEL = "ride-duration-linear"
 
 

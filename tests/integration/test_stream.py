@@ -22,12 +22,22 @@ import pytest
 
 from ride_duration.online.consumer import lambda_record
 from tests.conftest import REPO
-from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained
+from tests.integration.conftest import (
+    LINEAR_MODEL,
+    REFRESHED,
+    RIDE,
+    Install,
+    Refreshable,
+    Services,
+    Trained,
+    move_alias,
+)
 from tests.support.docs import lambda_recipe
 from tests.support.lambda_runtime import LambdaRuntime, run_function
 from tests.support.rides import as_rides, prepared
-from tests.support.servers import RefusingKinesis, free_port, refused_url, stop
+from tests.support.servers import RefusingKinesis, free_port, refused_url, stop, wait_for
 
+REFRESHED_URI = f"models:/{REFRESHED}@production"
 COURSE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 BAD = {
     "not json": b"{ride: 1",
@@ -586,3 +596,52 @@ def test_the_consumer_serves_its_metrics_while_it_runs(
     assert metrics[f"{prefix}_model_info{{{served}}}"] == 1
     names = {re.split(r"[{ ]", key)[0] for key in metrics}
     assert documented_metrics() <= names, documented_metrics() - names
+
+
+@pytest.mark.timeout(300)
+def test_the_consumer_scores_each_batch_with_the_version_serving_as_it_starts(
+    services: Services, refreshable: Refreshable, streams: Streams, tmp_path: Path
+):
+    """MODEL_REFRESH_SECONDS: the alias moves between two puts of 20 rides; the first 20 are
+    the forest's predictions, the next 20 the linear model's, each record naming its own."""
+    move_alias(services, refreshable.forest)
+    port = free_port()
+    process = consumer(
+        services,
+        streams,
+        tmp_path,
+        MODEL_URI=REFRESHED_URI,
+        MODEL_REFRESH_SECONDS="1",
+        STREAM_METRICS_PORT=str(port),
+    )
+    log = (tmp_path / "consumer.log").read_text
+    old, new = f"{REFRESHED}/{refreshable.forest}", f"{REFRESHED}/{refreshable.linear}"
+    keys = [f"ride-{number}" for number in range(40)]
+    try:
+        put(streams, [(key, encoded(key, RIDE)) for key in keys[:20]])
+        scored = "ride_duration_stream_records_scored_total"
+        wait_for(lambda: scrape(port).get(scored) == 20, 120, f"20 scored: {log()[-2000:]}")
+        move_alias(services, refreshable.linear)
+        switched = 'ride_duration_stream_model_refreshes_total{outcome="switched"}'
+        wait_for(lambda: scrape(port).get(switched) == 1, 30, "the switch")
+        put(streams, [(key, encoded(key, RIDE)) for key in keys[20:]])
+        wait_for(lambda: scrape(port).get(scored) == 40, 120, "40 scored")
+        metrics = scrape(port)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log()[-3000:]
+    finally:
+        stop(process)
+    found = predictions_by_ride(streams.client, streams.output)
+    assert sorted(found) == sorted(keys)
+    for number, key in enumerate(keys):
+        [record] = found[key]
+        version = old if number < 20 else new
+        assert record["version"] == version
+        assert record["prediction"]["ride_duration"] == refreshable.minutes[version]
+    info = {
+        re.search(r'model_version="([^"]+)"', key).group(1): value
+        for key, value in metrics.items()
+        if key.startswith("ride_duration_stream_model_info{")
+    }
+    assert info == {new: 1}  # the consumer names the one version it scores with
+    assert f"model refresh: {REFRESHED_URI} now names {new}; serving it (was {old})" in log()

@@ -65,6 +65,14 @@ def wait_until_ready(
     raise TimeoutError(f"not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `check` every 0.1 s until true; fail saying `what` was awaited after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.1)
+
+
 @contextmanager
 def running(
     command: list[str],
