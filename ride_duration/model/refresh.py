@@ -1,9 +1,9 @@
 """A served model kept current: a new version of its alias is checked beside it, then served.
 
-The alias a process was started with is polled; when it names another version, that version
-is loaded and checked beside the one serving, then switched to.
-The web service and the stream consumer each keep a `ModelRefresher` when MODEL_REFRESH_SECONDS
-is set. Its `model` is what a request or a batch takes, once, at its start: the switch is one
+The web service's workers and the stream consumer keep their model in a `ModelRefresher`,
+which, with MODEL_REFRESH_SECONDS set, polls the alias the process was started with; when it
+names another version, that version is loaded and checked beside the one serving, then served.
+Its `model` is what a request or a batch takes, once, at its start: the switch is one
 assignment, so every answer is made by one version and names it. A version that fails to load
 or to answer the check rides (`service.check_answers`) is refused with one log line and is not
 tried again; the one serving goes on. A registry that does not answer is said once, until it
