@@ -274,6 +274,16 @@ PLANS: dict[str, Plan] = {
                 "reading ride_events into ride_predictions",
             ),
             READ_PREDICTIONS: ('"model": "ride_duration_prediction_model"', '"ride_id": 156'),
+            # the consumer serving its metrics, refreshing every 5 s, takes version 5
+            "pipenv run python train.py green 2021 1 --estimator linear": (
+                "models:/ride-duration/5",
+            ),
+            "sleep 10; curl -s http://127.0.0.1:9100/metrics | grep -E "
+            "'^ride_duration_stream_model_(info|refreshes_total)'": (
+                'ride_duration_stream_model_info{model_version="ride-duration/5",run_id="',
+                'ride_duration_stream_model_refreshes_total{outcome="switched"} 1.0',
+                'ride_duration_stream_model_refreshes_total{outcome="refused"} 0.0',
+            ),
             LAMBDA_LOCALLY: ('"ride_id": 156', '"batchItemFailures": []'),
         },
     ),
@@ -285,20 +295,6 @@ PLANS: dict[str, Plan] = {
                 '"version": "ride-duration/1"',
                 '"ride_id": 156',
                 '"batchItemFailures": []',
-            ),
-        }
-    ),
-    "docs/stream.md#The local consumer": Plan(
-        expect={
-            # the consumer of "Scoring a stream", refreshing every 5 s, takes version 5
-            "pipenv run python train.py green 2021 1 --estimator linear": (
-                "models:/ride-duration/5",
-            ),
-            "sleep 10; curl -s http://127.0.0.1:9100/metrics | grep -E "
-            "'^ride_duration_stream_model_(info|refreshes_total)'": (
-                'ride_duration_stream_model_info{model_version="ride-duration/5",run_id="',
-                'ride_duration_stream_model_refreshes_total{outcome="switched"} 1.0',
-                'ride_duration_stream_model_refreshes_total{outcome="refused"} 0.0',
             ),
         }
     ),
