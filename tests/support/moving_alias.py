@@ -49,8 +49,10 @@ def _nan_folder(folder: Path) -> None:
 
 
 def moving_registry(folder: Path, **environ: str) -> tuple[Settings, Callable[[int | None], None]]:
-    """The settings of a store in `folder` (production on GOOD, MODEL_REFRESH_SECONDS 1, and
-    `environ`), and a function that moves the alias to a version (None: deletes it)."""
+    """The settings of a store in `folder` (production on GOOD, and `environ`: refresh is off
+        unless it sets MODEL_REFRESH_SECONDS, so that a test's own looks are the only ones), and a
+        function that moves the alias to a version (None: takes the store away, as a registry that
+    does not answer; the next move brings it back)."""
     models = folder / "models"
     models.mkdir()
     _linear_folder(models / "good", 2)
@@ -66,21 +68,27 @@ def moving_registry(folder: Path, **environ: str) -> tuple[Settings, Callable[[i
     store = folder / "mlflow.db"
     uri = sqlite_registry(store, rows, [("ride-duration", "production", GOOD)])
 
+    away = store.with_name("mlflow.db.away")
+
     def move(version: int | None) -> None:
+        if version is None:  # the store gone: a registry that cannot be read
+            if store.exists():
+                store.rename(away)
+            return
+        if away.exists():
+            away.rename(store)
         with sqlite3.connect(store) as db:
             db.execute("DELETE FROM registered_model_aliases")
-            if version is not None:
-                db.execute(
-                    "INSERT INTO registered_model_aliases VALUES (?, 'production', ?)",
-                    ("ride-duration", version),
-                )
+            db.execute(
+                "INSERT INTO registered_model_aliases VALUES (?, 'production', ?)",
+                ("ride-duration", version),
+            )
 
     settings = Settings.from_env(
         {
             "MLFLOW_TRACKING_URI": uri,
             "MODEL_URI": "models:/ride-duration@production",
             "TRUSTED_MODEL_PREFIXES": f"models:/,{models}",
-            "MODEL_REFRESH_SECONDS": "1",
             **environ,
         }
     )
