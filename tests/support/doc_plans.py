@@ -260,6 +260,19 @@ PLANS: dict[str, Plan] = {
                 'ride_duration_web_model_refreshes_total{outcome="switched"}',
                 'ride_duration_web_model_refreshes_total{outcome="refused"} 0.0',
             ),
+            # the drain: /ready 503 at once, a prediction still answered, then the exit
+            "pkill -TERM -f 'gunicorn --bind 127.0.0.1:969[7]'; sleep 0.5; curl -s -i "
+            "http://127.0.0.1:9697/ready": (
+                "HTTP/1.1 503 SERVICE UNAVAILABLE",
+                '"status":"draining"',
+                "X-Model-Version: ride-duration/4",
+            ),
+            "curl -s -i -X POST -H 'Content-Type: application/json' -d '{\"PULocationID\": "
+            '130, "DOLocationID": 205, "trip_distance": 3.66}\' http://127.0.0.1:9697/predict': (
+                "HTTP/1.1 200 OK",
+                "Connection: close",
+                '"model_version":"ride-duration/4"',
+            ),
         }
     ),
     "docs/stream.md#Scoring a stream": Plan(
