@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO
-from tests.support.servers import free_port, http_ok, running
+from tests.support.servers import free_port, http_ok, running, stop, wait_until_ready
 from tests.support.tlc_fake import file_name, make_trips, write_trips
 
 TRAIN_MONTHS = [(2021, 1), (2021, 2), (2021, 3), (2021, 4)]
@@ -79,6 +80,33 @@ class Install:
     def env(self, env: dict[str, str]) -> dict[str, str]:
         """`env` with this install's commands first on PATH."""
         return {**env, "PATH": f"{self.bin}{os.pathsep}{env.get('PATH', os.defpath)}"}
+
+    def web_command(self, port: int) -> list[str]:
+        """The documented web service command, on `port` of 127.0.0.1, from this install."""
+        return [str(self.bin / "gunicorn"), "--bind", f"127.0.0.1:{port}", "predict:app"]
+
+
+@contextmanager
+def web_service(
+    install: Install, env: dict[str, str], log: Path
+) -> Iterator[tuple[subprocess.Popen, int]]:
+    """The web service from `install` with `env`, on a free port, its output in `log`: the
+    gunicorn master and its port, once `/ready` answers; stopped after."""
+    port = free_port()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            install.web_command(port),
+            env=install.env(env),
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_until_ready(http_ok(f"http://127.0.0.1:{port}/ready"), process, 120, log)
+        yield process, port
+    finally:
+        stop(process)
 
 
 def serving_install() -> Install:

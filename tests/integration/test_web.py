@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained
+from tests.integration.conftest import LINEAR_MODEL, Install, Services, Trained, web_service
 from tests.support.rides import as_rides, prepared
-from tests.support.servers import free_port, http_ok, refused_url, stop, wait_until_ready
+from tests.support.servers import free_port, refused_url
 
 COURSE_RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 
@@ -59,28 +59,10 @@ class Web:
             return error.code, json.load(error)
 
 
-def _command(install: Install, port: int) -> list[str]:
-    """The documented command, on a fresh port of 127.0.0.1, from `install`."""
-    return [str(install.bin / "gunicorn"), "--bind", f"127.0.0.1:{port}", "predict:app"]
-
-
 @contextmanager
 def serving(install: Install, env: dict[str, str], log: Path) -> Iterator[Web]:
-    port = free_port()
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            _command(install, port),
-            env=install.env(env),
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until_ready(http_ok(f"http://127.0.0.1:{port}/ready"), process, 120, log)
+    with web_service(install, env, log) as (_, port):
         yield Web(f"http://127.0.0.1:{port}", log)
-    finally:
-        stop(process)
 
 
 def _download_uri(services: Services, trained: Trained) -> str:
@@ -360,7 +342,7 @@ def test_with_no_model_reachable_it_exits_with_one_line(
 ):
     env = {**services.env, "MLFLOW_TRACKING_URI": refused_url()}
     result = subprocess.run(
-        _command(install, free_port()),
+        install.web_command(free_port()),
         env=install.env(env),
         cwd=REPO,
         capture_output=True,

@@ -21,9 +21,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import REPO
-from tests.integration.conftest import Install, Services, Trained
-from tests.support.servers import free_port, http_ok, stop, wait_until_ready
+from tests.integration.conftest import Install, Services, Trained, web_service
 
 RIDE = {"PULocationID": 130, "DOLocationID": 205, "trip_distance": 3.66}
 MADE_ID = re.compile(r"[0-9a-f]{32}")
@@ -90,22 +88,8 @@ def _read_answer(client: socket.socket) -> Answer:
 @contextmanager
 def started(install: Install, env: dict[str, str], log: Path) -> Iterator[Service]:
     """`gunicorn --bind 127.0.0.1:PORT predict:app` from `install`, as the docs run it."""
-    port = free_port()
-    command = [str(install.bin / "gunicorn"), "--bind", f"127.0.0.1:{port}", "predict:app"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command,
-            env=install.env(env),
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        wait_until_ready(http_ok(f"http://127.0.0.1:{port}/ready"), process, 120, log)
+    with web_service(install, env, log) as (process, port):
         yield Service(process, port, log)
-    finally:
-        stop(process)
 
 
 def service_env(services: Services, **settings: str) -> dict[str, str]:

@@ -150,14 +150,19 @@ def dead_letters(tmp_path: Path) -> list[str]:
     return [json.loads(line)["partition_key"] for line in lines]
 
 
-@pytest.fixture
-def kinesis() -> FakeKinesis:
+def ten_rides() -> FakeKinesis:
+    """Ten records, ride-0 to ride-9, on two shards by turns."""
     stream = FakeKinesis()
     for shard in ("shard-0", "shard-1"):
         stream.add_shard(shard)
     for i in range(10):
         stream.put(f"shard-{i % 2}", f"ride-{i}")
     return stream
+
+
+@pytest.fixture
+def kinesis() -> FakeKinesis:
+    return ten_rides()
 
 
 def test_every_record_of_every_shard_is_handled_once_and_checkpointed(kinesis, tmp_path):

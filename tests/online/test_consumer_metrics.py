@@ -13,18 +13,13 @@ from prometheus_client import REGISTRY
 from ride_duration.core.errors import ConfigurationError
 from ride_duration.online.consumer import Tally
 from ride_duration.online.consumer_metrics import ConsumerMetrics
-from tests.online.test_consumer import FakeKinesis, Handler, consume, resharded
+from tests.online.test_consumer import FakeKinesis, Handler, consume, resharded, ten_rides
 
 
 @pytest.fixture
 def kinesis() -> FakeKinesis:
-    """Ten records, ride-0 to ride-9, on two shards by turns (test_consumer.py's stream)."""
-    stream = FakeKinesis()
-    for shard in ("shard-0", "shard-1"):
-        stream.add_shard(shard)
-    for i in range(10):
-        stream.put(f"shard-{i % 2}", f"ride-{i}")
-    return stream
+    """test_consumer.py's stream: ten records on two shards."""
+    return ten_rides()
 
 
 @pytest.mark.parametrize(
