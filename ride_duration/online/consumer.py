@@ -27,12 +27,11 @@ from typing import Any
 from ride_duration.online.checkpoint import Checkpoint, keep_aside
 from ride_duration.online.consumer_metrics import ConsumerMetrics
 from ride_duration.online.throttling import (
-    THROTTLED,
     Backoff,
     StoppedError,
     episode_line,
     error_code,
-    transient,
+    retryable,
 )
 
 logger = logging.getLogger(__name__)
@@ -201,7 +200,7 @@ class Consumer:
             if error_code(error) == "ExpiredIteratorException":  # idle too long: renewed
                 shard.iterator = self._iterator(shard.shard_id)
                 return None
-            if error_code(error) in THROTTLED or transient(error):
+            if retryable(error):
                 if not shard.failed_reads:  # one line per episode, not one per try
                     logger.warning("%s", episode_line("GetRecords", shard.shard_id, error))
                 shard.not_before = self.clock() + self.backoff.delay(shard.failed_reads)

@@ -71,6 +71,11 @@ def transient(error: BaseException) -> bool:
     return isinstance(error, (BotocoreConnectionError, HTTPClientError))
 
 
+def retryable(error: BaseException) -> bool:
+    """Whether a failed call is worth trying again: throttled, or out of reach (`transient`)."""
+    return error_code(error) in THROTTLED or transient(error)
+
+
 def why(error: BaseException) -> str:
     """A failed call's cause in a few words: its error code, else its kind."""
     return error_code(error) or type(error).__name__
@@ -174,20 +179,19 @@ class RetryingKinesis:
             try:
                 return function(**kwargs)
             except Exception as error:
-                if not self._count(api, error) and not transient(error):
+                self._count(api, error)
+                if not retryable(error):
                     raise
                 if attempt == 0:
                     logger.warning("%s", episode_line(api, of, error))
             self._pause(self.backoff.delay(attempt), stoppable=stoppable)
             attempt += 1
 
-    def _count(self, api: str, error: BaseException) -> bool:
-        """Count `error` when it is a throttled answer; whether it was."""
+    def _count(self, api: str, error: BaseException) -> None:
+        """Count `error` when it is a throttled answer."""
         code = error_code(error)
         if code in THROTTLED:
             self.on_throttle(api, str(code))
-            return True
-        return False
 
     def _pause(self, seconds: float, *, stoppable: bool) -> None:
         if self.wait is not None:

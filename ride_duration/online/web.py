@@ -159,7 +159,7 @@ def create_app(
     @app.after_request
     def log_request(response: Response) -> Response:
         request_id = g.get("request_id") or request_ids.new()
-        serving = g.get("model", service.model)
+        serving = g.get("model") or service.model  # the model its before_request took
         for name, value in service.headers(request_id, serving).items():
             response.headers[name] = value
         seconds = time.perf_counter() - g.get("started", time.perf_counter())
