@@ -1,12 +1,15 @@
 """The scorers with a model that is refreshed (`model.refresh`): each web answer and each stream
 record names the version that made it, a switch in the middle of a request does not change its
-answer, and the metrics count each look. The registry is sqlite, its alias moved by the test
-(`tests.support.moving_alias`); on the real gunicorn and consumer, see
-tests/integration/test_refresh.py."""
+answer, and the metrics count each look; a model that fails its check at start is one line.
+The registry is sqlite, its alias moved by the test (`tests.support.moving_alias`); on the real
+gunicorn and consumer, see tests/integration/test_refresh.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
@@ -17,6 +20,8 @@ from ride_duration.model.refresh import ModelRefresher
 from ride_duration.model.service import ServingModel
 from ride_duration.online import stream, web
 from ride_duration.online.consumer_metrics import ConsumerMetrics
+from tests.conftest import REPO
+from tests.support.failures import assert_one_line_failure
 from tests.support.moving_alias import EMPTY, NAN, OTHER, moving_registry
 from tests.support.rides import RIDE
 
@@ -163,3 +168,39 @@ def test_the_stream_handler_scores_each_event_with_the_model_serving_then(tmp_pa
     assert metrics.value("model_refreshes_total", outcome="refused") == 0
     assert metrics.value("model_info", model_version="ride-duration/2", run_id="run2") == 1
     assert metrics.value("model_info", model_version="ride-duration/1", run_id="run1") is None
+
+
+@pytest.mark.parametrize(
+    ("command", "stdin"),
+    [
+        (["-c", "import predict"], ""),  # what gunicorn does first: import the app
+        (["lambda_function.py"], '{"ride": {"PULocationID": 1, "trip_distance": 1}}\n'),
+    ],
+    ids=["web service", "lambda function"],
+)
+def test_a_model_that_answers_nan_is_refused_at_start_in_one_line(tmp_path, command, stdin):
+    settings, _ = moving_registry(tmp_path)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MODEL_URI": f"models:/ride-duration/{NAN}",
+        "TRUSTED_MODEL_PREFIXES": ",".join(settings.trusted_model_prefixes or ()),
+        "TEST_RUN": "True",
+    }
+    result = subprocess.run(
+        [sys.executable, *command],
+        input=stdin,
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_line_failure(
+        result,
+        f"error: model ride-duration/{NAN} answers [nan, nan] for 2 check rides, not a finite "
+        "number of minutes each: it is not served",
+        2,
+    )
+    assert result.stdout == ""
